@@ -1,0 +1,3 @@
+//! The crak live engine: capture running processes into crak images and restore them.
+
+pub mod sys;
