@@ -2,7 +2,10 @@
 // Command-line front end for the Kaitai Struct compiler's npm build, which ships only a
 // programmatic API. Usage mirrors the JVM compiler's:
 //
-//   node spec/tools/ksc.js -t python --outdir DIR FILE.ksy
+//   node spec/tools/ksc.js [--debug] -t python --outdir DIR FILE.ksy
+//
+// `--debug` (alias `--read-pos`) is the JVM compiler's `--read-pos --no-auto-read`: objects record
+// the start and end offset of every field in `_debug`, and `_read()` is called explicitly.
 //   node spec/tools/ksc.js --version
 //
 // Needs the npm packages `kaitai-struct-compiler` and `js-yaml` (global installs are found
@@ -43,6 +46,7 @@ function usage() {
 const args = process.argv.slice(2);
 let target = null;
 let outdir = ".";
+let debug = false;
 const inputs = [];
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
@@ -50,6 +54,8 @@ for (let i = 0; i < args.length; i++) {
     const compiler = load("kaitai-struct-compiler");
     process.stdout.write(`kaitai-struct-compiler ${compiler.version} (npm build)\n`);
     process.exit(0);
+  } else if (a === "--debug" || a === "--read-pos") {
+    debug = true;
   } else if (a === "-t" || a === "--target") {
     target = args[++i];
   } else if (a === "-d" || a === "--outdir") {
@@ -75,7 +81,7 @@ async function main() {
         return Promise.resolve(yaml.load(fs.readFileSync(file, "utf8")));
       },
     };
-    const files = await compiler.compile(target, ksy, importer, false);
+    const files = await compiler.compile(target, ksy, importer, debug);
     for (const [name, text] of Object.entries(files)) {
       fs.writeFileSync(path.join(outdir, name), text);
     }

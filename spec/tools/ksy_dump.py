@@ -1,0 +1,721 @@
+#!/usr/bin/env python3
+"""Reads a crak image with the parser that kaitai-struct-compiler generates from spec/crak.ksy
+and prints it as JSON in the shape of the crak-format model (serde of `crak_format::Image`), so
+that it can be compared field by field with the Rust reader.
+
+    ksy_dump.py [--parser-dir DIR] [--pages] [--no-crc] IMAGE
+
+Every field of every record is read by the generated parser. What a .ksy cannot express is
+checked here, in file order, as a reader of spec/crak-format.md must: each record's CRC32C
+before its payload is used (bad-crc), unknown CRITICAL records (unknown-critical-record), the
+ordering rules of §2.3 (orphan-record, duplicate), END's counts and digest (bad-end,
+bad-digest), a missing END (truncated) and bytes after END (trailing-data).
+
+Output: the model as JSON on stdout and exit status 0; or, for an image a reader must reject,
+`{"error": KIND, "offset": N, "record": NAME, "field": NAME, "message": TEXT}` on stdout and
+exit status 1. Exit status 2 is a usage or environment error.
+
+`--pages` prints page data, XSAVE areas, siginfos, fd contents and pipe data in full (base64),
+as `crak-dump IMAGE --json --pages` does; without it, those blobs are elided the way
+`crak_format::to_json(image, false)` elides them. `--no-crc` skips the CRC and digest checks,
+whose pure-Python CRC32C is slow on images of many megabytes.
+
+`--parser-dir` names a directory holding the generated `crak.py`; without it, spec/crak.ksy is
+compiled into a temporary directory with `kaitai-struct-compiler` (or `node spec/tools/ksc.js`).
+"""
+
+import argparse
+import base64
+import importlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+SPEC_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+MAGIC = b"\x89CRAK\r\n\x1a"
+FILE_HEADER_LEN = 16
+RECORD_HEADER_LEN = 16
+CRC_LEN = 4
+
+RECORD_NAMES = {
+    0x0001: "HEADER",
+    0x0002: "PROCESS",
+    0x0003: "CREDS",
+    0x0004: "MM",
+    0x0005: "RLIMITS",
+    0x0006: "SIGACTIONS",
+    0x0007: "THREAD",
+    0x0008: "XSAVE",
+    0x0009: "SIGQUEUE",
+    0x000A: "VMA",
+    0x000B: "PAGES",
+    0x000C: "ZERO_PAGES",
+    0x000D: "FD",
+    0x000E: "PIPE_DATA",
+    0x0010: "NOTE",
+    0x00FF: "END",
+}
+KIND_HEADER = 0x0001
+KIND_PROCESS = 0x0002
+KIND_PAGES = 0x000B
+KIND_END = 0x00FF
+
+# Kinds whose payload carries page-sized data (spec §2.2); every other kind is metadata.
+BULK_KINDS = {0x000B, 0x000D, 0x000E}
+MAX_METADATA_PAYLOAD = 64 << 20
+
+GPR_NAMES = [
+    "r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx",
+    "rsi", "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss", "fs_base", "gs_base", "ds",
+    "es", "fs", "gs",
+]
+
+
+# --------------------------------------------------------------------------- CRC32C
+
+def _crc32c_table():
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+_CRC_TABLE = _crc32c_table()
+
+
+def _crc32c_python(data, crc=0):
+    crc ^= 0xFFFFFFFF
+    table = _CRC_TABLE
+    for b in data:
+        crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def _pick_crc32c():
+    """A native CRC32C when one is installed, else the table-driven one above."""
+    try:
+        import crc32c as native  # the `crc32c` PyPI package
+
+        return lambda data, crc=0: native.crc32c(data, crc)
+    except Exception:
+        return _crc32c_python
+
+
+crc32c = _pick_crc32c()
+
+
+class Crc32c:
+    """Incremental CRC32C."""
+
+    def __init__(self):
+        self.value = 0
+
+    def update(self, data):
+        self.value = crc32c(data, self.value)
+        return self
+
+
+# --------------------------------------------------------------------------- errors
+
+class Reject(Exception):
+    """An image a reader of spec/crak-format.md must reject."""
+
+    def __init__(self, kind, offset, record=None, field=None, message=""):
+        super().__init__(message or kind)
+        self.kind = kind
+        self.offset = offset
+        self.record = record
+        self.field = field
+        self.message = message or kind
+
+    def to_json(self):
+        return {
+            "error": self.kind,
+            "offset": self.offset,
+            "record": self.record,
+            "field": self.field,
+            "message": self.message,
+        }
+
+
+# --------------------------------------------------------------------------- the parser
+
+def find_compiler():
+    """The command that runs a Kaitai Struct compiler, or None."""
+    ksc = shutil.which("kaitai-struct-compiler")
+    if ksc:
+        # The JVM build: --read-pos --no-auto-read give the same code as the npm build's debug mode.
+        return [ksc, "--read-pos", "--no-auto-read"]
+    if shutil.which("node"):
+        return ["node", os.path.join(SPEC_DIR, "tools", "ksc.js"), "--debug"]
+    return None
+
+
+def compile_parser(out_dir):
+    """Compiles spec/crak.ksy to Python in out_dir, recording field positions."""
+    ksy = os.path.join(SPEC_DIR, "crak.ksy")
+    base = find_compiler()
+    if base is None:
+        raise Usage("no Kaitai Struct compiler: install one with "
+                    "'npm install -g kaitai-struct-compiler js-yaml'")
+    cmd = base + ["-t", "python", "--outdir", out_dir, ksy]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise Usage("compiling %s failed (%s):\n%s%s"
+                    % (ksy, " ".join(cmd), res.stdout, res.stderr))
+
+
+def load_parser(parser_dir):
+    """Imports the generated module `crak` from parser_dir."""
+    try:
+        import kaitaistruct  # noqa: F401
+    except ImportError:
+        raise Usage("the Python package 'kaitaistruct' is missing (pip install kaitaistruct)")
+    sys.path.insert(0, parser_dir)
+    try:
+        return importlib.import_module("crak")
+    finally:
+        sys.path.pop(0)
+
+
+class Usage(Exception):
+    """A usage or environment error (exit status 2)."""
+
+
+# --------------------------------------------------------------------------- JSON helpers
+
+def byte_string(raw):
+    """crak_format::ByteString: a JSON string when the bytes are UTF-8, else {"hex": ...}."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"hex": raw.hex()}
+
+
+def blob(raw):
+    """crak_format::Blob: standard base64 with padding."""
+    return base64.b64encode(raw).decode("ascii")
+
+
+def model_field_name(ksy_field):
+    """The model's name for a .ksy field: `comm_len` and `comm` are both `comm`."""
+    if ksy_field is None:
+        return None
+    if ksy_field.startswith("num_"):
+        return ksy_field[4:]
+    if ksy_field.endswith("_len"):
+        return ksy_field[:-4]
+    return ksy_field
+
+
+def locate_failure(obj):
+    """In a partly read object of the debug-mode parser, the field the read stopped at and the
+    offset where that field starts (relative to the object's stream); (None, None) without
+    position information."""
+    seq = getattr(type(obj), "SEQ_FIELDS", None)
+    debug = getattr(obj, "_debug", None)
+    if not seq or debug is None:
+        return None, None
+    last = None
+    for name in seq:
+        if name in debug and "start" in debug[name]:
+            last = name
+    if last is None:
+        return None, None
+    info = debug[last]
+    start = info.get("start")
+    if "end" not in info:
+        value = getattr(obj, last, None)
+        if isinstance(value, list):
+            arr = info.get("arr") or []
+            if arr:
+                start = arr[-1].get("start", start)
+            value = value[-1] if value else None
+        if value is not None and hasattr(type(value), "SEQ_FIELDS"):
+            inner, inner_start = locate_failure(value)
+            if inner_start is not None:
+                start = inner_start
+            if inner is not None:
+                last = "%s.%s" % (last, inner)
+    return last, start
+
+
+# --------------------------------------------------------------------------- model
+
+def model_header(h):
+    return {
+        "arch": h.arch,
+        "page_size": h.page_size,
+        "capture_time_ns": h.capture_time_ns,
+        "xsave_features": h.xsave_features,
+        "xsave_size": h.xsave_size,
+        "kernel_release": byte_string(h.kernel_release),
+        "hostname": byte_string(h.hostname),
+        "tool_version": byte_string(h.tool_version),
+        "special_mappings": [
+            {"kind": m.kind.name, "start": m.start, "end": m.end} for m in h.special_mappings
+        ],
+    }
+
+
+def model_process(p):
+    out = {k: getattr(p, k) for k in ("pid", "ppid", "pgid", "sid", "personality", "umask",
+                                      "flags")}
+    for k in ("comm", "exe", "cwd", "root", "cmdline", "environ"):
+        out[k] = byte_string(getattr(p, k))
+    out["tids"] = list(p.tids)
+    return out
+
+
+def model_creds(c):
+    names = ["pid", "uid", "euid", "suid", "fsuid", "gid", "egid", "sgid", "fsgid",
+             "cap_inheritable", "cap_permitted", "cap_effective", "cap_bounding", "cap_ambient",
+             "securebits", "no_new_privs"]
+    out = {k: getattr(c, k) for k in names}
+    out["groups"] = list(c.groups)
+    return out
+
+
+def model_mm(m):
+    names = ["pid", "start_code", "end_code", "start_data", "end_data", "start_brk", "brk",
+             "start_stack", "arg_start", "arg_end", "env_start", "env_end"]
+    out = {k: getattr(m, k) for k in names}
+    out["auxv"] = [[e.key, e.value] for e in m.auxv]
+    return out
+
+
+def model_rlimits(r):
+    return {
+        "pid": r.pid,
+        "limits": [{"resource": l.resource, "cur": l.cur, "max": l.max} for l in r.limits],
+    }
+
+
+def model_sigactions(s):
+    return {
+        "pid": s.pid,
+        "actions": [
+            {"signo": a.signo, "handler": a.handler, "flags": a.flags, "restorer": a.restorer,
+             "mask": a.mask}
+            for a in s.actions
+        ],
+    }
+
+
+def model_thread(t):
+    return {
+        "pid": t.pid,
+        "tid": t.tid,
+        "gpr": {name: getattr(t.gpr, name) for name in GPR_NAMES},
+        "blocked": t.blocked,
+        "pending": t.pending,
+        "sas_sp": t.sas_sp,
+        "sas_size": t.sas_size,
+        "sas_flags": t.sas_flags,
+        "rseq_len": t.rseq_len,
+        "rseq_addr": t.rseq_addr,
+        "rseq_sig": t.rseq_sig,
+        "clear_child_tid": t.clear_child_tid,
+    }
+
+
+def model_xsave(x):
+    return {"pid": x.pid, "tid": x.tid, "xstate_bv": x.xstate_bv, "area": blob(x.area)}
+
+
+def model_sigqueue(q):
+    return {"pid": q.pid, "tid": q.tid, "siginfos": [blob(s) for s in q.siginfos]}
+
+
+def model_vma(v):
+    return {
+        "pid": v.pid,
+        "kind": v.kind.name,
+        "start": v.start,
+        "end": v.end,
+        "prot": v.prot,
+        "flags": v.flags,
+        "madvise": v.madvise,
+        "pgoff": v.pgoff,
+        "dev": v.dev,
+        "ino": v.ino,
+        "size": v.size,
+        "mtime_ns": v.mtime_ns,
+        "path": byte_string(v.path),
+    }
+
+
+def model_pages(p):
+    return {"pid": p.pid, "addr": p.addr, "nr_pages": p.nr_pages, "data": blob(p.data)}
+
+
+def model_zero_pages(z):
+    return {"pid": z.pid, "addr": z.addr, "nr_pages": z.nr_pages}
+
+
+def model_fd(f):
+    return {
+        "pid": f.pid,
+        "fd": f.fd,
+        "fd_flags": f.fd_flags,
+        "kind": f.kind.name,
+        "open_flags": f.open_flags,
+        "pos": f.pos,
+        "dev": f.dev,
+        "ino": f.ino,
+        "rdev": f.rdev,
+        "size": f.size,
+        "mtime_ns": f.mtime_ns,
+        "mode": f.mode,
+        "deleted": f.deleted == 1,
+        "path": byte_string(f.path),
+        "contents": blob(f.contents),
+    }
+
+
+def model_pipe_data(p):
+    return {"pipe_id": p.pipe_id, "capacity": p.capacity, "data": blob(p.data)}
+
+
+def model_note(n):
+    return {"key": byte_string(n.key), "value": byte_string(n.value)}
+
+
+def new_process(record):
+    return {
+        "process": record,
+        "creds": None,
+        "mm": None,
+        "rlimits": None,
+        "sigactions": None,
+        "threads": [],
+        "xsaves": [],
+        "sigqueues": [],
+        "fds": [],
+        "vmas": [],
+        "pages": [],
+        "zero_runs": [],
+    }
+
+
+# kind -> (model converter, slot in the process, whether at most one per process,
+#          whether at most one per (pid, tid))
+PER_PROCESS = {
+    0x0003: (model_creds, "creds", True, False),
+    0x0004: (model_mm, "mm", True, False),
+    0x0005: (model_rlimits, "rlimits", True, False),
+    0x0006: (model_sigactions, "sigactions", True, False),
+    0x0007: (model_thread, "threads", False, True),
+    0x0008: (model_xsave, "xsaves", False, True),
+    0x0009: (model_sigqueue, "sigqueues", False, False),
+    0x000A: (model_vma, "vmas", False, False),
+    0x000B: (model_pages, "pages", False, False),
+    0x000C: (model_zero_pages, "zero_runs", False, False),
+    0x000D: (model_fd, "fds", False, False),
+}
+
+
+def elide(image):
+    """The model without bulk data, as `crak_format::to_json(image, false)` prints it: every
+    blob replaced by its length in bytes."""
+    out = json.loads(json.dumps(image))
+    for proc in out["processes"]:
+        for x in proc["xsaves"]:
+            x["area"] = len(base64.b64decode(x["area"]))
+        for q in proc["sigqueues"]:
+            q["siginfos"] = [len(base64.b64decode(s)) for s in q["siginfos"]]
+        for f in proc["fds"]:
+            f["contents"] = len(base64.b64decode(f["contents"]))
+        for p in proc["pages"]:
+            p["data"] = len(base64.b64decode(p["data"]))
+    for p in out["pipes"]:
+        p["data"] = len(base64.b64decode(p["data"]))
+    return out
+
+
+# --------------------------------------------------------------------------- the reader
+
+class Reader:
+    """Reads one image sequentially, as spec/crak-format.md §2 describes, with the generated
+    parser reading every header and payload."""
+
+    def __init__(self, data, parser, check_crc=True):
+        self.data = data
+        self.parser = parser
+        self.Crak = parser.Crak
+        self.check_crc = check_crc
+        self.debug = hasattr(self.Crak.Record, "SEQ_FIELDS")
+
+    def parse(self, obj):
+        """Reads obj: explicitly in debug mode (no auto-read), already done otherwise."""
+        if self.debug:
+            obj._read()
+        return obj
+
+    def read(self):
+        data = self.data
+        size = len(data)
+        ks = self.parser
+
+        # File header (§2.1), rule by rule so that each gets its own error kind.
+        if data[:8] != MAGIC[: min(8, size)]:
+            raise Reject("bad-magic", 0, None, "magic", "not a crak image")
+        if size < FILE_HEADER_LEN:
+            raise Reject("truncated", size, None, "file_header", "the file header is cut short")
+        major = int.from_bytes(data[8:10], "little")
+        if major != 1:
+            raise Reject("unsupported-version", 8, None, "major",
+                         "major version %d is not implemented" % major)
+        flags = int.from_bytes(data[12:16], "little")
+        if flags & 0xFFFF:
+            raise Reject("unknown-flag", 12, None, "flags",
+                         "unknown critical flag bits 0x%04x" % (flags & 0xFFFF))
+
+        io = ks.KaitaiStream(ks.BytesIO(data))
+        # The root object, built the way Crak._read builds it, so that records are read one at a
+        # time and every check happens in file order.
+        root = self.Crak.__new__(self.Crak)
+        ks.KaitaiStruct.__init__(root, io)
+        root._parent = None
+        root._root = root
+        root.records = []
+        if self.debug:
+            import collections
+
+            root._debug = collections.defaultdict(dict)
+        try:
+            root.file_header = self.parse(self.Crak.FileHeader(io, root, root))
+        except Exception as exc:
+            raise Reject("bad-value", 0, None, "file_header", "%s: %s"
+                         % (type(exc).__name__, exc))
+
+        digest = Crc32c()
+        if self.check_crc:
+            digest.update(data[:FILE_HEADER_LEN])
+        image = Image(root.file_header)
+        offset = FILE_HEADER_LEN
+        while True:
+            if offset == size:
+                raise Reject("truncated", offset, None, None, "the END record is missing")
+            if size - offset < RECORD_HEADER_LEN:
+                raise Reject("truncated", offset, None, None, "a record header is cut short")
+            kind = int.from_bytes(data[offset:offset + 2], "little")
+            rflags = int.from_bytes(data[offset + 2:offset + 4], "little")
+            length = int.from_bytes(data[offset + 8:offset + 16], "little")
+            name = RECORD_NAMES.get(kind, "0x%04x" % kind)
+            payload_off = offset + RECORD_HEADER_LEN
+            if length + CRC_LEN > size - payload_off:
+                raise Reject("truncated", offset + 8, name, "length",
+                             "a payload of %d bytes and its CRC run past the end of the file"
+                             % length)
+            crc_off = payload_off + length
+            if self.check_crc:
+                stored = int.from_bytes(data[crc_off:crc_off + CRC_LEN], "little")
+                actual = crc32c(data[offset:crc_off])
+                if stored != actual:
+                    raise Reject("bad-crc", crc_off, name, "crc",
+                                 "stored 0x%08x, computed 0x%08x" % (stored, actual))
+            if kind not in RECORD_NAMES and rflags & 1:
+                raise Reject("unknown-critical-record", offset, name, "kind",
+                             "unknown record kind 0x%04x has CRITICAL set" % kind)
+            if image.record_count == 0 and kind != KIND_HEADER:
+                raise Reject("orphan-record", offset, name, "kind",
+                             "the first record is %s, not HEADER" % name)
+
+            io.seek(offset)
+            rec = self.Crak.Record(io, root, root)
+            root.records.append(rec)
+            try:
+                self.parse(rec)
+            except Exception as exc:
+                raise self.payload_error(exc, rec, name, payload_off)
+            if io.pos() != crc_off + CRC_LEN:
+                raise Reject("bad-value", payload_off, name, None,
+                             "the parser read %d bytes of a %d-byte record"
+                             % (io.pos() - offset, crc_off + CRC_LEN - offset))
+
+            if kind == KIND_END:
+                self.check_end(rec.payload, offset, payload_off, image, digest)
+                after = crc_off + CRC_LEN
+                if after != size:
+                    raise Reject("trailing-data", after, None, None,
+                                 "%d bytes follow END" % (size - after))
+                self.whole_file_parse(len(root.records))
+                return image
+            if kind in RECORD_NAMES:
+                image.add(kind, name, rec.payload, payload_off)
+            if self.check_crc:
+                digest.update(data[offset:payload_off])
+                digest.update(data[crc_off:crc_off + CRC_LEN])
+            image.record_count += 1
+            offset = crc_off + CRC_LEN
+
+    def payload_error(self, exc, rec, name, payload_off):
+        """The Reject for an exception the generated parser raised inside a payload."""
+        import kaitaistruct
+
+        field, start = None, None
+        payload = getattr(rec, "payload", None)
+        if payload is not None and not isinstance(payload, bytes):
+            field, start = locate_failure(payload)
+        if isinstance(exc, kaitaistruct.ValidationFailedError):
+            kind = "bad-value"
+        elif isinstance(exc, EOFError) or "EOF" in type(exc).__name__:
+            kind = "truncated"
+        else:
+            kind = "bad-value"
+        if field is not None and "." not in field:
+            field = model_field_name(field)
+        offset = payload_off + (start or 0)
+        return Reject(kind, offset, name, field, "%s: %s" % (type(exc).__name__, exc))
+
+    def check_end(self, end, offset, payload_off, image, digest):
+        """END's counts and digest (§2.4)."""
+        if end.record_count != image.record_count:
+            raise Reject("bad-end", payload_off, "END", "record_count",
+                         "END counts %d records, the image has %d"
+                         % (end.record_count, image.record_count))
+        if end.byte_count != offset:
+            raise Reject("bad-end", payload_off + 8, "END", "byte_count",
+                         "END says it starts at %d, it starts at %d" % (end.byte_count, offset))
+        if end.page_count != image.page_count:
+            raise Reject("bad-end", payload_off + 16, "END", "page_count",
+                         "END counts %d pages, the image has %d"
+                         % (end.page_count, image.page_count))
+        if self.check_crc and end.digest != digest.value:
+            raise Reject("bad-digest", payload_off + 24, "END", "digest",
+                         "stored 0x%08x, computed 0x%08x" % (end.digest, digest.value))
+
+    def whole_file_parse(self, expected_records):
+        """Parses the image again through the .ksy's top-level type, as any Kaitai user would,
+        and checks it agrees on the record count."""
+        top = self.Crak.from_bytes(self.data)
+        self.parse(top)
+        if len(top.records) != expected_records:
+            raise Usage("the top-level parse found %d records, the sequential read %d"
+                        % (len(top.records), expected_records))
+
+
+class Image:
+    """The model being assembled: records grouped by process (spec §2.3)."""
+
+    def __init__(self, file_header):
+        self.version = {"major": file_header.major, "minor": file_header.minor}
+        self.flags = file_header.flags
+        self.header = None
+        self.processes = []
+        self.by_pid = {}
+        self.pipes = []
+        self.notes = []
+        self.record_count = 0
+        self.page_count = 0
+        self.seen_once = set()
+
+    def add(self, kind, name, p, payload_off):
+        if kind == KIND_HEADER:
+            if self.header is not None:
+                raise Reject("duplicate", payload_off - RECORD_HEADER_LEN, name, "kind",
+                             "a second HEADER record")
+            self.header = model_header(p)
+            return
+        if kind == KIND_PROCESS:
+            if p.pid in self.by_pid:
+                raise Reject("duplicate", payload_off, name, "pid",
+                             "a second PROCESS record for pid %d" % p.pid)
+            proc = new_process(model_process(p))
+            self.by_pid[p.pid] = proc
+            self.processes.append(proc)
+            return
+        if kind == 0x000E:
+            self.pipes.append(model_pipe_data(p))
+            return
+        if kind == 0x0010:
+            self.notes.append(model_note(p))
+            return
+        convert, slot, once, once_per_thread = PER_PROCESS[kind]
+        proc = self.by_pid.get(p.pid)
+        if proc is None:
+            raise Reject("orphan-record", payload_off, name, "pid",
+                         "no PROCESS record precedes pid %d" % p.pid)
+        if once:
+            if proc[slot] is not None:
+                raise Reject("duplicate", payload_off, name, "pid",
+                             "a second %s record for pid %d" % (name, p.pid))
+            proc[slot] = convert(p)
+        else:
+            if once_per_thread:
+                key = (kind, p.pid, p.tid)
+                if key in self.seen_once:
+                    raise Reject("duplicate", payload_off + 4, name, "tid",
+                                 "a second %s record for pid %d tid %d" % (name, p.pid, p.tid))
+                self.seen_once.add(key)
+            proc[slot].append(convert(p))
+        if kind == KIND_PAGES:
+            self.page_count += p.nr_pages
+
+    def to_json(self):
+        return {
+            "version": self.version,
+            "flags": self.flags,
+            "header": self.header,
+            "processes": self.processes,
+            "pipes": self.pipes,
+            "notes": self.notes,
+        }
+
+
+# --------------------------------------------------------------------------- main
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("image", help="crak image to read ('-' for standard input)")
+    ap.add_argument("--parser-dir", help="directory holding the generated crak.py "
+                    "(compiled with positions: ksc.js --debug, or --read-pos --no-auto-read)")
+    ap.add_argument("--pages", action="store_true", help="print bulk data in full (base64)")
+    ap.add_argument("--no-crc", action="store_true", help="skip CRC and digest checks")
+    args = ap.parse_args(argv)
+    try:
+        if args.image == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            with open(args.image, "rb") as f:
+                data = f.read()
+        if args.parser_dir:
+            parser = load_parser(args.parser_dir)
+        else:
+            tmp = tempfile.mkdtemp(prefix="crak-ksy-")
+            try:
+                compile_parser(tmp)
+                parser = load_parser(tmp)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        image = Reader(data, parser, check_crc=not args.no_crc).read()
+    except Reject as r:
+        json.dump(r.to_json(), sys.stdout)
+        sys.stdout.write("\n")
+        return 1
+    except (Usage, OSError) as e:
+        sys.stderr.write("ksy_dump: %s\n" % e)
+        return 2
+    out = image.to_json()
+    if not args.pages:
+        out = elide(out)
+    try:
+        json.dump(out, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # A closed pipe is not an error (`ksy_dump.py IMAGE | head`).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
