@@ -1,0 +1,140 @@
+//! FD and PIPE_DATA rules: unique descriptors, absolute paths, contents only for deleted
+//! regular files, and one PIPE_DATA per pipe that some fd refers to
+//! (`spec/crak-format.md#fd`, `#pipe-data`).
+
+use super::{bytes_len, is_absolute, At, Cx, Field};
+use crate::record::fd::FdKind;
+use crate::record::kind;
+use std::collections::{HashMap, HashSet};
+
+/// Highest fd number plus one (spec §3.13).
+pub const MAX_FD: u32 = 1 << 20;
+
+pub(super) fn check(cx: &mut Cx<'_, '_>) {
+    let image = cx.image;
+    let mut pipes: HashMap<u64, usize> = HashMap::with_capacity(image.pipes.len());
+    for (i, pd) in image.pipes.iter().enumerate() {
+        let at = At::image(kind::PIPE_DATA, Some(i));
+        if let Some(first) = pipes.insert(pd.pipe_id, i) {
+            pipes.insert(pd.pipe_id, first);
+            cx.error(
+                "duplicate-pipe-data",
+                at,
+                Field::At("pipe_id", 0),
+                format!(
+                    "pipe {} has a second PIPE_DATA record (first is #{first})",
+                    pd.pipe_id
+                ),
+            );
+        }
+        if pd.data.len() as u64 > u64::from(pd.capacity) {
+            cx.error(
+                "pipe-data-over-capacity",
+                at,
+                Field::At("data", 16),
+                format!(
+                    "pipe {} buffers {} bytes, more than its capacity {}",
+                    pd.pipe_id,
+                    pd.data.len(),
+                    pd.capacity
+                ),
+            );
+        }
+    }
+
+    let mut used: HashSet<u64> = HashSet::new();
+    for p in &image.processes {
+        let pid = p.pid();
+        let mut fds: HashMap<u32, usize> = HashMap::with_capacity(p.fds.len());
+        if p.fds.len() > MAX_FD as usize {
+            cx.error(
+                "too-many-fds",
+                At::once(kind::PROCESS, pid),
+                Field::At("pid", 0),
+                format!("process {pid} has {} fds, more than {MAX_FD}", p.fds.len()),
+            );
+        }
+        for (i, f) in p.fds.iter().enumerate() {
+            let at = At::proc(kind::FD, pid, i);
+            if let Some(first) = fds.insert(f.fd, i) {
+                fds.insert(f.fd, first);
+                cx.error(
+                    "duplicate-fd",
+                    at,
+                    Field::At("fd", 4),
+                    format!("fd {} has a second FD record (first is #{first})", f.fd),
+                );
+            }
+            if f.fd >= MAX_FD {
+                cx.error(
+                    "bad-fd",
+                    at,
+                    Field::At("fd", 4),
+                    format!("fd {} is not below {MAX_FD}", f.fd),
+                );
+            }
+            if f.kind != FdKind::Pipe && !is_absolute(f.path.as_bytes()) {
+                cx.warn(
+                    "path-not-absolute",
+                    at,
+                    Field::At("path", 80),
+                    format!("fd {} path {:?} is not absolute", f.fd, f.path),
+                );
+            }
+            if f.deleted && f.kind != FdKind::Reg {
+                cx.error(
+                    "deleted-not-regular",
+                    at,
+                    Field::At("deleted", 76),
+                    format!("fd {} is {:?} but marked deleted (REG only)", f.fd, f.kind),
+                );
+            }
+            if !f.deleted && !f.contents.is_empty() {
+                cx.error(
+                    "contents-not-deleted",
+                    at,
+                    Field::At(
+                        "contents",
+                        80u64.saturating_add(bytes_len(f.path.as_bytes())),
+                    ),
+                    format!(
+                        "fd {} carries {} bytes of contents but its file is not deleted",
+                        f.fd,
+                        f.contents.len()
+                    ),
+                );
+            }
+            if matches!(f.kind, FdKind::Pipe | FdKind::Fifo) {
+                used.insert(f.ino);
+                if !pipes.contains_key(&f.ino) {
+                    cx.error(
+                        "pipe-data-missing",
+                        at,
+                        Field::At("ino", 40),
+                        format!(
+                            "fd {} is a {} end of pipe {} which has no PIPE_DATA record",
+                            f.fd,
+                            if f.kind == FdKind::Pipe {
+                                "pipe"
+                            } else {
+                                "FIFO"
+                            },
+                            f.ino
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    for (i, pd) in image.pipes.iter().enumerate() {
+        if !used.contains(&pd.pipe_id) {
+            cx.warn(
+                "orphan-pipe-data",
+                At::image(kind::PIPE_DATA, Some(i)),
+                Field::At("pipe_id", 0),
+                format!("no fd refers to pipe {}", pd.pipe_id),
+            );
+        }
+    }
+}

@@ -1,0 +1,979 @@
+//! One test per rule: a valid model, broken in one place, gives exactly that finding.
+
+use super::*;
+use crate::bytes::{Blob, ByteString};
+use crate::image::{Process, Version};
+use crate::read::RecordSpan;
+use crate::record::creds::Creds;
+use crate::record::fd::{Fd, FdKind};
+use crate::record::header::{Header, SpecialMapping, ARCH_X86_64};
+use crate::record::mm::Mm;
+use crate::record::pages::{PageRun, ZeroRun};
+use crate::record::pipe_data::PipeData;
+use crate::record::process::ProcessRecord;
+use crate::record::rlimits::{Rlimit, Rlimits};
+use crate::record::sigactions::{SigAction, SigActions};
+use crate::record::sigqueue::SigQueue;
+use crate::record::thread::Thread;
+use crate::record::vma::{Vma, VmaKind, MAP_PRIVATE, MAP_SHARED, PROT_EXEC, PROT_READ, PROT_WRITE};
+use crate::record::xsave::Xsave;
+
+const PS: u64 = 4096;
+const XSAVE_SIZE: u32 = 832;
+const HEAP: u64 = 0x60_0000;
+
+fn vma(pid: u32, kind: VmaKind, start: u64, end: u64, prot: u32, path: &str) -> Vma {
+    Vma {
+        pid,
+        kind,
+        start,
+        end,
+        prot,
+        flags: MAP_PRIVATE,
+        madvise: 0,
+        pgoff: 0,
+        dev: if kind == VmaKind::File { 0x803 } else { 0 },
+        ino: if kind == VmaKind::File { 1234 } else { 0 },
+        size: 0,
+        mtime_ns: 0,
+        path: path.into(),
+    }
+}
+
+fn fd(pid: u32, n: u32, kind: FdKind, path: &str, ino: u64) -> Fd<'static> {
+    Fd {
+        pid,
+        fd: n,
+        fd_flags: 0,
+        kind,
+        open_flags: 2,
+        pos: 0,
+        dev: 0,
+        ino,
+        rdev: 0,
+        size: 0,
+        mtime_ns: 0,
+        mode: 0o100644,
+        deleted: false,
+        path: path.into(),
+        contents: Blob::default(),
+    }
+}
+
+fn process(pid: u32, ppid: u32, tids: &[u32]) -> Process<'static> {
+    let mut p = Process::new(ProcessRecord {
+        pid,
+        ppid,
+        pgid: pid,
+        sid: pid,
+        comm: "app".into(),
+        exe: "/usr/bin/app".into(),
+        cwd: "/home/user".into(),
+        root: "/".into(),
+        cmdline: ByteString(b"app\0--serve\0".to_vec()),
+        environ: ByteString(b"HOME=/home/user\0".to_vec()),
+        tids: tids.to_vec(),
+        ..ProcessRecord::default()
+    });
+    p.creds = Some(Creds {
+        pid,
+        uid: 1000,
+        euid: 1000,
+        suid: 1000,
+        fsuid: 1000,
+        gid: 1000,
+        egid: 1000,
+        sgid: 1000,
+        fsgid: 1000,
+        groups: vec![1000, 27],
+        ..Creds::default()
+    });
+    p.mm = Some(Mm {
+        pid,
+        start_code: 0x40_0000,
+        end_code: 0x40_1000,
+        start_data: 0x40_1000,
+        end_data: 0x40_1000,
+        start_brk: HEAP,
+        brk: HEAP + 0x2100,
+        start_stack: 0x7ffc_0002_0000,
+        arg_start: 0x7ffc_0002_0100,
+        arg_end: 0x7ffc_0002_0110,
+        env_start: 0x7ffc_0002_0110,
+        env_end: 0x7ffc_0002_0200,
+        auxv: vec![(6, PS)],
+    });
+    p.rlimits = Some(Rlimits {
+        pid,
+        limits: vec![
+            Rlimit {
+                resource: 7,
+                cur: 1024,
+                max: 4096,
+            },
+            Rlimit {
+                resource: 3,
+                cur: 8 << 20,
+                max: u64::MAX,
+            },
+        ],
+    });
+    p.sigactions = Some(SigActions {
+        pid,
+        actions: vec![
+            SigAction {
+                signo: 10,
+                handler: 0x40_0100,
+                flags: 0x0400_0000,
+                restorer: 0x40_0200,
+                mask: 0,
+            },
+            SigAction {
+                signo: 13,
+                handler: 1,
+                ..SigAction::default()
+            },
+        ],
+    });
+    for &tid in tids {
+        p.threads.push(Thread {
+            pid,
+            tid,
+            ..Thread::default()
+        });
+        p.xsaves.push(Xsave {
+            pid,
+            tid,
+            xstate_bv: 0x3,
+            area: Blob::from(vec![0u8; XSAVE_SIZE as usize]),
+        });
+    }
+    p.vmas = vec![
+        vma(
+            pid,
+            VmaKind::File,
+            0x40_0000,
+            0x40_1000,
+            PROT_READ | PROT_EXEC,
+            "/usr/bin/app",
+        ),
+        vma(
+            pid,
+            VmaKind::Heap,
+            HEAP,
+            HEAP + 0x3000,
+            PROT_READ | PROT_WRITE,
+            "[heap]",
+        ),
+        vma(
+            pid,
+            VmaKind::Anon,
+            0x7f00_0000_0000,
+            0x7f00_0001_0000,
+            PROT_READ | PROT_WRITE,
+            "",
+        ),
+        vma(
+            pid,
+            VmaKind::Stack,
+            0x7ffc_0000_0000,
+            0x7ffc_0002_1000,
+            PROT_READ | PROT_WRITE,
+            "[stack]",
+        ),
+        vma(
+            pid,
+            VmaKind::Vvar,
+            0x7ffd_0000_0000,
+            0x7ffd_0000_4000,
+            PROT_READ,
+            "[vvar]",
+        ),
+        vma(
+            pid,
+            VmaKind::Vdso,
+            0x7ffd_0000_4000,
+            0x7ffd_0000_6000,
+            PROT_READ | PROT_EXEC,
+            "[vdso]",
+        ),
+    ];
+    p.pages = vec![PageRun {
+        pid,
+        addr: HEAP,
+        nr_pages: 2,
+        data: Blob::from(vec![0x5a; 2 * PS as usize]),
+    }];
+    p.zero_runs = vec![ZeroRun {
+        pid,
+        addr: HEAP + 2 * PS,
+        nr_pages: 1,
+    }];
+    p.fds = vec![
+        fd(pid, 0, FdKind::Tty, "/dev/pts/0", 3),
+        fd(pid, 1, FdKind::Pipe, "pipe:[5000]", 5000),
+        fd(pid, 3, FdKind::Reg, "/tmp/log", 77),
+    ];
+    p
+}
+
+fn good() -> Image<'static> {
+    Image {
+        version: Version { major: 1, minor: 0 },
+        flags: 0,
+        header: Header {
+            arch: ARCH_X86_64,
+            page_size: PS as u32,
+            capture_time_ns: 1_700_000_000_000_000_000,
+            xsave_features: 0x7,
+            xsave_size: XSAVE_SIZE,
+            kernel_release: "6.18.0".into(),
+            hostname: "box".into(),
+            tool_version: "crak 0.1.0".into(),
+            special_mappings: vec![
+                SpecialMapping {
+                    kind: VmaKind::Vvar,
+                    start: 0x7ffd_0000_0000,
+                    end: 0x7ffd_0000_4000,
+                },
+                SpecialMapping {
+                    kind: VmaKind::Vdso,
+                    start: 0x7ffd_0000_4000,
+                    end: 0x7ffd_0000_6000,
+                },
+            ],
+        },
+        processes: vec![process(100, 1, &[100, 101]), process(200, 100, &[200])],
+        pipes: vec![PipeData {
+            pipe_id: 5000,
+            capacity: 65536,
+            data: Blob::from(b"hello".to_vec()),
+        }],
+        notes: Vec::new(),
+    }
+}
+
+fn p0<'a>(img: &'a mut Image<'static>) -> &'a mut Process<'static> {
+    &mut img.processes[0]
+}
+
+/// Validates `img` and checks that it has a finding `code` of `severity`, and that every
+/// finding has that code (the model is broken in one place only).
+#[track_caller]
+fn expect(img: &Image<'_>, code: &str, severity: Severity) -> Finding {
+    let report = validate(img, None);
+    let found: Vec<&Finding> = report.findings.iter().filter(|f| f.code == code).collect();
+    assert!(!found.is_empty(), "no {code} finding in {report:#?}");
+    assert!(
+        report.findings.iter().all(|f| f.code == code),
+        "other findings besides {code}: {report:#?}"
+    );
+    assert_eq!(found[0].severity, severity, "{:#?}", found[0]);
+    assert_eq!(report.is_valid(), severity == Severity::Warning);
+    found[0].clone()
+}
+
+#[test]
+fn good_image_has_no_findings() {
+    let report = validate(&good(), None);
+    assert!(report.findings.is_empty(), "{report:#?}");
+    assert!(report.valid && report.is_valid());
+    assert_eq!((report.errors, report.warnings), (0, 0));
+}
+
+#[test]
+fn stream_model_without_page_data_is_valid() {
+    let mut img = good();
+    for p in &mut img.processes {
+        for r in &mut p.pages {
+            r.data = Blob::default();
+        }
+    }
+    let report = validate(&img, None);
+    assert!(report.findings.is_empty(), "{report:#?}");
+}
+
+// --- VMAs ---
+
+#[test]
+fn vma_unsorted() {
+    let mut img = good();
+    p0(&mut img).vmas.swap(0, 1);
+    let f = expect(&img, "vma-unsorted", Severity::Error);
+    assert_eq!(
+        (f.record, f.pid, f.index, f.field),
+        ("VMA", Some(100), Some(1), "start")
+    );
+}
+
+#[test]
+fn vma_overlap() {
+    let mut img = good();
+    p0(&mut img).vmas[2].end = 0x7ffc_0000_1000; // runs into the stack
+    let f = expect(&img, "vma-overlap", Severity::Error);
+    assert_eq!(f.index, Some(3));
+}
+
+#[test]
+fn vma_overlap_not_adjacent_is_found() {
+    // A long VMA overlapping one that is not its neighbour in sorted order.
+    let mut img = good();
+    let p = p0(&mut img);
+    p.vmas.truncate(3);
+    p.vmas[0].end = 0x7f00_0000_1000; // covers the heap and the start of the anon VMA
+    p.pages.clear();
+    p.zero_runs.clear();
+    p.mm.as_mut().unwrap().brk = HEAP;
+    let report = validate(&img, None);
+    let overlaps: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.code == "vma-overlap")
+        .map(|f| f.index)
+        .collect();
+    assert_eq!(overlaps, vec![Some(1), Some(2)], "{report:#?}");
+}
+
+#[test]
+fn vma_unaligned() {
+    let mut img = good();
+    p0(&mut img).vmas[2].start += 0x10;
+    let f = expect(&img, "vma-unaligned", Severity::Error);
+    assert_eq!(f.field, "start");
+}
+
+#[test]
+fn vma_empty() {
+    let mut img = good();
+    let v = &mut p0(&mut img).vmas[2];
+    v.end = v.start;
+    expect(&img, "vma-empty", Severity::Error);
+}
+
+#[test]
+fn vma_without_private_or_shared() {
+    let mut img = good();
+    p0(&mut img).vmas[2].flags = MAP_SHARED | MAP_PRIVATE;
+    expect(&img, "vma-bad-flags", Severity::Error);
+    p0(&mut img).vmas[2].flags = 0;
+    expect(&img, "vma-bad-flags", Severity::Error);
+}
+
+#[test]
+fn file_mapping_relative_path() {
+    let mut img = good();
+    p0(&mut img).vmas[0].path = "usr/bin/app".into();
+    let f = expect(&img, "path-not-absolute", Severity::Warning);
+    assert_eq!(f.record, "VMA");
+}
+
+#[test]
+fn process_without_vmas() {
+    let mut img = good();
+    let p = p0(&mut img);
+    p.vmas.clear();
+    p.pages.clear();
+    p.zero_runs.clear();
+    p.mm.as_mut().unwrap().brk = HEAP;
+    let f = expect(&img, "no-vmas", Severity::Warning);
+    assert_eq!(f.record, "PROCESS");
+}
+
+// --- pages ---
+
+#[test]
+fn pages_outside_vma() {
+    let mut img = good();
+    p0(&mut img).pages[0].addr = 0x10_0000;
+    expect(&img, "pages-outside-vma", Severity::Error);
+}
+
+#[test]
+fn pages_straddling_two_vmas() {
+    let mut img = good();
+    // The VVAR and VDSO VMAs are adjacent; a zero run across both lies in neither.
+    p0(&mut img).zero_runs[0] = ZeroRun {
+        pid: 100,
+        addr: 0x7ffd_0000_3000,
+        nr_pages: 2,
+    };
+    expect(&img, "pages-outside-vma", Severity::Error);
+}
+
+#[test]
+fn zero_run_outside_vma() {
+    let mut img = good();
+    p0(&mut img).zero_runs[0].addr = 0x1000;
+    let f = expect(&img, "pages-outside-vma", Severity::Error);
+    assert_eq!(f.record, "ZERO_PAGES");
+}
+
+#[test]
+fn pages_overlap_zero_run() {
+    let mut img = good();
+    p0(&mut img).zero_runs[0].addr = HEAP + PS;
+    let f = expect(&img, "pages-overlap", Severity::Error);
+    assert_eq!(f.record, "ZERO_PAGES");
+}
+
+#[test]
+fn pages_overlap_pages() {
+    let mut img = good();
+    let p = p0(&mut img);
+    let mut second = p.pages[0].clone();
+    second.addr = HEAP + PS;
+    second.nr_pages = 1;
+    second.data = Blob::from(vec![1u8; PS as usize]);
+    p.pages.push(second);
+    p.zero_runs.clear();
+    let f = expect(&img, "pages-overlap", Severity::Error);
+    assert_eq!((f.record, f.index), ("PAGES", Some(1)));
+}
+
+#[test]
+fn pages_unaligned_and_empty() {
+    let mut img = good();
+    let p = p0(&mut img);
+    p.zero_runs[0].addr += 8;
+    p.vmas[1].end += PS; // keep the shifted run inside the heap
+    expect(&img, "pages-unaligned", Severity::Error);
+    let mut img = good();
+    p0(&mut img).zero_runs[0].nr_pages = 0;
+    expect(&img, "pages-empty", Severity::Error);
+}
+
+#[test]
+fn pages_running_off_the_address_space() {
+    let mut img = good();
+    p0(&mut img).zero_runs[0].nr_pages = u64::MAX / 2;
+    expect(&img, "pages-outside-vma", Severity::Error);
+}
+
+#[test]
+fn pages_data_length() {
+    let mut img = good();
+    p0(&mut img).pages[0].data = Blob::from(vec![1u8; 100]);
+    expect(&img, "pages-data-length", Severity::Error);
+}
+
+#[test]
+fn stored_zero_page() {
+    let mut img = good();
+    let mut data = vec![7u8; 2 * PS as usize];
+    data[PS as usize..].fill(0);
+    p0(&mut img).pages[0].data = Blob::from(data);
+    let f = expect(&img, "zero-page-stored", Severity::Warning);
+    assert!(f.message.contains("page 1"), "{}", f.message);
+}
+
+#[test]
+fn pages_in_vdso() {
+    let mut img = good();
+    p0(&mut img).pages.push(PageRun {
+        pid: 100,
+        addr: 0x7ffd_0000_4000,
+        nr_pages: 1,
+        data: Blob::from(vec![0xccu8; PS as usize]),
+    });
+    expect(&img, "pages-in-special-mapping", Severity::Warning);
+}
+
+fn layout_with_pages(page_record_offset: u64, data_offset: u64) -> Layout {
+    Layout {
+        records: vec![
+            RecordSpan {
+                kind: kind::PAGES,
+                offset: page_record_offset,
+                length: data_offset + 2 * PS,
+                pid: Some(100),
+                index: 0,
+            },
+            RecordSpan {
+                kind: kind::VMA,
+                offset: 0x300,
+                length: 100,
+                pid: Some(100),
+                index: 2,
+            },
+        ],
+    }
+}
+
+#[test]
+fn page_data_aligned_in_file() {
+    // Header at 0xfd4: payload at 0xfe4, data_offset 28 puts data at 0x1000.
+    let layout = layout_with_pages(0xfd4, 28);
+    let report = validate(&good(), Some(&layout));
+    assert!(report.findings.is_empty(), "{report:#?}");
+}
+
+#[test]
+fn page_data_not_aligned_in_file() {
+    let layout = layout_with_pages(0xfd4, 48);
+    let report = validate(&good(), Some(&layout));
+    assert_eq!(report.findings.len(), 1, "{report:#?}");
+    let f = &report.findings[0];
+    assert_eq!(f.code, "pages-data-unaligned");
+    assert_eq!(f.field, "data_offset");
+    assert_eq!(f.offset, Some(0xfd4 + 16 + 24));
+}
+
+#[test]
+fn offsets_point_at_the_field() {
+    let mut img = good();
+    p0(&mut img).vmas[2].start += 0x10;
+    let layout = layout_with_pages(0xfd4, 28);
+    let report = validate(&img, Some(&layout));
+    let f = report
+        .findings
+        .iter()
+        .find(|f| f.code == "vma-unaligned")
+        .expect("vma-unaligned");
+    assert_eq!(f.offset, Some(0x300 + 16 + 8));
+}
+
+// --- processes and threads ---
+
+#[test]
+fn duplicate_tid() {
+    let mut img = good();
+    let p = p0(&mut img);
+    p.process.tids.push(101);
+    expect(&img, "duplicate-tid", Severity::Error);
+}
+
+#[test]
+fn tid_shared_between_processes() {
+    let mut img = good();
+    let p = &mut img.processes[1];
+    p.process.tids.push(101);
+    let mut t = p.threads[0].clone();
+    t.tid = 101;
+    p.threads.push(t);
+    let mut x = p.xsaves[0].clone();
+    x.tid = 101;
+    p.xsaves.push(x);
+    let f = expect(&img, "duplicate-tid", Severity::Error);
+    assert_eq!(f.pid, Some(200));
+    assert!(f.message.contains("process 100"), "{}", f.message);
+}
+
+#[test]
+fn duplicate_pid() {
+    let mut img = good();
+    let mut twin = img.processes[1].clone();
+    twin.process.tids = vec![200];
+    img.processes.push(twin);
+    let report = validate(&img, None);
+    assert!(report.has("duplicate-pid"), "{report:#?}");
+}
+
+#[test]
+fn first_tid_not_pid() {
+    let mut img = good();
+    p0(&mut img).process.tids.swap(0, 1);
+    let f = expect(&img, "leader-not-first", Severity::Error);
+    assert_eq!(f.field, "tids");
+}
+
+#[test]
+fn no_tids() {
+    let mut img = good();
+    let p = p0(&mut img);
+    p.process.tids.clear();
+    p.threads.clear();
+    p.xsaves.clear();
+    expect(&img, "no-threads", Severity::Error);
+}
+
+#[test]
+fn thread_without_xsave() {
+    let mut img = good();
+    p0(&mut img).xsaves.pop();
+    let f = expect(&img, "missing-xsave", Severity::Error);
+    assert_eq!((f.record, f.index), ("THREAD", Some(1)));
+}
+
+#[test]
+fn listed_tid_without_thread() {
+    let mut img = good();
+    let p = p0(&mut img);
+    p.threads.pop();
+    p.xsaves.pop();
+    expect(&img, "missing-thread", Severity::Error);
+}
+
+#[test]
+fn thread_not_listed_and_orphan_xsave() {
+    let mut img = good();
+    let p = p0(&mut img);
+    p.process.tids.pop();
+    expect(&img, "thread-not-listed", Severity::Error);
+    let mut img = good();
+    p0(&mut img).xsaves[1].tid = 999;
+    let report = validate(&img, None);
+    assert!(
+        report.has("orphan-xsave") && report.has("missing-xsave"),
+        "{report:#?}"
+    );
+}
+
+#[test]
+fn duplicate_thread_and_xsave() {
+    let mut img = good();
+    let p = p0(&mut img);
+    let t = p.threads[0].clone();
+    p.threads.push(t);
+    expect(&img, "duplicate-thread", Severity::Error);
+    let mut img = good();
+    let p = p0(&mut img);
+    let x = p.xsaves[0].clone();
+    p.xsaves.push(x);
+    expect(&img, "duplicate-xsave", Severity::Error);
+}
+
+#[test]
+fn xsave_size_differs() {
+    let mut img = good();
+    p0(&mut img).xsaves[0].area = Blob::from(vec![0u8; 512]);
+    let f = expect(&img, "xsave-size", Severity::Error);
+    assert_eq!(f.field, "area");
+}
+
+#[test]
+fn xstate_bv_outside_features() {
+    let mut img = good();
+    p0(&mut img).xsaves[0].xstate_bv = 0xe7;
+    let f = expect(&img, "xsave-features", Severity::Error);
+    assert!(f.message.contains("0xe0"), "{}", f.message);
+}
+
+#[test]
+fn missing_creds_and_mm() {
+    let mut img = good();
+    p0(&mut img).creds = None;
+    let f = expect(&img, "missing-creds", Severity::Error);
+    assert_eq!(f.record, "PROCESS");
+    let mut img = good();
+    p0(&mut img).mm = None;
+    expect(&img, "missing-mm", Severity::Error);
+}
+
+#[test]
+fn ppid_cycle() {
+    let mut img = good();
+    img.processes[0].process.ppid = 200;
+    let report = validate(&img, None);
+    let cycles: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.code == "ppid-cycle")
+        .collect();
+    assert_eq!(cycles.len(), 1, "{report:#?}");
+    assert!(
+        cycles[0].message.contains("100 -> 200 -> 100"),
+        "{}",
+        cycles[0].message
+    );
+    assert_eq!(report.findings.len(), 1);
+}
+
+#[test]
+fn ppid_self_loop() {
+    let mut img = good();
+    img.processes[1].process.ppid = 200;
+    expect(&img, "ppid-cycle", Severity::Error);
+}
+
+#[test]
+fn long_chain_is_not_a_cycle_and_is_fast() {
+    // 20000 processes in one chain: a quadratic walk would take seconds.
+    let mut img = good();
+    let template = img.processes[1].clone();
+    img.processes.truncate(1);
+    for pid in 1000..21000u32 {
+        let mut p = template.clone();
+        p.process.pid = pid;
+        p.process.ppid = if pid == 1000 { 100 } else { pid - 1 };
+        p.process.tids = vec![pid];
+        for r in p.threads.iter_mut() {
+            r.pid = pid;
+            r.tid = pid;
+        }
+        for r in p.xsaves.iter_mut() {
+            r.pid = pid;
+            r.tid = pid;
+        }
+        p.creds.as_mut().unwrap().pid = pid;
+        p.mm.as_mut().unwrap().pid = pid;
+        p.rlimits.as_mut().unwrap().pid = pid;
+        p.sigactions.as_mut().unwrap().pid = pid;
+        for v in p.vmas.iter_mut() {
+            v.pid = pid;
+        }
+        for r in p.pages.iter_mut() {
+            r.pid = pid;
+        }
+        for r in p.zero_runs.iter_mut() {
+            r.pid = pid;
+        }
+        for f in p.fds.iter_mut() {
+            f.pid = pid;
+        }
+        img.processes.push(p);
+    }
+    let report = validate(&img, None);
+    assert!(report.findings.is_empty(), "{:#?}", report.findings.first());
+}
+
+#[test]
+fn record_filed_under_wrong_pid() {
+    let mut img = good();
+    p0(&mut img).fds[2].pid = 200;
+    let f = expect(&img, "pid-mismatch", Severity::Error);
+    assert_eq!((f.record, f.index), ("FD", Some(2)));
+}
+
+// --- fds and pipes ---
+
+#[test]
+fn duplicate_fd() {
+    let mut img = good();
+    p0(&mut img).fds[2].fd = 0;
+    let f = expect(&img, "duplicate-fd", Severity::Error);
+    assert_eq!((f.record, f.index, f.field), ("FD", Some(2), "fd"));
+}
+
+#[test]
+fn pipe_fd_without_pipe_data() {
+    let mut img = good();
+    img.pipes.clear();
+    let report = validate(&img, None);
+    // Both processes hold an end of pipe 5000.
+    assert_eq!(report.findings.len(), 2, "{report:#?}");
+    assert!(report
+        .findings
+        .iter()
+        .all(|f| f.code == "pipe-data-missing"));
+}
+
+#[test]
+fn fifo_without_pipe_data() {
+    let mut img = good();
+    p0(&mut img)
+        .fds
+        .push(fd(100, 7, FdKind::Fifo, "/run/fifo", 6000));
+    expect(&img, "pipe-data-missing", Severity::Error);
+}
+
+#[test]
+fn pipe_data_nobody_uses() {
+    let mut img = good();
+    img.pipes.push(PipeData {
+        pipe_id: 42,
+        capacity: 4096,
+        data: Blob::default(),
+    });
+    let f = expect(&img, "orphan-pipe-data", Severity::Warning);
+    assert_eq!((f.record, f.pid, f.index), ("PIPE_DATA", None, Some(1)));
+}
+
+#[test]
+fn pipe_data_duplicate_and_over_capacity() {
+    let mut img = good();
+    let again = img.pipes[0].clone();
+    img.pipes.push(again);
+    expect(&img, "duplicate-pipe-data", Severity::Error);
+    let mut img = good();
+    img.pipes[0].capacity = 2;
+    expect(&img, "pipe-data-over-capacity", Severity::Error);
+}
+
+#[test]
+fn fd_relative_path() {
+    let mut img = good();
+    p0(&mut img).fds[2].path = "tmp/log".into();
+    let f = expect(&img, "path-not-absolute", Severity::Warning);
+    assert_eq!(f.record, "FD");
+}
+
+#[test]
+fn fd_contents_rules() {
+    let mut img = good();
+    p0(&mut img).fds[2].contents = Blob::from(b"data".to_vec());
+    let f = expect(&img, "contents-not-deleted", Severity::Error);
+    assert_eq!(f.field, "contents");
+    let mut img = good();
+    p0(&mut img).fds[0].deleted = true;
+    expect(&img, "deleted-not-regular", Severity::Error);
+}
+
+#[test]
+fn fd_number_too_large() {
+    let mut img = good();
+    p0(&mut img).fds[2].fd = 1 << 20;
+    expect(&img, "bad-fd", Severity::Error);
+}
+
+// --- mm ---
+
+#[test]
+fn brk_outside_heap() {
+    let mut img = good();
+    p0(&mut img).mm.as_mut().unwrap().brk = HEAP + 0x10_0000;
+    let f = expect(&img, "brk-outside-heap", Severity::Error);
+    assert_eq!((f.record, f.field), ("MM", "brk"));
+}
+
+#[test]
+fn brk_below_start_brk() {
+    let mut img = good();
+    p0(&mut img).mm.as_mut().unwrap().brk = HEAP - 1;
+    expect(&img, "brk-outside-heap", Severity::Error);
+}
+
+#[test]
+fn brk_without_heap_mapping() {
+    let mut img = good();
+    let p = p0(&mut img);
+    p.vmas.remove(1);
+    p.pages.clear();
+    p.zero_runs.clear();
+    expect(&img, "brk-outside-heap", Severity::Error);
+    // An unused heap (brk == start_brk) needs no mapping.
+    p0(&mut img).mm.as_mut().unwrap().brk = HEAP;
+    assert!(validate(&img, None).findings.is_empty());
+}
+
+#[test]
+fn mm_pairs_out_of_order() {
+    let mut img = good();
+    let mm = p0(&mut img).mm.as_mut().unwrap();
+    mm.arg_end = mm.arg_start - 1;
+    let f = expect(&img, "mm-range-order", Severity::Error);
+    assert_eq!(f.field, "arg_start");
+}
+
+// --- signals and limits ---
+
+#[test]
+fn signo_out_of_range() {
+    for bad in [0, 65, u32::MAX] {
+        let mut img = good();
+        p0(&mut img).sigactions.as_mut().unwrap().actions[1].signo = bad;
+        let f = expect(&img, "signo-out-of-range", Severity::Error);
+        assert_eq!(f.field, "signo");
+    }
+}
+
+#[test]
+fn signo_duplicated() {
+    let mut img = good();
+    p0(&mut img).sigactions.as_mut().unwrap().actions[1].signo = 10;
+    expect(&img, "duplicate-signo", Severity::Error);
+}
+
+#[test]
+fn sigkill_handler() {
+    let mut img = good();
+    p0(&mut img).sigactions.as_mut().unwrap().actions[1].signo = 9;
+    expect(&img, "uncatchable-signal", Severity::Warning);
+}
+
+#[test]
+fn rlimit_rules() {
+    let mut img = good();
+    p0(&mut img).rlimits.as_mut().unwrap().limits[0].resource = 16;
+    expect(&img, "bad-rlimit", Severity::Error);
+    let mut img = good();
+    p0(&mut img).rlimits.as_mut().unwrap().limits[1].resource = 7;
+    expect(&img, "duplicate-rlimit", Severity::Error);
+    let mut img = good();
+    p0(&mut img).rlimits.as_mut().unwrap().limits[0].cur = 5000;
+    let f = expect(&img, "rlimit-cur-above-max", Severity::Error);
+    assert_eq!(f.field, "cur");
+}
+
+#[test]
+fn sigqueue_rules() {
+    let mut info = vec![0u8; 128];
+    info[0] = 10;
+    let mut img = good();
+    p0(&mut img).sigqueues.push(SigQueue {
+        pid: 100,
+        tid: 0,
+        siginfos: vec![Blob::from(info.clone())],
+    });
+    assert!(validate(&img, None).findings.is_empty());
+    p0(&mut img).sigqueues[0].tid = 555;
+    expect(&img, "sigqueue-unknown-thread", Severity::Error);
+    p0(&mut img).sigqueues[0].tid = 101;
+    info[0] = 0;
+    p0(&mut img).sigqueues[0].siginfos[0] = Blob::from(info);
+    expect(&img, "bad-signo", Severity::Error);
+    p0(&mut img).sigqueues[0].siginfos[0] = Blob::from(vec![1u8; 3]);
+    expect(&img, "siginfo-size", Severity::Error);
+}
+
+// --- header ---
+
+#[test]
+fn bad_page_size_skips_page_checks() {
+    let mut img = good();
+    img.header.page_size = 5000;
+    let f = expect(&img, "bad-page-size", Severity::Error);
+    assert_eq!(f.field, "page_size");
+    img.header.page_size = 0;
+    expect(&img, "bad-page-size", Severity::Error);
+}
+
+#[test]
+fn special_mapping_rules() {
+    let mut img = good();
+    img.header.special_mappings[1].start = 0x7ffd_0000_2000;
+    expect(&img, "bad-special-mapping", Severity::Error);
+    let mut img = good();
+    img.header.special_mappings[0].kind = VmaKind::Anon;
+    expect(&img, "bad-special-mapping", Severity::Error);
+}
+
+#[test]
+fn unsupported_arch() {
+    let mut img = good();
+    img.header.arch = 3;
+    expect(&img, "unsupported-arch", Severity::Error);
+}
+
+#[test]
+fn xsave_size_too_large() {
+    let mut img = good();
+    img.header.xsave_size = 70000;
+    let report = validate(&img, None);
+    assert!(
+        report.has("bad-xsave-size") && report.has("xsave-size"),
+        "{report:#?}"
+    );
+}
+
+#[test]
+fn findings_serialize() {
+    let mut img = good();
+    p0(&mut img).fds[2].fd = 0;
+    let v = serde_json::to_value(validate(&img, None)).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["findings"][0]["severity"], "error");
+    assert_eq!(v["findings"][0]["code"], "duplicate-fd");
+    assert_eq!(v["findings"][0]["record"], "FD");
+}
+
+#[test]
+fn display_names_everything() {
+    let mut img = good();
+    p0(&mut img).fds[2].fd = 0;
+    let report = validate(&img, None);
+    let s = report.findings[0].to_string();
+    assert!(
+        s.starts_with("error[duplicate-fd]: FD#2 pid 100 .fd: "),
+        "{s}"
+    );
+}
