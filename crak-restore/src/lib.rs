@@ -1,3 +1,6 @@
 //! The crak live engine: capture running processes into crak images and restore them.
+//!
+//! All `unsafe` code lives in [`sys`]; everything else is safe Rust over its typed wrappers.
 
+pub mod restart;
 pub mod sys;

@@ -1,0 +1,151 @@
+//! Process-level calls: signals (`kill(2)`, `tgkill(2)`), resource limits (`prlimit(2)`),
+//! `uname(2)`, `personality(2)` and the page size.
+
+use super::{check, Pid, Result, SysError};
+
+/// `kill(2)`.
+pub fn kill(pid: Pid, sig: i32) -> Result<()> {
+    // SAFETY: kill takes two integers.
+    let ret = unsafe { libc::kill(pid, sig) };
+    check(ret.into(), || format!("kill({pid}, {})", signal_name(sig))).map(drop)
+}
+
+/// `tgkill(2)`: signal thread `tid` of thread group `tgid`.
+pub fn tgkill(tgid: Pid, tid: Pid, sig: i32) -> Result<()> {
+    // SAFETY: tgkill takes three integers.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_tgkill,
+            libc::c_long::from(tgid),
+            libc::c_long::from(tid),
+            libc::c_long::from(sig),
+        )
+    };
+    check(ret, || {
+        format!("tgkill({tgid}, {tid}, {})", signal_name(sig))
+    })
+    .map(drop)
+}
+
+/// Number of `RLIMIT_*` resources on Linux (`RLIM_NLIMITS`).
+pub const RLIM_NLIMITS: u32 = 16;
+
+/// `prlimit(2)` read of `resource` of process `pid`: `(soft, hard)`.
+pub fn get_rlimit(pid: Pid, resource: u32) -> Result<(u64, u64)> {
+    let mut old = libc::rlimit64 {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: new_limit is NULL (read only); old_limit points to a live local rlimit64.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_prlimit64,
+            libc::c_long::from(pid),
+            libc::c_long::from(resource),
+            std::ptr::null::<libc::rlimit64>(),
+            &mut old as *mut libc::rlimit64,
+        )
+    };
+    check(ret, || format!("prlimit({pid}, {resource})"))?;
+    Ok((old.rlim_cur, old.rlim_max))
+}
+
+/// `prlimit(2)` write of `resource` of process `pid` (0 = the caller).
+pub fn set_rlimit(pid: Pid, resource: u32, cur: u64, max: u64) -> Result<()> {
+    let new = libc::rlimit64 {
+        rlim_cur: cur,
+        rlim_max: max,
+    };
+    // SAFETY: new_limit points to a live local; old_limit is NULL.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_prlimit64,
+            libc::c_long::from(pid),
+            libc::c_long::from(resource),
+            &new as *const libc::rlimit64,
+            std::ptr::null_mut::<libc::rlimit64>(),
+        )
+    };
+    check(ret, || format!("prlimit({pid}, {resource}, set)")).map(drop)
+}
+
+/// `uname(2)`: `(release, nodename)`.
+pub fn uname() -> Result<(Vec<u8>, Vec<u8>)> {
+    // SAFETY: utsname is plain old data; all-zero is a valid value.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: uname fills the struct the pointer refers to.
+    let ret = unsafe { libc::uname(&mut u) };
+    check(ret.into(), || "uname".to_string())?;
+    let field = |f: &[libc::c_char]| -> Vec<u8> {
+        f.iter()
+            .take_while(|&&c| c != 0)
+            .map(|&c| c as u8)
+            .collect()
+    };
+    Ok((field(&u.release), field(&u.nodename)))
+}
+
+/// `sysconf(_SC_PAGESIZE)` (sysconf(3)).
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf takes an integer and has no memory effects.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
+}
+
+/// `clock_gettime(CLOCK_REALTIME)` in nanoseconds since the epoch.
+pub fn realtime_ns() -> Result<i64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through the pointer.
+    let ret = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    check(ret.into(), || "clock_gettime".to_string())?;
+    ts.tv_sec
+        .checked_mul(1_000_000_000)
+        .and_then(|s| s.checked_add(ts.tv_nsec))
+        .ok_or_else(|| SysError::from_errno("clock_gettime", libc::EOVERFLOW))
+}
+
+/// The conventional name of signal `sig` (`SIGUSR1`, `SIGRTMIN+3`), or its number.
+pub fn signal_name(sig: i32) -> String {
+    const NAMES: [&str; 32] = [
+        "0",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    match usize::try_from(sig) {
+        Ok(i) if (1..32).contains(&i) => NAMES[i].to_string(),
+        Ok(i) if (32..=64).contains(&i) => format!("SIGRTMIN+{}", i - 32),
+        _ => sig.to_string(),
+    }
+}
