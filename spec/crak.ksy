@@ -120,7 +120,8 @@ types:
     seq:
       - id: arch
         type: u2
-        doc: ELF e_machine of the captured processes; 62 = x86_64.
+        valid: 62
+        doc: ELF e_machine of the captured processes; 62 = x86_64, the only value in 1.x.
       - id: reserved0
         type: u2
       - id: page_size
@@ -171,7 +172,13 @@ types:
         type: u1
         enum: vma_kind
         valid:
-          in-enum: true
+          any-of:
+            - vma_kind::vdso
+            - vma_kind::vvar
+            - vma_kind::vvar_vclock
+            - vma_kind::vvar_other
+            - vma_kind::vsyscall
+        doc: One of the special VMA kinds.
       - id: start
         type: u8
       - id: end
@@ -279,6 +286,8 @@ types:
         type: u4
       - id: no_new_privs
         type: u4
+        valid:
+          any-of: [0, 1]
       - id: num_groups
         type: u4
         valid:
@@ -573,7 +582,9 @@ types:
         doc: Zeros, so that the page data starts at a file offset that is a multiple of page_size.
       - id: data
         size: nr_pages * _root.page_size
-        doc: The record's length equals data_offset + nr_pages * page_size.
+        doc: |
+          The record's length equals data_offset + nr_pages * page_size: shorter is truncated,
+          longer is bad-value (checked by the program using this description).
 
   rec_zero_pages:
     doc-ref: spec/crak-format.md#zero-pages

@@ -216,35 +216,41 @@ def model_field_name(ksy_field):
 
 
 def locate_failure(obj):
-    """In a partly read object of the debug-mode parser, the field the read stopped at and the
-    offset where that field starts (relative to the object's stream); (None, None) without
-    position information."""
+    """In a partly read object of the debug-mode parser, the path of fields the read stopped
+    at, outermost first, as [(object, field, start offset)]; [] without position information.
+    Offsets are relative to the object's stream (the record's payload)."""
     seq = getattr(type(obj), "SEQ_FIELDS", None)
     debug = getattr(obj, "_debug", None)
     if not seq or debug is None:
-        return None, None
+        return []
     last = None
     for name in seq:
         if name in debug and "start" in debug[name]:
             last = name
     if last is None:
-        return None, None
+        return []
     info = debug[last]
-    start = info.get("start")
+    path = [(obj, last, info.get("start"))]
     if "end" not in info:
         value = getattr(obj, last, None)
         if isinstance(value, list):
-            arr = info.get("arr") or []
-            if arr:
-                start = arr[-1].get("start", start)
             value = value[-1] if value else None
         if value is not None and hasattr(type(value), "SEQ_FIELDS"):
-            inner, inner_start = locate_failure(value)
-            if inner_start is not None:
-                start = inner_start
-            if inner is not None:
-                last = "%s.%s" % (last, inner)
-    return last, start
+            path.extend(locate_failure(value))
+    return path
+
+
+def length_field(obj, field):
+    """The field holding `field`'s length or count (`comm_len`, `num_tids`), if any."""
+    seq = getattr(type(obj), "SEQ_FIELDS", [])
+    for cand in (field + "_len", "num_" + field):
+        if cand in seq:
+            return cand
+    return None
+
+
+def field_start(obj, field):
+    return obj._debug[field]["start"]
 
 
 # --------------------------------------------------------------------------- model
@@ -540,6 +546,8 @@ class Reader:
                 raise Reject("bad-value", payload_off, name, None,
                              "the parser read %d bytes of a %d-byte record"
                              % (io.pos() - offset, crc_off + CRC_LEN - offset))
+            if kind == KIND_PAGES:
+                self.check_payload_extent(rec, name, payload_off)
 
             if kind == KIND_END:
                 self.check_end(rec.payload, offset, payload_off, image, digest)
@@ -558,23 +566,50 @@ class Reader:
             offset = crc_off + CRC_LEN
 
     def payload_error(self, exc, rec, name, payload_off):
-        """The Reject for an exception the generated parser raised inside a payload."""
+        """The Reject for an exception the generated parser raised inside a payload, located
+        the way spec §2.2 asks: the record, the field and the field's offset in the file.
+
+        A `bytes` or `list<T>` field is named after its contents and located at its length or
+        count, where a reader decides whether the contents fit."""
         import kaitaistruct
 
-        field, start = None, None
-        payload = getattr(rec, "payload", None)
-        if payload is not None and not isinstance(payload, bytes):
-            field, start = locate_failure(payload)
         if isinstance(exc, kaitaistruct.ValidationFailedError):
             kind = "bad-value"
         elif isinstance(exc, EOFError) or "EOF" in type(exc).__name__:
             kind = "truncated"
         else:
             kind = "bad-value"
-        if field is not None and "." not in field:
-            field = model_field_name(field)
-        offset = payload_off + (start or 0)
-        return Reject(kind, offset, name, field, "%s: %s" % (type(exc).__name__, exc))
+        message = "%s: %s" % (type(exc).__name__, exc)
+        payload = getattr(rec, "payload", None)
+        path = []
+        if payload is not None and not isinstance(payload, bytes):
+            path = locate_failure(payload)
+        if not path:
+            return Reject(kind, payload_off, name, None, message)
+        obj, field, start = path[0]
+        if kind == "truncated":
+            # A field's contents running past the payload is reported at its length or count.
+            counter = length_field(obj, field)
+            if counter is not None:
+                return Reject(kind, payload_off + field_start(obj, counter), name,
+                              model_field_name(field), message)
+            if field == "padding":
+                return Reject(kind, payload_off + field_start(obj, "data_offset"), name,
+                              "data_offset", message)
+        if len(path) > 1:
+            inner_obj, inner, inner_start = path[-1]
+            return Reject(kind, payload_off + inner_start, name,
+                          "%s.%s" % (field, inner), message)
+        return Reject(kind, payload_off + start, name, model_field_name(field), message)
+
+    def check_payload_extent(self, rec, name, payload_off):
+        """What the .ksy leaves to its user inside a payload: a PAGES record's length must be
+        exactly data_offset + nr_pages * page_size (§3.11)."""
+        p = rec.payload
+        if rec.kind == self.Crak.RecordKind.pages and rec.length != p.data_offset + len(p.data):
+            raise Reject("bad-value", payload_off + p.data_offset, name, "data",
+                         "%d bytes follow the page data" %
+                         (rec.length - p.data_offset - len(p.data)))
 
     def check_end(self, end, offset, payload_off, image, digest):
         """END's counts and digest (§2.4)."""
