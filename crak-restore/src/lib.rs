@@ -3,4 +3,5 @@
 //! All `unsafe` code lives in [`sys`]; everything else is safe Rust over its typed wrappers.
 
 pub mod restart;
+pub mod restore;
 pub mod sys;

@@ -134,9 +134,9 @@ impl KernelSigaction {
     /// The 32 bytes the kernel reads, e.g. to pass to a remote `rt_sigaction`.
     pub fn to_bytes(&self) -> [u8; 32] {
         let mut out = [0u8; 32];
-        for (chunk, v) in out
-            .chunks_exact_mut(8)
-            .zip([self.handler, self.flags, self.restorer, self.mask])
+        for (chunk, v) in
+            out.chunks_exact_mut(8)
+                .zip([self.handler, self.flags, self.restorer, self.mask])
         {
             chunk.copy_from_slice(&v.to_le_bytes());
         }

@@ -3,10 +3,13 @@
 //! Every wrapper is safe to call, names the system call and its man page in its doc comment,
 //! and reports failure as a [`SysError`] that carries the call's name and the `errno`.
 
+pub mod clone;
 pub mod cpu;
+pub mod fdops;
 pub mod fs;
 pub mod mem;
 pub mod pidfd;
+pub mod prctl;
 pub mod process;
 pub mod ptrace;
 pub mod remote;

@@ -1,0 +1,210 @@
+//! File descriptors, recreated by the restore child itself (stage 2, before it stops).
+//!
+//! The child runs on a copy of crak-restore's memory and descriptor table. It first moves its
+//! own helper descriptor (the error pipe) above every number the image uses and closes
+//! everything else it inherited, so that no inherited descriptor can leak into the restored
+//! program. Then each open file is recreated at a temporary number above the image's range
+//! (so that creating one object can never clobber a descriptor already placed: `pipe2` returns
+//! two numbers at once), and only when all exist are they moved to their final numbers with
+//! `dup3`, which also sets close-on-exec.
+
+use crate::sys::fdops;
+use crak_format::record::fd::{Fd, FdKind, FD_CLOEXEC};
+use crak_format::record::pipe_data::PipeData;
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd, RawFd};
+
+/// `open(2)` flags that only matter at open time and must not be replayed.
+const OPEN_TIME_FLAGS: i32 = libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY;
+
+/// What went wrong, for the error pipe.
+pub type ChildResult<T> = Result<T, String>;
+
+fn err(fd: &Fd<'_>, what: &str, e: impl std::fmt::Display) -> String {
+    format!("fd {} ({}): {what}: {e}", fd.fd, fd.path)
+}
+
+/// Status flags of the open file description to set with `F_SETFL` (what `open` cannot set
+/// reliably, e.g. `O_NONBLOCK` on a pipe end).
+fn status_flags(open_flags: u32) -> i32 {
+    (open_flags as i32) & (libc::O_APPEND | libc::O_NONBLOCK | libc::O_DIRECT | libc::O_NOATIME)
+}
+
+/// Recreates every fd of the image at its number. `helper` is moved above the image's range
+/// and stays open (it is closed by the caller just before stopping). `tty` is the terminal to
+/// use for TTY fds (`--shell-job`).
+pub fn restore_fds(
+    fds: &[Fd<'_>],
+    pipes: &[PipeData<'_>],
+    helper: OwnedFd,
+    tty: Option<&[u8]>,
+) -> ChildResult<OwnedFd> {
+    let max_target = fds.iter().map(|f| f.fd as i32).max().unwrap_or(-1);
+    let base = max_target.saturating_add(1).max(3);
+    // The helper goes far enough above the image's range that temporaries fit below it
+    // (temporaries are re-numbered from base upwards as they are created).
+    let helper = fdops::dup_at_least(helper.as_fd(), base)
+        .map_err(|e| format!("moving the error pipe above fd {max_target}: {e}"))?;
+    let helper_no = std::os::fd::AsRawFd::as_raw_fd(&helper);
+
+    // Close everything inherited but the helper.
+    let inherited: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+        .map_err(|e| format!("listing /proc/self/fd: {e}"))?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    for n in inherited {
+        if n != helper_no {
+            // The listing's own directory fd is already closed: EBADF is fine.
+            let _ = fdops::close_inherited(n);
+        }
+    }
+
+    // Create every object at a temporary number >= base.
+    let mut temps: Vec<(u32, bool, OwnedFd)> = Vec::with_capacity(fds.len());
+    let mut pipe_ends: HashMap<(u64, bool), OwnedFd> = HashMap::new();
+    let mut order: Vec<&Fd<'_>> = fds.iter().collect();
+    order.sort_by_key(|f| f.fd);
+    for f in order {
+        let obj = open_one(f, pipes, &mut pipe_ends, tty)?;
+        let t = fdops::dup_at_least(obj.as_fd(), base).map_err(|e| err(f, "dup", e))?;
+        drop(obj);
+        temps.push((f.fd, f.fd_flags & FD_CLOEXEC != 0, t));
+    }
+    drop(pipe_ends);
+    for (target, cloexec, t) in &temps {
+        fdops::place_at(t.as_fd(), *target as RawFd, *cloexec)
+            .map_err(|e| format!("fd {target}: dup3: {e}"))?;
+    }
+    drop(temps);
+    Ok(helper)
+}
+
+fn open_one(
+    f: &Fd<'_>,
+    pipes: &[PipeData<'_>],
+    pipe_ends: &mut HashMap<(u64, bool), OwnedFd>,
+    tty: Option<&[u8]>,
+) -> ChildResult<OwnedFd> {
+    let flags = (f.open_flags as i32) & !OPEN_TIME_FLAGS & !libc::O_CLOEXEC;
+    match f.kind {
+        FdKind::Reg if f.deleted => open_deleted(f, flags),
+        FdKind::Reg | FdKind::Chr => {
+            let fd = fdops::open_raw(f.path.as_bytes(), flags, 0).map_err(|e| err(f, "open", e))?;
+            if f.kind == FdKind::Reg && f.mode & libc::S_IFMT != libc::S_IFDIR {
+                fdops::seek_to(fd.as_fd(), f.pos).map_err(|e| err(f, "lseek", e))?;
+            }
+            Ok(fd)
+        }
+        FdKind::Tty => {
+            let path = tty.ok_or_else(|| err(f, "terminal", "no terminal to attach to"))?;
+            fdops::open_raw(path, flags, 0).map_err(|e| err(f, "open terminal", e))
+        }
+        FdKind::Fifo => open_fifo(f, flags, pipes),
+        FdKind::Pipe => open_pipe_end(f, pipes, pipe_ends),
+    }
+}
+
+/// A deleted-but-open file: recreated from its saved contents at its old path (so that
+/// `/proc/PID/fd` shows the same `... (deleted)` name), opened with the saved flags, then
+/// unlinked. When that path is taken by a new file, an unnamed `O_TMPFILE` file in the same
+/// directory is used instead.
+fn open_deleted(f: &Fd<'_>, flags: i32) -> ChildResult<OwnedFd> {
+    let mode = f.mode & 0o7777;
+    let path = f.path.as_bytes();
+    let path = path.strip_suffix(b" (deleted)").unwrap_or(path);
+    match fdops::open_raw(path, libc::O_CREAT | libc::O_EXCL | libc::O_RDWR, mode) {
+        Ok(w) => {
+            let fill = write_all(&w, f.contents.as_bytes());
+            let opened = fdops::open_raw(path, flags, 0);
+            let _ = std::fs::remove_file(bytes_path(path));
+            fill.map_err(|e| err(f, "writing the deleted file's contents", e))?;
+            let fd = opened.map_err(|e| err(f, "reopening the deleted file", e))?;
+            fdops::seek_to(fd.as_fd(), f.pos).map_err(|e| err(f, "lseek", e))?;
+            Ok(fd)
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+            let dir = bytes_path(path)
+                .parent()
+                .ok_or_else(|| err(f, "deleted file", "no directory"))?;
+            use std::os::unix::ffi::OsStrExt;
+            let w = fdops::open_raw(
+                dir.as_os_str().as_bytes(),
+                libc::O_TMPFILE | libc::O_RDWR,
+                mode,
+            )
+            .map_err(|e| err(f, "O_TMPFILE", e))?;
+            write_all(&w, f.contents.as_bytes()).map_err(|e| err(f, "writing contents", e))?;
+            let me = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&w));
+            let fd = fdops::open_raw(me.as_bytes(), flags, 0)
+                .map_err(|e| err(f, "reopening the O_TMPFILE file", e))?;
+            fdops::seek_to(fd.as_fd(), f.pos).map_err(|e| err(f, "lseek", e))?;
+            Ok(fd)
+        }
+        Err(e) => Err(err(f, "recreating the deleted file", e)),
+    }
+}
+
+fn write_all(fd: &OwnedFd, data: &[u8]) -> std::io::Result<()> {
+    let mut file = std::fs::File::from(fd.try_clone()?);
+    file.write_all(data)
+}
+
+fn bytes_path(p: &[u8]) -> &std::path::Path {
+    use std::os::unix::ffi::OsStrExt;
+    std::path::Path::new(std::ffi::OsStr::from_bytes(p))
+}
+
+/// A FIFO, reopened by path without blocking: a temporary read-write descriptor keeps both
+/// sides present while the end is opened, and refills the saved bytes.
+fn open_fifo(f: &Fd<'_>, flags: i32, pipes: &[PipeData<'_>]) -> ChildResult<OwnedFd> {
+    let path = f.path.as_bytes();
+    let rw = fdops::open_raw(path, libc::O_RDWR | libc::O_NONBLOCK, 0)
+        .map_err(|e| err(f, "open FIFO", e))?;
+    let fd =
+        fdops::open_raw(path, flags | libc::O_NONBLOCK, 0).map_err(|e| err(f, "open FIFO", e))?;
+    fdops::set_status_flags(fd.as_fd(), status_flags(f.open_flags))
+        .map_err(|e| err(f, "F_SETFL", e))?;
+    if let Some(p) = pipes.iter().find(|p| p.pipe_id == f.ino) {
+        if !p.data.is_empty() {
+            let _ = fdops::set_pipe_size(rw.as_fd(), p.capacity as i32);
+            write_all(&rw, p.data.as_bytes()).map_err(|e| err(f, "refilling FIFO", e))?;
+        }
+    }
+    Ok(fd)
+}
+
+/// One end of a pipe. Both ends of a pipe (same id) come from one `pipe2`; the first fd that
+/// names the pipe creates it, sets its capacity and refills its saved bytes. A second fd on
+/// the same end shares the same open file description, as `dup` would have made it.
+fn open_pipe_end(
+    f: &Fd<'_>,
+    pipes: &[PipeData<'_>],
+    pipe_ends: &mut HashMap<(u64, bool), OwnedFd>,
+) -> ChildResult<OwnedFd> {
+    let is_write = (f.open_flags as i32) & libc::O_ACCMODE == libc::O_WRONLY;
+    if !pipe_ends.contains_key(&(f.ino, is_write)) {
+        let (r, w) = std::io::pipe().map_err(|e| err(f, "pipe2", e))?;
+        let r = OwnedFd::from(r);
+        let w = OwnedFd::from(w);
+        if let Some(p) = pipes.iter().find(|p| p.pipe_id == f.ino) {
+            if p.capacity > 0 {
+                let cap = i32::try_from(p.capacity).unwrap_or(i32::MAX);
+                fdops::set_pipe_size(w.as_fd(), cap).map_err(|e| err(f, "F_SETPIPE_SZ", e))?;
+            }
+            write_all(&w, p.data.as_bytes()).map_err(|e| err(f, "refilling pipe", e))?;
+        }
+        pipe_ends.insert((f.ino, false), r);
+        pipe_ends.insert((f.ino, true), w);
+    }
+    // O_NONBLOCK and O_APPEND belong to each end's open file description; the fd naming the
+    // end sets them. An end no fd of the image names (held only outside the process) is closed
+    // once every fd is placed: a lone read end then sees end-of-file after the saved bytes,
+    // a lone write end gets EPIPE.
+    let mine = pipe_ends
+        .get(&(f.ino, is_write))
+        .ok_or_else(|| err(f, "pipe", "lost end"))?;
+    fdops::set_status_flags(mine.as_fd(), status_flags(f.open_flags))
+        .map_err(|e| err(f, "F_SETFL", e))?;
+    mine.try_clone().map_err(|e| err(f, "dup pipe end", e))
+}

@@ -1,0 +1,209 @@
+//! Stage 2 of restore: create the process (`clone3` with the saved PID) and let the child set up,
+//! by itself, everything that belongs to the task rather than to its memory; then it stops
+//! under ptrace for the parent to rebuild its memory (stage 3).
+//!
+//! Order inside the child, and why:
+//! 1. Block every signal: from here on the child installs handler addresses that are only
+//!    meaningful in the restored memory, and queues the saved pending signals; none may be
+//!    delivered to crak-restore's code. The final mask is set by the parent just before detach.
+//! 2. Personality, session (`setsid` unless `--shell-job`), cwd, umask: plain task state.
+//! 3. File descriptors ([`super::files`]): needs the host paths, so before any chroot; done in
+//!    the child because file descriptors are the child's own table.
+//! 4. Signal dispositions, the alternate stack, queued signals, `clear_child_tid` and the name:
+//!    per-task state the kernel keeps outside the address space, so it survives stage 3.
+//! 5. Map the trampoline area at the address the plan chose (free in both layouts), close the
+//!    error pipe, `PTRACE_TRACEME` and stop with `SIGSTOP`.
+//!
+//! A failure in the child is written to the error pipe and the child exits; the parent reports
+//! it. The child never returns into crak-restore's `main`.
+
+use super::files;
+use super::plan::{Plan, PAGE, TRAMPOLINE_CODE, TRAMPOLINE_LEN};
+use super::RestoreError;
+use crate::sys::clone::{self, Forked, KernelSigaction};
+use crate::sys::prctl;
+use crak_format::{Image, Process};
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+
+/// Exit code of a restore child that failed before stopping.
+const CHILD_FAILED: i32 = 121;
+
+/// Creates the child and waits until it is stopped and traced by this process. Returns its
+/// pid.
+pub fn spawn(image: &Image<'_>, proc: &Process<'_>, plan: &Plan) -> Result<i32, RestoreError> {
+    let (mut reader, writer) =
+        std::io::pipe().map_err(|e| RestoreError::failed("pipe", e.to_string()))?;
+    let forked = clone::clone3_process(plan.want_pid).map_err(|e| {
+        if e.raw_os_error() == Some(libc::EEXIST) {
+            RestoreError::Refused(format!(
+                "PID {} was taken just now; restore with --new-pid to give the process another PID",
+                proc.pid()
+            ))
+        } else {
+            RestoreError::failed("clone3", e.to_string())
+        }
+    })?;
+    match forked {
+        Forked::Child => {
+            drop(reader);
+            let writer = OwnedFd::from(writer);
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                child_main(image, proc, plan, writer)
+            }));
+            match result {
+                Ok(Ok(never)) => match never {},
+                Ok(Err((msg, Some(fd)))) => {
+                    let mut f = std::fs::File::from(fd);
+                    let _ = f.write_all(msg.as_bytes());
+                    clone::exit_now(CHILD_FAILED)
+                }
+                _ => clone::exit_now(CHILD_FAILED + 1),
+            }
+        }
+        Forked::Parent(pid) => {
+            drop(writer);
+            let status = crate::sys::ptrace::waitpid(pid).map_err(|e| {
+                RestoreError::failed("waiting for the restore child", e.to_string())
+            })?;
+            let mut msg = String::new();
+            let _ = reader.read_to_string(&mut msg);
+            use crate::sys::ptrace::WaitStatus;
+            match status {
+                WaitStatus::Stopped { signal, .. } if signal == libc::SIGSTOP => Ok(pid),
+                WaitStatus::Exited { code, .. } => Err(RestoreError::failed(
+                    "preparing the process",
+                    if msg.is_empty() {
+                        format!("the restore child exited with status {code}")
+                    } else {
+                        msg
+                    },
+                )),
+                other => {
+                    super::kill_child(pid);
+                    Err(RestoreError::failed(
+                        "preparing the process",
+                        format!("the restore child stopped unexpectedly: {other:?} {msg}"),
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// An uninhabited type: `child_main` only returns on error.
+pub enum Never {}
+
+type ChildErr = (String, Option<OwnedFd>);
+
+fn child_main(
+    image: &Image<'_>,
+    proc: &Process<'_>,
+    plan: &Plan,
+    errpipe: OwnedFd,
+) -> Result<Never, ChildErr> {
+    let p = &proc.process;
+    // 1. Nothing may be delivered from now on.
+    if let Err(e) = clone::block_all_signals() {
+        return Err((format!("blocking signals: {e}"), Some(errpipe)));
+    }
+    // 2. Task attributes.
+    if let Err(e) = prctl::set_personality(p.personality) {
+        return Err((
+            format!("personality({:#x}): {e}", p.personality),
+            Some(errpipe),
+        ));
+    }
+    if !plan.options.shell_job {
+        if let Err(e) = clone::new_session() {
+            return Err((format!("setsid: {e}"), Some(errpipe)));
+        }
+    }
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let cwd = std::ffi::OsStr::from_bytes(p.cwd.as_bytes());
+        if let Err(e) = std::env::set_current_dir(cwd) {
+            return Err((format!("chdir({}): {e}", p.cwd), Some(errpipe)));
+        }
+    }
+    clone::set_umask(p.umask);
+    // 3. Files.
+    let errpipe = files::restore_fds(&proc.fds, &image.pipes, errpipe, plan.tty_path.as_deref())
+        .map_err(|m| (m, None))?;
+    let errpipe = Some(errpipe);
+    let step = |r: std::io::Result<()>,
+                what: String,
+                fd: &mut Option<OwnedFd>|
+     -> Result<(), ChildErr> { r.map_err(|e| (format!("{what}: {e}"), fd.take())) };
+    let mut errpipe = errpipe;
+    // 4. Signals and other per-task state.
+    for signo in 1..=64i32 {
+        if signo == libc::SIGKILL || signo == libc::SIGSTOP {
+            continue;
+        }
+        let act = proc
+            .sigactions
+            .as_ref()
+            .and_then(|s| s.actions.iter().find(|a| a.signo == signo as u32))
+            .map(|a| KernelSigaction {
+                handler: a.handler,
+                flags: a.flags,
+                restorer: a.restorer,
+                mask: a.mask,
+            })
+            .unwrap_or_default();
+        step(
+            clone::set_raw_sigaction(signo, &act),
+            format!("rt_sigaction({})", super::signals::name(signo)),
+            &mut errpipe,
+        )?;
+    }
+    let t = &proc.threads[0];
+    step(
+        clone::set_sigaltstack(
+            t.sas_sp,
+            t.sas_size,
+            t.sas_flags & !(libc::SS_ONSTACK as u32),
+        ),
+        format!("sigaltstack({:#x}, {})", t.sas_sp, t.sas_size),
+        &mut errpipe,
+    )?;
+    for q in &proc.sigqueues {
+        for si in &q.siginfos {
+            let mut raw = [0u8; 128];
+            if si.len() != raw.len() {
+                return Err(("siginfo is not 128 bytes".into(), errpipe.take()));
+            }
+            raw.copy_from_slice(si.as_bytes());
+            let signo = i32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]);
+            step(
+                clone::queue_signal_to_self(signo, &raw, q.tid != 0),
+                format!("queueing {}", super::signals::name(signo)),
+                &mut errpipe,
+            )?;
+        }
+    }
+    clone::set_tid_address(t.clear_child_tid);
+    step(
+        prctl::set_name(p.comm.as_bytes()),
+        "PR_SET_NAME".into(),
+        &mut errpipe,
+    )?;
+    // 5. The trampoline, then hand over to the tracer.
+    let mut code = vec![0xccu8; PAGE as usize];
+    code[..TRAMPOLINE_CODE.len()].copy_from_slice(&TRAMPOLINE_CODE);
+    step(
+        clone::map_trampoline(plan.trampoline, TRAMPOLINE_LEN as usize, &code),
+        format!("mapping the trampoline at {:#x}", plan.trampoline),
+        &mut errpipe,
+    )?;
+    step(clone::trace_me(), "PTRACE_TRACEME".into(), &mut errpipe)?;
+    let fd = errpipe.take();
+    drop(fd);
+    if let Err(e) = clone::stop_self() {
+        clone::exit_now(CHILD_FAILED + 2 + (e.raw_os_error().unwrap_or(0) & 1));
+    }
+    // The tracer replaces every register before it lets the child run; reaching this point
+    // means it resumed the child without doing so.
+    clone::exit_now(CHILD_FAILED + 4)
+}

@@ -1,0 +1,473 @@
+//! Stage 3 of restore: rebuild the child's address space from outside, with system calls it
+//! executes on our behalf through its trampoline page (`syscall; int3`).
+//!
+//! Order, and why:
+//! 1. Unregister the child's inherited rseq area: once crak-restore's memory is gone, the
+//!    kernel would fault writing the CPU number there and kill the child.
+//! 2. Unmap everything but the trampoline area and the vDSO group: the child's code and data
+//!    are crak-restore's, which must not leak into the restored process, and every saved VMA
+//!    must find its range free (`MAP_FIXED_NOREPLACE` catches any mistake).
+//! 3. Move the vDSO group to its saved addresses (through a free temporary area when the old
+//!    and new ranges could overlap): the saved program holds pointers into its vDSO.
+//! 4. Map every VMA at its address, writable first when it must be filled; fill stored pages
+//!    and the zero pages of private file mappings; then set the saved protection and madvise
+//!    bits. Shared file mappings are never written: the file is the truth.
+//! 5. `PR_SET_MM_MAP`: the memory descriptor's bounds, auxv and exe, now that every VMA they
+//!    point into exists and crak-restore's binary is no longer mapped (the kernel refuses to
+//!    change the exe link while the old one is still mapped).
+
+use super::plan::{vma_of, Plan, PAGE, TASK_SIZE, TRAMPOLINE_LEN};
+use super::RestoreError;
+use crate::sys::mem;
+use crate::sys::prctl::{PrctlMmMap, MAX_AUXV_BYTES, PR_SET_MM, PR_SET_MM_MAP};
+use crate::sys::ptrace;
+use crate::sys::remote::RemoteSyscall;
+use crak_format::record::vma::{madv, Vma, VmaKind, MAP_GROWSDOWN, MAP_SHARED, PROT_WRITE};
+use crak_format::Process;
+use std::collections::HashMap;
+
+/// The child as seen from the parent: its pid, the remote-syscall executor bound to its
+/// trampoline, and the scratch pages after the trampoline code.
+pub struct Remote {
+    /// The child.
+    pub pid: i32,
+    /// Executor running system calls at the trampoline.
+    pub rs: RemoteSyscall,
+    /// Start of the trampoline area.
+    pub trampoline: u64,
+}
+
+impl Remote {
+    /// An executor for the stopped child `pid` whose trampoline is at `trampoline`.
+    pub fn new(pid: i32, trampoline: u64) -> Self {
+        Remote {
+            pid,
+            rs: RemoteSyscall::new(pid, trampoline),
+            trampoline,
+        }
+    }
+
+    /// Runs a system call in the child; an error names `what`.
+    pub fn call(
+        &mut self,
+        what: impl FnOnce() -> String,
+        nr: i64,
+        args: &[u64],
+    ) -> Result<u64, RestoreError> {
+        self.rs
+            .call(nr, args)
+            .map_err(|e| RestoreError::failed("remote system call", format!("{}: {e}", what())))
+    }
+
+    /// Address of the scratch area (the pages after the trampoline code).
+    pub fn scratch(&self) -> u64 {
+        self.trampoline + PAGE
+    }
+
+    /// Writes `data` at `offset` into the scratch area and returns its address in the child.
+    pub fn put(&self, offset: u64, data: &[u8]) -> Result<u64, RestoreError> {
+        if offset
+            .checked_add(data.len() as u64)
+            .is_none_or(|e| e > TRAMPOLINE_LEN - PAGE)
+        {
+            return Err(RestoreError::failed(
+                "scratch memory",
+                "argument too large".into(),
+            ));
+        }
+        let addr = self.scratch() + offset;
+        mem::write(self.pid, addr, data)
+            .map_err(|e| RestoreError::failed("writing scratch memory", e.to_string()))?;
+        Ok(addr)
+    }
+
+    /// `openat(AT_FDCWD, path, flags)` in the child; returns the new fd.
+    pub fn open(&mut self, path: &[u8], flags: i32) -> Result<u64, RestoreError> {
+        let mut z = path.to_vec();
+        z.push(0);
+        let a = self.put(0, &z)?;
+        let shown = String::from_utf8_lossy(path).into_owned();
+        self.call(
+            || format!("openat({shown})"),
+            libc::SYS_openat,
+            &[
+                libc::AT_FDCWD as u64,
+                a,
+                (flags | libc::O_CLOEXEC) as u64,
+                0,
+            ],
+        )
+    }
+
+    /// `close(fd)` in the child.
+    pub fn close(&mut self, fd: u64) -> Result<(), RestoreError> {
+        self.call(|| format!("close({fd})"), libc::SYS_close, &[fd])
+            .map(drop)
+    }
+}
+
+/// Counters for the summary.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MmStats {
+    /// Pages written from the image.
+    pub pages: u64,
+    /// Bytes written from the image.
+    pub bytes: u64,
+    /// VMAs created.
+    pub vmas: u64,
+}
+
+/// `RSEQ_FLAG_UNREGISTER`.
+const RSEQ_FLAG_UNREGISTER: u64 = 1;
+
+/// Step 1: drop the rseq registration the child inherited from crak-restore's glibc.
+pub fn unregister_own_rseq(r: &mut Remote) -> Result<(), RestoreError> {
+    let cfg = ptrace::get_rseq_configuration(r.pid)
+        .map_err(|e| RestoreError::failed("PTRACE_GET_RSEQ_CONFIGURATION", e.to_string()))?;
+    if cfg.len == 0 || cfg.addr == 0 {
+        return Ok(());
+    }
+    r.call(
+        || "rseq(unregister)".into(),
+        libc::SYS_rseq,
+        &[
+            cfg.addr,
+            u64::from(cfg.len),
+            RSEQ_FLAG_UNREGISTER,
+            u64::from(cfg.sig),
+        ],
+    )
+    .map(drop)
+}
+
+/// Steps 2 to 5.
+pub fn rebuild(r: &mut Remote, proc: &Process<'_>, plan: &Plan) -> Result<MmStats, RestoreError> {
+    unmap_all_but_trampoline(r, plan)?;
+    move_specials(r, plan)?;
+    super::fault_point("restore-mid-mm")?;
+    let stats = map_and_fill(r, proc)?;
+    set_mm_map(r, proc)?;
+    Ok(stats)
+}
+
+fn unmap_all_but_trampoline(r: &mut Remote, plan: &Plan) -> Result<(), RestoreError> {
+    let mut keep: Vec<(u64, u64)> = plan
+        .host_specials
+        .list()
+        .into_iter()
+        .map(|(_, x)| x)
+        .collect();
+    keep.push((plan.trampoline, plan.trampoline + TRAMPOLINE_LEN));
+    keep.sort_unstable();
+    let mut from = 0u64;
+    let mut gaps = Vec::new();
+    for (s, e) in keep {
+        if s > from {
+            gaps.push((from, s));
+        }
+        from = from.max(e);
+    }
+    if from < TASK_SIZE {
+        gaps.push((from, TASK_SIZE));
+    }
+    for (s, e) in gaps {
+        r.call(
+            || format!("munmap({s:#x}-{e:#x})"),
+            libc::SYS_munmap,
+            &[s, e - s],
+        )?;
+    }
+    Ok(())
+}
+
+fn mremap_fixed(
+    r: &mut Remote,
+    name: &str,
+    from: u64,
+    len: u64,
+    to: u64,
+) -> Result<(), RestoreError> {
+    if from == to {
+        return Ok(());
+    }
+    let got = r.call(
+        || format!("mremap({name} {from:#x} -> {to:#x})"),
+        libc::SYS_mremap,
+        &[
+            from,
+            len,
+            len,
+            (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64,
+            to,
+        ],
+    )?;
+    if got != to {
+        return Err(RestoreError::failed(
+            "moving the vDSO",
+            format!("{name} landed at {got:#x}, not {to:#x}"),
+        ));
+    }
+    Ok(())
+}
+
+fn move_specials(r: &mut Remote, plan: &Plan) -> Result<(), RestoreError> {
+    let host = &plan.host_specials;
+    let img = &plan.image_specials;
+    if img.vdso.is_none() {
+        // The image was taken without a vDSO: the program does not use one.
+        for (name, (s, e)) in host.list() {
+            r.call(|| format!("munmap({name})"), libc::SYS_munmap, &[s, e - s])?;
+        }
+        return Ok(());
+    }
+    let pairs: Vec<(&str, (u64, u64), (u64, u64))> = [
+        ("[vvar]", host.vvar, img.vvar),
+        ("[vvar_vclock]", host.vvar_vclock, img.vvar_vclock),
+        ("[vdso]", host.vdso, img.vdso),
+    ]
+    .into_iter()
+    .filter_map(|(n, h, i)| Some((n, h?, i?)))
+    .collect();
+    if pairs.iter().all(|(_, h, i)| h.0 == i.0) {
+        return Ok(());
+    }
+    // Through the temporary area first, keeping the relative placement, so that no move can
+    // land on a mapping of the group that has not moved yet.
+    let base = host.span().map_or(0, |s| s.0);
+    for (name, h, _) in &pairs {
+        mremap_fixed(r, name, h.0, h.1 - h.0, plan.special_tmp + (h.0 - base))?;
+    }
+    for (name, h, i) in &pairs {
+        mremap_fixed(r, name, plan.special_tmp + (h.0 - base), h.1 - h.0, i.0)?;
+    }
+    Ok(())
+}
+
+/// What each VMA needs written.
+#[derive(Default, Clone, Copy)]
+struct Needs {
+    fill: bool,
+}
+
+fn is_restorable_mapping(v: &Vma) -> bool {
+    !v.kind.is_special() && v.kind != VmaKind::SysvShm
+}
+
+fn map_and_fill(r: &mut Remote, proc: &Process<'_>) -> Result<MmStats, RestoreError> {
+    let vmas = &proc.vmas;
+    let mut needs = vec![Needs::default(); vmas.len()];
+    for run in &proc.pages {
+        if let Some(i) = vma_of(vmas, run.addr, run.nr_pages.saturating_mul(PAGE)) {
+            if let Some(n) = needs.get_mut(i) {
+                n.fill = true;
+            }
+        }
+    }
+    for run in &proc.zero_runs {
+        if let Some(i) = vma_of(vmas, run.addr, run.nr_pages.saturating_mul(PAGE)) {
+            let private_file = vmas
+                .get(i)
+                .is_some_and(|v| v.kind == VmaKind::File && v.flags & MAP_SHARED == 0);
+            if let (true, Some(n)) = (private_file, needs.get_mut(i)) {
+                n.fill = true;
+            }
+        }
+    }
+    let mut stats = MmStats::default();
+    let mut files: HashMap<(Vec<u8>, bool), u64> = HashMap::new();
+    for (v, need) in vmas.iter().zip(&needs) {
+        if !is_restorable_mapping(v) {
+            continue;
+        }
+        let shared = v.flags & MAP_SHARED != 0;
+        // Never write into a shared file mapping; anything stored for it is ignored.
+        let fill = need.fill && !(shared && v.kind == VmaKind::File);
+        let prot = if fill { v.prot | PROT_WRITE } else { v.prot };
+        let mut flags = libc::MAP_FIXED_NOREPLACE
+            | if shared {
+                libc::MAP_SHARED
+            } else {
+                libc::MAP_PRIVATE
+            };
+        if v.flags & MAP_GROWSDOWN != 0 {
+            flags |= libc::MAP_GROWSDOWN;
+        }
+        let len = v.end - v.start;
+        let (fd, off) = if v.kind == VmaKind::File {
+            if v.pgoff % PAGE != 0 {
+                return Err(RestoreError::Invalid(format!(
+                    "VMA {:#x}-{:#x}: file offset {:#x} is not page-aligned",
+                    v.start, v.end, v.pgoff
+                )));
+            }
+            let rw = shared && v.prot & PROT_WRITE != 0;
+            let key = (v.path.as_bytes().to_vec(), rw);
+            let fd = match files.get(&key) {
+                Some(fd) => *fd,
+                None => {
+                    let fd = r.open(
+                        v.path.as_bytes(),
+                        if rw { libc::O_RDWR } else { libc::O_RDONLY },
+                    )?;
+                    files.insert(key, fd);
+                    fd
+                }
+            };
+            (fd, v.pgoff)
+        } else {
+            flags |= libc::MAP_ANONYMOUS;
+            (u64::MAX, 0)
+        };
+        let got = r.call(
+            || format!("mmap({:#x}-{:#x} {} {})", v.start, v.end, v.perms(), v.path),
+            libc::SYS_mmap,
+            &[v.start, len, u64::from(prot), flags as u64, fd, off],
+        )?;
+        if got != v.start {
+            return Err(RestoreError::failed(
+                "mapping memory",
+                format!("VMA {:#x} landed at {got:#x}", v.start),
+            ));
+        }
+        stats.vmas += 1;
+    }
+    for fd in files.into_values() {
+        r.close(fd)?;
+    }
+
+    // Fill: stored pages, then zero pages over private file mappings (the file would show
+    // through otherwise).
+    for run in &proc.pages {
+        let Some(v) =
+            vma_of(vmas, run.addr, run.nr_pages.saturating_mul(PAGE)).and_then(|i| vmas.get(i))
+        else {
+            continue;
+        };
+        if !is_restorable_mapping(v) || (v.kind == VmaKind::File && v.flags & MAP_SHARED != 0) {
+            continue;
+        }
+        let data = run.data.as_bytes();
+        mem::write_ranges(r.pid, &[(run.addr, data.len())], data).map_err(|e| {
+            RestoreError::failed(
+                "writing pages",
+                format!("{:#x}+{:#x}: {e}", run.addr, data.len()),
+            )
+        })?;
+        stats.pages += run.nr_pages;
+        stats.bytes += data.len() as u64;
+    }
+    let zeros = vec![0u8; 1 << 20];
+    for run in &proc.zero_runs {
+        let Some(v) =
+            vma_of(vmas, run.addr, run.nr_pages.saturating_mul(PAGE)).and_then(|i| vmas.get(i))
+        else {
+            continue;
+        };
+        if v.kind != VmaKind::File || v.flags & MAP_SHARED != 0 {
+            continue;
+        }
+        let mut addr = run.addr;
+        let end = run.addr + run.nr_pages * PAGE;
+        while addr < end {
+            let n = (end - addr).min(zeros.len() as u64) as usize;
+            mem::write_ranges(r.pid, &[(addr, n)], &zeros[..n]).map_err(|e| {
+                RestoreError::failed("zeroing pages", format!("{addr:#x}+{n:#x}: {e}"))
+            })?;
+            addr += n as u64;
+        }
+    }
+
+    // Final protection and madvise bits.
+    for (v, need) in vmas.iter().zip(&needs) {
+        if !is_restorable_mapping(v) {
+            continue;
+        }
+        let shared_file = v.kind == VmaKind::File && v.flags & MAP_SHARED != 0;
+        if need.fill && !shared_file && v.prot & PROT_WRITE == 0 {
+            r.call(
+                || format!("mprotect({:#x}-{:#x} {})", v.start, v.end, v.perms()),
+                libc::SYS_mprotect,
+                &[v.start, v.end - v.start, u64::from(v.prot)],
+            )?;
+        }
+        for (bit, advice, name) in [
+            (madv::DONTFORK, libc::MADV_DONTFORK, "MADV_DONTFORK"),
+            (madv::WIPEONFORK, libc::MADV_WIPEONFORK, "MADV_WIPEONFORK"),
+            (madv::DONTDUMP, libc::MADV_DONTDUMP, "MADV_DONTDUMP"),
+            (madv::HUGEPAGE, libc::MADV_HUGEPAGE, "MADV_HUGEPAGE"),
+            (madv::NOHUGEPAGE, libc::MADV_NOHUGEPAGE, "MADV_NOHUGEPAGE"),
+        ] {
+            if v.madvise & bit != 0 {
+                r.call(
+                    || format!("madvise({:#x}-{:#x}, {name})", v.start, v.end),
+                    libc::SYS_madvise,
+                    &[v.start, v.end - v.start, advice as u64],
+                )?;
+            }
+        }
+        if v.madvise & madv::LOCKED != 0 {
+            r.call(
+                || format!("mlock({:#x}-{:#x})", v.start, v.end),
+                libc::SYS_mlock,
+                &[v.start, v.end - v.start],
+            )?;
+        }
+    }
+    Ok(stats)
+}
+
+fn set_mm_map(r: &mut Remote, proc: &Process<'_>) -> Result<(), RestoreError> {
+    let Some(mm) = proc.mm.as_ref() else {
+        return Err(RestoreError::Invalid("process has no MM record".into()));
+    };
+    let mut auxv = Vec::new();
+    for &(k, v) in &mm.auxv {
+        auxv.extend_from_slice(&k.to_le_bytes());
+        auxv.extend_from_slice(&v.to_le_bytes());
+        if k == 0 {
+            break;
+        }
+    }
+    if mm.auxv.last().is_none_or(|&(k, _)| k != 0) && !mm.auxv.iter().any(|&(k, _)| k == 0) {
+        auxv.extend_from_slice(&[0u8; 16]);
+    }
+    if auxv.len() > MAX_AUXV_BYTES {
+        return Err(RestoreError::Refused(format!(
+            "auxv has {} entries, the kernel keeps at most {}",
+            auxv.len() / 16,
+            MAX_AUXV_BYTES / 16
+        )));
+    }
+    let exe_fd = r.open(proc.process.exe.as_bytes(), libc::O_RDONLY)?;
+    let auxv_addr = r.put(4096, &auxv)?;
+    let map = PrctlMmMap {
+        start_code: mm.start_code,
+        end_code: mm.end_code,
+        start_data: mm.start_data,
+        end_data: mm.end_data,
+        start_brk: mm.start_brk,
+        brk: mm.brk,
+        start_stack: mm.start_stack,
+        arg_start: mm.arg_start,
+        arg_end: mm.arg_end,
+        env_start: mm.env_start,
+        env_end: mm.env_end,
+        auxv: auxv_addr,
+        auxv_size: auxv.len() as u32,
+        exe_fd: exe_fd as u32,
+    };
+    let map_addr = r.put(8192, &map.to_bytes())?;
+    let res = r.call(
+        || format!("prctl(PR_SET_MM_MAP, exe {})", proc.process.exe),
+        libc::SYS_prctl,
+        &[
+            PR_SET_MM,
+            PR_SET_MM_MAP,
+            map_addr,
+            PrctlMmMap::SIZE as u64,
+            0,
+        ],
+    );
+    r.close(exe_fd)?;
+    res.map(drop)
+}

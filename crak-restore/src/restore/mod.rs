@@ -1,0 +1,258 @@
+//! Restore: recreate a process from a crak image, with its PID, as a child of the caller.
+//!
+//! The stages, in order (each file explains its own inner order):
+//!
+//! 1. [`plan`]: check the image and the host; choose the addresses used later. Nothing exists
+//!    yet, so a refusal here leaves no trace.
+//! 2. [`fork`]: `clone3` with the saved PID; the child sets up its task state (files, signal
+//!    dispositions, queued signals, cwd, umask, session) and stops under ptrace.
+//! 3. [`mm`]: the parent rebuilds the child's memory with remote system calls.
+//! 4. Task state that needs the new memory or the parent's help: rseq registration at the saved
+//!    area, resource limits (`prlimit` from outside: lowering `RLIMIT_NOFILE` or `RLIMIT_AS`
+//!    earlier could have failed stages 2 and 3), the root directory (after stage 3, whose paths
+//!    are host paths).
+//! 5. [`creds`]: credentials last, after everything that needs privilege.
+//! 6. [`regs`]: registers, XSAVE state, blocked mask; detach. This is the point of no return.
+//!
+//! Any failure before the point of no return kills the half-built child (and only it) and is
+//! reported; the PTRACE_O_EXITKILL option also kills it if crak-restore itself dies.
+
+pub mod creds;
+pub mod files;
+pub mod fork;
+pub mod mm;
+pub mod plan;
+pub mod regs;
+pub mod signals;
+
+pub use plan::Options;
+
+use crate::sys::ptrace;
+use crak_format::Image;
+use std::time::{Duration, Instant};
+
+/// Why a restore did not happen.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RestoreError {
+    /// The image is malformed or inconsistent.
+    #[error("invalid image: {0}")]
+    Invalid(String),
+    /// The image is fine but this host or restorer cannot take it (PID taken, file changed,
+    /// unsupported feature).
+    #[error("{0}")]
+    Refused(String),
+    /// A step of the restore failed; the half-built process was killed.
+    #[error("{stage}: {detail}")]
+    Failed {
+        /// The step.
+        stage: String,
+        /// What happened.
+        detail: String,
+    },
+}
+
+impl RestoreError {
+    /// A failed step.
+    pub fn failed(stage: impl Into<String>, detail: String) -> Self {
+        RestoreError::Failed {
+            stage: stage.into(),
+            detail,
+        }
+    }
+}
+
+/// Returns an error when the environment variable `CRAK_FAULT` names this injection point.
+pub fn fault_point(name: &str) -> Result<(), RestoreError> {
+    match std::env::var("CRAK_FAULT") {
+        Ok(v) if v.split(',').any(|p| p.trim() == name) => Err(RestoreError::failed(
+            format!("fault injection point {name}"),
+            "CRAK_FAULT asked this restore to fail here".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Kills a half-built child and reaps it.
+pub fn kill_child(pid: i32) {
+    let _ = crate::sys::process::kill(pid, libc::SIGKILL);
+    loop {
+        match ptrace::waitpid(pid) {
+            Ok(s) if s.is_gone() => break,
+            Ok(_) => continue,
+            Err(_) => break,
+        }
+    }
+}
+
+/// What was restored.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Summary {
+    /// PID of the restored process.
+    pub pid: i32,
+    /// Whether it got the PID it had at capture.
+    pub same_pid: bool,
+    /// Pages written from the image.
+    pub pages: u64,
+    /// Bytes written from the image.
+    pub bytes: u64,
+    /// VMAs created.
+    pub vmas: u64,
+    /// File descriptors restored.
+    pub fds: usize,
+    /// Wall time of the restore.
+    #[serde(serialize_with = "ser_ms", rename = "time_ms")]
+    pub elapsed: Duration,
+}
+
+fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1000.0)
+}
+
+/// Restores the single process of `image` as a child of the caller and lets it run.
+/// The caller must be single-threaded (the child is a copy of it).
+pub fn restore(image: &Image<'_>, options: &Options) -> Result<Summary, RestoreError> {
+    let t0 = Instant::now();
+    // Stage 1.
+    let proc = plan::check_image(image)?;
+    let plan = plan::make_plan(image, proc, options)?;
+    check_xsave(image, proc)?;
+    // Stage 2.
+    let pid = fork::spawn(image, proc, &plan)?;
+    match build(image, proc, &plan, pid) {
+        Ok(mut summary) => {
+            summary.elapsed = t0.elapsed();
+            Ok(summary)
+        }
+        Err(e) => {
+            kill_child(pid);
+            Err(e)
+        }
+    }
+}
+
+/// Stages 3 to 6 on the stopped child.
+fn build(
+    _image: &Image<'_>,
+    proc: &crak_format::Process<'_>,
+    plan: &plan::Plan,
+    pid: i32,
+) -> Result<Summary, RestoreError> {
+    ptrace::setoptions(
+        pid,
+        ptrace::options::TRACESYSGOOD | ptrace::options::EXITKILL,
+    )
+    .map_err(|e| RestoreError::failed("PTRACE_SETOPTIONS", e.to_string()))?;
+    fault_point("restore-after-fork")?;
+    let mut r = mm::Remote::new(pid, plan.trampoline);
+    // Stage 3.
+    mm::unregister_own_rseq(&mut r)?;
+    let stats = mm::rebuild(&mut r, proc, plan)?;
+    // Stage 4.
+    let thread = proc
+        .threads
+        .first()
+        .ok_or_else(|| RestoreError::Invalid("no thread".into()))?;
+    if thread.rseq_len != 0 {
+        r.call(
+            || format!("rseq(register {:#x})", thread.rseq_addr),
+            libc::SYS_rseq,
+            &[
+                thread.rseq_addr,
+                u64::from(thread.rseq_len),
+                0,
+                u64::from(thread.rseq_sig),
+            ],
+        )?;
+    }
+    if let Some(rl) = &proc.rlimits {
+        for l in &rl.limits {
+            crate::sys::process::set_rlimit(pid, l.resource, l.cur, l.max).map_err(|e| {
+                RestoreError::failed(
+                    "setting resource limits",
+                    format!("resource {}: {e}", l.resource),
+                )
+            })?;
+        }
+    }
+    let own_root = std::fs::read_link("/proc/self/root").unwrap_or_default();
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let root = proc.process.root.as_bytes();
+        if !root.is_empty() && root != own_root.as_os_str().as_bytes() {
+            let mut z = root.to_vec();
+            z.push(0);
+            let a = r.put(0, &z)?;
+            r.call(
+                || format!("chroot({})", proc.process.root),
+                libc::SYS_chroot,
+                &[a],
+            )?;
+        }
+    }
+    // Stage 5.
+    if let Some(cr) = &proc.creds {
+        creds::restore_creds(&mut r, cr)?;
+    }
+    // Stage 6.
+    let xsave = proc
+        .xsaves
+        .iter()
+        .find(|x| x.tid == thread.tid)
+        .ok_or_else(|| RestoreError::Invalid("no XSAVE".into()))?;
+    regs::finish(pid, plan.trampoline, thread, xsave.area.as_bytes())?;
+    Ok(Summary {
+        pid,
+        same_pid: pid as u32 == proc.pid(),
+        pages: stats.pages,
+        bytes: stats.bytes,
+        vmas: stats.vmas,
+        fds: proc.fds.len(),
+        elapsed: Duration::ZERO,
+    })
+}
+
+/// The image's XSAVE state must use only features this CPU has enabled, in an area of this
+/// CPU's size (the kernel takes the whole standard-format area).
+fn check_xsave(image: &Image<'_>, proc: &crak_format::Process<'_>) -> Result<(), RestoreError> {
+    let Some(xcr0) = crate::sys::cpu::xcr0() else {
+        return Err(RestoreError::Refused(
+            "this CPU has no XSAVE support enabled".into(),
+        ));
+    };
+    for x in &proc.xsaves {
+        let extra = x.xstate_bv & !xcr0;
+        if extra != 0 {
+            return Err(RestoreError::Refused(format!(
+                "thread {} uses XSAVE features {extra:#x} this CPU does not enable (XCR0 {xcr0:#x})",
+                x.tid
+            )));
+        }
+    }
+    let size = crate::sys::cpu::xsave_size().unwrap_or(0);
+    if image.header.xsave_size != size {
+        return Err(RestoreError::Refused(format!(
+            "the image's XSAVE area is {} bytes, this CPU's is {size}: restore needs the same CPU features",
+            image.header.xsave_size
+        )));
+    }
+    Ok(())
+}
+
+/// Waits for the restored child to end; returns its exit code, or 128 + the signal that killed
+/// it, as a shell would.
+pub fn wait_exit_code(pid: i32) -> Result<i32, RestoreError> {
+    loop {
+        match ptrace::waitpid(pid) {
+            Ok(ptrace::WaitStatus::Exited { code, .. }) => return Ok(code),
+            Ok(ptrace::WaitStatus::Signaled { signal, .. }) => return Ok(128 + signal),
+            Ok(_) => continue,
+            Err(e) => {
+                return Err(RestoreError::failed(
+                    "waiting for the process",
+                    e.to_string(),
+                ))
+            }
+        }
+    }
+}

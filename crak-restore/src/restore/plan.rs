@@ -1,0 +1,628 @@
+//! Stage 1 of restore: every check that can be made before anything is created.
+//!
+//! The image is untrusted: this stage checks what the restore relies on (one single-threaded
+//! process, registers and XSAVE present, VMAs sorted and disjoint, page runs inside VMAs with
+//! the right amount of data, pipes with their data) and that the host can take it (the PID is
+//! free, the vDSO has the same size and layout, every file the image maps or holds open is the
+//! same file, unchanged). Its result, [`Plan`], also fixes the addresses the later stages use
+//! (the trampoline and a free area to move the vDSO through) so that nothing is chosen after
+//! the fork.
+
+use super::RestoreError;
+use crak_format::record::fd::FdKind;
+use crak_format::record::vma::{Vma, VmaKind};
+use crak_format::{Image, Process};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+/// Page size this restorer supports (x86_64).
+pub const PAGE: u64 = 4096;
+/// Bytes of the trampoline area: one code page (`syscall; int3`) and scratch pages for the
+/// pointer arguments of remote calls (paths, `prctl_mm_map`, auxv, capabilities).
+pub const TRAMPOLINE_LEN: u64 = 16 * PAGE;
+/// Highest user address on x86_64 with 4-level paging (exclusive).
+pub const TASK_SIZE: u64 = 0x7fff_ffff_f000;
+/// The trampoline code: `syscall` followed by `int3`.
+pub const TRAMPOLINE_CODE: [u8; 3] = [0x0f, 0x05, 0xcc];
+
+/// How the restore should treat the host.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Allow another PID when the saved one is taken.
+    pub new_pid: bool,
+    /// Keep the process in the restorer's session and process group, on its terminal.
+    pub shell_job: bool,
+}
+
+/// A mapping of this process (`/proc/self/maps`) or of a child.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapsEntry {
+    /// Start address.
+    pub start: u64,
+    /// End address (exclusive).
+    pub end: u64,
+    /// Permissions as shown, e.g. `r-xp`.
+    pub perms: String,
+    /// Path or pseudo-name (`[vdso]`), empty for anonymous memory.
+    pub path: String,
+}
+
+/// Parses the text of a `/proc/PID/maps` file. Lines that do not parse are skipped.
+pub fn parse_maps(text: &str) -> Vec<MapsEntry> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut parts = line.splitn(6, ' ');
+        let (Some(range), Some(perms)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let _offset = parts.next();
+        let _dev = parts.next();
+        let _ino = parts.next();
+        let path = parts.next().unwrap_or("").trim_start().to_string();
+        let Some((s, e)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (u64::from_str_radix(s, 16), u64::from_str_radix(e, 16)) else {
+            continue;
+        };
+        out.push(MapsEntry {
+            start,
+            end,
+            perms: perms.to_string(),
+            path,
+        });
+    }
+    out
+}
+
+/// Reads and parses `/proc/<pid>/maps` (`pid` may be `"self"`).
+pub fn read_maps(pid: &str) -> Result<Vec<MapsEntry>, RestoreError> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .map_err(|e| RestoreError::failed("read maps", format!("/proc/{pid}/maps: {e}")))?;
+    Ok(parse_maps(&text))
+}
+
+/// The vDSO-related mappings of one process.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Specials {
+    /// `[vdso]`.
+    pub vdso: Option<(u64, u64)>,
+    /// `[vvar]`.
+    pub vvar: Option<(u64, u64)>,
+    /// `[vvar_vclock]`.
+    pub vvar_vclock: Option<(u64, u64)>,
+}
+
+impl Specials {
+    /// The special mappings found in a maps listing.
+    pub fn from_maps(maps: &[MapsEntry]) -> Self {
+        let mut s = Specials::default();
+        for m in maps {
+            let r = Some((m.start, m.end));
+            match m.path.as_str() {
+                "[vdso]" => s.vdso = r,
+                "[vvar]" => s.vvar = r,
+                "[vvar_vclock]" => s.vvar_vclock = r,
+                _ => {}
+            }
+        }
+        s
+    }
+
+    /// The special mappings among an image's VMAs.
+    pub fn from_vmas(vmas: &[Vma]) -> Self {
+        let mut s = Specials::default();
+        for v in vmas {
+            let r = Some((v.start, v.end));
+            match v.kind {
+                VmaKind::Vdso => s.vdso = r,
+                VmaKind::Vvar => s.vvar = r,
+                VmaKind::VvarVclock => s.vvar_vclock = r,
+                _ => {}
+            }
+        }
+        s
+    }
+
+    /// `(name, range)` for each mapping present.
+    pub fn list(&self) -> Vec<(&'static str, (u64, u64))> {
+        let mut v = Vec::new();
+        for (name, r) in [
+            ("[vvar]", self.vvar),
+            ("[vvar_vclock]", self.vvar_vclock),
+            ("[vdso]", self.vdso),
+        ] {
+            if let Some(r) = r {
+                v.push((name, r));
+            }
+        }
+        v
+    }
+
+    /// Lowest start and highest end of the mappings present.
+    pub fn span(&self) -> Option<(u64, u64)> {
+        let l = self.list();
+        let lo = l.iter().map(|(_, r)| r.0).min()?;
+        let hi = l.iter().map(|(_, r)| r.1).max()?;
+        Some((lo, hi))
+    }
+}
+
+/// Everything the later stages need, decided before the fork.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// PID to ask `clone3` for (`None`: any).
+    pub want_pid: Option<i32>,
+    /// Start of the trampoline area, free in both this process and the image.
+    pub trampoline: u64,
+    /// Start of a free area (in both layouts) large enough to move the vDSO group through.
+    pub special_tmp: u64,
+    /// This process's vDSO group, which the child inherits at the same addresses.
+    pub host_specials: Specials,
+    /// The image's vDSO group.
+    pub image_specials: Specials,
+    /// Path of the restorer's terminal, for `--shell-job`.
+    pub tty_path: Option<Vec<u8>>,
+    /// The restorer's options.
+    pub options: Options,
+    /// Pages stored in the image for the process.
+    pub stored_pages: u64,
+}
+
+fn invalid(msg: impl Into<String>) -> RestoreError {
+    RestoreError::Invalid(msg.into())
+}
+
+fn refused(msg: impl Into<String>) -> RestoreError {
+    RestoreError::Refused(msg.into())
+}
+
+/// Structural checks of the image beyond what the parser checked: the shape this restorer
+/// needs.
+pub fn check_image<'a>(image: &'a Image<'_>) -> Result<&'a Process<'a>, RestoreError> {
+    if image.header.arch != crak_format::record::header::ARCH_X86_64 {
+        return Err(refused(format!(
+            "image is for machine {}, this restorer handles x86_64 (62) only",
+            image.header.arch
+        )));
+    }
+    if u64::from(image.header.page_size) != PAGE {
+        return Err(refused(format!(
+            "image page size is {} bytes, this host uses {PAGE}",
+            image.header.page_size
+        )));
+    }
+    let proc = match image.processes.as_slice() {
+        [p] => p,
+        [] => return Err(invalid("image holds no process")),
+        ps => {
+            return Err(refused(format!(
+                "image holds {} processes; restoring process trees is not supported yet",
+                ps.len()
+            )))
+        }
+    };
+    let pid = proc.pid();
+    if proc.process.tids.len() != 1 || proc.threads.len() != 1 {
+        return Err(refused(format!(
+            "process {pid} has {} threads; multi-threaded images are not supported yet",
+            proc.process.tids.len().max(proc.threads.len())
+        )));
+    }
+    let thread = &proc.threads[0];
+    if thread.tid != pid {
+        return Err(invalid(format!(
+            "THREAD record of process {pid} has tid {}, expected the pid",
+            thread.tid
+        )));
+    }
+    if proc.mm.is_none() {
+        return Err(invalid(format!("process {pid} has no MM record")));
+    }
+    match proc.xsaves.iter().find(|x| x.tid == pid) {
+        Some(x) if x.area.len() == image.header.xsave_size as usize && x.area.len() >= 576 => {}
+        Some(x) => {
+            return Err(invalid(format!(
+                "XSAVE area of thread {pid} is {} bytes, header says {}",
+                x.area.len(),
+                image.header.xsave_size
+            )))
+        }
+        None => return Err(invalid(format!("thread {pid} has no XSAVE record"))),
+    }
+    // VMAs: sorted, disjoint, aligned, inside the user address space.
+    let mut prev_end = 0u64;
+    for v in &proc.vmas {
+        if v.start % PAGE != 0 || v.end % PAGE != 0 || v.start >= v.end {
+            return Err(invalid(format!(
+                "VMA {:#x}-{:#x} is empty or not page-aligned",
+                v.start, v.end
+            )));
+        }
+        if v.start < prev_end {
+            return Err(invalid(format!(
+                "VMA {:#x}-{:#x} overlaps the previous one or is out of order",
+                v.start, v.end
+            )));
+        }
+        if v.kind != VmaKind::Vsyscall && v.end > TASK_SIZE {
+            return Err(invalid(format!(
+                "VMA {:#x}-{:#x} lies outside the user address space",
+                v.start, v.end
+            )));
+        }
+        if v.kind == VmaKind::SysvShm {
+            return Err(refused(format!(
+                "VMA {:#x}-{:#x} is SysV shared memory, which is not supported",
+                v.start, v.end
+            )));
+        }
+        if v.kind == VmaKind::VvarOther {
+            return Err(refused(format!(
+                "VMA {:#x}-{:#x} ({}) is a vDSO data mapping this restorer does not know",
+                v.start, v.end, v.path
+            )));
+        }
+        prev_end = v.end;
+    }
+    // Page runs: data of the right size, inside one VMA each.
+    for run in &proc.pages {
+        let len = run
+            .nr_pages
+            .checked_mul(PAGE)
+            .ok_or_else(|| invalid(format!("PAGES run at {:#x} is too long", run.addr)))?;
+        if run.data.len() as u64 != len {
+            return Err(invalid(format!(
+                "PAGES run at {:#x} holds {} bytes, expected {len}",
+                run.addr,
+                run.data.len()
+            )));
+        }
+        vma_of(&proc.vmas, run.addr, len).ok_or_else(|| {
+            invalid(format!(
+                "PAGES run {:#x}+{len:#x} is not inside one VMA",
+                run.addr
+            ))
+        })?;
+    }
+    for run in &proc.zero_runs {
+        let len = run
+            .nr_pages
+            .checked_mul(PAGE)
+            .ok_or_else(|| invalid(format!("ZERO_PAGES run at {:#x} is too long", run.addr)))?;
+        vma_of(&proc.vmas, run.addr, len).ok_or_else(|| {
+            invalid(format!(
+                "ZERO_PAGES run {:#x}+{len:#x} is not inside one VMA",
+                run.addr
+            ))
+        })?;
+    }
+    for q in &proc.sigqueues {
+        if q.tid != 0 && q.tid != pid {
+            return Err(invalid(format!("SIGQUEUE names unknown thread {}", q.tid)));
+        }
+        for si in &q.siginfos {
+            if si.len() != crak_format::record::sigqueue::SIGINFO_SIZE {
+                return Err(invalid("SIGQUEUE siginfo is not 128 bytes"));
+            }
+        }
+    }
+    let mut fds: Vec<u32> = proc.fds.iter().map(|f| f.fd).collect();
+    fds.sort_unstable();
+    if let Some(w) = fds.windows(2).find(|w| w[0] == w[1]) {
+        return Err(invalid(format!("fd {} appears twice", w[0])));
+    }
+    for f in &proc.fds {
+        if matches!(f.kind, FdKind::Pipe) && !image.pipes.iter().any(|p| p.pipe_id == f.ino) {
+            return Err(invalid(format!(
+                "fd {} is a pipe (id {}) without PIPE_DATA",
+                f.fd, f.ino
+            )));
+        }
+    }
+    Ok(proc)
+}
+
+/// Index of the VMA that holds `[addr, addr+len)` entirely.
+pub fn vma_of(vmas: &[Vma], addr: u64, len: u64) -> Option<usize> {
+    let end = addr.checked_add(len)?;
+    let i = vmas.partition_point(|v| v.end <= addr);
+    let v = vmas.get(i)?;
+    (v.start <= addr && end <= v.end).then_some(i)
+}
+
+/// Whether the image's device number matches `st_dev` (either the userspace encoding or the
+/// kernel's internal `MKDEV(major, minor)` with a 20-bit minor).
+pub fn dev_matches(image_dev: u64, st_dev: u64) -> bool {
+    let major = ((st_dev >> 8) & 0xfff) | ((st_dev >> 32) & !0xfff);
+    let minor = (st_dev & 0xff) | ((st_dev >> 12) & !0xff);
+    image_dev == st_dev || image_dev == (major << 20 | (minor & 0xfffff))
+}
+
+fn mtime_ns(md: &std::fs::Metadata) -> i64 {
+    md.mtime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(md.mtime_nsec())
+}
+
+fn bytes_path(p: &[u8]) -> &std::path::Path {
+    use std::os::unix::ffi::OsStrExt;
+    std::path::Path::new(std::ffi::OsStr::from_bytes(p))
+}
+
+/// Checks that the file at `path` is the one the image saw: same device, inode, size and
+/// modification time.
+fn check_same_file(
+    what: &str,
+    path: &[u8],
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: i64,
+) -> Result<(), RestoreError> {
+    let shown = String::from_utf8_lossy(path);
+    let md =
+        std::fs::metadata(bytes_path(path)).map_err(|e| refused(format!("{what} {shown}: {e}")))?;
+    let mut diffs = Vec::new();
+    if !dev_matches(dev, md.dev()) || md.ino() != ino {
+        diffs.push("it is another file (device/inode differ)".to_string());
+    }
+    if md.size() != size {
+        diffs.push(format!("size {} is now {}", size, md.size()));
+    }
+    if mtime_ns(&md) != mtime {
+        diffs.push("its modification time changed".to_string());
+    }
+    if diffs.is_empty() {
+        Ok(())
+    } else {
+        Err(refused(format!(
+            "{what} {shown} changed since the capture: {}",
+            diffs.join(", ")
+        )))
+    }
+}
+
+/// Host checks: the PID, the vDSO, the files; then picks the free areas.
+pub fn make_plan(
+    image: &Image<'_>,
+    proc: &Process<'_>,
+    options: &Options,
+) -> Result<Plan, RestoreError> {
+    let pid = proc.pid();
+    let pid_i32 = i32::try_from(pid).map_err(|_| invalid(format!("pid {pid} out of range")))?;
+    let taken = std::path::Path::new(&format!("/proc/{pid}")).exists();
+    let want_pid = match (taken, options.new_pid) {
+        (false, _) => Some(pid_i32),
+        (true, true) => None,
+        (true, false) => {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            return Err(refused(format!(
+                "PID {pid} is in use by another process ({}); restore with --new-pid to give the process another PID",
+                comm.trim()
+            )));
+        }
+    };
+
+    // Same-kernel restore: the vDSO code and data pages come from this kernel, so the image's
+    // must have the same sizes and relative placement as ours.
+    let own_maps = read_maps("self")?;
+    let host_specials = Specials::from_maps(&own_maps);
+    let image_specials = Specials::from_vmas(&proc.vmas);
+    for ((name, img), host) in [
+        ("[vdso]", image_specials.vdso),
+        ("[vvar]", image_specials.vvar),
+        ("[vvar_vclock]", image_specials.vvar_vclock),
+    ]
+    .into_iter()
+    .zip([
+        host_specials.vdso,
+        host_specials.vvar,
+        host_specials.vvar_vclock,
+    ]) {
+        match (img, host) {
+            (Some(i), Some(h)) if i.1 - i.0 == h.1 - h.0 => {}
+            (Some(i), Some(h)) => {
+                return Err(refused(format!(
+                    "the image's {name} mapping is {} KiB, this kernel's is {} KiB: restore needs the same kernel",
+                    (i.1 - i.0) / 1024,
+                    (h.1 - h.0) / 1024
+                )))
+            }
+            (Some(_), None) => {
+                return Err(refused(format!(
+                    "the image has a {name} mapping, this kernel gives none"
+                )))
+            }
+            (None, Some(_)) if image_specials.vdso.is_some() => {
+                return Err(refused(format!(
+                    "this kernel has a {name} mapping that the image lacks: restore needs the same kernel"
+                )))
+            }
+            _ => {}
+        }
+    }
+    if let (Some(iv), Some(hv)) = (image_specials.vdso, host_specials.vdso) {
+        for (name, i, h) in [
+            ("[vvar]", image_specials.vvar, host_specials.vvar),
+            (
+                "[vvar_vclock]",
+                image_specials.vvar_vclock,
+                host_specials.vvar_vclock,
+            ),
+        ] {
+            if let (Some(i), Some(h)) = (i, h) {
+                if iv.0.wrapping_sub(i.0) != hv.0.wrapping_sub(h.0) {
+                    return Err(refused(format!(
+                        "the image's {name} lies at another offset from [vdso] than this kernel's"
+                    )));
+                }
+            }
+        }
+    }
+
+    // Files: every mapped file and every open regular file must be the one captured.
+    for v in &proc.vmas {
+        if v.kind == VmaKind::File {
+            check_same_file(
+                "mapped file",
+                v.path.as_bytes(),
+                v.dev,
+                v.ino,
+                v.size,
+                v.mtime_ns,
+            )?;
+        }
+    }
+    for f in &proc.fds {
+        let shown = f.path.to_string_lossy();
+        match f.kind {
+            FdKind::Reg if !f.deleted => {
+                let what = format!("file of fd {}", f.fd);
+                let is_dir = f.mode & libc::S_IFMT == libc::S_IFDIR;
+                if is_dir {
+                    // Directories change size and mtime with their entries; identity suffices.
+                    let md = std::fs::metadata(bytes_path(f.path.as_bytes()))
+                        .map_err(|e| refused(format!("{what} {shown}: {e}")))?;
+                    if !dev_matches(f.dev, md.dev()) || md.ino() != f.ino {
+                        return Err(refused(format!("{what} {shown} is another directory now")));
+                    }
+                } else {
+                    check_same_file(&what, f.path.as_bytes(), f.dev, f.ino, f.size, f.mtime_ns)?;
+                }
+            }
+            FdKind::Reg => {
+                let dir = bytes_path(f.path.as_bytes()).parent();
+                if !dir.is_some_and(|d| d.is_dir()) {
+                    return Err(refused(format!(
+                        "deleted file of fd {} ({shown}): its directory is gone",
+                        f.fd
+                    )));
+                }
+            }
+            FdKind::Chr => {
+                let md = std::fs::metadata(bytes_path(f.path.as_bytes()))
+                    .map_err(|e| refused(format!("device of fd {} {shown}: {e}", f.fd)))?;
+                if !md.file_type().is_char_device() || !dev_matches(f.rdev, md.rdev()) {
+                    return Err(refused(format!(
+                        "device of fd {} {shown} is another device now",
+                        f.fd
+                    )));
+                }
+            }
+            FdKind::Fifo => {
+                let md = std::fs::metadata(bytes_path(f.path.as_bytes()))
+                    .map_err(|e| refused(format!("FIFO of fd {} {shown}: {e}", f.fd)))?;
+                if !md.file_type().is_fifo() {
+                    return Err(refused(format!("fd {} {shown} is no FIFO now", f.fd)));
+                }
+            }
+            FdKind::Tty if !options.shell_job => {
+                return Err(refused(format!(
+                    "fd {} is the terminal {shown}; restore with --shell-job to attach the process to this terminal",
+                    f.fd
+                )));
+            }
+            FdKind::Tty | FdKind::Pipe => {}
+        }
+    }
+    let tty_path = if options.shell_job {
+        find_own_tty()
+    } else {
+        None
+    };
+    if options.shell_job && tty_path.is_none() && proc.fds.iter().any(|f| f.kind == FdKind::Tty) {
+        return Err(refused(
+            "--shell-job: the image holds terminal fds but crak-restore runs on no terminal",
+        ));
+    }
+
+    // Free areas: in both the image's layout and ours (which the child inherits).
+    let mut busy: Vec<(u64, u64)> = proc.vmas.iter().map(|v| (v.start, v.end)).collect();
+    busy.extend(own_maps.iter().map(|m| (m.start, m.end)));
+    busy.sort_unstable();
+    let trampoline = find_free(&busy, TRAMPOLINE_LEN, 0)
+        .ok_or_else(|| refused("no free address range for the restore trampoline"))?;
+    busy.push((trampoline, trampoline + TRAMPOLINE_LEN));
+    busy.sort_unstable();
+    let special_len = host_specials.span().map_or(PAGE, |(lo, hi)| hi - lo);
+    let special_tmp = find_free(&busy, special_len, trampoline + TRAMPOLINE_LEN)
+        .ok_or_else(|| refused("no free address range to move the vDSO through"))?;
+    let stored_pages = proc.pages.iter().map(|r| r.nr_pages).sum();
+    let _ = image;
+    Ok(Plan {
+        want_pid,
+        trampoline,
+        special_tmp,
+        host_specials,
+        image_specials,
+        tty_path,
+        options: options.clone(),
+        stored_pages,
+    })
+}
+
+/// A start address of `len` free bytes (with a 16 MiB margin either side, so no stack guard
+/// gap or growing heap is near), searched in 4 GiB steps from 16 TiB upwards, avoiding `busy`
+/// (sorted ranges) and anything below `after`.
+fn find_free(busy: &[(u64, u64)], len: u64, after: u64) -> Option<u64> {
+    const MARGIN: u64 = 16 << 20;
+    let mut a: u64 = 0x1000_0000_0000;
+    while a + len + MARGIN < TASK_SIZE {
+        let lo = a - MARGIN;
+        let hi = a + len + MARGIN;
+        let clash = busy.iter().any(|&(s, e)| s < hi && lo < e);
+        if !clash && a >= after {
+            return Some(a);
+        }
+        a += 1 << 32;
+    }
+    None
+}
+
+/// The terminal crak-restore runs on: the target of the first of fds 0, 1, 2 that is a tty.
+fn find_own_tty() -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    for fd in 0..3 {
+        if crate::sys::fdops::is_tty(fd) {
+            if let Ok(p) = std::fs::read_link(format!("/proc/self/fd/{fd}")) {
+                return Some(p.as_os_str().as_bytes().to_vec());
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_parse() {
+        let t = "55d0c0a00000-55d0c0a21000 rw-p 00000000 00:00 0                          [heap]\n\
+                 7ffd1000-7ffd3000 r-xp 00000000 00:00 0 [vdso]\n\
+                 400000-401000 r--p 00000000 08:01 1234 /usr/bin/x y\n";
+        let m = parse_maps(t);
+        assert_eq!(m.len(), 3);
+        assert_eq!(m[0].path, "[heap]");
+        assert_eq!(m[1].start, 0x7ffd1000);
+        assert_eq!(m[2].path, "/usr/bin/x y");
+        assert_eq!(Specials::from_maps(&m).vdso, Some((0x7ffd1000, 0x7ffd3000)));
+    }
+
+    #[test]
+    fn free_area_avoids_busy() {
+        let busy = [(0x1000_0000_0000u64 - 4096, 0x1000_0000_1000u64)];
+        let a = find_free(&busy, 65536, 0).unwrap();
+        assert_eq!(a, 0x1001_0000_0000);
+        let b = find_free(&[], 65536, a + 1).unwrap();
+        assert!(b > a);
+    }
+
+    #[test]
+    fn dev_encodings() {
+        // 8:1 in userspace encoding is 0x801; the kernel's MKDEV is (8 << 20) | 1.
+        assert!(dev_matches(0x801, 0x801));
+        assert!(dev_matches((8 << 20) | 1, 0x801));
+        assert!(!dev_matches(0x802, 0x801));
+    }
+}
