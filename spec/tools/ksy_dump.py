@@ -67,6 +67,8 @@ KIND_END = 0x00FF
 # Kinds whose payload carries page-sized data (spec §2.2); every other kind is metadata.
 BULK_KINDS = {0x000B, 0x000D, 0x000E}
 MAX_METADATA_PAYLOAD = 64 << 20
+MAX_VMAS = 1 << 20
+MAX_FDS = 1 << 20
 
 GPR_NAMES = [
     "r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx",
@@ -474,7 +476,7 @@ class Reader:
         if data[:8] != MAGIC[: min(8, size)]:
             raise Reject("bad-magic", 0, None, "magic", "not a crak image")
         if size < FILE_HEADER_LEN:
-            raise Reject("truncated", size, None, "file_header", "the file header is cut short")
+            raise Reject("truncated", size, None, "file header", "the file header is cut short")
         major = int.from_bytes(data[8:10], "little")
         if major != 1:
             raise Reject("unsupported-version", 8, None, "major",
@@ -511,11 +513,12 @@ class Reader:
             if offset == size:
                 raise Reject("truncated", offset, None, None, "the END record is missing")
             if size - offset < RECORD_HEADER_LEN:
-                raise Reject("truncated", offset, None, None, "a record header is cut short")
+                raise Reject("truncated", offset, None, "record header",
+                             "a record header is cut short")
             kind = int.from_bytes(data[offset:offset + 2], "little")
             rflags = int.from_bytes(data[offset + 2:offset + 4], "little")
             length = int.from_bytes(data[offset + 8:offset + 16], "little")
-            name = RECORD_NAMES.get(kind, "0x%04x" % kind)
+            name = RECORD_NAMES.get(kind)  # None for a kind this version does not define
             payload_off = offset + RECORD_HEADER_LEN
             if length + CRC_LEN > size - payload_off:
                 raise Reject("truncated", offset + 8, name, "length",
@@ -528,12 +531,12 @@ class Reader:
                 if stored != actual:
                     raise Reject("bad-crc", crc_off, name, "crc",
                                  "stored 0x%08x, computed 0x%08x" % (stored, actual))
-            if kind not in RECORD_NAMES and rflags & 1:
-                raise Reject("unknown-critical-record", offset, name, "kind",
-                             "unknown record kind 0x%04x has CRITICAL set" % kind)
             if image.record_count == 0 and kind != KIND_HEADER:
                 raise Reject("orphan-record", offset, name, "kind",
-                             "the first record is %s, not HEADER" % name)
+                             "the first record is %s, not HEADER" % (name or "0x%04x" % kind))
+            if kind not in RECORD_NAMES and rflags & 1:
+                raise Reject("unknown-critical-record", offset + 2, name, "flags",
+                             "unknown record kind 0x%04x has CRITICAL set" % kind)
 
             io.seek(offset)
             rec = self.Crak.Record(io, root, root)
@@ -684,6 +687,19 @@ class Image:
                 raise Reject("duplicate", payload_off, name, "pid",
                              "a second %s record for pid %d" % (name, p.pid))
             proc[slot] = convert(p)
+        elif kind == 0x000A:
+            # §2.3: VMAs of a process in increasing address order; §3.10: at most 2^20.
+            if proc["vmas"] and p.start <= proc["vmas"][-1]["start"]:
+                raise Reject("bad-value", payload_off + 8, name, "start",
+                             "VMA records of pid %d are not in increasing address order"
+                             % p.pid)
+            if len(proc["vmas"]) >= MAX_VMAS:
+                raise Reject("bad-value", payload_off, name, "pid",
+                             "pid %d has more than %d VMAs" % (p.pid, MAX_VMAS))
+            proc["vmas"].append(convert(p))
+        elif kind == 0x000D and len(proc["fds"]) >= MAX_FDS:
+            raise Reject("bad-value", payload_off, name, "pid",
+                         "pid %d has more than %d fds" % (p.pid, MAX_FDS))
         else:
             if once_per_thread:
                 key = (kind, p.pid, p.tid)
