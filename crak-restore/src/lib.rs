@@ -2,6 +2,9 @@
 //!
 //! All `unsafe` code lives in [`sys`]; everything else is safe Rust over its typed wrappers.
 
+pub mod fault;
+pub mod kernel;
+pub mod procfs;
 pub mod restart;
 pub mod restore;
 pub mod sys;
