@@ -64,7 +64,7 @@ pub fn to_hex(bytes: &[u8]) -> String {
 /// Parses lower- or upper-case hex; `None` on odd length or a non-hex digit.
 pub fn from_hex(s: &str) -> Option<Vec<u8>> {
     let s = s.as_bytes();
-    if s.len() % 2 != 0 {
+    if s.len() & 1 != 0 {
         return None;
     }
     fn digit(c: u8) -> Option<u8> {

@@ -36,6 +36,54 @@ pub struct Image<'data> {
     pub notes: Vec<Note>,
 }
 
+impl<'data> Image<'data> {
+    /// An image of version [`CURRENT_VERSION`] with no flags, `header` and nothing else.
+    pub fn new(header: Header) -> Self {
+        Image {
+            version: CURRENT_VERSION,
+            flags: 0,
+            header,
+            processes: Vec::new(),
+            pipes: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// The process with `pid`.
+    pub fn process(&self, pid: u32) -> Option<&Process<'data>> {
+        self.processes.iter().find(|p| p.pid() == pid)
+    }
+
+    /// The process with `pid`, mutably.
+    pub fn process_mut(&mut self, pid: u32) -> Option<&mut Process<'data>> {
+        self.processes.iter_mut().find(|p| p.pid() == pid)
+    }
+
+    /// A copy that does not borrow the parsed bytes.
+    pub fn into_owned(self) -> Image<'static> {
+        Image {
+            version: self.version,
+            flags: self.flags,
+            header: self.header,
+            processes: self
+                .processes
+                .into_iter()
+                .map(Process::into_owned)
+                .collect(),
+            pipes: self.pipes.into_iter().map(|p| p.into_owned()).collect(),
+            notes: self.notes,
+        }
+    }
+
+    /// Stored pages over all processes.
+    pub fn page_count(&self) -> u64 {
+        self.processes
+            .iter()
+            .flat_map(|p| &p.pages)
+            .fold(0u64, |n, r| n.saturating_add(r.nr_pages))
+    }
+}
+
 /// One process and every record that names its pid.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Process<'data> {
@@ -87,5 +135,23 @@ impl<'data> Process<'data> {
     /// The process's pid.
     pub fn pid(&self) -> u32 {
         self.process.pid
+    }
+
+    /// A copy that does not borrow the parsed bytes.
+    pub fn into_owned(self) -> Process<'static> {
+        Process {
+            process: self.process,
+            creds: self.creds,
+            mm: self.mm,
+            rlimits: self.rlimits,
+            sigactions: self.sigactions,
+            threads: self.threads,
+            xsaves: self.xsaves.into_iter().map(|x| x.into_owned()).collect(),
+            sigqueues: self.sigqueues.into_iter().map(|q| q.into_owned()).collect(),
+            fds: self.fds.into_iter().map(|f| f.into_owned()).collect(),
+            vmas: self.vmas,
+            pages: self.pages.into_iter().map(|r| r.into_owned()).collect(),
+            zero_runs: self.zero_runs,
+        }
     }
 }

@@ -4,12 +4,22 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(any(test, feature = "arbitrary"))]
+pub mod arbitrary;
 pub mod bytes;
+pub mod error;
 pub mod image;
+pub mod read;
 pub mod record;
+pub mod validate;
+pub mod write;
 
 pub use bytes::{Blob, ByteString};
+pub use error::{Error, ErrorKind, FieldError};
 pub use image::{Image, Process, Version, CURRENT_VERSION};
+pub use read::{parse, read_stream_metadata, Layout, Parsed, RecordSpan, StreamReader};
+pub use record::Record;
+pub use write::{to_vec, write_image, Writer};
 
 /// `\x89CRAK\r\n\x1a`, the first 8 bytes of every image (spec §2.1).
 pub const MAGIC: [u8; 8] = [0x89, b'C', b'R', b'A', b'K', b'\r', b'\n', 0x1a];

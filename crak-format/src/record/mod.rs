@@ -14,7 +14,13 @@ pub mod sigactions;
 pub mod sigqueue;
 pub mod thread;
 pub mod vma;
+pub(crate) mod wire;
 pub mod xsave;
+pub mod zero_pages;
+
+use crate::bytes::Blob;
+use crate::error::FieldError;
+use serde::{Deserialize, Serialize};
 
 /// Record kinds (`spec/crak-format.md` §3).
 #[allow(missing_docs)]
@@ -57,5 +63,197 @@ pub mod kind {
             END => "END",
             _ => return None,
         })
+    }
+
+    /// Whether this version defines `kind`.
+    pub fn is_known(kind: u16) -> bool {
+        name(kind).is_some()
+    }
+
+    /// The record flags a writer uses for `kind`: [`crate::FLAG_CRITICAL`] for every kind of
+    /// this version except NOTE (§2.2), none for a kind this version does not define.
+    pub fn default_flags(kind: u16) -> u16 {
+        if kind == NOTE || !is_known(kind) {
+            0
+        } else {
+            crate::FLAG_CRITICAL
+        }
+    }
+
+    /// Whether a stream reader bounds this kind's payload by
+    /// [`crate::MAX_METADATA_PAYLOAD`] (§2.2): every kind except PAGES, FD and PIPE_DATA.
+    pub fn is_metadata(kind: u16) -> bool {
+        !matches!(kind, PAGES | FD | PIPE_DATA)
+    }
+}
+
+/// One decoded record of any kind (§3), as the record-level reader yields it.
+///
+/// Borrowed data (page data, XSAVE areas, file contents) points into the parsed bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[allow(missing_docs)]
+pub enum Record<'data> {
+    Header(header::Header),
+    Process(process::ProcessRecord),
+    Creds(creds::Creds),
+    Mm(mm::Mm),
+    Rlimits(rlimits::Rlimits),
+    Sigactions(sigactions::SigActions),
+    Thread(thread::Thread),
+    Xsave(xsave::Xsave<'data>),
+    Sigqueue(sigqueue::SigQueue<'data>),
+    Vma(vma::Vma),
+    Pages(pages::PageRun<'data>),
+    ZeroPages(zero_pages::ZeroRun),
+    Fd(fd::Fd<'data>),
+    PipeData(pipe_data::PipeData<'data>),
+    Note(note::Note),
+    End(end::End),
+    /// A record of a kind this version does not define, kept as raw payload.
+    Unknown {
+        /// The record kind.
+        kind: u16,
+        /// The payload bytes.
+        payload: Blob<'data>,
+    },
+}
+
+impl<'data> Record<'data> {
+    /// Decodes the payload of a record of `kind` with that kind's parser. `page_size` (from
+    /// HEADER) is needed to check a PAGES record's length (§3.11); without it the page data is
+    /// whatever follows `data_offset`. A kind this version does not define decodes as
+    /// [`Record::Unknown`]; whether that is acceptable depends on the CRITICAL bit (§2.2) and is
+    /// the caller's decision.
+    pub fn decode(
+        kind: u16,
+        payload: &'data [u8],
+        page_size: Option<u32>,
+    ) -> Result<Record<'data>, FieldError> {
+        Ok(match kind {
+            kind::HEADER => Record::Header(header::parse(payload)?),
+            kind::PROCESS => Record::Process(process::parse(payload)?),
+            kind::CREDS => Record::Creds(creds::parse(payload)?),
+            kind::MM => Record::Mm(mm::parse(payload)?),
+            kind::RLIMITS => Record::Rlimits(rlimits::parse(payload)?),
+            kind::SIGACTIONS => Record::Sigactions(sigactions::parse(payload)?),
+            kind::THREAD => Record::Thread(thread::parse(payload)?),
+            kind::XSAVE => Record::Xsave(xsave::parse(payload)?),
+            kind::SIGQUEUE => Record::Sigqueue(sigqueue::parse(payload)?),
+            kind::VMA => Record::Vma(vma::parse(payload)?),
+            kind::PAGES => Record::Pages(pages::parse(payload, page_size)?),
+            kind::ZERO_PAGES => Record::ZeroPages(zero_pages::parse(payload)?),
+            kind::FD => Record::Fd(fd::parse(payload)?),
+            kind::PIPE_DATA => Record::PipeData(pipe_data::parse(payload)?),
+            kind::NOTE => Record::Note(note::parse(payload)?),
+            kind::END => Record::End(end::parse(payload)?),
+            other => Record::Unknown {
+                kind: other,
+                payload: payload.into(),
+            },
+        })
+    }
+
+    /// Appends this record's payload. A PAGES record is written with `data_offset` 28 (no
+    /// padding); [`crate::write::Writer`] chooses the padding that page-aligns the data.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Record::Header(r) => header::write(r, out),
+            Record::Process(r) => process::write(r, out),
+            Record::Creds(r) => creds::write(r, out),
+            Record::Mm(r) => mm::write(r, out),
+            Record::Rlimits(r) => rlimits::write(r, out),
+            Record::Sigactions(r) => sigactions::write(r, out),
+            Record::Thread(r) => thread::write(r, out),
+            Record::Xsave(r) => xsave::write(r, out),
+            Record::Sigqueue(r) => sigqueue::write(r, out),
+            Record::Vma(r) => vma::write(r, out),
+            Record::Pages(r) => pages::write(r, pages::PAGES_HEADER_SIZE, out),
+            Record::ZeroPages(r) => zero_pages::write(r, out),
+            Record::Fd(r) => fd::write(r, out),
+            Record::PipeData(r) => pipe_data::write(r, out),
+            Record::Note(r) => note::write(r, out),
+            Record::End(r) => end::write(r, out),
+            Record::Unknown { payload, .. } => out.extend_from_slice(payload.as_bytes()),
+        }
+    }
+
+    /// The record kind (§3).
+    pub fn kind(&self) -> u16 {
+        match self {
+            Record::Header(_) => kind::HEADER,
+            Record::Process(_) => kind::PROCESS,
+            Record::Creds(_) => kind::CREDS,
+            Record::Mm(_) => kind::MM,
+            Record::Rlimits(_) => kind::RLIMITS,
+            Record::Sigactions(_) => kind::SIGACTIONS,
+            Record::Thread(_) => kind::THREAD,
+            Record::Xsave(_) => kind::XSAVE,
+            Record::Sigqueue(_) => kind::SIGQUEUE,
+            Record::Vma(_) => kind::VMA,
+            Record::Pages(_) => kind::PAGES,
+            Record::ZeroPages(_) => kind::ZERO_PAGES,
+            Record::Fd(_) => kind::FD,
+            Record::PipeData(_) => kind::PIPE_DATA,
+            Record::Note(_) => kind::NOTE,
+            Record::End(_) => kind::END,
+            Record::Unknown { kind, .. } => *kind,
+        }
+    }
+
+    /// The record's name as the spec spells it (`PAGES`), or `None` for an unknown kind.
+    pub fn name(&self) -> Option<&'static str> {
+        kind::name(self.kind())
+    }
+
+    /// The record flags a writer uses for this record: CRITICAL for every kind of this version
+    /// except NOTE (§2.2); none for an unknown kind.
+    pub fn default_flags(&self) -> u16 {
+        kind::default_flags(self.kind())
+    }
+
+    /// The pid this record names, for the per-process kinds.
+    pub fn pid(&self) -> Option<u32> {
+        Some(match self {
+            Record::Process(r) => r.pid,
+            Record::Creds(r) => r.pid,
+            Record::Mm(r) => r.pid,
+            Record::Rlimits(r) => r.pid,
+            Record::Sigactions(r) => r.pid,
+            Record::Thread(r) => r.pid,
+            Record::Xsave(r) => r.pid,
+            Record::Sigqueue(r) => r.pid,
+            Record::Vma(r) => r.pid,
+            Record::Pages(r) => r.pid,
+            Record::ZeroPages(r) => r.pid,
+            Record::Fd(r) => r.pid,
+            _ => return None,
+        })
+    }
+
+    /// A copy that does not borrow the parsed bytes.
+    pub fn into_owned(self) -> Record<'static> {
+        match self {
+            Record::Header(r) => Record::Header(r),
+            Record::Process(r) => Record::Process(r),
+            Record::Creds(r) => Record::Creds(r),
+            Record::Mm(r) => Record::Mm(r),
+            Record::Rlimits(r) => Record::Rlimits(r),
+            Record::Sigactions(r) => Record::Sigactions(r),
+            Record::Thread(r) => Record::Thread(r),
+            Record::Xsave(r) => Record::Xsave(r.into_owned()),
+            Record::Sigqueue(r) => Record::Sigqueue(r.into_owned()),
+            Record::Vma(r) => Record::Vma(r),
+            Record::Pages(r) => Record::Pages(r.into_owned()),
+            Record::ZeroPages(r) => Record::ZeroPages(r),
+            Record::Fd(r) => Record::Fd(r.into_owned()),
+            Record::PipeData(r) => Record::PipeData(r.into_owned()),
+            Record::Note(r) => Record::Note(r),
+            Record::End(r) => Record::End(r),
+            Record::Unknown { kind, payload } => Record::Unknown {
+                kind,
+                payload: payload.into_owned(),
+            },
+        }
     }
 }

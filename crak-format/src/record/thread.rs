@@ -1,6 +1,11 @@
 //! THREAD record, `spec/crak-format.md#thread`.
 
+use crate::error::FieldError;
+use crate::record::wire::{self, PResult};
 use serde::{Deserialize, Serialize};
+
+/// Bytes of a THREAD payload in version 1.0.
+pub const THREAD_SIZE: usize = 288;
 
 /// x86_64 general-purpose registers in the kernel's `user_regs_struct` order.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,4 +161,107 @@ pub struct Thread {
     pub rseq_sig: u32,
     /// `clear_child_tid` address.
     pub clear_child_tid: u64,
+}
+
+/// Parses a THREAD payload (`spec/crak-format.md#thread`, §3.7).
+pub fn parse(payload: &[u8]) -> Result<Thread, FieldError> {
+    wire::run(payload, fields)
+}
+
+fn fields(i: &[u8]) -> PResult<'_, Thread> {
+    let (mut r, pid) = wire::u32f("pid")(i)?;
+    let tid;
+    (r, tid) = wire::u32f("tid")(r)?;
+    let mut regs = [0u64; 27];
+    for (slot, name) in regs.iter_mut().zip(Gpr::NAMES) {
+        (r, *slot) = wire::u64f(name)(r)?;
+    }
+    let (r, blocked) = wire::u64f("blocked")(r)?;
+    let (r, pending) = wire::u64f("pending")(r)?;
+    let (r, sas_sp) = wire::u64f("sigaltstack_sp")(r)?;
+    let (r, sas_size) = wire::u64f("sigaltstack_size")(r)?;
+    let (r, sas_flags) = wire::u32f("sigaltstack_flags")(r)?;
+    let (r, rseq_len) = wire::u32f("rseq_len")(r)?;
+    let (r, rseq_addr) = wire::u64f("rseq_addr")(r)?;
+    let (r, rseq_sig) = wire::u32f("rseq_sig")(r)?;
+    let (r, ()) = wire::reserved("reserved", 4)(r)?;
+    let (r, clear_child_tid) = wire::u64f("clear_child_tid")(r)?;
+    Ok((
+        r,
+        Thread {
+            pid,
+            tid,
+            gpr: Gpr::from_array(regs),
+            blocked,
+            pending,
+            sas_sp,
+            sas_size,
+            sas_flags,
+            rseq_len,
+            rseq_addr,
+            rseq_sig,
+            clear_child_tid,
+        },
+    ))
+}
+
+/// Appends the THREAD payload of `t` (§3.7).
+pub fn write(t: &Thread, out: &mut Vec<u8>) {
+    wire::put_u32(out, t.pid);
+    wire::put_u32(out, t.tid);
+    for v in t.gpr.to_array() {
+        wire::put_u64(out, v);
+    }
+    wire::put_u64(out, t.blocked);
+    wire::put_u64(out, t.pending);
+    wire::put_u64(out, t.sas_sp);
+    wire::put_u64(out, t.sas_size);
+    wire::put_u32(out, t.sas_flags);
+    wire::put_u32(out, t.rseq_len);
+    wire::put_u64(out, t.rseq_addr);
+    wire::put_u32(out, t.rseq_sig);
+    wire::put_u32(out, 0);
+    wire::put_u64(out, t.clear_child_tid);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+    use proptest::prelude::*;
+
+    #[test]
+    fn byte_example() {
+        let mut t = Thread {
+            pid: 4,
+            tid: 5,
+            clear_child_tid: 0xabc,
+            ..Thread::default()
+        };
+        t.gpr.rip = 0x401000;
+        t.gpr.gs = 0x2b;
+        let mut b = Vec::new();
+        write(&t, &mut b);
+        assert_eq!(b.len(), THREAD_SIZE);
+        assert_eq!(&b[0..8], &[4, 0, 0, 0, 5, 0, 0, 0]);
+        // rip is register 16: offset 8 + 16 * 8.
+        assert_eq!(&b[136..144], &[0, 0x10, 0x40, 0, 0, 0, 0, 0]);
+        assert_eq!(&b[216..224], &[0x2b, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&b[280..288], &[0xbc, 0x0a, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(parse(&b).unwrap(), t);
+        let e = parse(&b[..140]).unwrap_err();
+        assert_eq!(
+            (e.kind, e.field, e.offset),
+            (ErrorKind::Truncated, "rip", 136)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(t in crate::arbitrary::thread(1, 1)) {
+            let mut b = Vec::new();
+            write(&t, &mut b);
+            prop_assert_eq!(parse(&b).unwrap(), t);
+        }
+    }
 }
