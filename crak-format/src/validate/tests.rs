@@ -479,24 +479,24 @@ fn pages_in_vdso() {
 }
 
 fn layout_with_pages(page_record_offset: u64, data_offset: u64) -> Layout {
-    Layout {
-        records: vec![
-            RecordSpan {
-                kind: kind::PAGES,
-                offset: page_record_offset,
-                length: data_offset + 2 * PS,
-                pid: Some(100),
-                index: 0,
-            },
-            RecordSpan {
-                kind: kind::VMA,
-                offset: 0x300,
-                length: 100,
-                pid: Some(100),
-                index: 2,
-            },
-        ],
-    }
+    Layout::new(vec![
+        RecordSpan {
+            kind: kind::VMA,
+            flags: 1,
+            offset: 0x300,
+            length: 100,
+            pid: Some(100),
+            index: 2,
+        },
+        RecordSpan {
+            kind: kind::PAGES,
+            flags: 1,
+            offset: page_record_offset,
+            length: data_offset + 2 * PS,
+            pid: Some(100),
+            index: 0,
+        },
+    ])
 }
 
 #[test]
@@ -976,4 +976,58 @@ fn display_names_everything() {
         s.starts_with("error[duplicate-fd]: FD#2 pid 100 .fd: "),
         "{s}"
     );
+}
+
+// --- with a real layout ---
+
+#[test]
+fn written_image_validates_clean_with_its_layout() {
+    let img = good();
+    let bytes = crate::write::to_vec(&img).expect("write");
+    let parsed = crate::read::parse(&bytes).expect("parse");
+    let report = validate(&parsed.image, Some(&parsed.layout));
+    assert!(report.findings.is_empty(), "{report:#?}");
+}
+
+#[test]
+fn offsets_from_a_real_layout_point_at_the_bytes() {
+    let mut img = good();
+    // Findings in fixed fields and in variable-length ones (tids follow six byte strings).
+    p0(&mut img).fds[2].fd = 0;
+    p0(&mut img).process.tids = vec![100, 101, 101];
+    let rl = &mut p0(&mut img).rlimits.as_mut().unwrap().limits[1];
+    rl.cur = 9;
+    rl.max = 8;
+    let bytes = crate::write::to_vec(&img).expect("write");
+    let parsed = crate::read::parse(&bytes).expect("parse");
+    let report = validate(&parsed.image, Some(&parsed.layout));
+    let at = |code: &str| -> usize {
+        let f = report
+            .findings
+            .iter()
+            .find(|f| f.code == code)
+            .unwrap_or_else(|| panic!("no {code}: {report:#?}"));
+        f.offset.expect("offset") as usize
+    };
+    let u32_at = |off: usize| u32::from_le_bytes(bytes[off..off + 4].try_into().unwrap());
+    let u64_at = |off: usize| u64::from_le_bytes(bytes[off..off + 8].try_into().unwrap());
+    assert_eq!(u32_at(at("duplicate-fd")), 0);
+    let tid = at("duplicate-tid");
+    assert_eq!(u32_at(tid), 101);
+    assert_eq!(u32_at(tid - 4), 101, "the one before is the first 101");
+    assert_eq!(u64_at(at("rlimit-cur-above-max")), 9);
+}
+
+#[test]
+fn stream_model_validates_like_the_slice_model() {
+    let mut img = good();
+    p0(&mut img).zero_runs[0].addr = HEAP + PS; // overlaps the stored run
+    let bytes = crate::write::to_vec(&img).expect("write");
+    let parsed = crate::read::parse(&bytes).expect("parse");
+    let streamed = crate::read::read_stream_metadata(&bytes[..]).expect("stream");
+    assert!(streamed.image.processes[0].pages[0].data.is_empty());
+    let a = validate(&parsed.image, Some(&parsed.layout));
+    let b = validate(&streamed.image, Some(&streamed.layout));
+    assert!(a.has("pages-overlap"));
+    assert_eq!(a, b);
 }
