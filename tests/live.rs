@@ -1,1 +1,744 @@
-//! Integration tests: live.
+//! Live checkpoint/restore tests, ZDTM style: a small program (tests/live/*.c, compiled with
+//! `cc`) sets up some state and says READY; it is captured with the real `crak-capture` (which
+//! kills it), restored with the real `crak-restore --detach`, then told to go (SIGUSR2), checks
+//! its own state and writes PASS or FAIL. The harness also compares `/proc/PID/maps` and the fd
+//! table before and after, and checks the error paths (corrupted image, injected faults, a taken
+//! PID) leave nothing behind.
+//!
+//! The tests need root (ptrace, `clone3` with `set_tid`, `PR_SET_MM_MAP`) and run one at a time
+//! (they share PIDs and the CPU).
+
+use crak_tests::bin;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+fn signal(pid: i32, sig: i32) {
+    let _ = crak_restore::sys::process::kill(pid, sig);
+}
+
+/// Whether `pid` is gone (no /proc entry) or a zombie.
+fn is_gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(s) => s
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            .unwrap_or(true),
+    }
+}
+
+fn wait_gone(pid: i32, timeout: Duration) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < timeout {
+        if is_gone(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    is_gone(pid)
+}
+
+/// One mapping, as compared before and after: range, perms, path.
+type MapLine = (u64, u64, String, String);
+
+/// `/proc/PID/maps` with adjacent entries of equal perms and path merged (the kernel may merge
+/// or split VMAs differently after a restore without any visible difference).
+fn maps_of(pid: i32) -> Vec<MapLine> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    let mut out: Vec<MapLine> = Vec::new();
+    for line in text.lines() {
+        let mut it = line.splitn(6, ' ');
+        let range = it.next().unwrap_or("");
+        let perms = it.next().unwrap_or("").to_string();
+        let path = it.nth(3).unwrap_or("").trim().to_string();
+        let Some((s, e)) = range.split_once('-') else {
+            continue;
+        };
+        let s = u64::from_str_radix(s, 16).unwrap_or(0);
+        let e = u64::from_str_radix(e, 16).unwrap_or(0);
+        if let Some(last) = out.last_mut() {
+            if last.1 == s && last.2 == perms && last.3 == path {
+                last.1 = e;
+                continue;
+            }
+        }
+        out.push((s, e, perms, path));
+    }
+    out
+}
+
+/// fd number → (target, flags, pos), with pipe inode numbers elided.
+fn fds_of(pid: i32) -> BTreeMap<i32, (String, String, String)> {
+    let mut out = BTreeMap::new();
+    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let Some(n) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let target = std::fs::read_link(e.path())
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let target = if target.starts_with("pipe:[") {
+            "pipe".to_string()
+        } else {
+            target
+        };
+        let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{n}")).unwrap_or_default();
+        let field = |k: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_default()
+        };
+        out.insert(n, (target, field("flags:"), field("pos:")));
+    }
+    out
+}
+
+/// A test's scratch directory, its processes, and a transcript for failure messages.
+struct Case {
+    dir: tempfile::TempDir,
+    children: Vec<Child>,
+    pids: Vec<i32>,
+    log: String,
+}
+
+impl Drop for Case {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for &pid in &self.pids {
+            signal(pid, libc::SIGKILL);
+            wait_gone(pid, Duration::from_secs(5));
+        }
+    }
+}
+
+impl Case {
+    fn new() -> Case {
+        Case {
+            dir: tempfile::Builder::new()
+                .prefix("crak-live-")
+                .tempdir()
+                .expect("tempdir"),
+            children: Vec::new(),
+            pids: Vec::new(),
+            log: String::new(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    #[track_caller]
+    fn fail(&self, msg: &str) -> ! {
+        let out = std::fs::read_to_string(self.path("err.log")).unwrap_or_default();
+        panic!(
+            "{msg}\n--- transcript ---\n{}\n--- program stderr ---\n{out}",
+            self.log
+        );
+    }
+
+    /// Compiles tests/live/<name>.c into the scratch directory.
+    fn compile(&mut self, name: &str) -> PathBuf {
+        let src = crak_tests::workspace_root()
+            .join("tests/live")
+            .join(format!("{name}.c"));
+        let out = self.path(name);
+        let mut cmd = Command::new("cc");
+        cmd.args(["-O1", "-g", "-Wall", "-o"]).arg(&out).arg(&src);
+        if name == "vector" {
+            cmd.arg("-mavx");
+        }
+        let o = cmd.output().expect("run cc");
+        if !o.status.success() {
+            self.fail(&format!(
+                "cc {name}.c failed:\n{}",
+                String::from_utf8_lossy(&o.stderr)
+            ));
+        }
+        out
+    }
+
+    /// Starts a program in the scratch directory with stdin from /dev/null and output to
+    /// out.log / err.log.
+    fn spawn(&mut self, program: &Path, args: &[&str]) -> i32 {
+        let out = std::fs::File::create(self.path("out.log")).expect("out.log");
+        let err = std::fs::File::create(self.path("err.log")).expect("err.log");
+        let child = Command::new(program)
+            .args(args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn test program");
+        let pid = child.id() as i32;
+        let _ = writeln!(self.log, "spawned {} {args:?} as {pid}", program.display());
+        self.children.push(child);
+        pid
+    }
+
+    /// Waits until file `name` exists in the scratch dir; returns its contents.
+    fn wait_file(&self, name: &str, timeout: Duration) -> String {
+        let t0 = Instant::now();
+        loop {
+            if let Ok(s) = std::fs::read_to_string(self.path(name)) {
+                return s;
+            }
+            if t0.elapsed() > timeout {
+                self.fail(&format!("timed out waiting for {name}"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn run(&mut self, mut cmd: Command) -> Output {
+        let shown = format!("{cmd:?}");
+        let o = cmd.output().expect("run command");
+        let _ = writeln!(
+            self.log,
+            "$ {shown}\n  -> {}\n  stdout: {}  stderr: {}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o
+    }
+
+    /// Captures `pid` into image.crak with crak-capture (which kills it) and reaps it.
+    fn capture(&mut self, pid: i32, extra: &[&str]) -> PathBuf {
+        let img = self.path("image.crak");
+        let mut cmd = Command::new(bin("crak-capture"));
+        cmd.arg(pid.to_string()).arg("-o").arg(&img).args(extra);
+        let o = self.run(cmd);
+        if !o.status.success() {
+            self.fail("crak-capture failed");
+        }
+        if !extra.contains(&"--leave-running") {
+            if let Some(i) = self.children.iter().position(|c| c.id() as i32 == pid) {
+                let mut c = self.children.remove(i);
+                let _ = c.wait();
+            }
+            if !wait_gone(pid, Duration::from_secs(5)) {
+                self.fail("the captured process is still alive");
+            }
+        }
+        img
+    }
+
+    fn restore_cmd(&self, img: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin("crak-restore"));
+        cmd.args(args).arg(img);
+        cmd
+    }
+
+    /// `crak-restore --detach IMAGE`; returns the restored PID.
+    fn restore_detached(&mut self, img: &Path, args: &[&str]) -> i32 {
+        let mut a = vec!["--detach"];
+        a.extend_from_slice(args);
+        let cmd = self.restore_cmd(img, &a);
+        let o = self.run(cmd);
+        if !o.status.success() {
+            self.fail("crak-restore failed");
+        }
+        let pid: i32 = String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| self.fail("crak-restore printed no PID"));
+        self.pids.push(pid);
+        pid
+    }
+
+    /// Sends SIGUSR2 and waits for the program's verdict.
+    fn go_and_expect_pass(&mut self, pid: i32) {
+        signal(pid, libc::SIGUSR2);
+        let r = self.wait_file("result", Duration::from_secs(30));
+        if r.trim() != "PASS" {
+            self.fail(&format!("program reported: {}", r.trim()));
+        }
+    }
+}
+
+/// A snapshot of what the harness compares before and after.
+struct Views {
+    maps: Vec<MapLine>,
+    fds: BTreeMap<i32, (String, String, String)>,
+}
+
+impl Views {
+    fn of(pid: i32) -> Views {
+        Views {
+            maps: maps_of(pid),
+            fds: fds_of(pid),
+        }
+    }
+
+    fn assert_same(&self, after: &Views, case: &Case) {
+        if self.maps != after.maps {
+            let mut d = String::new();
+            for m in &self.maps {
+                if !after.maps.contains(m) {
+                    let _ = writeln!(d, "- {:x}-{:x} {} {}", m.0, m.1, m.2, m.3);
+                }
+            }
+            for m in &after.maps {
+                if !self.maps.contains(m) {
+                    let _ = writeln!(d, "+ {:x}-{:x} {} {}", m.0, m.1, m.2, m.3);
+                }
+            }
+            case.fail(&format!("/proc/PID/maps differ after restore:\n{d}"));
+        }
+        if self.fds != after.fds {
+            case.fail(&format!(
+                "fds differ after restore:\nbefore {:?}\nafter  {:?}",
+                self.fds, after.fds
+            ));
+        }
+    }
+}
+
+/// The common ZDTM flow: compile, start, READY, capture, restore with the same PID, compare
+/// the /proc views, `before_go`, SIGUSR2, PASS.
+fn zdtm(name: &str, args: &[&str], setup: impl FnOnce(&Path), before_go: impl FnOnce(i32)) -> Case {
+    let mut case = Case::new();
+    let prog = case.compile(name);
+    setup(case.dir.path());
+    let pid = case.spawn(&prog, args);
+    case.wait_file("ready", Duration::from_secs(20));
+    // Let the program reach the state it waits in.
+    std::thread::sleep(Duration::from_millis(200));
+    let before = Views::of(pid);
+    let img = case.capture(pid, &[]);
+    let restored = case.restore_detached(&img, &[]);
+    if restored != pid {
+        case.fail(&format!("restored as PID {restored}, captured as {pid}"));
+    }
+    let after = Views::of(restored);
+    before.assert_same(&after, &case);
+    before_go(restored);
+    case.go_and_expect_pass(restored);
+    case
+}
+
+macro_rules! need_root {
+    () => {
+        if !is_root() {
+            eprintln!("live tests need root; skipped");
+            return;
+        }
+    };
+}
+
+#[test]
+fn counter_appends_without_gap_or_repeat() {
+    need_root!();
+    let _g = serial();
+    let mut case = Case::new();
+    let prog = case.compile("counter");
+    let pid = case.spawn(&prog, &[]);
+    case.wait_file("ready", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(300));
+    let before = Views::of(pid);
+    let img = case.capture(pid, &[]);
+    let at_capture = std::fs::read_to_string(case.path("counter.log"))
+        .unwrap_or_default()
+        .lines()
+        .count();
+    let restored = case.restore_detached(&img, &[]);
+    assert_eq!(restored, pid, "same PID");
+    before.assert_same(&Views::of(restored), &case);
+    std::thread::sleep(Duration::from_millis(300));
+    case.go_and_expect_pass(restored);
+    let text = std::fs::read_to_string(case.path("counter.log")).unwrap_or_default();
+    let nums: Vec<i64> = text.lines().map(|l| l.parse().unwrap_or(-1)).collect();
+    for (i, n) in nums.iter().enumerate() {
+        if *n != i as i64 {
+            case.fail(&format!("line {i} of counter.log is {n}"));
+        }
+    }
+    if nums.len() <= at_capture + 5 {
+        case.fail(&format!(
+            "the counter did not go on after restore ({} lines at capture, {} now)",
+            at_capture,
+            nums.len()
+        ));
+    }
+}
+
+#[test]
+fn memory_64mib_checksum() {
+    need_root!();
+    let _g = serial();
+    zdtm("memory", &["64"], |_| {}, |_| {});
+}
+
+#[test]
+fn memory_256mib_random() {
+    need_root!();
+    let _g = serial();
+    zdtm("memory", &["256", "random"], |_| {}, |_| {});
+}
+
+#[test]
+fn vector_registers_survive() {
+    need_root!();
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    if !cpuinfo.contains(" avx") {
+        eprintln!("no AVX on this CPU; skipped");
+        return;
+    }
+    let _g = serial();
+    zdtm("vector", &[], |_| {}, |_| {});
+}
+
+#[test]
+fn signal_handlers_masks_and_pending_signals() {
+    need_root!();
+    let _g = serial();
+    zdtm(
+        "signals",
+        &[],
+        |_| {},
+        |pid| {
+            signal(pid, libc::SIGUSR1);
+            std::thread::sleep(Duration::from_millis(100));
+        },
+    );
+}
+
+#[test]
+fn nanosleep_sleeps_only_the_remaining_time() {
+    need_root!();
+    let _g = serial();
+    let mut case = Case::new();
+    let prog = case.compile("sleeper");
+    let pid = case.spawn(&prog, &["6"]);
+    case.wait_file("ready", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(2500));
+    let img = case.capture(pid, &[]);
+    let restored = case.restore_detached(&img, &[]);
+    assert_eq!(restored, pid);
+    let r = case.wait_file("result", Duration::from_secs(30));
+    if r.trim() != "PASS" {
+        case.fail(&format!("program reported: {}", r.trim()));
+    }
+    let slept: f64 = case
+        .wait_file("slept", Duration::from_secs(1))
+        .trim()
+        .trim_start_matches("slept ")
+        .parse()
+        .unwrap_or(0.0);
+    // Re-sleeping the full 6 s after the 2.5 s before capture would take at least 8.5 s.
+    if !(5.99..7.5).contains(&slept) {
+        case.fail(&format!("nanosleep(6 s) took {slept} s"));
+    }
+}
+
+#[test]
+fn pipes_blocked_read_and_buffered_data() {
+    need_root!();
+    let _g = serial();
+    zdtm("pipes", &[], |_| {}, |_| {});
+}
+
+#[test]
+fn files_offsets_flags_and_deleted_file() {
+    need_root!();
+    let _g = serial();
+    zdtm(
+        "files",
+        &[],
+        |dir| std::fs::write(dir.join("input.txt"), "ABCDEFGHIJ").expect("input.txt"),
+        |_| {},
+    );
+}
+
+#[test]
+fn heap_file_mappings_and_guard_pages() {
+    need_root!();
+    let _g = serial();
+    zdtm(
+        "mappings",
+        &[],
+        |dir| {
+            let p: Vec<u8> = (0..65536u32).map(|i| (i / 7) as u8).collect();
+            let s: Vec<u8> = (0..65536u32).map(|i| (i / 13) as u8).collect();
+            std::fs::write(dir.join("private.bin"), p).expect("private.bin");
+            std::fs::write(dir.join("shared.bin"), s).expect("shared.bin");
+        },
+        |_| {},
+    );
+}
+
+#[test]
+fn taken_pid_needs_new_pid() {
+    need_root!();
+    let _g = serial();
+    let mut case = Case::new();
+    let prog = case.compile("memory");
+    let pid = case.spawn(&prog, &["8"]);
+    case.wait_file("ready", Duration::from_secs(20));
+    let img = case.capture(pid, &["--leave-running"]);
+    // The original still runs with the PID.
+    let cmd = case.restore_cmd(&img, &["--detach"]);
+    let o = case.run(cmd);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    if o.status.code() != Some(2) || !err.contains("--new-pid") || !err.contains(&pid.to_string()) {
+        case.fail("a taken PID must be refused with a message naming it and --new-pid");
+    }
+    let restored = case.restore_detached(&img, &["--new-pid"]);
+    if restored == pid || is_gone(pid) {
+        case.fail("--new-pid must restore beside the original under another PID");
+    }
+    case.go_and_expect_pass(restored);
+}
+
+#[test]
+fn unmodified_sleep_finishes_with_status_zero() {
+    need_root!();
+    let _g = serial();
+    let mut case = Case::new();
+    let t0 = Instant::now();
+    let pid = case.spawn(Path::new("/bin/sleep"), &["3"]);
+    std::thread::sleep(Duration::from_millis(1000));
+    let before = Views::of(pid);
+    let img = case.capture(pid, &[]);
+    let mut cmd = case.restore_cmd(&img, &[]);
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("crak-restore");
+    // While crak-restore waits for it, the process runs with its PID.
+    std::thread::sleep(Duration::from_millis(300));
+    let after = Views::of(pid);
+    let o = child.wait_with_output().expect("wait crak-restore");
+    let _ = writeln!(
+        case.log,
+        "crak-restore (waiting): {} {}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    before.assert_same(&after, &case);
+    if o.status.code() != Some(0) {
+        case.fail("restored sleep did not exit with status 0");
+    }
+    let took = t0.elapsed().as_secs_f64();
+    if !(2.9..5.0).contains(&took) {
+        case.fail(&format!("sleep 3 took {took} s across the checkpoint"));
+    }
+}
+
+/// Runs a looping interpreter that appends 0, 1, 2... to `log`, checkpoints it, restores it,
+/// and checks the numbers go on without gap or repeat.
+fn interpreter_loop(program: &str, args: &[&str], log: &str, setup: impl FnOnce(&Path)) {
+    let mut case = Case::new();
+    setup(case.dir.path());
+    let pid = case.spawn(Path::new(program), args);
+    let t0 = Instant::now();
+    while std::fs::read_to_string(case.path(log))
+        .unwrap_or_default()
+        .lines()
+        .count()
+        < 5
+    {
+        if t0.elapsed() > Duration::from_secs(20) {
+            case.fail("the loop never started");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let before = Views::of(pid);
+    let img = case.capture(pid, &[]);
+    let at_capture = std::fs::read_to_string(case.path(log))
+        .unwrap_or_default()
+        .lines()
+        .count();
+    let restored = case.restore_detached(&img, &[]);
+    assert_eq!(restored, pid);
+    before.assert_same(&Views::of(restored), &case);
+    std::thread::sleep(Duration::from_millis(500));
+    signal(restored, libc::SIGKILL);
+    wait_gone(restored, Duration::from_secs(5));
+    let text = std::fs::read_to_string(case.path(log)).unwrap_or_default();
+    let nums: Vec<i64> = text
+        .lines()
+        .map(|l| l.trim().parse().unwrap_or(-1))
+        .collect();
+    for (i, n) in nums.iter().enumerate() {
+        // The last line may be cut short by SIGKILL.
+        if *n != i as i64 && i + 1 != nums.len() {
+            case.fail(&format!("line {i} of {log} is {n}"));
+        }
+    }
+    if nums.len() <= at_capture + 3 {
+        case.fail(&format!(
+            "the loop did not go on after restore ({at_capture} lines at capture, {} now)",
+            nums.len()
+        ));
+    }
+}
+
+#[test]
+fn python_loop() {
+    need_root!();
+    let _g = serial();
+    interpreter_loop(
+        "python3",
+        &[
+            "-c",
+            "import time\ni = 0\nwhile True:\n    with open('py.log', 'a') as f:\n        f.write(f'{i}\\n')\n    i += 1\n    time.sleep(0.02)\n",
+        ],
+        "py.log",
+        |_| {},
+    );
+}
+
+#[test]
+fn bash_loop() {
+    need_root!();
+    let _g = serial();
+    interpreter_loop(
+        "bash",
+        &[
+            "-c",
+            "exec 3<>fifo; i=0; while :; do echo $i >> bash.log; i=$((i+1)); read -t 0.02 -u 3; done",
+        ],
+        "bash.log",
+        |dir| {
+            let st = Command::new("mkfifo")
+                .arg(dir.join("fifo"))
+                .status()
+                .expect("mkfifo");
+            assert!(st.success());
+        },
+    );
+}
+
+/// A captured memory program, for the error-path tests.
+fn captured_memory_program() -> (Case, i32, PathBuf) {
+    let mut case = Case::new();
+    let prog = case.compile("memory");
+    let pid = case.spawn(&prog, &["8"]);
+    case.wait_file("ready", Duration::from_secs(20));
+    let img = case.capture(pid, &[]);
+    (case, pid, img)
+}
+
+#[test]
+fn corrupted_image_is_refused_before_anything_is_created() {
+    need_root!();
+    let _g = serial();
+    let (mut case, pid, img) = captured_memory_program();
+    let mut bytes = std::fs::read(&img).expect("image");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    let bad = case.path("bad.crak");
+    std::fs::write(&bad, &bytes).expect("write bad image");
+    let cmd = case.restore_cmd(&bad, &["--detach"]);
+    let o = case.run(cmd);
+    if o.status.code() != Some(1) {
+        case.fail("a corrupted image must be refused with exit status 1");
+    }
+    if !String::from_utf8_lossy(&o.stderr).contains("invalid image") {
+        case.fail("the refusal must say the image is invalid");
+    }
+    if !is_gone(pid) {
+        case.fail("a process was created for a corrupted image");
+    }
+    // Nothing was lost: the good image still restores.
+    let restored = case.restore_detached(&img, &[]);
+    assert_eq!(restored, pid);
+    case.go_and_expect_pass(restored);
+}
+
+#[test]
+fn injected_faults_kill_only_the_half_built_process() {
+    need_root!();
+    let _g = serial();
+    let (mut case, pid, img) = captured_memory_program();
+    for point in [
+        "restore-after-fork",
+        "restore-mid-mm",
+        "restore-before-detach",
+    ] {
+        let mut cmd = case.restore_cmd(&img, &["--detach"]);
+        cmd.env("CRAK_FAULT", point);
+        let o = case.run(cmd);
+        if o.status.code() != Some(2) {
+            case.fail(&format!(
+                "CRAK_FAULT={point}: crak-restore must fail with status 2"
+            ));
+        }
+        if !String::from_utf8_lossy(&o.stderr).contains(point) {
+            case.fail(&format!(
+                "CRAK_FAULT={point}: the error must name the point"
+            ));
+        }
+        if !wait_gone(pid, Duration::from_secs(2)) {
+            case.fail(&format!(
+                "CRAK_FAULT={point}: the half-built process survived"
+            ));
+        }
+        if !Path::new(&img).exists() {
+            case.fail("the image disappeared");
+        }
+    }
+    let restored = case.restore_detached(&img, &[]);
+    assert_eq!(restored, pid);
+    case.go_and_expect_pass(restored);
+}
+
+#[test]
+fn multi_threaded_image_is_refused_clearly() {
+    need_root!();
+    let _g = serial();
+    let (mut case, pid, img) = captured_memory_program();
+    // Rewrite the image with a second thread id; the restorer must refuse it before forking.
+    let data = std::fs::read(&img).expect("image");
+    let mut parsed = crak_format::read::parse(&data).expect("parse").image;
+    parsed.processes[0].process.tids.push(pid as u32 + 1);
+    let mut t = parsed.processes[0].threads[0].clone();
+    t.tid = pid as u32 + 1;
+    parsed.processes[0].threads.push(t);
+    let mut x = parsed.processes[0].xsaves[0].clone();
+    x.tid = pid as u32 + 1;
+    parsed.processes[0].xsaves.push(x);
+    let bad = case.path("threads.crak");
+    std::fs::write(&bad, crak_format::write::to_vec(&parsed).expect("encode")).expect("write");
+    let cmd = case.restore_cmd(&bad, &["--detach"]);
+    let o = case.run(cmd);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    if o.status.success() || !err.contains("multi-threaded") {
+        case.fail("a multi-threaded image must be refused naming the reason");
+    }
+    if !is_gone(pid) {
+        case.fail("a process was created for a refused image");
+    }
+}

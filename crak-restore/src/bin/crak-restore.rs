@@ -1,4 +1,119 @@
-fn main() {
-    eprintln!("crak-restore: not implemented yet");
-    std::process::exit(2);
+//! `crak-restore IMAGE`: recreate a checkpointed process with its PID, as a child of this
+//! command, and wait for it (exit with its status, or 128 + the signal that ended it).
+//!
+//! Exit codes before the process runs: 1 when the image is invalid, 2 for any other error.
+
+use anyhow::Context as _;
+use clap::Parser;
+use crak_restore::restore::{self, Options, RestoreError};
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+/// Restore a process from a crak image.
+#[derive(Parser, Debug)]
+#[command(name = "crak-restore", version)]
+struct Cli {
+    /// Image file, or `-` for standard input.
+    image: String,
+    /// Print the restored PID on stdout and exit once the process runs, leaving it running.
+    #[arg(long)]
+    detach: bool,
+    /// Allow another PID when the saved one is taken.
+    #[arg(long)]
+    new_pid: bool,
+    /// Keep the process in this terminal's session and process group, like a shell job, and
+    /// give its terminal fds this terminal.
+    #[arg(long)]
+    shell_job: bool,
+    /// Print the summary as JSON on stderr.
+    #[arg(long)]
+    json: bool,
+}
+
+fn read_image(path: &str) -> anyhow::Result<Vec<u8>> {
+    if path == "-" {
+        let mut v = Vec::new();
+        std::io::stdin()
+            .lock()
+            .read_to_end(&mut v)
+            .context("reading the image from standard input")?;
+        Ok(v)
+    } else {
+        std::fs::read(path).with_context(|| format!("reading {path}"))
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    if n >= 1 << 30 {
+        format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64)
+    } else if n >= 1 << 20 {
+        format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64)
+    } else {
+        format!("{:.1} KiB", n as f64 / 1024.0)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let data = match read_image(&cli.image) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("crak-restore: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let parsed = match crak_format::read::parse(&data) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("crak-restore: invalid image {}: {e}", cli.image);
+            return ExitCode::from(1);
+        }
+    };
+    let options = Options {
+        new_pid: cli.new_pid,
+        shell_job: cli.shell_job,
+    };
+    let summary = match restore::restore(&parsed.image, &options) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("crak-restore: {e}");
+            return ExitCode::from(match e {
+                RestoreError::Invalid(_) => 1,
+                _ => 2,
+            });
+        }
+    };
+    // The image is no longer needed; do not hold its memory while waiting.
+    drop(parsed);
+    drop(data);
+    if cli.json {
+        match serde_json::to_string(&summary) {
+            Ok(s) => eprintln!("{s}"),
+            Err(e) => eprintln!("crak-restore: {e}"),
+        }
+    } else {
+        eprintln!(
+            "crak-restore: restored pid {}{}: {} pages ({}), {} VMAs, {} fds in {:.1} ms",
+            summary.pid,
+            if summary.same_pid { "" } else { " (new pid)" },
+            summary.pages,
+            human_bytes(summary.bytes),
+            summary.vmas,
+            summary.fds,
+            summary.elapsed.as_secs_f64() * 1000.0
+        );
+    }
+    if cli.detach {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", summary.pid);
+        let _ = out.flush();
+        return ExitCode::SUCCESS;
+    }
+    match restore::wait_exit_code(summary.pid) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(255)),
+        Err(e) => {
+            eprintln!("crak-restore: {e}");
+            ExitCode::from(2)
+        }
+    }
 }

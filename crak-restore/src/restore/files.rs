@@ -44,8 +44,11 @@ pub fn restore_fds(
     let base = max_target.saturating_add(1).max(3);
     // The helper goes far enough above the image's range that temporaries fit below it
     // (temporaries are re-numbered from base upwards as they are created).
-    let helper = fdops::dup_at_least(helper.as_fd(), base)
+    let moved = fdops::dup_at_least(helper.as_fd(), base)
         .map_err(|e| format!("moving the error pipe above fd {max_target}: {e}"))?;
+    // Close the old number now: dropped later, it could close a restored fd of that number.
+    drop(helper);
+    let helper = moved;
     let helper_no = std::os::fd::AsRawFd::as_raw_fd(&helper);
 
     // Close everything inherited but the helper.

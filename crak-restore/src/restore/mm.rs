@@ -16,7 +16,7 @@
 //!    point into exists and crak-restore's binary is no longer mapped (the kernel refuses to
 //!    change the exe link while the old one is still mapped).
 
-use super::plan::{vma_of, Plan, PAGE, TASK_SIZE, TRAMPOLINE_LEN};
+use super::plan::{Plan, PAGE, TASK_SIZE, TRAMPOLINE_LEN};
 use super::RestoreError;
 use crate::sys::mem;
 use crate::sys::prctl::{PrctlMmMap, MAX_AUXV_BYTES, PR_SET_MM, PR_SET_MM_MAP};
@@ -249,6 +249,29 @@ struct Needs {
     fill: bool,
 }
 
+/// Splits the run of `nr_pages` pages at `addr` over the VMAs it covers: `(vma index, address,
+/// offset into the run's data, length)`. Pages outside every VMA are left out (the plan refuses
+/// such runs).
+fn pieces(vmas: &[Vma], addr: u64, nr_pages: u64) -> Vec<(usize, u64, usize, usize)> {
+    let mut out = Vec::new();
+    let Some(end) = nr_pages.checked_mul(PAGE).and_then(|l| addr.checked_add(l)) else {
+        return out;
+    };
+    let mut i = vmas.partition_point(|v| v.end <= addr);
+    let mut a = addr;
+    while a < end {
+        let Some(v) = vmas.get(i) else { break };
+        if v.start > a {
+            break;
+        }
+        let e = v.end.min(end);
+        out.push((i, a, (a - addr) as usize, (e - a) as usize));
+        a = e;
+        i += 1;
+    }
+    out
+}
+
 fn is_restorable_mapping(v: &Vma) -> bool {
     !v.kind.is_special() && v.kind != VmaKind::SysvShm
 }
@@ -257,14 +280,14 @@ fn map_and_fill(r: &mut Remote, proc: &Process<'_>) -> Result<MmStats, RestoreEr
     let vmas = &proc.vmas;
     let mut needs = vec![Needs::default(); vmas.len()];
     for run in &proc.pages {
-        if let Some(i) = vma_of(vmas, run.addr, run.nr_pages.saturating_mul(PAGE)) {
+        for (i, _, _, _) in pieces(vmas, run.addr, run.nr_pages) {
             if let Some(n) = needs.get_mut(i) {
                 n.fill = true;
             }
         }
     }
     for run in &proc.zero_runs {
-        if let Some(i) = vma_of(vmas, run.addr, run.nr_pages.saturating_mul(PAGE)) {
+        for (i, _, _, _) in pieces(vmas, run.addr, run.nr_pages) {
             let private_file = vmas
                 .get(i)
                 .is_some_and(|v| v.kind == VmaKind::File && v.flags & MAP_SHARED == 0);
@@ -338,42 +361,42 @@ fn map_and_fill(r: &mut Remote, proc: &Process<'_>) -> Result<MmStats, RestoreEr
     // Fill: stored pages, then zero pages over private file mappings (the file would show
     // through otherwise).
     for run in &proc.pages {
-        let Some(v) =
-            vma_of(vmas, run.addr, run.nr_pages.saturating_mul(PAGE)).and_then(|i| vmas.get(i))
-        else {
-            continue;
-        };
-        if !is_restorable_mapping(v) || (v.kind == VmaKind::File && v.flags & MAP_SHARED != 0) {
-            continue;
-        }
         let data = run.data.as_bytes();
-        mem::write_ranges(r.pid, &[(run.addr, data.len())], data).map_err(|e| {
-            RestoreError::failed(
-                "writing pages",
-                format!("{:#x}+{:#x}: {e}", run.addr, data.len()),
-            )
-        })?;
-        stats.pages += run.nr_pages;
-        stats.bytes += data.len() as u64;
+        for (i, addr, off, len) in pieces(vmas, run.addr, run.nr_pages) {
+            let Some(v) = vmas.get(i) else { continue };
+            if !is_restorable_mapping(v) || (v.kind == VmaKind::File && v.flags & MAP_SHARED != 0) {
+                continue;
+            }
+            let chunk = data.get(off..off + len).ok_or_else(|| {
+                RestoreError::Invalid(format!(
+                    "PAGES run at {:#x} holds too little data",
+                    run.addr
+                ))
+            })?;
+            mem::write_ranges(r.pid, &[(addr, len)], chunk).map_err(|e| {
+                RestoreError::failed("writing pages", format!("{addr:#x}+{len:#x}: {e}"))
+            })?;
+            stats.pages += (len as u64) / PAGE;
+            stats.bytes += len as u64;
+        }
     }
     let zeros = vec![0u8; 1 << 20];
     for run in &proc.zero_runs {
-        let Some(v) =
-            vma_of(vmas, run.addr, run.nr_pages.saturating_mul(PAGE)).and_then(|i| vmas.get(i))
-        else {
-            continue;
-        };
-        if v.kind != VmaKind::File || v.flags & MAP_SHARED != 0 {
-            continue;
-        }
-        let mut addr = run.addr;
-        let end = run.addr + run.nr_pages * PAGE;
-        while addr < end {
-            let n = (end - addr).min(zeros.len() as u64) as usize;
-            mem::write_ranges(r.pid, &[(addr, n)], &zeros[..n]).map_err(|e| {
-                RestoreError::failed("zeroing pages", format!("{addr:#x}+{n:#x}: {e}"))
-            })?;
-            addr += n as u64;
+        for (i, start, _, len) in pieces(vmas, run.addr, run.nr_pages) {
+            let Some(v) = vmas.get(i) else { continue };
+            if v.kind != VmaKind::File || v.flags & MAP_SHARED != 0 {
+                continue;
+            }
+            let mut addr = start;
+            let end = start + len as u64;
+            while addr < end {
+                let n = (end - addr).min(zeros.len() as u64) as usize;
+                let z = zeros.get(..n).unwrap_or(&[]);
+                mem::write_ranges(r.pid, &[(addr, n)], z).map_err(|e| {
+                    RestoreError::failed("zeroing pages", format!("{addr:#x}+{n:#x}: {e}"))
+                })?;
+                addr += n as u64;
+            }
         }
     }
 

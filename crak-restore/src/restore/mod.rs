@@ -62,15 +62,10 @@ impl RestoreError {
     }
 }
 
-/// Returns an error when the environment variable `CRAK_FAULT` names this injection point.
+/// Fails when `CRAK_FAULT` names this injection point ([`crate::fault`]). Restore points:
+/// `restore-after-fork`, `restore-mid-mm`, `restore-before-detach`.
 pub fn fault_point(name: &str) -> Result<(), RestoreError> {
-    match std::env::var("CRAK_FAULT") {
-        Ok(v) if v.split(',').any(|p| p.trim() == name) => Err(RestoreError::failed(
-            format!("fault injection point {name}"),
-            "CRAK_FAULT asked this restore to fail here".into(),
-        )),
-        _ => Ok(()),
-    }
+    crate::fault::point(name).map_err(|e| RestoreError::failed(name, e.to_string()))
 }
 
 /// Kills a half-built child and reaps it.

