@@ -1,1 +1,1063 @@
-//! Integration tests: dump.
+//! Integration tests: the `crak-dump` CLI on images written by crak-format's writer from
+//! hand-made models. Golden files live under `tests/golden/`; regenerate them with
+//! `CRAK_UPDATE_GOLDEN=1 cargo test -p crak-tests --test dump`.
+
+use crak_format::bytes::{Blob, ByteString};
+use crak_format::image::{Image, Process};
+use crak_format::record::creds::Creds;
+use crak_format::record::fd::{Fd, FdKind, FD_CLOEXEC};
+use crak_format::record::header::{Header, SpecialMapping, ARCH_X86_64};
+use crak_format::record::mm::Mm;
+use crak_format::record::note::Note;
+use crak_format::record::pages::{PageRun, ZeroRun};
+use crak_format::record::pipe_data::PipeData;
+use crak_format::record::process::ProcessRecord;
+use crak_format::record::rlimits::{Rlimit, Rlimits};
+use crak_format::record::sigactions::{SigAction, SigActions};
+use crak_format::record::thread::{Gpr, Thread};
+use crak_format::record::vma::{
+    Vma, VmaKind, MAP_GROWSDOWN, MAP_PRIVATE, MAP_SHARED, PROT_EXEC, PROT_READ, PROT_WRITE,
+};
+use crak_format::record::xsave::Xsave;
+use std::ffi::OsStr;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------------------
+
+/// A scratch directory and a way to run crak-dump in it.
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+/// What a run produced.
+struct Run {
+    cmd: String,
+    code: i32,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+impl Run {
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// Everything about the run, for failure messages.
+    fn describe(&self) -> String {
+        format!(
+            "command: {}\nexit code: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.cmd,
+            self.code,
+            self.stdout(),
+            self.stderr
+        )
+    }
+
+    #[track_caller]
+    fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "wrong exit code\n{}", self.describe());
+        self
+    }
+
+    #[track_caller]
+    fn expect_stdout_contains(&self, needle: &str) -> &Self {
+        assert!(
+            self.stdout().contains(needle),
+            "stdout lacks {needle:?}\n{}",
+            self.describe()
+        );
+        self
+    }
+
+    #[track_caller]
+    fn expect_stderr_contains(&self, needle: &str) -> &Self {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}\n{}",
+            self.describe()
+        );
+        self
+    }
+}
+
+fn setup() -> Scratch {
+    Scratch {
+        dir: tempfile::tempdir().expect("scratch dir"),
+    }
+}
+
+impl Scratch {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes `bytes` to a file in the scratch dir and returns its path.
+    fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, bytes).expect("write scratch file");
+        p
+    }
+
+    /// Writes `image` with crak-format's writer.
+    fn image(&self, name: &str, image: &Image<'_>) -> PathBuf {
+        self.file(name, &write(image))
+    }
+
+    fn command(&self, args: &[&OsStr]) -> Command {
+        let bin = crak_tests::bin("crak-dump");
+        assert!(
+            bin.exists(),
+            "{} is missing: run `cargo build --bins` first",
+            bin.display()
+        );
+        let mut c = Command::new(bin);
+        c.args(args)
+            .current_dir(self.dir.path())
+            .env_remove("NO_COLOR");
+        c
+    }
+
+    /// Runs crak-dump with `args` and `stdin`.
+    fn run_with(&self, args: &[&OsStr], stdin: &[u8], env: &[(&str, &str)]) -> Run {
+        let mut c = self.command(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("spawn crak-dump");
+        let mut input = child.stdin.take().expect("stdin");
+        let stdin = stdin.to_vec();
+        let feeder = std::thread::spawn(move || {
+            // The tool may exit without reading all of it.
+            let _ = input.write_all(&stdin);
+        });
+        let out = child.wait_with_output().expect("wait crak-dump");
+        feeder.join().expect("stdin feeder");
+        let cmd = std::iter::once(OsStr::new("crak-dump"))
+            .chain(args.iter().copied())
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        Run {
+            cmd,
+            code: out.status.code().unwrap_or(-1),
+            stdout: out.stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    fn run(&self, args: &[&OsStr]) -> Run {
+        self.run_with(args, &[], &[])
+    }
+}
+
+/// `&str` and `&Path` arguments as `&OsStr`.
+macro_rules! args {
+    ($($a:expr),* $(,)?) => { &[$(AsRef::<OsStr>::as_ref(&$a)),*] };
+}
+
+fn write(image: &Image<'_>) -> Vec<u8> {
+    crak_format::write::to_vec(image).expect("write image")
+}
+
+/// Compares `actual` with `tests/golden/<name>`, or rewrites it when CRAK_UPDATE_GOLDEN=1.
+#[track_caller]
+fn golden(name: &str, actual: &str) {
+    let path = crak_tests::workspace_root().join("tests/golden").join(name);
+    if std::env::var_os("CRAK_UPDATE_GOLDEN").is_some_and(|v| v == "1") {
+        std::fs::create_dir_all(path.parent().expect("golden dir")).expect("mkdir golden");
+        std::fs::write(&path, actual).expect("write golden");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run with CRAK_UPDATE_GOLDEN=1 to create it",
+            path.display()
+        )
+    });
+    if expected != actual {
+        let first = expected
+            .lines()
+            .zip(actual.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or_else(|| expected.lines().count().min(actual.lines().count()));
+        panic!(
+            "{} differs from the output at line {}\n--- expected ---\n{}\n--- actual ---\n{}\n\
+             (CRAK_UPDATE_GOLDEN=1 regenerates it)",
+            path.display(),
+            first + 1,
+            expected,
+            actual
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A realistic image: a server (two threads) and a worker child sharing a pipe
+// ---------------------------------------------------------------------------------------------
+
+const PS: u64 = 4096;
+const XSAVE_SIZE: u32 = 832;
+const TEXT: u64 = 0x5555_5555_4000;
+const HEAP: u64 = 0x5555_5576_0000;
+const ANON: u64 = 0x7f3a_1c00_0000;
+const LIBC: u64 = 0x7f3a_1c20_0000;
+const STACK: u64 = 0x7ffd_8a1d_e000;
+const VVAR: u64 = 0x7ffd_8a3f_0000;
+const VDSO: u64 = 0x7ffd_8a3f_4000;
+/// A value the server keeps on its heap, found by the mem tests.
+const MARKER: &[u8] = b"\xde\xad\xbe\xef crak marker";
+const MARKER_ADDR: u64 = HEAP + 0x1010;
+/// Pages of patterned data in the anon mapping (enough output to fill a pipe).
+const ANON_PAGES: u64 = 48;
+
+fn vma(pid: u32, kind: VmaKind, start: u64, end: u64, prot: u32, path: &str) -> Vma {
+    let file = kind == VmaKind::File;
+    Vma {
+        pid,
+        kind,
+        start,
+        end,
+        prot,
+        flags: MAP_PRIVATE,
+        madvise: 0,
+        pgoff: 0,
+        dev: if file { 0x10303 } else { 0 },
+        ino: if file { 1_311_021 } else { 0 },
+        size: if file { 2_125_328 } else { 0 },
+        mtime_ns: if file { 1_690_000_000_000_000_000 } else { 0 },
+        path: path.into(),
+    }
+}
+
+fn thread(pid: u32, tid: u32, rip: u64, in_syscall: bool) -> (Thread, Xsave<'static>) {
+    let mut gpr = Gpr {
+        rip,
+        rsp: STACK + 0x1e58 - u64::from(tid - pid) * 0x100,
+        rax: if in_syscall { (-512i64) as u64 } else { 0 },
+        orig_rax: if in_syscall { 7 } else { u64::MAX },
+        fs_base: 0x7f3a_1c1f_f740 + u64::from(tid - pid) * 0x1000,
+        cs: 0x33,
+        ss: 0x2b,
+        eflags: 0x246,
+        ..Gpr::default()
+    };
+    gpr.rdi = 3;
+    let mut area = vec![0u8; XSAVE_SIZE as usize];
+    area[0] = 0x7f; // FCW
+    area[1] = 0x03;
+    area[24] = 0x80; // MXCSR 0x1f80
+    area[25] = 0x1f;
+    (
+        Thread {
+            pid,
+            tid,
+            gpr,
+            blocked: 1 << (13 - 1), // SIGPIPE
+            ..Thread::default()
+        },
+        Xsave {
+            pid,
+            tid,
+            xstate_bv: 0x3,
+            area: Blob::from(area),
+        },
+    )
+}
+
+fn server() -> Process<'static> {
+    let pid = 4242;
+    let mut p = Process::new(ProcessRecord {
+        pid,
+        ppid: 1,
+        pgid: pid,
+        sid: pid,
+        personality: 0,
+        umask: 0o022,
+        flags: 0,
+        comm: "srv".into(),
+        exe: "/usr/local/bin/srv".into(),
+        cwd: "/var/lib/srv".into(),
+        root: "/".into(),
+        cmdline: ByteString(b"/usr/local/bin/srv\0--port=8080\0--name\0my server\0".to_vec()),
+        environ: ByteString(b"HOME=/var/lib/srv\0LANG=C.UTF-8\0PATH=/usr/bin:/bin\0".to_vec()),
+        tids: vec![pid, pid + 1],
+    });
+    p.creds = Some(Creds {
+        pid,
+        uid: 1000,
+        euid: 1000,
+        suid: 1000,
+        fsuid: 1000,
+        gid: 1000,
+        egid: 1000,
+        sgid: 1000,
+        fsgid: 1000,
+        cap_bounding: 0x1ff_ffff_ffff,
+        groups: vec![1000, 4, 27],
+        ..Creds::default()
+    });
+    p.mm = Some(Mm {
+        pid,
+        start_code: TEXT,
+        end_code: TEXT + 0x2000,
+        start_data: TEXT + 0x3000,
+        end_data: TEXT + 0x4000,
+        start_brk: HEAP,
+        brk: HEAP + 0x21000,
+        start_stack: STACK + 0x1f00,
+        arg_start: STACK + 0x1f10,
+        arg_end: STACK + 0x1f40,
+        env_start: STACK + 0x1f40,
+        env_end: STACK + 0x1fe0,
+        auxv: vec![(6, PS), (25, STACK + 0x1f50), (0, 0)],
+    });
+    p.rlimits = Some(Rlimits {
+        pid,
+        limits: vec![
+            Rlimit {
+                resource: 3,
+                cur: 8 << 20,
+                max: u64::MAX,
+            },
+            Rlimit {
+                resource: 4,
+                cur: 0,
+                max: u64::MAX,
+            },
+            Rlimit {
+                resource: 7,
+                cur: 1024,
+                max: 524_288,
+            },
+        ],
+    });
+    p.sigactions = Some(SigActions {
+        pid,
+        actions: vec![
+            SigAction {
+                signo: 2,
+                handler: TEXT + 0x1230,
+                flags: 0x0400_0000 | 0x1000_0000 | 0x4,
+                restorer: LIBC + 0x42520,
+                mask: 1 << (15 - 1),
+            },
+            SigAction {
+                signo: 10,
+                handler: TEXT + 0x1300,
+                flags: 0x0400_0000,
+                restorer: LIBC + 0x42520,
+                mask: 0,
+            },
+            SigAction {
+                signo: 13,
+                handler: 1,
+                flags: 0,
+                restorer: 0,
+                mask: 0,
+            },
+        ],
+    });
+    for (tid, rip, sys) in [(pid, TEXT + 0x1520, true), (pid + 1, LIBC + 0x91234, false)] {
+        let (t, x) = thread(pid, tid, rip, sys);
+        p.threads.push(t);
+        p.xsaves.push(x);
+    }
+    p.vmas = vec![
+        vma(
+            pid,
+            VmaKind::File,
+            TEXT,
+            TEXT + 0x2000,
+            PROT_READ | PROT_EXEC,
+            "/usr/local/bin/srv",
+        ),
+        vma(
+            pid,
+            VmaKind::File,
+            TEXT + 0x3000,
+            TEXT + 0x4000,
+            PROT_READ | PROT_WRITE,
+            "/usr/local/bin/srv",
+        ),
+        vma(
+            pid,
+            VmaKind::Heap,
+            HEAP,
+            HEAP + 0x21000,
+            PROT_READ | PROT_WRITE,
+            "[heap]",
+        ),
+        vma(
+            pid,
+            VmaKind::Anon,
+            ANON,
+            ANON + ANON_PAGES * PS,
+            PROT_READ | PROT_WRITE,
+            "",
+        ),
+        vma(
+            pid,
+            VmaKind::File,
+            LIBC,
+            LIBC + 0x1c0000,
+            PROT_READ | PROT_EXEC,
+            "/usr/lib/x86_64-linux-gnu/libc.so.6",
+        ),
+        vma(
+            pid,
+            VmaKind::Stack,
+            STACK,
+            STACK + 0x21000,
+            PROT_READ | PROT_WRITE,
+            "[stack]",
+        ),
+        vma(pid, VmaKind::Vvar, VVAR, VVAR + 0x4000, PROT_READ, "[vvar]"),
+        vma(
+            pid,
+            VmaKind::Vdso,
+            VDSO,
+            VDSO + 0x2000,
+            PROT_READ | PROT_EXEC,
+            "[vdso]",
+        ),
+    ];
+    p.vmas[1].pgoff = 0x2000;
+    p.vmas[4].pgoff = 0x28000;
+    p.vmas[5].flags |= MAP_GROWSDOWN;
+    // Data page of the binary, two heap pages (the marker in the second), patterned anon
+    // memory, the top of the stack.
+    let mut data = vec![0x11u8; PS as usize];
+    data[..8].copy_from_slice(b"srv.data");
+    let mut heap = vec![0u8; 2 * PS as usize];
+    heap[..16].copy_from_slice(b"malloc arena....");
+    let m = (MARKER_ADDR - HEAP) as usize;
+    heap[m..m + MARKER.len()].copy_from_slice(MARKER);
+    let anon: Vec<u8> = (0..ANON_PAGES * PS).map(|i| (i % 251) as u8 | 1).collect();
+    let mut stack = vec![0u8; PS as usize];
+    stack[0xf10..0xf40].copy_from_slice(b"/usr/local/bin/srv\0--port=8080\0--name\0my server\0");
+    p.pages = vec![
+        PageRun {
+            pid,
+            addr: TEXT + 0x3000,
+            nr_pages: 1,
+            data: Blob::from(data),
+        },
+        PageRun {
+            pid,
+            addr: HEAP,
+            nr_pages: 2,
+            data: Blob::from(heap),
+        },
+        PageRun {
+            pid,
+            addr: ANON,
+            nr_pages: ANON_PAGES,
+            data: Blob::from(anon),
+        },
+        PageRun {
+            pid,
+            addr: STACK + 0x20000,
+            nr_pages: 1,
+            data: Blob::from(stack),
+        },
+    ];
+    p.zero_runs = vec![ZeroRun {
+        pid,
+        addr: HEAP + 2 * PS,
+        nr_pages: 30,
+    }];
+    let mut fds = vec![
+        fd(pid, 0, FdKind::Chr, "/dev/null", 0o2, 0),
+        fd(pid, 1, FdKind::Tty, "/dev/pts/3", 0o2002, 0),
+        fd(pid, 2, FdKind::Tty, "/dev/pts/3", 0o2002, 0),
+        fd(pid, 3, FdKind::Reg, "/var/log/srv.log", 0o102001, 0),
+        fd(pid, 4, FdKind::Pipe, "pipe:[88123]", 0o1, 88123),
+        fd(pid, 5, FdKind::Reg, "/tmp/srv-cache (deleted)", 0o2, 0),
+    ];
+    fds[0].rdev = 0x103;
+    fds[1].rdev = 0x8803;
+    fds[2].rdev = 0x8803;
+    fds[3].pos = 18_273;
+    fds[3].size = 18_273;
+    fds[3].fd_flags = FD_CLOEXEC;
+    fds[4].fd_flags = FD_CLOEXEC;
+    fds[5].deleted = true;
+    fds[5].contents = Blob::from(b"cached state\n".to_vec());
+    fds[5].size = 13;
+    p.fds = fds;
+    p
+}
+
+fn fd(pid: u32, n: u32, kind: FdKind, path: &str, flags: u32, ino: u64) -> Fd<'static> {
+    Fd {
+        pid,
+        fd: n,
+        fd_flags: 0,
+        kind,
+        open_flags: flags,
+        pos: 0,
+        dev: if kind == FdKind::Pipe { 0xd } else { 0x10303 },
+        ino: if ino != 0 { ino } else { 1000 + u64::from(n) },
+        rdev: 0,
+        size: 0,
+        mtime_ns: 1_700_000_000_000_000_000,
+        mode: match kind {
+            FdKind::Reg => 0o100644,
+            FdKind::Pipe => 0o10600,
+            FdKind::Fifo => 0o10644,
+            FdKind::Chr | FdKind::Tty => 0o20620,
+        },
+        deleted: false,
+        path: path.into(),
+        contents: Blob::default(),
+    }
+}
+
+fn worker() -> Process<'static> {
+    let pid = 4250;
+    let mut p = Process::new(ProcessRecord {
+        pid,
+        ppid: 4242,
+        pgid: 4242,
+        sid: 4242,
+        umask: 0o022,
+        comm: "srv-worker".into(),
+        exe: "/usr/local/bin/srv".into(),
+        cwd: "/var/lib/srv".into(),
+        root: "/".into(),
+        cmdline: ByteString(b"srv-worker\0".to_vec()),
+        environ: ByteString(b"HOME=/var/lib/srv\0".to_vec()),
+        tids: vec![pid],
+        ..ProcessRecord::default()
+    });
+    p.creds = server().creds.map(|c| Creds { pid, ..c });
+    p.mm = server().mm.map(|m| Mm {
+        pid,
+        brk: HEAP,
+        ..m
+    });
+    p.rlimits = server().rlimits.map(|r| Rlimits { pid, ..r });
+    let (t, x) = thread(pid, pid, LIBC + 0x11a2b0, true);
+    p.threads.push(t);
+    p.xsaves.push(x);
+    p.vmas = vec![
+        vma(
+            pid,
+            VmaKind::File,
+            TEXT,
+            TEXT + 0x2000,
+            PROT_READ | PROT_EXEC,
+            "/usr/local/bin/srv",
+        ),
+        vma(
+            pid,
+            VmaKind::Anon,
+            ANON,
+            ANON + 0x1000,
+            PROT_READ | PROT_WRITE,
+            "/dev/zero (deleted)",
+        ),
+        vma(
+            pid,
+            VmaKind::Stack,
+            STACK,
+            STACK + 0x21000,
+            PROT_READ | PROT_WRITE,
+            "[stack]",
+        ),
+    ];
+    p.vmas[1].flags = MAP_SHARED;
+    p.fds = vec![fd(pid, 0, FdKind::Pipe, "pipe:[88123]", 0o0, 88123)];
+    p
+}
+
+fn sample() -> Image<'static> {
+    Image {
+        version: crak_format::CURRENT_VERSION,
+        flags: 0,
+        header: Header {
+            arch: ARCH_X86_64,
+            page_size: PS as u32,
+            capture_time_ns: 1_764_442_800_123_456_789,
+            xsave_features: 0x7,
+            xsave_size: XSAVE_SIZE,
+            kernel_release: "6.18.0-crak".into(),
+            hostname: "build-07".into(),
+            tool_version: "crak 0.1.0".into(),
+            special_mappings: vec![
+                SpecialMapping {
+                    kind: VmaKind::Vvar,
+                    start: VVAR,
+                    end: VVAR + 0x4000,
+                },
+                SpecialMapping {
+                    kind: VmaKind::Vdso,
+                    start: VDSO,
+                    end: VDSO + 0x2000,
+                },
+            ],
+        },
+        processes: vec![server(), worker()],
+        pipes: vec![PipeData {
+            pipe_id: 88123,
+            capacity: 65536,
+            data: Blob::from(b"job 17\njob 18\n".to_vec()),
+        }],
+        notes: vec![Note {
+            key: "capture.command".into(),
+            value: "crak-capture --tree 4242".into(),
+        }],
+    }
+}
+
+/// The sample with two FD records for fd 3 of the server: parses, but is invalid.
+fn duplicate_fd() -> Image<'static> {
+    let mut img = sample();
+    let mut again = img.processes[0].fds[3].clone();
+    again.path = "/var/log/other.log".into();
+    img.processes[0].fds.push(again);
+    img
+}
+
+// ---------------------------------------------------------------------------------------------
+// Summary
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn summary_golden() {
+    let s = setup();
+    let img = s.image("srv.crak", &sample());
+    let r = s.run(args!["--color=never", img]);
+    r.expect_code(0);
+    assert!(r.stderr.is_empty(), "{}", r.describe());
+    golden("summary.txt", &r.stdout());
+}
+
+#[test]
+fn summary_with_env_golden() {
+    let s = setup();
+    let img = s.image("srv.crak", &sample());
+    let r = s.run(args!["--color=never", "--env", img]);
+    r.expect_code(0);
+    golden("summary-env.txt", &r.stdout());
+}
+
+#[test]
+fn summary_names_things() {
+    let s = setup();
+    let img = s.image("srv.crak", &sample());
+    let r = s.run(args![img, "--color=never"]);
+    r.expect_code(0);
+    for needle in [
+        "x86_64",
+        "6.18.0-crak",
+        "build-07",
+        "2025-11-29T19:00:00.123456789Z",
+        "/usr/local/bin/srv --port=8080 --name 'my server'",
+        "4242 srv",
+        "└── 4250 srv-worker",
+        "rw-p",
+        "r-xp",
+        "132 KiB",
+        "SIGUSR1",
+        "SIG_IGN",
+        "SA_SIGINFO|SA_RESTORER|SA_RESTART",
+        "RLIMIT_NOFILE",
+        "unlimited",
+        "O_RDWR|O_APPEND",
+        "O_WRONLY|O_APPEND|O_LARGEFILE",
+        "-ERESTARTSYS",
+        "deleted, 13 bytes kept",
+    ] {
+        r.expect_stdout_contains(needle);
+    }
+    // The environment only with --env.
+    assert!(!r.stdout().contains("LANG=C.UTF-8"), "{}", r.describe());
+    s.run(args![img, "--env", "--color=never"])
+        .expect_code(0)
+        .expect_stdout_contains("LANG=C.UTF-8");
+}
+
+#[test]
+fn summary_from_stdin_matches_file() {
+    let s = setup();
+    let bytes = write(&sample());
+    let img = s.file("srv.crak", &bytes);
+    let from_file = s.run(args!["--color=never", img]);
+    let from_stdin = s.run_with(args!["--color=never", "-"], &bytes, &[]);
+    from_stdin.expect_code(0);
+    assert_eq!(
+        from_file.stdout(),
+        from_stdin.stdout(),
+        "{}",
+        from_stdin.describe()
+    );
+}
+
+#[test]
+fn colour_only_when_asked_or_on_a_terminal() {
+    let s = setup();
+    let img = s.image("srv.crak", &sample());
+    // Not a terminal: auto means no colour.
+    let auto = s.run(args![img]);
+    auto.expect_code(0);
+    assert!(!auto.stdout().contains('\x1b'), "{}", auto.describe());
+    let always = s.run(args![img, "--color=always"]);
+    always.expect_code(0);
+    assert!(always.stdout().contains("\x1b["), "{}", always.describe());
+    let never = s.run_with(args![img, "--color=never"], &[], &[("NO_COLOR", "1")]);
+    assert!(!never.stdout().contains('\x1b'));
+}
+
+#[test]
+fn no_color_is_honoured_on_a_terminal() {
+    // In-process, telling the tool its output is a terminal and what NO_COLOR holds.
+    let s = setup();
+    let img = s.image("srv.crak", &sample());
+    let run = |color: &str, no_color: Option<&str>| {
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let args = vec![
+            "crak-dump".into(),
+            format!("--color={color}").into(),
+            img.clone().into_os_string(),
+        ];
+        let term = crak_dump::Terminal {
+            is_terminal: true,
+            no_color: no_color.map(Into::into),
+        };
+        let code = crak_dump::run_in(args, &mut out, &mut err, &term);
+        assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
+        String::from_utf8_lossy(&out).contains("\x1b[")
+    };
+    assert!(run("auto", None), "a terminal gets colour");
+    assert!(!run("auto", Some("1")), "NO_COLOR turns it off");
+    assert!(run("auto", Some("")), "an empty NO_COLOR does not");
+    assert!(
+        run("always", Some("1")),
+        "--color=always wins over NO_COLOR"
+    );
+    assert!(!run("never", None));
+}
+
+#[test]
+fn summary_of_garbage_is_an_error() {
+    let s = setup();
+    let junk = s.file("junk", b"this is not an image at all");
+    s.run(args![junk])
+        .expect_code(2)
+        .expect_stderr_contains("bad-magic");
+    s.run(args![s.path("missing.crak")])
+        .expect_code(2)
+        .expect_stderr_contains("cannot read");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let s = setup();
+    s.run(args![]).expect_code(2);
+    s.run(args!["--no-such-flag", "x"]).expect_code(2);
+    s.run(args!["--help"])
+        .expect_code(0)
+        .expect_stdout_contains("validate");
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn json_is_the_model() {
+    let s = setup();
+    let model = sample();
+    let img = s.image("srv.crak", &model);
+    let r = s.run(args![img, "--json"]);
+    r.expect_code(0);
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).expect("stdout is JSON");
+    assert_eq!(
+        v,
+        crak_dump::view::json::to_json(&model, false),
+        "{}",
+        r.describe()
+    );
+    assert_eq!(v["processes"][0]["process"]["pid"], 4242);
+}
+
+#[test]
+fn json_with_pages_round_trips() {
+    let s = setup();
+    let model = sample();
+    let img = s.image("srv.crak", &model);
+    let r = s.run(args![img, "--json", "--pages"]);
+    r.expect_code(0);
+    let back: Image<'static> =
+        serde_json::from_slice(&r.stdout).expect("JSON converts back to a model");
+    assert_eq!(back, model);
+    // And the model written again is the same image.
+    assert_eq!(write(&back), write(&model));
+}
+
+// ---------------------------------------------------------------------------------------------
+// validate
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn validate_valid_image() {
+    let s = setup();
+    let img = s.image("srv.crak", &sample());
+    s.run(args!["validate", img])
+        .expect_code(0)
+        .expect_stdout_contains("srv.crak: valid");
+}
+
+#[test]
+fn validate_semantically_invalid_image() {
+    let s = setup();
+    let img = s.image("dup.crak", &duplicate_fd());
+    let r = s.run(args!["validate", img, "--color=never"]);
+    r.expect_code(1)
+        .expect_stdout_contains("error[duplicate-fd]")
+        .expect_stdout_contains("FD#6 pid 4242 field fd at offset 0x")
+        .expect_stdout_contains("invalid (1 error");
+}
+
+#[test]
+fn validate_warnings_do_not_fail() {
+    let s = setup();
+    let mut model = sample();
+    model.processes[0].fds[3].path = "var/log/srv.log".into();
+    let img = s.image("warn.crak", &model);
+    s.run(args!["validate", img])
+        .expect_code(0)
+        .expect_stdout_contains("warning[path-not-absolute]")
+        .expect_stdout_contains("valid (1 warning)");
+}
+
+#[test]
+fn validate_garbage_and_empty_are_unreadable() {
+    let s = setup();
+    let junk = s.file("junk", &[0x42; 100]);
+    s.run(args!["validate", junk])
+        .expect_code(2)
+        .expect_stdout_contains("unreadable");
+    let empty = s.file("empty", b"");
+    s.run(args!["validate", empty])
+        .expect_code(2)
+        .expect_stdout_contains("unreadable");
+    s.run(args!["validate", s.path("missing")]).expect_code(2);
+}
+
+#[test]
+fn validate_corrupt_image_is_invalid() {
+    let s = setup();
+    let mut bytes = write(&sample());
+    // Truncated: framing fails, but it is a crak image.
+    let cut = s.file("cut.crak", &bytes[..bytes.len() / 2]);
+    s.run(args!["validate", cut])
+        .expect_code(1)
+        .expect_stdout_contains("cut.crak: invalid: ");
+    // A flipped byte in the middle: a CRC fails.
+    let mid = bytes.len() / 3;
+    bytes[mid] ^= 0xff;
+    let flipped = s.file("flipped.crak", &bytes);
+    s.run(args!["validate", flipped])
+        .expect_code(1)
+        .expect_stdout_contains("bad-crc");
+}
+
+#[test]
+fn validate_several_images_exits_with_the_worst() {
+    let s = setup();
+    let good = s.image("good.crak", &sample());
+    let bad = s.image("bad.crak", &duplicate_fd());
+    let junk = s.file("junk", b"garbage!garbage!");
+    s.run(args!["validate", good, good]).expect_code(0);
+    s.run(args!["validate", good, bad]).expect_code(1);
+    s.run(args!["validate", bad, junk, good]).expect_code(2);
+}
+
+#[test]
+fn validate_stdin() {
+    let s = setup();
+    let good = write(&sample());
+    s.run_with(args!["validate", "-"], &good, &[])
+        .expect_code(0)
+        .expect_stdout_contains("<stdin>: valid");
+    s.run_with(args!["validate", "-"], &write(&duplicate_fd()), &[])
+        .expect_code(1)
+        .expect_stdout_contains("error[duplicate-fd]");
+    s.run_with(args!["validate", "-"], b"not an image", &[])
+        .expect_code(2);
+    s.run_with(args!["validate", "-"], b"", &[])
+        .expect_code(2)
+        .expect_stdout_contains("empty");
+    s.run_with(args!["validate", "-"], &good[..good.len() - 7], &[])
+        .expect_code(1);
+}
+
+#[test]
+fn validate_stdin_and_file_agree() {
+    let s = setup();
+    let bytes = write(&duplicate_fd());
+    let img = s.file("dup.crak", &bytes);
+    let json = |r: Run| -> serde_json::Value {
+        let mut v: serde_json::Value = serde_json::from_slice(&r.stdout).expect("JSON");
+        v["images"][0]["image"] = serde_json::Value::Null;
+        v
+    };
+    let from_file = json(s.run(args!["validate", "--json", img]));
+    let from_stdin = json(s.run_with(args!["validate", "--json", "-"], &bytes, &[]));
+    assert_eq!(from_file, from_stdin);
+}
+
+#[test]
+fn validate_json_report() {
+    let s = setup();
+    let img = s.image("dup.crak", &duplicate_fd());
+    let r = s.run(args!["validate", "--json", img]);
+    r.expect_code(1);
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).expect("JSON");
+    assert_eq!(v["valid"], false);
+    let image = &v["images"][0];
+    assert_eq!(image["status"], "invalid");
+    let f = &image["report"]["findings"][0];
+    assert_eq!(f["code"], "duplicate-fd");
+    assert_eq!(f["severity"], "error");
+    assert_eq!(f["record"], "FD");
+    assert_eq!(f["pid"], 4242);
+    assert_eq!(f["field"], "fd");
+    // The offset points at the fd field of the 7th FD record of pid 4242.
+    let bytes = std::fs::read(&img).expect("read");
+    let off = f["offset"].as_u64().expect("offset") as usize;
+    assert_eq!(bytes[off..off + 4], 3u32.to_le_bytes(), "{}", r.describe());
+
+    let junk = s.file("junk", b"\x89CRAK\r\n\x1a\x07\x00");
+    let r = s.run(args!["validate", "--json", junk]);
+    r.expect_code(1);
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).expect("JSON");
+    assert_eq!(v["images"][0]["status"], "invalid");
+    assert!(v["images"][0]["error"]["kind"].is_string());
+}
+
+// ---------------------------------------------------------------------------------------------
+// mem
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn mem_hexdumps_a_known_value() {
+    let s = setup();
+    let img = s.image("srv.crak", &sample());
+    let range = format!("0x{MARKER_ADDR:x}+16");
+    let r = s.run(args!["mem", img, range, "--color=never"]);
+    r.expect_code(0)
+        .expect_stdout_contains(&format!("{MARKER_ADDR:x}"))
+        .expect_stdout_contains("de ad be ef 20 63 72 61")
+        .expect_stdout_contains("k marker");
+}
+
+#[test]
+fn mem_raw_writes_the_bytes() {
+    let s = setup();
+    let img = s.image("srv.crak", &sample());
+    let range = format!("0x{MARKER_ADDR:x}+{}", MARKER.len());
+    let r = s.run(args!["mem", img, range, "--raw"]);
+    r.expect_code(0);
+    assert_eq!(r.stdout, MARKER, "{}", r.describe());
+    // Zero pages and unrecorded anonymous memory read as zeros.
+    let range = format!("0x{:x}+8192", HEAP + 0x2000);
+    let r = s.run(args!["mem", img, range, "--raw"]);
+    r.expect_code(0);
+    assert_eq!(r.stdout, vec![0u8; 8192]);
+    // Unmapped memory has no bytes.
+    let r = s.run(args!["mem", img, "0x1000+16", "--raw"]);
+    r.expect_code(2).expect_stderr_contains("not mapped");
+}
+
+#[test]
+fn mem_shows_zero_runs_and_gaps() {
+    let s = setup();
+    let img = s.image("srv.crak", &sample());
+    // From the second heap page over the zero run, past the heap's end into unmapped space.
+    let range = format!("0x{:x}+0x{:x}", HEAP + PS, 0x21000);
+    let r = s.run(args!["mem", img, range, "--color=never"]);
+    r.expect_code(0)
+        .expect_stdout_contains(&format!(
+            "{:x}-{:x} (120 KiB): zero pages (ZERO_PAGES)",
+            HEAP + 2 * PS,
+            HEAP + 32 * PS
+        ))
+        .expect_stdout_contains(&format!(
+            "{:x}-{:x} (4 KiB): not recorded: reads as zero",
+            HEAP + 32 * PS,
+            HEAP + 33 * PS
+        ))
+        .expect_stdout_contains(&format!(
+            "{:x}-{:x} (4 KiB): unmapped",
+            HEAP + 33 * PS,
+            HEAP + 34 * PS
+        ));
+    // A file page that is not stored is read from the file.
+    let r = s.run(args!["mem", img, "--vma", "0"]);
+    r.expect_code(0)
+        .expect_stdout_contains("not recorded: read from /usr/local/bin/srv");
+}
+
+#[test]
+fn mem_by_vma_and_pid() {
+    let s = setup();
+    let img = s.image("srv.crak", &sample());
+    let r = s.run(args!["mem", img, "--vma", "1", "--raw"]);
+    r.expect_code(0);
+    assert_eq!(r.stdout.len(), PS as usize);
+    assert!(r.stdout.starts_with(b"srv.data"));
+    // The worker's shared page is not recorded: anonymous, reads as zero.
+    let r = s.run(args!["mem", img, "--pid", "4250", "--vma", "1", "--raw"]);
+    r.expect_code(0);
+    assert_eq!(r.stdout, vec![0u8; PS as usize]);
+    s.run(args!["mem", img, "--pid", "1", "0x0"])
+        .expect_code(2)
+        .expect_stderr_contains("no process 1");
+    s.run(args!["mem", img, "--vma", "99"]).expect_code(2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pipes
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn broken_pipe_exits_quietly() {
+    let s = setup();
+    let img = s.image("srv.crak", &sample());
+    // The anon VMA's hexdump is far larger than a pipe buffer.
+    let mut child = s
+        .command(args!["mem", img, "--vma", "3", "--color=never"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut first = [0u8; 64];
+    stdout.read_exact(&mut first).expect("some output");
+    drop(stdout);
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+    assert!(stderr.is_empty(), "stderr: {stderr}");
+}
+
+#[test]
+fn images_on_disk_are_found_relative_to_the_scratch_dir() {
+    // The harness runs in the scratch dir, so a relative path works too.
+    let s = setup();
+    s.image("rel.crak", &sample());
+    s.run(args!["validate", Path::new("rel.crak")])
+        .expect_code(0)
+        .expect_stdout_contains("rel.crak: valid");
+}

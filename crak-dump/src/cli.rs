@@ -1,0 +1,114 @@
+//! Command-line syntax. This is the only module that knows about clap; the commands take the
+//! plain structs below.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Inspect and check crak checkpoint images.
+#[derive(Debug, Parser)]
+#[command(
+    name = "crak-dump",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_help = "Exit status: 0 ok, 1 invalid image or no match, 2 error. IMAGE may be `-` for stdin."
+)]
+pub struct Cli {
+    /// What to do; without a command, summarize IMAGE.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub show: ShowArgs,
+
+    /// When to colour the output (`auto`: only on a terminal, and not when NO_COLOR is set).
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
+    pub color: ColorChoice,
+}
+
+/// `crak-dump IMAGE`: the summary or the JSON model.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The image file, or `-` for stdin.
+    #[arg(required = true)]
+    pub image: Option<PathBuf>,
+
+    /// Print the model as JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+
+    /// With --json, include page data (base64).
+    #[arg(long, requires = "json")]
+    pub pages: bool,
+
+    /// Also show each process's environment.
+    #[arg(long)]
+    pub env: bool,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse and validate images; exit 0 when all are valid, 1 when one is invalid, 2 when one
+    /// cannot be read as a crak image at all.
+    Validate(ValidateArgs),
+    /// Hexdump process memory as the image records it.
+    Mem(MemArgs),
+}
+
+/// `crak-dump validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Image files; `-` reads stdin without holding page data in memory.
+    #[arg(required = true, num_args = 1..)]
+    pub images: Vec<PathBuf>,
+
+    /// Print the reports as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `crak-dump mem`.
+#[derive(Debug, Args)]
+pub struct MemArgs {
+    /// The image file, or `-` for stdin.
+    pub image: PathBuf,
+
+    /// `ADDR` or `ADDR+LEN` (hex with 0x, else decimal); LEN defaults to 256.
+    #[arg(required_unless_present = "vma", conflicts_with = "vma")]
+    pub range: Option<String>,
+
+    /// Dump the whole VMA with this index (as listed in the summary).
+    #[arg(long)]
+    pub vma: Option<usize>,
+
+    /// The process (default: the first in the image).
+    #[arg(long)]
+    pub pid: Option<u32>,
+
+    /// Write the raw bytes instead of a hexdump.
+    #[arg(long)]
+    pub raw: bool,
+}
+
+/// `--color`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// Colour when stdout is a terminal and NO_COLOR is unset.
+    Auto,
+    /// Always colour.
+    Always,
+    /// Never colour.
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to colour, given whether stdout is a terminal and the value of NO_COLOR.
+    pub fn enabled(self, is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => is_terminal && !no_color.is_some_and(|v| !v.is_empty()),
+        }
+    }
+}

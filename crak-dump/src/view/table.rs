@@ -1,0 +1,524 @@
+//! The human summary of an image: comfy-table tables of the header, the process tree and, per
+//! process, identity, credentials, threads, memory, fds, signals and limits.
+
+use super::names;
+use super::Style;
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::{Attribute, Cell, CellAlignment, Color, ContentArrangement, Table};
+use crak_format::image::{Image, Process};
+use crak_format::record::fd::{FdKind, FD_CLOEXEC};
+use crak_format::record::header::ARCH_X86_64;
+use crak_format::record::vma::VmaKind;
+use std::collections::{HashMap, HashSet};
+use std::io::{self, Write};
+
+/// What to include in the summary.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SummaryOptions {
+    /// Show each process's environment.
+    pub env: bool,
+}
+
+/// Writes the summary of `image` (`size` bytes on disk) to `out`.
+pub fn summary(
+    out: &mut dyn Write,
+    image: &Image<'_>,
+    size: u64,
+    opts: SummaryOptions,
+    style: Style,
+) -> io::Result<()> {
+    title(out, style, "Image")?;
+    let mut t = kv_table(style);
+    let h = &image.header;
+    let arch = if h.arch == ARCH_X86_64 {
+        format!("x86_64 ({})", h.arch)
+    } else {
+        format!("unknown ({})", h.arch)
+    };
+    let mut flags = String::new();
+    if image.flags != 0 {
+        flags = format!(", flags 0x{:x}", image.flags);
+    }
+    let rows = [
+        (
+            "format",
+            format!("{}.{}{flags}", image.version.major, image.version.minor),
+        ),
+        ("arch", arch),
+        ("kernel", h.kernel_release.to_string()),
+        ("host", h.hostname.to_string()),
+        ("tool", h.tool_version.to_string()),
+        ("captured", names::rfc3339(h.capture_time_ns)),
+        ("page size", names::size(u64::from(h.page_size))),
+        (
+            "xsave",
+            format!("features 0x{:x}, {} bytes", h.xsave_features, h.xsave_size),
+        ),
+        (
+            "image size",
+            format!("{} ({size} bytes)", names::size(size)),
+        ),
+        ("processes", image.processes.len().to_string()),
+    ];
+    for (k, v) in rows {
+        t.add_row(vec![key_cell(k, style), Cell::new(v)]);
+    }
+    for m in &h.special_mappings {
+        t.add_row(vec![
+            key_cell("special mapping", style),
+            Cell::new(format!("{} {}", range(m.start, m.end), vma_kind(m.kind))),
+        ]);
+    }
+    writeln!(out, "{t}")?;
+
+    if !image.processes.is_empty() {
+        writeln!(out)?;
+        title(out, style, "Process tree")?;
+        tree(out, image)?;
+    }
+
+    for p in &image.processes {
+        writeln!(out)?;
+        process(out, image, p, opts, style)?;
+    }
+
+    if !image.pipes.is_empty() {
+        writeln!(out)?;
+        title(out, style, "Pipes")?;
+        let mut t = table(style, &["pipe id", "capacity", "buffered"]);
+        for pd in &image.pipes {
+            t.add_row(vec![
+                Cell::new(pd.pipe_id),
+                Cell::new(names::size(u64::from(pd.capacity))),
+                Cell::new(format!("{} bytes", pd.data.len())),
+            ]);
+        }
+        right(&mut t, &[1, 2]);
+        writeln!(out, "{t}")?;
+    }
+    if !image.notes.is_empty() {
+        writeln!(out)?;
+        title(out, style, "Notes")?;
+        let mut t = table(style, &["key", "value"]);
+        for n in &image.notes {
+            t.add_row(vec![n.key.to_string(), n.value.to_string()]);
+        }
+        writeln!(out, "{t}")?;
+    }
+    Ok(())
+}
+
+fn title(out: &mut dyn Write, style: Style, text: &str) -> io::Result<()> {
+    writeln!(out, "{}", style.bold(text))
+}
+
+fn base_table(style: Style) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Disabled);
+    if style.color {
+        t.enforce_styling();
+    } else {
+        t.force_no_tty();
+    }
+    t
+}
+
+fn table(style: Style, header: &[&str]) -> Table {
+    let mut t = base_table(style);
+    let cells: Vec<Cell> = header
+        .iter()
+        .map(|h| {
+            let c = Cell::new(h);
+            if style.color {
+                c.fg(Color::Cyan).add_attribute(Attribute::Bold)
+            } else {
+                c
+            }
+        })
+        .collect();
+    t.set_header(cells);
+    t
+}
+
+fn kv_table(style: Style) -> Table {
+    base_table(style)
+}
+
+fn key_cell(k: &str, style: Style) -> Cell {
+    let c = Cell::new(k);
+    if style.color {
+        c.fg(Color::Cyan)
+    } else {
+        c
+    }
+}
+
+fn right(t: &mut Table, cols: &[usize]) {
+    for &i in cols {
+        if let Some(c) = t.column_mut(i) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+}
+
+fn range(start: u64, end: u64) -> String {
+    format!("{start:012x}-{end:012x}")
+}
+
+fn vma_kind(k: VmaKind) -> &'static str {
+    match k {
+        VmaKind::Anon => "anon",
+        VmaKind::File => "file",
+        VmaKind::Heap => "heap",
+        VmaKind::Stack => "stack",
+        VmaKind::Vdso => "vdso",
+        VmaKind::Vvar => "vvar",
+        VmaKind::VvarVclock => "vvar_vclock",
+        VmaKind::VvarOther => "vvar_other",
+        VmaKind::Vsyscall => "vsyscall",
+        VmaKind::SysvShm => "sysv_shm",
+    }
+}
+
+fn fd_kind(k: FdKind) -> &'static str {
+    match k {
+        FdKind::Reg => "reg",
+        FdKind::Pipe => "pipe",
+        FdKind::Fifo => "fifo",
+        FdKind::Chr => "chr",
+        FdKind::Tty => "tty",
+    }
+}
+
+/// The process tree, roots (parent outside the image) first, children indented under their
+/// parent in file order. Iterative, so a deep chain cannot overflow the stack; processes caught
+/// in a ppid cycle are listed apart.
+fn tree(out: &mut dyn Write, image: &Image<'_>) -> io::Result<()> {
+    let procs = &image.processes;
+    let pids: HashSet<u32> = procs.iter().map(|p| p.pid()).collect();
+    let mut children: HashMap<u32, Vec<usize>> = HashMap::new();
+    let mut roots = Vec::new();
+    for (i, p) in procs.iter().enumerate() {
+        let ppid = p.process.ppid;
+        if ppid != p.pid() && pids.contains(&ppid) {
+            children.entry(ppid).or_default().push(i);
+        } else {
+            roots.push(i);
+        }
+    }
+    let mut shown = vec![false; procs.len()];
+    // Stack of (process index, prefix for its children, connector for itself).
+    let mut stack: Vec<(usize, String, String)> = roots
+        .iter()
+        .rev()
+        .map(|&i| (i, String::new(), String::new()))
+        .collect();
+    while let Some((i, prefix, connector)) = stack.pop() {
+        let Some(p) = procs.get(i) else { continue };
+        if std::mem::replace(&mut shown[i], true) {
+            continue;
+        }
+        writeln!(out, "{connector}{}", tree_label(p))?;
+        let kids = children.get(&p.pid()).map(Vec::as_slice).unwrap_or(&[]);
+        for (n, &k) in kids.iter().enumerate().rev() {
+            let last = n + 1 == kids.len();
+            let conn = format!("{prefix}{}", if last { "└── " } else { "├── " });
+            let pre = format!("{prefix}{}", if last { "    " } else { "│   " });
+            stack.push((k, pre, conn));
+        }
+    }
+    for (i, p) in procs.iter().enumerate() {
+        if !shown.get(i).copied().unwrap_or(true) {
+            writeln!(
+                out,
+                "{} (parent {}: ppid cycle)",
+                tree_label(p),
+                p.process.ppid
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn tree_label(p: &Process<'_>) -> String {
+    let threads = p.process.tids.len();
+    let t = if threads == 1 { "thread" } else { "threads" };
+    format!(
+        "{} {} [ppid {}, {threads} {t}]",
+        p.pid(),
+        p.process.comm,
+        p.process.ppid
+    )
+}
+
+fn process(
+    out: &mut dyn Write,
+    image: &Image<'_>,
+    p: &Process<'_>,
+    opts: SummaryOptions,
+    style: Style,
+) -> io::Result<()> {
+    let r = &p.process;
+    title(out, style, &format!("Process {} ({})", r.pid, r.comm))?;
+    let mut t = kv_table(style);
+    let mut rows: Vec<(&str, String)> = vec![
+        ("command line", names::cmdline(r.cmdline.as_bytes())),
+        ("exe", r.exe.to_string()),
+        ("cwd", r.cwd.to_string()),
+        ("root", r.root.to_string()),
+        (
+            "ppid / pgid / sid",
+            format!("{} / {} / {}", r.ppid, r.pgid, r.sid),
+        ),
+        ("umask", format!("{:04o}", r.umask)),
+        ("personality", format!("0x{:x}", r.personality)),
+    ];
+    match &p.creds {
+        Some(c) => {
+            rows.push((
+                "uid (r/e/s/fs)",
+                format!("{} / {} / {} / {}", c.uid, c.euid, c.suid, c.fsuid),
+            ));
+            rows.push((
+                "gid (r/e/s/fs)",
+                format!("{} / {} / {} / {}", c.gid, c.egid, c.sgid, c.fsgid),
+            ));
+            let groups: Vec<String> = c.groups.iter().map(u32::to_string).collect();
+            rows.push((
+                "groups",
+                if groups.is_empty() {
+                    "-".to_string()
+                } else {
+                    groups.join(", ")
+                },
+            ));
+            rows.push((
+                "capabilities",
+                format!(
+                    "eff 0x{:x}, prm 0x{:x}, inh 0x{:x}, bnd 0x{:x}, amb 0x{:x}",
+                    c.cap_effective,
+                    c.cap_permitted,
+                    c.cap_inheritable,
+                    c.cap_bounding,
+                    c.cap_ambient
+                ),
+            ));
+            rows.push((
+                "securebits / no_new_privs",
+                format!("0x{:x} / {}", c.securebits, c.no_new_privs),
+            ));
+        }
+        None => rows.push(("credentials", "missing (no CREDS record)".to_string())),
+    }
+    if let Some(mm) = &p.mm {
+        rows.push(("code", range(mm.start_code, mm.end_code)));
+        rows.push(("data", range(mm.start_data, mm.end_data)));
+        rows.push(("brk", range(mm.start_brk, mm.brk)));
+        rows.push(("stack start", format!("{:012x}", mm.start_stack)));
+    }
+    for (k, v) in rows {
+        t.add_row(vec![key_cell(k, style), Cell::new(v)]);
+    }
+    writeln!(out, "{t}")?;
+
+    threads(out, p, style)?;
+    memory(out, image, p, style)?;
+    fds(out, p, style)?;
+    signals(out, p, style)?;
+    limits(out, p, style)?;
+    if opts.env {
+        title(out, style, "Environment")?;
+        let mut t = table(style, &["variable"]);
+        for v in names::nul_split(r.environ.as_bytes()) {
+            t.add_row(vec![v]);
+        }
+        writeln!(out, "{t}")?;
+    }
+    Ok(())
+}
+
+fn threads(out: &mut dyn Write, p: &Process<'_>, style: Style) -> io::Result<()> {
+    if p.threads.is_empty() {
+        return Ok(());
+    }
+    title(out, style, "Threads")?;
+    let mut t = table(
+        style,
+        &["tid", "rip", "rsp", "rax", "orig_rax", "fs_base", "blocked"],
+    );
+    for th in &p.threads {
+        let g = &th.gpr;
+        let rax = match names::restart_code(g.rax) {
+            Some(name) => format!("{:x} ({name})", g.rax),
+            None => format!("{:x}", g.rax),
+        };
+        let orig = if g.orig_rax == u64::MAX {
+            "-".to_string()
+        } else {
+            format!("{} (syscall)", g.orig_rax)
+        };
+        t.add_row(vec![
+            th.tid.to_string(),
+            format!("{:x}", g.rip),
+            format!("{:x}", g.rsp),
+            rax,
+            orig,
+            format!("{:x}", g.fs_base),
+            names::sigmask(th.blocked),
+        ]);
+    }
+    right(&mut t, &[0]);
+    writeln!(out, "{t}")
+}
+
+/// Stored and zero page counts per VMA, found by sweeping sorted runs against sorted VMAs.
+fn page_counts(p: &Process<'_>, page_size: u64) -> Vec<(u64, u64)> {
+    let mut counts = vec![(0u64, 0u64); p.vmas.len()];
+    if page_size == 0 {
+        return counts;
+    }
+    let mut order: Vec<usize> = (0..p.vmas.len()).collect();
+    order.sort_unstable_by_key(|&i| p.vmas.get(i).map_or(0, |v| v.start));
+    let runs = p
+        .pages
+        .iter()
+        .map(|r| (r.addr, r.nr_pages, true))
+        .chain(p.zero_runs.iter().map(|r| (r.addr, r.nr_pages, false)));
+    for (addr, nr, stored) in runs {
+        let end = nr
+            .checked_mul(page_size)
+            .and_then(|l| l.checked_add(addr))
+            .unwrap_or(u64::MAX);
+        // First VMA (in address order) that ends after the run starts.
+        let first = order.partition_point(|&i| !p.vmas.get(i).is_some_and(|v| v.end > addr));
+        for &i in order.get(first..).unwrap_or(&[]) {
+            let Some(v) = p.vmas.get(i) else { break };
+            if v.start >= end {
+                break;
+            }
+            let overlap = end.min(v.end).saturating_sub(addr.max(v.start)) / page_size;
+            if let Some(c) = counts.get_mut(i) {
+                if stored {
+                    c.0 = c.0.saturating_add(overlap);
+                } else {
+                    c.1 = c.1.saturating_add(overlap);
+                }
+            }
+        }
+    }
+    counts
+}
+
+fn memory(out: &mut dyn Write, image: &Image<'_>, p: &Process<'_>, style: Style) -> io::Result<()> {
+    if p.vmas.is_empty() {
+        return Ok(());
+    }
+    title(out, style, "Memory")?;
+    let mut t = table(
+        style,
+        &[
+            "#", "range", "perms", "size", "kind", "path", "stored", "zero", "flags",
+        ],
+    );
+    let counts = page_counts(p, u64::from(image.header.page_size));
+    for (i, v) in p.vmas.iter().enumerate() {
+        let (stored, zero) = counts.get(i).copied().unwrap_or_default();
+        let mut path = v.path.to_string();
+        if v.kind == VmaKind::File && v.pgoff != 0 {
+            path.push_str(&format!(" @0x{:x}", v.pgoff));
+        }
+        t.add_row(vec![
+            i.to_string(),
+            range(v.start, v.end),
+            v.perms(),
+            names::size(v.len()),
+            vma_kind(v.kind).to_string(),
+            path,
+            stored.to_string(),
+            zero.to_string(),
+            names::vma_extra(v.flags, v.madvise),
+        ]);
+    }
+    right(&mut t, &[0, 3, 6, 7]);
+    writeln!(out, "{t}")
+}
+
+fn fds(out: &mut dyn Write, p: &Process<'_>, style: Style) -> io::Result<()> {
+    if p.fds.is_empty() {
+        return Ok(());
+    }
+    title(out, style, "Files")?;
+    let mut t = table(style, &["fd", "kind", "path", "offset", "flags", "cloexec"]);
+    for f in &p.fds {
+        let mut path = f.path.to_string();
+        if matches!(f.kind, FdKind::Pipe | FdKind::Fifo) && !path.contains(&f.ino.to_string()) {
+            path.push_str(&format!(" (pipe {})", f.ino));
+        }
+        if f.deleted {
+            if let Some(stem) = path.strip_suffix(" (deleted)") {
+                path = stem.to_string();
+            }
+            path.push_str(&format!(" (deleted, {} bytes kept)", f.contents.len()));
+        }
+        t.add_row(vec![
+            f.fd.to_string(),
+            fd_kind(f.kind).to_string(),
+            path,
+            f.pos.to_string(),
+            names::open_flags(f.open_flags),
+            if f.fd_flags & FD_CLOEXEC != 0 {
+                "yes".to_string()
+            } else {
+                "no".to_string()
+            },
+        ]);
+    }
+    right(&mut t, &[0, 3]);
+    writeln!(out, "{t}")
+}
+
+fn signals(out: &mut dyn Write, p: &Process<'_>, style: Style) -> io::Result<()> {
+    let Some(sa) = &p.sigactions else {
+        return Ok(());
+    };
+    if sa.actions.is_empty() {
+        return Ok(());
+    }
+    title(out, style, "Signal dispositions")?;
+    let mut t = table(style, &["signal", "handler", "flags", "restorer", "mask"]);
+    for a in &sa.actions {
+        t.add_row(vec![
+            names::signal(a.signo),
+            names::handler(a.handler),
+            names::sa_flags(a.flags),
+            if a.restorer == 0 {
+                "-".to_string()
+            } else {
+                format!("0x{:x}", a.restorer)
+            },
+            names::sigmask(a.mask),
+        ]);
+    }
+    writeln!(out, "{t}")
+}
+
+fn limits(out: &mut dyn Write, p: &Process<'_>, style: Style) -> io::Result<()> {
+    let Some(rl) = &p.rlimits else {
+        return Ok(());
+    };
+    if rl.limits.is_empty() {
+        return Ok(());
+    }
+    title(out, style, "Resource limits")?;
+    let mut t = table(style, &["resource", "soft", "hard"]);
+    for l in &rl.limits {
+        t.add_row(vec![
+            names::rlimit(l.resource),
+            names::rlim_value(l.cur),
+            names::rlim_value(l.max),
+        ]);
+    }
+    right(&mut t, &[1, 2]);
+    writeln!(out, "{t}")
+}
