@@ -551,6 +551,13 @@ struct Invalid {
     offset: u64,
     record: Option<&'static str>,
     field: Option<&'static str>,
+    /// The report of a stream reader when it differs: (error, offset, record, field).
+    stream: Option<(
+        &'static str,
+        u64,
+        Option<&'static str>,
+        Option<&'static str>,
+    )>,
 }
 
 fn valid_vectors() -> Vec<Valid> {
@@ -1006,6 +1013,7 @@ fn invalid_vectors() -> Vec<Invalid> {
             offset,
             record,
             field,
+            stream: None,
         })
     };
     let off = |r: &RawImage, k: u16, n: usize| r.offset_of(r.find(k, n));
@@ -1139,8 +1147,8 @@ fn invalid_vectors() -> Vec<Invalid> {
     );
     add(
         "011-too-large",
-        "a CREDS record whose length is 2^40: past the end of the file, and past the 64 MiB \
-         metadata limit of a stream reader (§2.2)",
+        "a CREDS record whose length is 2^40: past the end of the file (`truncated`), and past \
+         the 64 MiB metadata limit of a stream reader (`too-large`, the `stream` report) (§2.2)",
         {
             let mut b = written.clone();
             let at = off(&raw, kind::CREDS, 0) as usize + 8;
@@ -1390,6 +1398,8 @@ fn invalid_vectors() -> Vec<Invalid> {
         Some("VMA"),
         Some("start"),
     );
+    let too_large = v.iter_mut().find(|x| x.name == "011-too-large").unwrap();
+    too_large.stream = Some(("too-large", too_large.offset, Some("CREDS"), Some("length")));
     v
 }
 
@@ -1410,12 +1420,21 @@ fn valid_json(v: &Valid) -> Value {
 }
 
 fn invalid_json(v: &Invalid) -> Value {
-    json!({
+    let mut j = json!({
         "error": v.error,
         "offset": v.offset,
         "record": v.record,
         "field": v.field,
-    })
+    });
+    if let Some((error, offset, record, field)) = v.stream {
+        j["stream"] = json!({
+            "error": error,
+            "offset": offset,
+            "record": record,
+            "field": field,
+        });
+    }
+    j
 }
 
 /// Every vector file: (path relative to spec/vectors, contents).
@@ -1471,7 +1490,8 @@ generator makes). Do not edit by hand.
   `{\"error\": KIND, \"offset\": N, \"record\": NAME, \"field\": NAME}`: the error kind of
   spec/crak-format.md §2, the absolute file offset the reader reports (the start of the field in
   error; for a record-level error, the record header), the record kind and the field (`null`
-  when there is none).
+  when there is none). When a reader of a stream (which cannot know what remains) must report
+  something else, `\"stream\"` holds that report in the same form.
 
 Each vector breaks exactly one rule; the rest of the image is correct (CRCs, END counts and
 digest recomputed after the change), so a reader that skips the rule accepts it.
@@ -1574,9 +1594,67 @@ fn invalid_vectors_are_rejected_as_expected() {
                     "record": e.record_name(),
                     "field": e.field(),
                 });
+                let expected = json!({
+                    "error": expected["error"],
+                    "offset": expected["offset"],
+                    "record": expected["record"],
+                    "field": expected["field"],
+                });
                 if got != expected {
                     problems.push(format!(
                         "invalid/{name}: expected {expected}, got {got} ({e})"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn stream_reader_agrees_on_every_vector() {
+    let mut problems = Vec::new();
+    for (name, bytes, expected) in committed("valid") {
+        match crak_format::read::read_stream_metadata(&bytes[..]) {
+            Err(e) => problems.push(format!("valid/{name}: stream reader rejects it: {e}")),
+            Ok(parsed) => {
+                // The stream reader keeps no page data; everything else is the same.
+                let mut want = expected.clone();
+                for p in want["processes"].as_array_mut().unwrap() {
+                    for r in p["pages"].as_array_mut().unwrap() {
+                        r["data"] = json!("");
+                    }
+                }
+                let got = serde_json::to_value(&parsed.image).unwrap();
+                if got != want {
+                    problems.push(format!("valid/{name}: stream reader's model differs"));
+                }
+            }
+        }
+    }
+    for (name, bytes, expected) in committed("invalid") {
+        let want = expected
+            .get("stream")
+            .cloned()
+            .unwrap_or_else(|| expected.clone());
+        match crak_format::read::read_stream_metadata(&bytes[..]) {
+            Ok(_) => problems.push(format!("invalid/{name}: accepted by the stream reader")),
+            Err(e) => {
+                let got = json!({
+                    "error": e.kind_str(),
+                    "offset": e.offset(),
+                    "record": e.record_name(),
+                    "field": e.field(),
+                });
+                let want = json!({
+                    "error": want["error"],
+                    "offset": want["offset"],
+                    "record": want["record"],
+                    "field": want["field"],
+                });
+                if got != want {
+                    problems.push(format!(
+                        "invalid/{name}: stream: expected {want}, got {got} ({e})"
                     ));
                 }
             }
@@ -1702,13 +1780,16 @@ fn kaitai() -> Option<Kaitai> {
 impl Kaitai {
     /// Runs ksy_dump.py; Ok(model JSON) or Err(error JSON).
     fn dump(&self, image: &Path, pages: bool) -> Result<Value, Value> {
+        self.dump_with(image, if pages { &["--pages"] } else { &[] })
+    }
+
+    /// Runs ksy_dump.py with extra options.
+    fn dump_with(&self, image: &Path, options: &[&str]) -> Result<Value, Value> {
         let mut cmd = Command::new("python3");
         cmd.arg(crak_tests::workspace_root().join("spec/tools/ksy_dump.py"))
             .arg("--parser-dir")
-            .arg(self.dir.path());
-        if pages {
-            cmd.arg("--pages");
-        }
+            .arg(self.dir.path())
+            .args(options);
         let o = cmd.arg(image).output().expect("python3 runs");
         let stdout = String::from_utf8_lossy(&o.stdout);
         let parse = || -> Value {
@@ -1793,17 +1874,31 @@ fn kaitai_rejects_every_invalid_vector_like_the_rust_reader() {
     let dir = vectors_dir().join("invalid");
     let mut problems = Vec::new();
     for (name, _, expected) in committed("invalid") {
-        match k.dump(&dir.join(format!("{name}.bin")), false) {
-            Ok(_) => problems.push(format!("invalid/{name}: accepted by ksy_dump.py")),
-            Err(got) => {
-                let got = json!({
-                    "error": got["error"],
-                    "offset": got["offset"],
-                    "record": got["record"],
-                    "field": got["field"],
-                });
-                if got != expected {
-                    problems.push(format!("invalid/{name}: expected {expected}, got {got}"));
+        let stream = expected
+            .get("stream")
+            .cloned()
+            .unwrap_or_else(|| expected.clone());
+        for (mode, want) in [("--pages", &expected), ("--stream", &stream)] {
+            let want = json!({
+                "error": want["error"],
+                "offset": want["offset"],
+                "record": want["record"],
+                "field": want["field"],
+            });
+            match k.dump_with(&dir.join(format!("{name}.bin")), &[mode]) {
+                Ok(_) => problems.push(format!("invalid/{name}: accepted by ksy_dump.py {mode}")),
+                Err(got) => {
+                    let got = json!({
+                        "error": got["error"],
+                        "offset": got["offset"],
+                        "record": got["record"],
+                        "field": got["field"],
+                    });
+                    if got != want {
+                        problems.push(format!(
+                            "invalid/{name} ({mode}): expected {want}, got {got}"
+                        ));
+                    }
                 }
             }
         }

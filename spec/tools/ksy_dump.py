@@ -3,7 +3,7 @@
 and prints it as JSON in the shape of the crak-format model (serde of `crak_format::Image`), so
 that it can be compared field by field with the Rust reader.
 
-    ksy_dump.py [--parser-dir DIR] [--pages] [--no-crc] IMAGE
+    ksy_dump.py [--parser-dir DIR] [--pages] [--no-crc] [--stream] IMAGE
 
 Every field of every record is read by the generated parser. What a .ksy cannot express is
 checked here, in file order, as a reader of spec/crak-format.md must: each record's CRC32C
@@ -19,6 +19,9 @@ exit status 1. Exit status 2 is a usage or environment error.
 as `crak-dump IMAGE --json --pages` does; without it, those blobs are elided the way
 `crak_format::to_json(image, false)` elides them. `--no-crc` skips the CRC and digest checks,
 whose pure-Python CRC32C is slow on images of many megabytes.
+
+`--stream` applies a stream reader's rule too: a metadata record longer than 64 MiB is
+`too-large` (§2.2), whatever remains of the file.
 
 `--parser-dir` names a directory holding the generated `crak.py`; without it, spec/crak.ksy is
 compiled into a temporary directory with `kaitai-struct-compiler` (or `node spec/tools/ksc.js`).
@@ -454,7 +457,8 @@ class Reader:
     """Reads one image sequentially, as spec/crak-format.md §2 describes, with the generated
     parser reading every header and payload."""
 
-    def __init__(self, data, parser, check_crc=True):
+    def __init__(self, data, parser, check_crc=True, stream=False):
+        self.stream = stream
         self.data = data
         self.parser = parser
         self.Crak = parser.Crak
@@ -520,6 +524,11 @@ class Reader:
             length = int.from_bytes(data[offset + 8:offset + 16], "little")
             name = RECORD_NAMES.get(kind)  # None for a kind this version does not define
             payload_off = offset + RECORD_HEADER_LEN
+            if self.stream and kind not in BULK_KINDS and length > MAX_METADATA_PAYLOAD:
+                # A stream reader cannot know what remains, so it bounds metadata (§2.2).
+                raise Reject("too-large", offset + 8, name, "length",
+                             "%d bytes; a stream reader accepts metadata records up to %d"
+                             % (length, MAX_METADATA_PAYLOAD))
             if length + CRC_LEN > size - payload_off:
                 raise Reject("truncated", offset + 8, name, "length",
                              "a payload of %d bytes and its CRC run past the end of the file"
@@ -731,6 +740,8 @@ def main(argv):
                     "(compiled with positions: ksc.js --debug, or --read-pos --no-auto-read)")
     ap.add_argument("--pages", action="store_true", help="print bulk data in full (base64)")
     ap.add_argument("--no-crc", action="store_true", help="skip CRC and digest checks")
+    ap.add_argument("--stream", action="store_true",
+                    help="apply the rules of a stream reader too (too-large, §2.2)")
     args = ap.parse_args(argv)
     try:
         if args.image == "-":
@@ -747,7 +758,7 @@ def main(argv):
                 parser = load_parser(tmp)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
-        image = Reader(data, parser, check_crc=not args.no_crc).read()
+        image = Reader(data, parser, check_crc=not args.no_crc, stream=args.stream).read()
     except Reject as r:
         json.dump(r.to_json(), sys.stdout)
         sys.stdout.write("\n")
