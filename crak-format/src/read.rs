@@ -1127,43 +1127,45 @@ impl<R: Read> StreamReader<R> {
 
     fn begin_pages(&mut self, h: FrameHeader, span: RecordSpan) -> Result<StreamItem, Error> {
         let at = span.offset;
-        self.tracker.frame(h.kind, h.flags, at)?;
         let mut fixed = [0u8; pages::PAGES_HEADER_SIZE as usize];
         let n = read_full(&mut self.r, &mut fixed)?;
         self.offset += n as u64;
         if n < fixed.len() {
             return Err(stream_truncated(h.kind, at, "its fixed fields"));
         }
-        let ph = pages::parse_header(&fixed).map_err(|e| e.in_record(h.kind, at))?;
-        let page_size = self.tracker.page_size();
-        ph.check_payload_len(h.length, page_size)
-            .map_err(|e| e.in_record(h.kind, at))?;
-        let data_len = h.length - u64::from(ph.data_offset);
         let mut crc = crc32c::crc32c_append(crc32c::crc32c(&h.bytes), &fixed);
-        // Padding: read through it, CRC it, keep nothing.
-        let mut pad = u64::from(ph.data_offset - pages::PAGES_HEADER_SIZE);
-        let mut chunk = std::mem::take(&mut self.scratch);
-        chunk.resize(SKIP_CHUNK, 0);
-        while pad > 0 {
-            let want = chunk.len().min(usize::try_from(pad).unwrap_or(usize::MAX));
-            let dst = chunk.get_mut(..want).unwrap_or_default();
-            let n = read_full(&mut self.r, dst)?;
-            crc = crc32c::crc32c_append(crc, dst.get(..n).unwrap_or_default());
-            self.offset += n as u64;
-            if n < want {
-                self.scratch = chunk;
-                return Err(stream_truncated(h.kind, at, "its padding"));
+        // The same checks as `parse`, in the same order. A failure is reported only once the
+        // rest of the record has been read and its CRC checked, as `parse` would: a damaged
+        // record is `bad-crc` (or `truncated`) before it is anything else.
+        let checked = self
+            .tracker
+            .frame(h.kind, h.flags, at)
+            .and_then(|_| pages::parse_header(&fixed).map_err(|e| e.in_record(h.kind, at)))
+            .and_then(|ph| {
+                ph.check_payload_len(h.length, self.tracker.page_size())
+                    .map_err(|e| e.in_record(h.kind, at))?;
+                let key = RecordKey {
+                    kind: kind::PAGES,
+                    pid: Some(ph.pid),
+                    nr_pages: ph.nr_pages,
+                    ..RecordKey::default()
+                };
+                self.tracker.check(&key, at)?;
+                Ok(ph)
+            });
+        let ph = match checked {
+            Ok(ph) => ph,
+            Err(e) => {
+                let rest = h.length - u64::from(pages::PAGES_HEADER_SIZE);
+                return Err(self.confirm(&h, at, crc, rest, e));
             }
-            pad -= n as u64;
-        }
-        self.scratch = chunk;
-        let key = RecordKey {
-            kind: kind::PAGES,
-            pid: Some(ph.pid),
-            nr_pages: ph.nr_pages,
-            ..RecordKey::default()
         };
-        self.tracker.check(&key, at)?;
+        let data_len = h.length - u64::from(ph.data_offset);
+        // Padding: read through it, CRC it, keep nothing.
+        let pad = u64::from(ph.data_offset - pages::PAGES_HEADER_SIZE);
+        if !self.skip_through(pad, &mut crc)? {
+            return Err(stream_truncated(h.kind, at, "its padding"));
+        }
         let span = RecordSpan {
             pid: Some(ph.pid),
             ..span
@@ -1182,6 +1184,53 @@ impl<R: Read> StreamReader<R> {
             data_offset,
             data_len,
         }))
+    }
+
+    /// Reads `n` bytes into the CRC without keeping them; false when the stream ends first.
+    fn skip_through(&mut self, mut n: u64, crc: &mut u32) -> Result<bool, Error> {
+        let mut chunk = std::mem::take(&mut self.scratch);
+        chunk.resize(SKIP_CHUNK, 0);
+        let mut complete = true;
+        while n > 0 {
+            let want = chunk.len().min(usize::try_from(n).unwrap_or(usize::MAX));
+            let dst = chunk.get_mut(..want).unwrap_or_default();
+            let got = match read_full(&mut self.r, dst) {
+                Ok(got) => got,
+                Err(e) => {
+                    self.scratch = chunk;
+                    return Err(e);
+                }
+            };
+            *crc = crc32c::crc32c_append(*crc, dst.get(..got).unwrap_or_default());
+            self.offset += got as u64;
+            n -= got as u64;
+            if got < want {
+                complete = false;
+                break;
+            }
+        }
+        self.scratch = chunk;
+        Ok(complete)
+    }
+
+    /// `err` was found in a record whose remaining `rest` payload bytes are unread: reads them
+    /// and the CRC, and returns `truncated` or `bad-crc` if the record is damaged that way,
+    /// else `err`. This keeps the stream reader's report equal to [`parse`]'s.
+    fn confirm(&mut self, h: &FrameHeader, at: u64, mut crc: u32, rest: u64, err: Error) -> Error {
+        match self.skip_through(rest, &mut crc) {
+            Ok(true) => {}
+            Ok(false) => return stream_truncated(h.kind, at, "its payload"),
+            Err(e) => return e,
+        }
+        let crc_at = self.offset;
+        match self.read_crc(h.kind, at) {
+            Ok(stored) if stored != crc => Error::new(ErrorKind::BadCrc)
+                .with_record(h.kind, at)
+                .with_field("crc", crc_at)
+                .with_detail(format!("stored {stored:#010x}, computed {crc:#010x}")),
+            Ok(_) => err,
+            Err(e) => e,
+        }
     }
 
     /// Gives back the underlying reader.

@@ -262,7 +262,10 @@ mod tests {
             &mut b,
         );
         let e = parse(&b, Some(4096)).unwrap_err();
-        assert_eq!((e.kind, e.field, e.offset), (ErrorKind::Truncated, "data", 28));
+        assert_eq!(
+            (e.kind, e.field, e.offset),
+            (ErrorKind::Truncated, "data", 28)
+        );
         b.clear();
         write_header(
             &PagesHeader {
