@@ -1061,3 +1061,95 @@ fn images_on_disk_are_found_relative_to_the_scratch_dir() {
         .expect_code(0)
         .expect_stdout_contains("rel.crak: valid");
 }
+
+// ---------------------------------------------------------------------------------------------
+// grep
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn grep_text_hex_and_regex() {
+    let s = setup();
+    let img = s.image("srv.crak", &sample());
+    s.run(args!["grep", img, "crak marker", "--color=never"])
+        .expect_code(0)
+        .expect_stdout_contains(&format!(
+            "4242 {:x} #2 rw-p [heap]: crak marker",
+            MARKER_ADDR + 5
+        ));
+    s.run(args!["grep", img, "-x", "de ad be ef", "--color=never"])
+        .expect_code(0)
+        .expect_stdout_contains(&format!("4242 {MARKER_ADDR:x} #2"));
+    s.run(args![
+        "grep",
+        img,
+        "-e",
+        r"srv\.(data|log)",
+        "--color=never"
+    ])
+    .expect_code(0)
+    .expect_stdout_contains(&format!(
+        "{:x} #1 rw-p /usr/local/bin/srv: srv.data",
+        TEXT + 0x3000
+    ));
+    s.run(args!["grep", img, "no such bytes anywhere"])
+        .expect_code(1);
+    s.run(args!["grep", img, "-e", "("])
+        .expect_code(2)
+        .expect_stderr_contains("bad regex");
+}
+
+#[test]
+fn grep_filters() {
+    let s = setup();
+    let img = s.image("srv.crak", &sample());
+    // The marker is in a rw-p heap: excluded by --perms r-x, by another VMA, by a range.
+    s.run(args!["grep", img, "crak marker", "--perms", "r-x"])
+        .expect_code(1);
+    s.run(args!["grep", img, "crak marker", "--perms", "rw"])
+        .expect_code(0);
+    s.run(args![
+        "grep",
+        img,
+        "crak marker",
+        "--pid",
+        "4242",
+        "--vma",
+        "3"
+    ])
+    .expect_code(1);
+    s.run(args![
+        "grep",
+        img,
+        "crak marker",
+        "--pid",
+        "4242",
+        "--vma",
+        "2"
+    ])
+    .expect_code(0);
+    s.run(args!["grep", img, "crak marker", "--pid", "4250"])
+        .expect_code(1);
+    let inside = format!("0x{:x}-0x{:x}", HEAP, HEAP + 0x2000);
+    let outside = format!("0x{:x}-0x{:x}", HEAP, MARKER_ADDR + 8);
+    s.run(args!["grep", img, "crak marker", "--range", inside])
+        .expect_code(0);
+    s.run(args!["grep", img, "crak marker", "--range", outside])
+        .expect_code(1);
+}
+
+#[test]
+fn grep_json_and_max_count() {
+    let s = setup();
+    let img = s.image("srv.crak", &sample());
+    // Byte 0x03 occurs in every 251-byte cycle of the anon pattern.
+    let r = s.run(args!["grep", img, "-x", "03", "--vma", "3", "--json"]);
+    r.expect_code(0);
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).expect("JSON");
+    let n = v["count"].as_u64().expect("count");
+    assert!(n > 100, "{}", r.describe());
+    assert_eq!(v["matches"][0]["addr"], ANON + 2);
+    assert_eq!(v["matches"][0]["hex"], "03");
+    let r = s.run(args!["grep", img, "-x", "03", "--json", "-m", "5"]);
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).expect("JSON");
+    assert_eq!(v["count"], 5);
+}

@@ -54,6 +54,8 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Hexdump process memory as the image records it.
     Mem(MemArgs),
+    /// Search stored memory for text, bytes (-x) or a regex (-e); exit 1 when nothing matches.
+    Grep(GrepArgs),
 }
 
 /// `crak-dump validate`.
@@ -89,6 +91,48 @@ pub struct MemArgs {
     /// Write the raw bytes instead of a hexdump.
     #[arg(long)]
     pub raw: bool,
+}
+
+/// `crak-dump grep`.
+#[derive(Debug, Args)]
+pub struct GrepArgs {
+    /// The image file, or `-` for stdin.
+    pub image: PathBuf,
+
+    /// Text to find (or hex bytes with -x, a regex with -e).
+    pub pattern: String,
+
+    /// PATTERN is hex bytes (`deadbeef`, `de ad be ef`).
+    #[arg(short = 'x', long = "hex", conflicts_with = "regex")]
+    pub hex: bool,
+
+    /// PATTERN is a regular expression over bytes (Rust regex syntax).
+    #[arg(short = 'e', long = "regex")]
+    pub regex: bool,
+
+    /// Only this process.
+    #[arg(long)]
+    pub pid: Option<u32>,
+
+    /// Only the VMA with this index (with --pid, or in the first process).
+    #[arg(long)]
+    pub vma: Option<usize>,
+
+    /// Only VMAs with these permissions (letters of `rwxsp`, e.g. `rw` or `r-xp`).
+    #[arg(long)]
+    pub perms: Option<String>,
+
+    /// Only addresses in `START-END` (hex with 0x, else decimal).
+    #[arg(long)]
+    pub range: Option<String>,
+
+    /// Stop after this many matches.
+    #[arg(short = 'm', long)]
+    pub max_count: Option<u64>,
+
+    /// Print matches as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `--color`.

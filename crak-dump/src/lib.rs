@@ -75,6 +75,7 @@ pub fn run_in(
     let result = match &cli.command {
         Some(cli::Command::Validate(a)) => cmd::validate::run(a, &mut buf, style),
         Some(cli::Command::Mem(a)) => cmd::mem::run(a, &mut buf, style),
+        Some(cli::Command::Grep(a)) => cmd::grep::run(a, &mut buf, style),
         None => cmd::show::run(&cli.show, &mut buf, style),
     };
     let result = result.and_then(|code| {
