@@ -2,6 +2,7 @@
 //!
 //! All `unsafe` code lives in [`sys`]; everything else is safe Rust over its typed wrappers.
 
+pub mod capture;
 pub mod fault;
 pub mod kernel;
 pub mod procfs;

@@ -1,0 +1,282 @@
+//! Open file descriptors (spec §3.13) and pipe buffers (§3.14).
+//!
+//! Kinds: regular files (deleted ones with their contents), directories (as REG), pipes, FIFOs,
+//! character devices and terminals. Anything else is refused with the fd number and its kind.
+//! Pipe contents are read without consuming them: the pipe is opened through
+//! `/proc/PID/fd/N`, `tee(2)`d into a private pipe, and that copy is read.
+
+use super::Error;
+use crate::procfs;
+use crate::sys::fs as sysfs;
+use crak_format::record::fd::{Fd, FdKind, FD_CLOEXEC};
+use crak_format::record::pipe_data::PipeData;
+use crak_format::Blob;
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+
+/// `O_CLOEXEC` as the kernel spells it in fdinfo flags.
+const O_CLOEXEC: u32 = 0o2_000_000;
+
+/// What an fd refers to, from its `/proc/PID/fd/N` link and `stat`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Class {
+    /// A kind the image can hold.
+    Supported(FdKind),
+    /// Refused, with the kind's name.
+    Unsupported(String),
+}
+
+/// Whether a character device is a terminal: ttys (major 4), `/dev/tty` & co. (5) and pty
+/// slaves (136–143).
+fn is_tty_major(major: u32) -> bool {
+    major == 4 || major == 5 || (136..=143).contains(&major)
+}
+
+fn major(rdev: u64) -> u32 {
+    ((rdev >> 8) & 0xfff) as u32 | ((rdev >> 32) & !0xfff) as u32
+}
+
+fn minor(rdev: u64) -> u32 {
+    (rdev & 0xff) as u32 | ((rdev >> 12) & !0xff) as u32
+}
+
+/// Classifies fd `fd` of `pid` from its link text and `stat` of the link.
+pub fn classify(pid: i32, fd: i32) -> Result<(Class, Vec<u8>, Option<std::fs::Metadata>), Error> {
+    let link = procfs::readlink(pid, &format!("fd/{fd}"))?;
+    let text = String::from_utf8_lossy(&link).into_owned();
+    if text.starts_with("pipe:[") {
+        let md = std::fs::metadata(procfs::path(pid, &format!("fd/{fd}"))).ok();
+        return Ok((Class::Supported(FdKind::Pipe), link, md));
+    }
+    if text.starts_with("socket:[") {
+        return Ok((Class::Unsupported("a socket".into()), link, None));
+    }
+    if let Some(rest) = text.strip_prefix("anon_inode:") {
+        let name = rest.trim_start_matches('[').trim_end_matches(']');
+        let kind = match name {
+            "eventfd" => "an eventfd".to_string(),
+            "eventpoll" => "an epoll instance".to_string(),
+            "inotify" => "an inotify instance".to_string(),
+            "signalfd" => "a signalfd".to_string(),
+            "timerfd" => "a timerfd".to_string(),
+            "pidfd" => "a pidfd".to_string(),
+            "io_uring" => "an io_uring".to_string(),
+            "fanotify" => "a fanotify instance".to_string(),
+            "userfaultfd" => "a userfaultfd".to_string(),
+            other => format!("an anonymous inode ({other})"),
+        };
+        return Ok((Class::Unsupported(kind), link, None));
+    }
+    if text.starts_with("/memfd:") {
+        return Ok((Class::Unsupported("a memfd".into()), link, None));
+    }
+    if !text.starts_with('/') {
+        return Ok((
+            Class::Unsupported(format!("an unknown kind of file ({text})")),
+            link,
+            None,
+        ));
+    }
+    let md = std::fs::metadata(procfs::path(pid, &format!("fd/{fd}"))).map_err(|e| Error::Io {
+        context: format!("stat of fd {fd} of process {pid} ({text})"),
+        source: e,
+    })?;
+    let ft = md.mode() & libc::S_IFMT;
+    let class = match ft {
+        libc::S_IFREG | libc::S_IFDIR => Class::Supported(FdKind::Reg),
+        libc::S_IFIFO => Class::Supported(FdKind::Fifo),
+        libc::S_IFCHR => {
+            let rdev = md.rdev();
+            if major(rdev) == 5 && minor(rdev) == 2 {
+                Class::Unsupported("a pseudo-terminal master (/dev/ptmx)".into())
+            } else if is_tty_major(major(rdev)) {
+                Class::Supported(FdKind::Tty)
+            } else {
+                Class::Supported(FdKind::Chr)
+            }
+        }
+        libc::S_IFBLK => Class::Unsupported("a block device".into()),
+        libc::S_IFSOCK => Class::Unsupported("a socket".into()),
+        _ => Class::Unsupported(format!("a file of type {ft:#o}")),
+    };
+    Ok((class, link, Some(md)))
+}
+
+/// Checks every fd of `pid` without touching the process; an unsupported one is an error
+/// naming it.
+pub fn preflight(pid: i32) -> Result<(), Error> {
+    for fd in procfs::fds(pid)? {
+        match classify(pid, fd) {
+            Ok((Class::Unsupported(kind), link, _)) => {
+                return Err(Error::UnsupportedFd {
+                    pid,
+                    fd,
+                    kind,
+                    link: String::from_utf8_lossy(&link).into_owned(),
+                })
+            }
+            Ok(_) => {}
+            // The fd was closed meanwhile.
+            Err(Error::Proc(e)) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Everything about the fds of one process.
+#[derive(Debug, Default)]
+pub struct Files {
+    /// FD records, by fd number.
+    pub fds: Vec<Fd<'static>>,
+    /// One PIPE_DATA per pipe (or FIFO) id.
+    pub pipes: Vec<PipeData<'static>>,
+}
+
+fn strip_deleted(link: &[u8]) -> (Vec<u8>, bool) {
+    const SUFFIX: &[u8] = b" (deleted)";
+    match link.strip_suffix(SUFFIX) {
+        Some(p) => (p.to_vec(), true),
+        None => (link.to_vec(), false),
+    }
+}
+
+/// Reads the bytes buffered in the pipe behind `/proc/PID/fd/N` without consuming them.
+fn pipe_contents(pid: i32, fd: i32) -> Result<(u32, Vec<u8>), Error> {
+    let p = procfs::path(pid, &format!("fd/{fd}"));
+    let io = |what: &str, e: std::io::Error| Error::Io {
+        context: format!("{what} of pipe fd {fd} of process {pid}"),
+        source: e,
+    };
+    // O_NONBLOCK: opening a FIFO/pipe for reading must not wait for a writer.
+    let src = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&p)
+        .map_err(|e| io("open", e))?;
+    let capacity = sysfs::pipe_size(&src)?;
+    let queued = sysfs::fionread(&src)?;
+    if queued == 0 {
+        return Ok((capacity, Vec::new()));
+    }
+    let (r, w) = sysfs::pipe(libc::O_NONBLOCK)?;
+    let mine = sysfs::set_pipe_size(&w, capacity.max(queued as u32))?;
+    if (mine as usize) < queued {
+        return Err(Error::Other(format!(
+            "pipe fd {fd} of process {pid}: {queued} bytes buffered, private copy holds only {mine}"
+        )));
+    }
+    let n = sysfs::tee(&src, &w, queued, libc::SPLICE_F_NONBLOCK)?;
+    if n != queued {
+        return Err(Error::Other(format!(
+            "pipe fd {fd} of process {pid}: copied {n} of {queued} buffered bytes"
+        )));
+    }
+    drop(w);
+    let mut data = Vec::with_capacity(queued);
+    std::fs::File::from(r)
+        .read_to_end(&mut data)
+        .map_err(|e| io("read of the private copy", e))?;
+    Ok((capacity, data))
+}
+
+/// Captures every fd of the (frozen) process `pid`.
+pub fn capture(pid: i32) -> Result<Files, Error> {
+    let mut out = Files::default();
+    let mut pipes: BTreeMap<u64, PipeData<'static>> = BTreeMap::new();
+    for fd in procfs::fds(pid)? {
+        let (class, link, md) = classify(pid, fd)?;
+        let kind = match class {
+            Class::Supported(k) => k,
+            Class::Unsupported(kind) => {
+                return Err(Error::UnsupportedFd {
+                    pid,
+                    fd,
+                    kind,
+                    link: String::from_utf8_lossy(&link).into_owned(),
+                })
+            }
+        };
+        let info = procfs::fdinfo(pid, fd)?;
+        let md = md.ok_or_else(|| Error::Other(format!("no stat for fd {fd} of {pid}")))?;
+        let (path, deleted) = match kind {
+            FdKind::Pipe => (link.clone(), false),
+            _ => strip_deleted(&link),
+        };
+        let deleted = deleted && kind == FdKind::Reg && md.nlink() == 0;
+        let mut rec = Fd {
+            pid: pid as u32,
+            fd: fd as u32,
+            fd_flags: if info.flags & O_CLOEXEC != 0 {
+                FD_CLOEXEC
+            } else {
+                0
+            },
+            kind,
+            open_flags: info.flags,
+            pos: info.pos,
+            dev: md.dev(),
+            ino: md.ino(),
+            rdev: md.rdev(),
+            size: md.size(),
+            mtime_ns: md
+                .mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(md.mtime_nsec()),
+            mode: md.mode(),
+            deleted,
+            path: path.into(),
+            contents: Blob::default(),
+        };
+        if matches!(kind, FdKind::Pipe | FdKind::Fifo) {
+            rec.rdev = 0;
+            if let std::collections::btree_map::Entry::Vacant(v) = pipes.entry(md.ino()) {
+                let (capacity, data) = pipe_contents(pid, fd)?;
+                v.insert(PipeData {
+                    pipe_id: md.ino(),
+                    capacity,
+                    data: Blob::from(data),
+                });
+            }
+        }
+        if deleted {
+            let mut data = Vec::new();
+            std::fs::File::open(procfs::path(pid, &format!("fd/{fd}")))
+                .and_then(|mut f| f.read_to_end(&mut data))
+                .map_err(|e| Error::Io {
+                    context: format!("reading deleted file of fd {fd} of process {pid}"),
+                    source: e,
+                })?;
+            rec.contents = Blob::from(data);
+        }
+        out.fds.push(rec);
+    }
+    out.pipes = pipes.into_values().collect();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_numbers() {
+        // makedev(136, 3) in the glibc encoding
+        let rdev: u64 = (136 << 8) | 3;
+        assert_eq!((major(rdev), minor(rdev)), (136, 3));
+        assert!(is_tty_major(136));
+        assert!(!is_tty_major(1));
+        let big: u64 = libc::makedev(259, 70000);
+        assert_eq!((major(big), minor(big)), (259, 70000));
+    }
+
+    #[test]
+    fn deleted_suffix() {
+        assert_eq!(
+            strip_deleted(b"/tmp/x (deleted)"),
+            (b"/tmp/x".to_vec(), true)
+        );
+        assert_eq!(strip_deleted(b"/tmp/x"), (b"/tmp/x".to_vec(), false));
+    }
+}

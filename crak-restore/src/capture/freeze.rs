@@ -1,0 +1,166 @@
+//! Freezing the target: `PTRACE_SEIZE` + `PTRACE_INTERRUPT`, and the two ways out: resume it
+//! exactly as it was ([`Frozen::resume`], also what dropping a [`Frozen`] does, so that a failed
+//! capture leaves the target running and untraced) or kill it ([`Frozen::kill`]).
+
+use super::Error;
+use crate::restart;
+use crate::sys::ptrace::{self, WaitStatus};
+use crate::sys::remote::{DeferredSignal, RemoteSyscall};
+use crate::sys::{process, Pid};
+use crak_format::record::thread::Gpr;
+
+/// A seized, stopped target.
+#[derive(Debug)]
+pub struct Frozen {
+    pid: Pid,
+    regs: Gpr,
+    group_stopped: bool,
+    remote: Option<RemoteSyscall>,
+    attached: bool,
+}
+
+impl Frozen {
+    /// Seizes `pid` and stops it with `PTRACE_INTERRUPT`. A signal that arrives first is
+    /// delivered before the stop, as it would have been anyway.
+    pub fn freeze(pid: Pid) -> Result<Frozen, Error> {
+        ptrace::seize_default(pid).map_err(|e| match e.errno() {
+            Some(libc::ESRCH) => Error::NoSuchProcess(pid),
+            Some(libc::EPERM) => Error::Other(format!(
+                "cannot trace process {pid}: {e} (already traced, or not permitted)"
+            )),
+            _ => Error::Sys(e),
+        })?;
+        let mut f = Frozen {
+            pid,
+            regs: Gpr::default(),
+            group_stopped: false,
+            remote: None,
+            attached: true,
+        };
+        ptrace::interrupt(pid)?;
+        loop {
+            match ptrace::waitpid(pid)? {
+                WaitStatus::Event {
+                    event: ptrace::event::STOP,
+                    signal,
+                    ..
+                } => {
+                    f.group_stopped = signal != libc::SIGTRAP;
+                    break;
+                }
+                WaitStatus::Stopped { signal, .. } => ptrace::cont(pid, signal)?,
+                st if st.is_gone() => {
+                    f.attached = false;
+                    return Err(Error::Other(format!(
+                        "process {pid} ended while being frozen ({st:?})"
+                    )));
+                }
+                _ => ptrace::cont(pid, 0)?,
+            }
+        }
+        f.regs = ptrace::getregs(pid)?;
+        Ok(f)
+    }
+
+    /// The target.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Registers at the stop, as the kernel reported them.
+    pub fn regs(&self) -> &Gpr {
+        &self.regs
+    }
+
+    /// Whether the target was in a group-stop (stopped by `SIGSTOP` & co.) when frozen.
+    pub fn group_stopped(&self) -> bool {
+        self.group_stopped
+    }
+
+    /// The remote-syscall executor (created on first use, with a `syscall` instruction of the
+    /// target's vDSO).
+    pub fn remote(&mut self) -> Result<&mut RemoteSyscall, Error> {
+        if self.remote.is_none() {
+            self.remote = Some(RemoteSyscall::with_vdso(self.pid)?);
+        }
+        self.remote
+            .as_mut()
+            .ok_or_else(|| Error::Other("remote executor missing".into()))
+    }
+
+    /// Signals that arrived during remote calls and were held back (in-flight, pending).
+    pub fn deferred_signals(&self) -> &[DeferredSignal] {
+        self.remote
+            .as_ref()
+            .map(|r| r.deferred_signals())
+            .unwrap_or(&[])
+    }
+
+    /// Resumes the target as it was: registers with the syscall restart applied (if remote
+    /// calls ran), held-back signals re-sent, detached.
+    pub fn resume(mut self) -> Result<(), Error> {
+        self.do_resume()
+    }
+
+    fn do_resume(&mut self) -> Result<(), Error> {
+        if !self.attached {
+            return Ok(());
+        }
+        let mut first_err: Option<Error> = None;
+        let mut deferred = Vec::new();
+        if let Some(mut r) = self.remote.take() {
+            // Our remote calls left the thread at a syscall-exit stop with orig_rax/rax of the
+            // interrupted call: the kernel will no longer restart it by itself.
+            if let Err(e) = ptrace::setregs(self.pid, &restart::fixup_same_task(&self.regs)) {
+                first_err.get_or_insert(e.into());
+            }
+            deferred = r.take_deferred_signals();
+        }
+        for d in &deferred {
+            if let Err(e) = process::tgkill(self.pid, self.pid, d.signo) {
+                first_err.get_or_insert(e.into());
+            }
+        }
+        // Detach even when something above failed: a traced, stopped target is the worst outcome.
+        match ptrace::detach(self.pid, 0) {
+            Ok(()) => self.attached = false,
+            Err(e) => {
+                first_err.get_or_insert(e.into());
+            }
+        }
+        if !self.attached && self.group_stopped {
+            if let Err(e) = process::kill(self.pid, libc::SIGSTOP) {
+                first_err.get_or_insert(e.into());
+            }
+        }
+        self.attached = false;
+        match first_err {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }
+    }
+
+    /// Kills the target (`SIGKILL`) and waits until it is gone.
+    pub fn kill(mut self) -> Result<(), Error> {
+        process::kill(self.pid, libc::SIGKILL)?;
+        self.attached = false;
+        loop {
+            match ptrace::waitpid(self.pid) {
+                Ok(st) if st.is_gone() => return Ok(()),
+                Ok(_) => continue,
+                Err(e) if e.errno() == Some(libc::ECHILD) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        if self.attached {
+            if let Err(e) = self.do_resume() {
+                eprintln!("crak-capture: could not resume process {}: {e}", self.pid);
+            }
+        }
+    }
+}

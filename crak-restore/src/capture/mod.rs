@@ -1,0 +1,478 @@
+//! Capture: freeze a running process, record its state into a crak image, make the image
+//! durable, then kill the process (or resume it with `--leave-running`).
+//!
+//! The sequence, and why it is in this order:
+//!
+//! 1. **Preflight** (process untouched): the pid exists and is a live, single-threaded user
+//!    process not already traced; every fd and mapping is of a supported kind. Refusals happen
+//!    here, so the target never notices a refused capture.
+//! 2. **Freeze** (`PTRACE_SEIZE` + `PTRACE_INTERRUPT`). From here on any error resumes the
+//!    target exactly as it was (the [`freeze::Frozen`] guard), with its interrupted system call
+//!    restarted.
+//! 3. **Metadata**, while frozen: `/proc`, ptrace and remote system calls (brk, securebits,
+//!    sigactions, sigaltstack, tid address). Gathered completely before the first byte is
+//!    written, because the format puts every metadata record before the pages (spec §2.3).
+//! 4. **Pages**, streamed straight from the frozen target into the writer.
+//! 5. **Durability**: a file is written to a temporary name, `fsync`ed, renamed and its
+//!    directory `fsync`ed; standard output is flushed.
+//! 6. **Kill** (default) or **resume** (`--leave-running`). Killing only after step 5 means no
+//!    state is ever lost: a failure anywhere before leaves the process running and no image.
+
+pub mod files;
+pub mod freeze;
+pub mod mm;
+pub mod output;
+pub mod task;
+
+use crate::fault;
+use crate::kernel::{self, Kernel};
+use crate::procfs::{self, ProcError};
+use crate::sys::{self, SysError};
+use crak_format::record::header::{Header, ARCH_X86_64};
+use crak_format::record::note::Note;
+use crak_format::record::zero_pages::ZeroRun;
+use crak_format::{Record, Writer, CURRENT_VERSION};
+use freeze::Frozen;
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Why a capture did not happen. Every variant leaves the target running and untraced.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No such process.
+    #[error("no process with pid {0}")]
+    NoSuchProcess(i32),
+    /// A zombie has no state left to capture.
+    #[error("process {0} is a zombie")]
+    Zombie(i32),
+    /// Kernel threads have no user space.
+    #[error("process {0} is a kernel thread")]
+    KernelThread(i32),
+    /// Threads are not supported yet.
+    #[error("process {pid} has {threads} threads; multi-threaded processes are not supported yet")]
+    MultiThreaded {
+        /// Target.
+        pid: i32,
+        /// Its thread count.
+        threads: i64,
+    },
+    /// Already under a tracer.
+    #[error("process {pid} is already traced by process {tracer}")]
+    Traced {
+        /// Target.
+        pid: i32,
+        /// Its tracer.
+        tracer: u64,
+    },
+    /// A file descriptor of a kind the image cannot hold.
+    #[error("process {pid}: fd {fd} is {kind} ({link}), which crak cannot capture yet")]
+    UnsupportedFd {
+        /// Target.
+        pid: i32,
+        /// The fd number.
+        fd: i32,
+        /// What it is.
+        kind: String,
+        /// Its `/proc/PID/fd` link.
+        link: String,
+    },
+    /// A mapping of a kind the image cannot hold.
+    #[error(
+        "process {pid}: the mapping {start:#x}-{end:#x} {what}, which crak cannot capture yet"
+    )]
+    UnsupportedVma {
+        /// Target.
+        pid: i32,
+        /// Start.
+        start: u64,
+        /// End.
+        end: u64,
+        /// What it is.
+        what: String,
+    },
+    /// The running kernel lacks a feature.
+    #[error(transparent)]
+    Kernel(#[from] kernel::Missing),
+    /// A system call failed.
+    #[error(transparent)]
+    Sys(#[from] SysError),
+    /// A `/proc` file could not be read.
+    #[error(transparent)]
+    Proc(#[from] ProcError),
+    /// An injected fault (`CRAK_FAULT`).
+    #[error(transparent)]
+    Fault(#[from] fault::Injected),
+    /// An I/O error, with what was being done.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Where the image goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// A file, written atomically.
+    File(PathBuf),
+    /// Standard output (`-o -`).
+    Stdout,
+}
+
+/// What to capture and how.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The target.
+    pub pid: i32,
+    /// Where the image goes.
+    pub output: Output,
+    /// Resume the target afterwards instead of killing it.
+    pub leave_running: bool,
+    /// Command line to record in a NOTE (`capture.command`), if any.
+    pub command: Option<String>,
+}
+
+/// What a capture did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Summary {
+    /// Target.
+    pub pid: i32,
+    /// Image path, or `-`.
+    pub image: String,
+    /// Pages stored.
+    pub pages: u64,
+    /// Pages recorded as zero.
+    pub zero_pages: u64,
+    /// Image size in bytes.
+    pub bytes: u64,
+    /// Mappings.
+    pub vmas: usize,
+    /// File descriptors.
+    pub fds: usize,
+    /// Whether the target was left running (else it was killed).
+    pub left_running: bool,
+    /// How long the target was frozen, ms.
+    pub frozen_ms: f64,
+    /// Total time, ms.
+    pub total_ms: f64,
+}
+
+impl Summary {
+    /// The one-line human summary.
+    pub fn line(&self) -> String {
+        format!(
+            "captured pid {} to {}: {} pages stored ({}), {} zero pages, {} mappings, {} fds, image {}; frozen {:.1} ms, total {:.1} ms; process {}",
+            self.pid,
+            self.image,
+            self.pages,
+            human_size(self.pages * sys::process::page_size()),
+            self.zero_pages,
+            self.vmas,
+            self.fds,
+            human_size(self.bytes),
+            self.frozen_ms,
+            self.total_ms,
+            if self.left_running { "left running" } else { "killed" }
+        )
+    }
+}
+
+/// `1.5 MiB` style sizes.
+pub fn human_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Checks, without touching the process, that `pid` can be captured.
+pub fn preflight(pid: i32) -> Result<(), Error> {
+    if pid <= 0 {
+        return Err(Error::NoSuchProcess(pid));
+    }
+    if pid == std::process::id() as i32 {
+        return Err(Error::Other("crak-capture cannot capture itself".into()));
+    }
+    let stat = procfs::stat(pid).map_err(|e| {
+        if e.is_not_found() {
+            Error::NoSuchProcess(pid)
+        } else {
+            e.into()
+        }
+    })?;
+    if matches!(stat.state, 'Z' | 'X' | 'x') {
+        return Err(Error::Zombie(pid));
+    }
+    if stat.flags & procfs::PF_KTHREAD != 0 {
+        return Err(Error::KernelThread(pid));
+    }
+    if stat.num_threads > 1 {
+        return Err(Error::MultiThreaded {
+            pid,
+            threads: stat.num_threads,
+        });
+    }
+    let status = procfs::status(pid)?;
+    let tracer = status.decimal("TracerPid").unwrap_or(0);
+    if tracer != 0 {
+        return Err(Error::Traced { pid, tracer });
+    }
+    files::preflight(pid)?;
+    mm::mappings(pid)?;
+    Ok(())
+}
+
+/// Everything but the pages, gathered while frozen.
+struct Metadata {
+    records: Vec<Record<'static>>,
+    maps: Vec<mm::Mapping>,
+    fds: usize,
+}
+
+fn header(maps: &[mm::Mapping], page_size: u64) -> Result<Header, Error> {
+    let (release, hostname) = sys::process::uname()?;
+    let xsave_features = sys::cpu::xcr0()
+        .ok_or_else(|| Error::Other("this CPU or kernel does not enable XSAVE".into()))?;
+    let xsave_size = sys::cpu::xsave_size().unwrap_or(0);
+    Ok(Header {
+        arch: ARCH_X86_64,
+        page_size: page_size as u32,
+        capture_time_ns: sys::process::realtime_ns()?,
+        xsave_features,
+        xsave_size,
+        kernel_release: release.into(),
+        hostname: hostname.into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        special_mappings: mm::special_mappings(maps),
+    })
+}
+
+fn collect(frozen: &mut Frozen, page_size: u64, opts: &Options) -> Result<Metadata, Error> {
+    let pid = frozen.pid();
+    let stat = procfs::stat(pid)?;
+    if stat.num_threads > 1 {
+        return Err(Error::MultiThreaded {
+            pid,
+            threads: stat.num_threads,
+        });
+    }
+    let status = procfs::status(pid)?;
+    let process = task::process_record(pid, &stat, &status)?;
+    let creds = task::creds(frozen, &status)?;
+    let mm_rec = task::mm(frozen, &stat)?;
+    let rlimits = task::rlimits(pid)?;
+    let sigactions = task::sigactions(frozen)?;
+    let (thread, xsave, mut tqueue) = task::thread(frozen, &status)?;
+    let squeue = task::shared_queue(pid)?;
+    let files = files::capture(pid)?;
+    let maps = mm::mappings(pid)?;
+    let mut hdr = header(&maps, page_size)?;
+    if xsave.area.len() != hdr.xsave_size as usize {
+        // The kernel's ptrace XSAVE size is authoritative for the area we store.
+        hdr.xsave_size = xsave.area.len() as u32;
+    }
+    // Signals that arrived during our remote calls were held back: they are pending.
+    tqueue.extend(frozen.deferred_signals().iter().map(|d| d.siginfo));
+
+    let mut records = vec![
+        Record::Header(hdr),
+        Record::Process(process),
+        Record::Creds(creds),
+        Record::Mm(mm_rec),
+        Record::Rlimits(rlimits),
+        Record::Sigactions(sigactions),
+        Record::Thread(thread),
+        Record::Xsave(xsave),
+    ];
+    if !squeue.is_empty() {
+        records.push(Record::Sigqueue(task::sigqueue(pid, 0, squeue)));
+    }
+    if !tqueue.is_empty() {
+        records.push(Record::Sigqueue(task::sigqueue(pid, pid as u32, tqueue)));
+    }
+    let nfds = files.fds.len();
+    records.extend(files.fds.into_iter().map(Record::Fd));
+    records.extend(maps.iter().map(|m| Record::Vma(m.vma.clone())));
+    records.extend(files.pipes.into_iter().map(Record::PipeData));
+    if let Some(cmd) = &opts.command {
+        // NOTEs go last (spec §2.3); kept here and written after the pages.
+        records.push(Record::Note(Note {
+            key: "capture.command".into(),
+            value: cmd.as_str().into(),
+        }));
+    }
+    Ok(Metadata {
+        records,
+        maps,
+        fds: nfds,
+    })
+}
+
+struct WriterSink<'a, W: Write> {
+    w: &'a mut Writer<W>,
+    pid: u32,
+    page_size: u64,
+}
+
+impl<W: Write> mm::PageSink for WriterSink<'_, W> {
+    fn pages(&mut self, addr: u64, data: &[u8]) -> Result<(), Error> {
+        let nr = data.len() as u64 / self.page_size;
+        self.w
+            .write_pages(self.pid, addr, nr, data)
+            .map_err(|e| Error::Io {
+                context: "writing page data".into(),
+                source: e,
+            })?;
+        Ok(())
+    }
+
+    fn zeros(&mut self, addr: u64, nr_pages: u64) -> Result<(), Error> {
+        self.w
+            .write_record(&Record::ZeroPages(ZeroRun {
+                pid: self.pid,
+                addr,
+                nr_pages,
+            }))
+            .map_err(|e| Error::Io {
+                context: "writing a ZERO_PAGES record".into(),
+                source: e,
+            })?;
+        Ok(())
+    }
+}
+
+/// Writes the whole image of the frozen target to `out`; returns the page statistics.
+fn write_image<W: Write>(
+    frozen: &Frozen,
+    meta: &Metadata,
+    page_size: u64,
+    out: W,
+) -> Result<(mm::PageStats, W), Error> {
+    let wio = |context: &str| {
+        let context = context.to_string();
+        move |source| Error::Io { context, source }
+    };
+    let mut w = Writer::new(out, CURRENT_VERSION, 0).map_err(wio("writing the file header"))?;
+    let (notes, meta_recs): (Vec<&Record<'_>>, Vec<&Record<'_>>) = meta
+        .records
+        .iter()
+        .partition(|r| matches!(r, Record::Note(_)));
+    for r in meta_recs {
+        w.write_record(r).map_err(|e| Error::Io {
+            context: format!("writing a {} record", r.name().unwrap_or("?")),
+            source: e,
+        })?;
+    }
+    let mut sink = WriterSink {
+        w: &mut w,
+        pid: frozen.pid() as u32,
+        page_size,
+    };
+    let stats = mm::dump_pages(frozen.pid(), &meta.maps, page_size, &mut sink, &mut || {
+        fault::point("mid-pages").map_err(Error::from)
+    })?;
+    for r in notes {
+        w.write_record(r).map_err(wio("writing a NOTE record"))?;
+    }
+    let out = w.finish().map_err(wio("writing the END record"))?;
+    Ok((stats, out))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Captures `opts.pid` into `opts.output`: see the module documentation for the sequence.
+pub fn run(opts: &Options) -> Result<Summary, Error> {
+    let t0 = Instant::now();
+    Kernel::probe().require_capture()?;
+    let pid = opts.pid;
+    preflight(pid)?;
+    let page_size = sys::process::page_size();
+
+    let mut frozen = Frozen::freeze(pid)?;
+    let t_frozen = Instant::now();
+    fault::point("after-freeze")?;
+    let meta = collect(&mut frozen, page_size, opts)?;
+    let nvmas = meta.maps.len();
+
+    let (stats, bytes, image, published) = match &opts.output {
+        Output::File(path) => {
+            let mut tmp = output::TempFile::create(path)?;
+            let file = tmp.file()?;
+            let counting = output::Counting {
+                inner: BufWriter::with_capacity(1 << 20, file),
+                count: 0,
+            };
+            let (stats, mut counting) = write_image(&frozen, &meta, page_size, counting)?;
+            counting.flush().map_err(|e| Error::Io {
+                context: format!("writing {}", path.display()),
+                source: e,
+            })?;
+            let bytes = counting.count;
+            drop(counting);
+            tmp.sync()?;
+            fault::point("before-rename")?;
+            let dest = tmp.persist()?;
+            (stats, bytes, dest.display().to_string(), Some(dest))
+        }
+        Output::Stdout => {
+            let stdout = io::stdout();
+            let counting = output::Counting {
+                inner: BufWriter::with_capacity(1 << 20, stdout.lock()),
+                count: 0,
+            };
+            let (stats, mut counting) = write_image(&frozen, &meta, page_size, counting)?;
+            counting.flush().map_err(|e| Error::Io {
+                context: "writing to standard output".into(),
+                source: e,
+            })?;
+            (stats, counting.count, "-".to_string(), None)
+        }
+    };
+
+    let finish = |frozen: Frozen| -> Result<(), Error> {
+        if opts.leave_running {
+            frozen.resume()
+        } else {
+            fault::point("before-kill")?;
+            frozen.kill()
+        }
+    };
+    let frozen_ms = ms(t_frozen.elapsed());
+    if let Err(e) = finish(frozen) {
+        // The process is still running (the guard resumed it): the image must not exist.
+        if let Some(p) = &published {
+            output::unpublish(p);
+        }
+        return Err(e);
+    }
+    Ok(Summary {
+        pid,
+        image,
+        pages: stats.stored,
+        zero_pages: stats.zero,
+        bytes,
+        vmas: nvmas,
+        fds: meta.fds,
+        left_running: opts.leave_running,
+        frozen_ms,
+        total_ms: ms(t0.elapsed()),
+    })
+}
