@@ -1,7 +1,7 @@
 //! HEADER rules: a usable page size and XSAVE size, a sane special-mapping table
 //! (`spec/crak-format.md#header`).
 
-use super::{overlaps, At, Cx, Field};
+use super::{bytes_len, overlaps, At, Cx, Field};
 use crate::record::header::ARCH_X86_64;
 use crate::record::kind;
 
@@ -35,13 +35,21 @@ pub(super) fn check(cx: &mut Cx<'_, '_>) {
             format!("xsave_size {} exceeds 65536", h.xsave_size),
         );
     }
+    // special_mappings[i] (17 bytes each) follows three byte strings and the list count.
+    let list = [&h.kernel_release, &h.hostname, &h.tool_version]
+        .iter()
+        .fold(32u64, |acc, b| acc.saturating_add(bytes_len(b.as_bytes())));
+    let entry = |i: usize| {
+        list.saturating_add(4)
+            .saturating_add((i as u64).saturating_mul(17))
+    };
     let mut specials: Vec<(u64, u64, usize)> = Vec::with_capacity(h.special_mappings.len());
     for (i, m) in h.special_mappings.iter().enumerate() {
         if !m.kind.is_special() {
             cx.error(
                 "bad-special-mapping",
                 at,
-                Field::Var("special_mappings"),
+                Field::At("special_mappings", entry(i)),
                 format!(
                     "special mapping {i} has kind {:?}, not a vDSO/vvar/vsyscall kind",
                     m.kind
@@ -52,7 +60,7 @@ pub(super) fn check(cx: &mut Cx<'_, '_>) {
             cx.error(
                 "bad-special-mapping",
                 at,
-                Field::Var("special_mappings"),
+                Field::At("special_mappings", entry(i).saturating_add(1)),
                 format!(
                     "special mapping {i} is empty or inverted: 0x{:x}-0x{:x}",
                     m.start, m.end
@@ -66,7 +74,7 @@ pub(super) fn check(cx: &mut Cx<'_, '_>) {
         cx.error(
             "bad-special-mapping",
             at,
-            Field::Var("special_mappings"),
+            Field::At("special_mappings", entry(b).saturating_add(1)),
             format!("special mappings {a} and {b} overlap"),
         );
     }

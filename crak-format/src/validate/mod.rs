@@ -64,8 +64,8 @@ pub struct Finding {
     pub index: Option<usize>,
     /// Field of the record the finding is about.
     pub field: &'static str,
-    /// Absolute byte offset of the field (or of the record header when the field has no fixed
-    /// place) in the file; known only when the image was parsed with its layout.
+    /// Absolute byte offset of the field in the file (of the list entry, for a field inside a
+    /// list); known only when the image was parsed with its layout.
     pub offset: Option<u64>,
     /// What is wrong, for people.
     pub message: String,
@@ -189,19 +189,17 @@ impl At {
     }
 }
 
-/// Where a field sits in its record's payload.
+/// A field and where it sits in its record's payload.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Field {
-    /// At this payload offset.
+    /// The field named, at this payload offset.
     At(&'static str, u64),
-    /// Somewhere in the payload; the finding points at the record header.
-    Var(&'static str),
 }
 
 impl Field {
     fn name(self) -> &'static str {
         match self {
-            Field::At(n, _) | Field::Var(n) => n,
+            Field::At(n, _) => n,
         }
     }
 }
@@ -235,13 +233,10 @@ impl<'a, 'data> Cx<'a, 'data> {
     /// Absolute offset of `field` of the record `at`.
     fn offset(&self, at: At, field: Field) -> Option<u64> {
         let span = self.span(at)?;
-        match field {
-            Field::Var(_) => Some(span.offset),
-            Field::At(_, off) => span
-                .offset
-                .checked_add(RECORD_HEADER_LEN as u64)?
-                .checked_add(off),
-        }
+        let Field::At(_, off) = field;
+        span.offset
+            .checked_add(RECORD_HEADER_LEN as u64)?
+            .checked_add(off)
     }
 
     fn push(&mut self, severity: Severity, code: &'static str, at: At, field: Field, msg: String) {

@@ -46,7 +46,7 @@ pub(super) fn check(cx: &mut Cx<'_, '_>) {
 }
 
 /// Payload offset of `tids[i]`, past the variable-length fields before it.
-fn tid_offset(p: &ProcessRecord, i: usize) -> u64 {
+pub(super) fn tid_offset(p: &ProcessRecord, i: usize) -> u64 {
     let var = [&p.comm, &p.exe, &p.cwd, &p.root, &p.cmdline, &p.environ]
         .iter()
         .fold(28u64, |acc, b| acc.saturating_add(bytes_len(b.as_bytes())));

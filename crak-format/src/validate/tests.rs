@@ -727,6 +727,42 @@ fn long_chain_is_not_a_cycle_and_is_fast() {
 }
 
 #[test]
+fn many_vmas_and_runs_are_fast() {
+    // 200000 VMAs and 200000 runs: any quadratic pass would take many minutes.
+    const N: u64 = 200_000;
+    let mut img = good();
+    let p = p0(&mut img);
+    let base = 0x1000_0000_0000u64;
+    p.vmas = (0..N)
+        .map(|i| {
+            let start = base + i * 2 * PS;
+            vma(100, VmaKind::Anon, start, start + 2 * PS, PROT_READ, "")
+        })
+        .collect();
+    p.vmas.push(vma(
+        100,
+        VmaKind::Heap,
+        HEAP,
+        HEAP + 0x3000,
+        PROT_READ,
+        "[heap]",
+    ));
+    p.vmas.sort_by_key(|v| v.start);
+    p.pages.clear();
+    p.zero_runs = (0..N)
+        .map(|i| ZeroRun {
+            pid: 100,
+            addr: base + i * 2 * PS + PS,
+            nr_pages: 1,
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let report = validate(&img, None);
+    assert!(report.findings.is_empty(), "{:#?}", report.findings.first());
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+}
+
+#[test]
 fn record_filed_under_wrong_pid() {
     let mut img = good();
     p0(&mut img).fds[2].pid = 200;
@@ -1030,4 +1066,93 @@ fn stream_model_validates_like_the_slice_model() {
     let b = validate(&streamed.image, Some(&streamed.layout));
     assert!(a.has("pages-overlap"));
     assert_eq!(a, b);
+}
+
+#[test]
+fn missing_thread_points_at_its_tid() {
+    let mut img = good();
+    p0(&mut img).process.tids.push(555);
+    let bytes = crate::write::to_vec(&img).expect("write");
+    let parsed = crate::read::parse(&bytes).expect("parse");
+    let report = validate(&parsed.image, Some(&parsed.layout));
+    let f = report
+        .findings
+        .iter()
+        .find(|f| f.code == "missing-thread")
+        .expect("missing-thread");
+    let off = f.offset.expect("offset") as usize;
+    assert_eq!(bytes[off..off + 4], 555u32.to_le_bytes());
+}
+
+// --- no panics, whatever the model holds ---
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// Structurally valid images: validation of the written and parsed image agrees with
+        /// validation of the model, and every offset lies inside the file.
+        #[test]
+        fn parsed_and_model_agree(img in crate::arbitrary::image()) {
+            let bytes = crate::write::to_vec(&img).expect("write");
+            let parsed = crate::read::parse(&bytes).expect("parse");
+            let with = validate(&parsed.image, Some(&parsed.layout));
+            let without = validate(&img, None);
+            let strip = |r: &Report| -> Vec<Finding> {
+                r.findings.iter().cloned().map(|f| Finding { offset: None, ..f }).collect()
+            };
+            prop_assert_eq!(strip(&with), strip(&without));
+            for f in &with.findings {
+                let off = f.offset.expect("a parsed image has offsets");
+                prop_assert!(off < bytes.len() as u64, "{:?}", f);
+            }
+        }
+
+        /// Hostile numbers anywhere: no panic, no overflow.
+        #[test]
+        fn extreme_values_do_not_panic(
+            page_size in prop_oneof![Just(0u32), Just(1), Just(4096), Just(65536), any::<u32>()],
+            vmas in proptest::collection::vec((any::<u64>(), any::<u64>(), any::<u32>()), 0..8),
+            runs in proptest::collection::vec((any::<u64>(), any::<u64>(), any::<bool>()), 0..8),
+            brk in any::<u64>(),
+            signos in proptest::collection::vec(any::<u32>(), 0..4),
+            xsave_size in any::<u32>(),
+            ppid in any::<u32>(),
+            fds in proptest::collection::vec(any::<u32>(), 0..4),
+        ) {
+            let mut img = good();
+            img.header.page_size = page_size;
+            img.header.xsave_size = xsave_size;
+            img.processes[1].process.ppid = ppid;
+            let p = p0(&mut img);
+            p.vmas = vmas
+                .iter()
+                .map(|&(s, e, f)| Vma { start: s, end: e, flags: f, ..p.vmas[0].clone() })
+                .collect();
+            p.pages.clear();
+            p.zero_runs.clear();
+            for &(addr, nr, stored) in &runs {
+                if stored {
+                    p.pages.push(PageRun { pid: 100, addr, nr_pages: nr, data: Blob::from(vec![1u8; 64]) });
+                } else {
+                    p.zero_runs.push(ZeroRun { pid: 100, addr, nr_pages: nr });
+                }
+            }
+            p.mm.as_mut().unwrap().brk = brk;
+            p.sigactions.as_mut().unwrap().actions = signos
+                .iter()
+                .map(|&signo| SigAction { signo, ..SigAction::default() })
+                .collect();
+            for (i, &n) in fds.iter().enumerate() {
+                if let Some(f) = p.fds.get_mut(i) {
+                    f.fd = n;
+                }
+            }
+            let report = validate(&img, None);
+            prop_assert_eq!(report.errors + report.warnings, report.findings.len());
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! match HEADER, signal queues of known threads holding real signals
 //! (`spec/crak-format.md#thread`, `#xsave`, `#sigqueue`).
 
+use super::process::tid_offset;
 use super::{At, Cx, Field};
 use crate::image::Process;
 use crate::record::kind;
@@ -102,7 +103,7 @@ pub(super) fn check(cx: &mut Cx<'_, '_>, p: &Process<'_>) {
             cx.error(
                 "missing-thread",
                 At::once(kind::PROCESS, pid),
-                Field::Var("tids"),
+                Field::At("tids", tid_offset(&p.process, i)),
                 format!("tids[{i}] = {tid} has no THREAD record"),
             );
         }
