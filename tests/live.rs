@@ -443,6 +443,22 @@ fn signal_handlers_masks_and_pending_signals() {
 }
 
 #[test]
+#[ignore = "crak-capture reads rlimits with prlimit(2), which fails for other uids without CAP_SYS_RESOURCE"]
+fn credentials_of_an_unprivileged_process() {
+    need_root!();
+    let _g = serial();
+    zdtm(
+        "creds",
+        &[],
+        |dir| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        },
+        |_| {},
+    );
+}
+
+#[test]
 fn nanosleep_sleeps_only_the_remaining_time() {
     need_root!();
     let _g = serial();
@@ -562,6 +578,62 @@ fn unmodified_sleep_finishes_with_status_zero() {
     let took = t0.elapsed().as_secs_f64();
     if !(2.9..5.0).contains(&took) {
         case.fail(&format!("sleep 3 took {took} s across the checkpoint"));
+    }
+}
+
+#[test]
+fn shell_job_on_a_terminal() {
+    need_root!();
+    let _g = serial();
+    let mut case = Case::new();
+    let prog = case.compile("tty");
+    let dir = case.dir.path().to_path_buf();
+    // Everything runs inside one pseudo-terminal made by script(1): the program, its capture
+    // and its restore, as a user would from a shell.
+    let steps = format!(
+        "cd {dir}\n\
+         {prog} 0<&1 & P=$!\n\
+         for i in $(seq 400); do [ -f ready ] && break; sleep 0.05; done; sleep 0.2\n\
+         {cap} $P -o img.crak 2> capture.err || exit 3\n\
+         wait $P\n\
+         if {rest} --detach img.crak 2> plain.err; then echo restored-without-shell-job; fi\n\
+         {rest} --shell-job --detach img.crak > restored.pid 2> shell.err || exit 4\n\
+         kill -USR2 $(cat restored.pid)\n\
+         for i in $(seq 400); do [ -f result ] && break; sleep 0.05; done\n",
+        dir = dir.display(),
+        prog = prog.display(),
+        cap = bin("crak-capture").display(),
+        rest = bin("crak-restore").display(),
+    );
+    std::fs::write(dir.join("steps.sh"), steps).expect("steps.sh");
+    let mut cmd = Command::new("timeout");
+    cmd.args(["60", "script", "-qec", "bash steps.sh", "/dev/null"])
+        .current_dir(&dir)
+        .stdin(Stdio::null());
+    let o = case.run(cmd);
+    if let Some(pid) = std::fs::read_to_string(dir.join("restored.pid"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+    {
+        case.pids.push(pid);
+    }
+    let read = |n: &str| std::fs::read_to_string(dir.join(n)).unwrap_or_default();
+    let _ = writeln!(
+        case.log,
+        "capture.err: {}\nplain.err: {}\nshell.err: {}",
+        read("capture.err"),
+        read("plain.err"),
+        read("shell.err")
+    );
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    if out.contains("restored-without-shell-job") || !read("plain.err").contains("--shell-job") {
+        case.fail("a terminal fd without --shell-job must be refused, naming --shell-job");
+    }
+    if read("result").trim() != "PASS" {
+        case.fail(&format!("program reported: {}", read("result").trim()));
+    }
+    if !out.contains("tty-ok") {
+        case.fail("the restored program's write to the terminal did not arrive");
     }
 }
 

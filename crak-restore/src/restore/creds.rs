@@ -1,11 +1,12 @@
-//! Credentials, set last (stage 6): every earlier stage needs crak-restore's privileges
+//! Credentials, set last (stage 5): every earlier stage needs crak-restore's privileges
 //! (opening files, `PR_SET_MM_MAP` needs `CAP_SYS_RESOURCE`, rlimits above the hard limit),
 //! so they are dropped only when nothing else needs them.
 //!
 //! Order inside: capability bounding set (needs `CAP_SETPCAP`), `SECBIT_KEEP_CAPS` so that the
 //! uid change keeps the permitted set, groups, gids, uids (`setgroups`/`setresgid` need
-//! `CAP_SETGID`, which `setresuid` to a non-root uid may take away), the capability sets, the
-//! ambient set, the saved securebits and `no_new_privs` last.
+//! `CAP_SETGID`, which `setresuid` to a non-root uid takes away), the effective set taken back
+//! from the kept permitted set, the ambient set and the saved securebits (both need
+//! capabilities), then the saved capability sets, and `no_new_privs` last.
 
 use super::mm::Remote;
 use super::RestoreError;
@@ -76,6 +77,26 @@ fn wanted(cr: &Creds) -> Current {
     }
 }
 
+/// `capset(2)` in the child: header `{version 3, pid 0}`, then two data words
+/// `{effective, permitted, inheritable}` (low and high 32 bits).
+fn capset(r: &mut Remote, eff: u64, prm: u64, inh: u64) -> Result<(), RestoreError> {
+    let mut buf = Vec::with_capacity(8 + 24);
+    buf.extend_from_slice(&LINUX_CAPABILITY_VERSION_3.to_le_bytes());
+    buf.extend_from_slice(&0u32.to_le_bytes());
+    for half in [0u32, 32] {
+        for set in [eff, prm, inh] {
+            buf.extend_from_slice(&((set >> half) as u32).to_le_bytes());
+        }
+    }
+    let hdr = r.put(0, &buf)?;
+    r.call(
+        || format!("capset(eff {eff:#x}, prm {prm:#x}, inh {inh:#x})"),
+        libc::SYS_capset,
+        &[hdr, hdr + 8],
+    )
+    .map(drop)
+}
+
 /// Gives the child the saved credentials. Does nothing when they already are the child's
 /// (the usual case of a process restored by the user who ran it).
 pub fn restore_creds(r: &mut Remote, cr: &Creds) -> Result<(), RestoreError> {
@@ -144,17 +165,9 @@ pub fn restore_creds(r: &mut Remote, cr: &Creds) -> Result<(), RestoreError> {
             &[u64::from(cr.fsuid)],
         )?;
     }
-    // capset: header {version, pid 0}, then two data words {effective, permitted, inheritable}.
-    let mut buf = Vec::with_capacity(8 + 24);
-    buf.extend_from_slice(&LINUX_CAPABILITY_VERSION_3.to_le_bytes());
-    buf.extend_from_slice(&0u32.to_le_bytes());
-    for half in [0u32, 32] {
-        for set in [cr.cap_effective, cr.cap_permitted, cr.cap_inheritable] {
-            buf.extend_from_slice(&((set >> half) as u32).to_le_bytes());
-        }
-    }
-    let hdr = r.put(0, &buf)?;
-    r.call(|| "capset".into(), libc::SYS_capset, &[hdr, hdr + 8])?;
+    // The uid change cleared the effective set (KEEP_CAPS kept the permitted one): take the
+    // effective set back, so that the ambient set and the securebits can still be set.
+    capset(r, cur.cap_prm, cur.cap_prm, cr.cap_inheritable)?;
     r.call(
         || "prctl(PR_CAP_AMBIENT_CLEAR_ALL)".into(),
         libc::SYS_prctl,
@@ -177,6 +190,8 @@ pub fn restore_creds(r: &mut Remote, cr: &Creds) -> Result<(), RestoreError> {
             u64::from(cr.securebits),
         ],
     )?;
+    // Last: the saved sets, which may drop the capabilities used above.
+    capset(r, cr.cap_effective, cr.cap_permitted, cr.cap_inheritable)?;
     if cr.no_new_privs != 0 {
         r.call(
             || "prctl(PR_SET_NO_NEW_PRIVS)".into(),

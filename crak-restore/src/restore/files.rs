@@ -100,7 +100,13 @@ fn open_one(
             Ok(fd)
         }
         FdKind::Tty => {
-            let path = tty.ok_or_else(|| err(f, "terminal", "no terminal to attach to"))?;
+            // `/dev/tty` names the controlling terminal, which a shell job keeps; any other
+            // terminal path is replaced by the restorer's own terminal.
+            let path = if f.path.as_bytes() == b"/dev/tty" {
+                b"/dev/tty".as_slice()
+            } else {
+                tty.ok_or_else(|| err(f, "terminal", "no terminal to attach to"))?
+            };
             fdops::open_raw(path, flags, 0).map_err(|e| err(f, "open terminal", e))
         }
         FdKind::Fifo => open_fifo(f, flags, pipes),

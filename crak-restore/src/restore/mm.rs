@@ -220,7 +220,8 @@ fn move_specials(r: &mut Remote, plan: &Plan) -> Result<(), RestoreError> {
         }
         return Ok(());
     }
-    let pairs: Vec<(&str, (u64, u64), (u64, u64))> = [
+    type Move<'a> = (&'a str, (u64, u64), (u64, u64));
+    let pairs: Vec<Move<'_>> = [
         ("[vvar]", host.vvar, img.vvar),
         ("[vvar_vclock]", host.vvar_vclock, img.vvar_vclock),
         ("[vdso]", host.vdso, img.vdso),

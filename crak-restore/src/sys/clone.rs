@@ -40,13 +40,12 @@ fn own_thread_count() -> io::Result<usize> {
 ///
 /// The child runs on a copy of the caller's memory. To keep that sound the caller must be
 /// single-threaded (no lock can be held by a thread that does not exist in the child); this is
-/// checked, and a multi-threaded caller gets `EDEADLK`.
+/// checked, and a multi-threaded caller gets an error.
 ///
 /// Man page: clone(2).
 pub fn clone3_process(pid: Option<i32>) -> io::Result<Forked> {
     if own_thread_count()? != 1 {
-        return Err(io::Error::new(
-            io::ErrorKind::Other,
+        return Err(io::Error::other(
             "clone3 for restore needs a single-threaded caller",
         ));
     }
@@ -262,7 +261,7 @@ pub fn trace_me() -> io::Result<()> {
 /// (`mprotect(2)`). Used by a restore child to hold the trampoline and scratch area its tracer
 /// drives; the caller never jumps there itself.
 pub fn map_trampoline(addr: u64, len: usize, code: &[u8]) -> io::Result<()> {
-    if code.len() > len || addr % 4096 != 0 || len % 4096 != 0 || len == 0 {
+    if code.len() > len || addr & 0xfff != 0 || len & 0xfff != 0 || len == 0 {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
     // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping, so no memory the program
