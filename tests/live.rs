@@ -506,6 +506,28 @@ fn files_offsets_flags_and_deleted_file() {
 }
 
 #[test]
+fn deleted_file_whose_name_was_taken_again() {
+    need_root!();
+    let _g = serial();
+    let mut case = Case::new();
+    let prog = case.compile("files");
+    std::fs::write(case.path("input.txt"), "ABCDEFGHIJ").expect("input.txt");
+    let pid = case.spawn(&prog, &[]);
+    case.wait_file("ready", Duration::from_secs(20));
+    let img = case.capture(pid, &[]);
+    // A new file now has the deleted file's name: the restore must not touch it and still give
+    // the program its old, deleted contents.
+    std::fs::write(case.path("gone.txt"), "new file").expect("gone.txt");
+    let restored = case.restore_detached(&img, &[]);
+    assert_eq!(restored, pid);
+    case.go_and_expect_pass(restored);
+    let now = std::fs::read_to_string(case.path("gone.txt")).unwrap_or_default();
+    if now != "new file" {
+        case.fail("the file that took the deleted file's name was changed");
+    }
+}
+
+#[test]
 fn heap_file_mappings_and_guard_pages() {
     need_root!();
     let _g = serial();
@@ -720,6 +742,72 @@ fn bash_loop() {
             assert!(st.success());
         },
     );
+}
+
+#[test]
+fn restore_from_stdin_with_json_summary() {
+    need_root!();
+    let _g = serial();
+    let (mut case, pid, img) = captured_memory_program();
+    let mut cmd = case.restore_cmd(Path::new("-"), &["--detach", "--json"]);
+    cmd.stdin(std::fs::File::open(&img).expect("image"));
+    let o = case.run(cmd);
+    if !o.status.success() {
+        case.fail("crak-restore - failed");
+    }
+    let restored: i32 = String::from_utf8_lossy(&o.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    case.pids.push(restored);
+    assert_eq!(restored, pid);
+    let v: serde_json::Value = serde_json::from_slice(&o.stderr)
+        .unwrap_or_else(|e| case.fail(&format!("--json summary does not parse: {e}")));
+    if v["pid"] != pid || !v["same_pid"].as_bool().unwrap_or(false) {
+        case.fail("--json summary names another pid");
+    }
+    if v["pages"].as_u64().unwrap_or(0) < 8 * 256 / 2
+        || v["bytes"].as_u64() != v["pages"].as_u64().map(|p| p * 4096)
+    {
+        case.fail("--json summary: pages/bytes do not fit an 8 MiB program");
+    }
+    if !v["time_ms"].is_number() || !v["total_ms"].is_number() {
+        case.fail("--json summary lacks its times");
+    }
+    case.go_and_expect_pass(restored);
+}
+
+#[test]
+fn waiting_restore_exits_with_128_plus_signal() {
+    need_root!();
+    let _g = serial();
+    let mut case = Case::new();
+    let pid = case.spawn(Path::new("/bin/sleep"), &["100"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let img = case.capture(pid, &[]);
+    let mut cmd = case.restore_cmd(&img, &[]);
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("crak-restore");
+    case.pids.push(pid);
+    let t0 = Instant::now();
+    while is_gone(pid) && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    signal(pid, libc::SIGTERM);
+    let o = child.wait_with_output().expect("wait crak-restore");
+    let _ = writeln!(
+        case.log,
+        "crak-restore: {} {}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    if o.status.code() != Some(128 + libc::SIGTERM) {
+        case.fail("crak-restore must exit with 128 + the signal that ended the process");
+    }
 }
 
 /// A captured memory program, for the error-path tests.

@@ -54,6 +54,7 @@ fn human_bytes(n: u64) -> String {
 }
 
 fn main() -> ExitCode {
+    let t0 = std::time::Instant::now();
     let cli = Cli::parse();
     let data = match read_image(&cli.image) {
         Ok(d) => d,
@@ -86,21 +87,24 @@ fn main() -> ExitCode {
     // The image is no longer needed; do not hold its memory while waiting.
     drop(parsed);
     drop(data);
+    let total_ms = t0.elapsed().as_secs_f64() * 1000.0;
     if cli.json {
-        match serde_json::to_string(&summary) {
-            Ok(s) => eprintln!("{s}"),
-            Err(e) => eprintln!("crak-restore: {e}"),
+        let mut v = serde_json::to_value(&summary).unwrap_or_default();
+        if let Some(m) = v.as_object_mut() {
+            m.insert("total_ms".into(), total_ms.into());
         }
+        eprintln!("{v}");
     } else {
         eprintln!(
-            "crak-restore: restored pid {}{}: {} pages ({}), {} VMAs, {} fds in {:.1} ms",
+            "crak-restore: restored pid {}{}: {} pages ({}), {} VMAs, {} fds; restore {:.1} ms, total {:.1} ms",
             summary.pid,
             if summary.same_pid { "" } else { " (new pid)" },
             summary.pages,
             human_bytes(summary.bytes),
             summary.vmas,
             summary.fds,
-            summary.elapsed.as_secs_f64() * 1000.0
+            summary.elapsed.as_secs_f64() * 1000.0,
+            total_ms
         );
     }
     if cli.detach {
