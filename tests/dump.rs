@@ -1155,3 +1155,20 @@ fn grep_json_and_max_count() {
     let v: serde_json::Value = serde_json::from_slice(&r.stdout).expect("JSON");
     assert_eq!(v["count"], 5);
 }
+
+#[test]
+fn control_characters_from_the_image_are_escaped() {
+    // Text in an image is untrusted: it must not reach the terminal as escape sequences.
+    let s = setup();
+    let mut model = sample();
+    model.processes[0].process.comm = "evil\x1b[2J".into();
+    model.processes[0].fds[3].path = "/tmp/\x1b]0;title\x07".into();
+    model.processes[0].process.environ = ByteString(b"X=\x1b[31m\0".to_vec());
+    let img = s.image("evil.crak", &model);
+    let r = s.run(args![img, "--color=never", "--env"]);
+    r.expect_code(0)
+        .expect_stdout_contains("evil\\u{1b}[2J")
+        .expect_stdout_contains("/tmp/\\u{1b}]0;title\\u{7}")
+        .expect_stdout_contains("X=\\u{1b}[31m");
+    assert!(!r.stdout.contains(&0x1b), "{}", r.describe());
+}

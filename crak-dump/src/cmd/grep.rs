@@ -158,7 +158,7 @@ fn search_process(
                     addr: start.saturating_add(m.start() as u64),
                     vma: vi,
                     perms: v.perms(),
-                    path: v.path.to_string(),
+                    path: crate::view::names::text(&v.path),
                     len: m.len(),
                     hex: crak_format::bytes::to_hex(shown),
                 });

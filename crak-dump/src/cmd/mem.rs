@@ -6,7 +6,7 @@
 //! bytes the image does not determine.
 
 use crate::cli::MemArgs;
-use crate::view::{hexdump, Style};
+use crate::view::{hexdump, names, Style};
 use crate::EXIT_OK;
 use anyhow::{anyhow, bail, Context as _};
 use crak_format::image::Process;
@@ -156,10 +156,17 @@ fn unrecorded_meaning(vma: &Vma) -> Option<String> {
         VmaKind::Anon | VmaKind::Heap | VmaKind::Stack => None,
         VmaKind::File => Some(format!(
             "not recorded: read from {} at file offset 0x{:x}",
-            vma.path, vma.pgoff
+            names::text(&vma.path),
+            vma.pgoff
         )),
-        VmaKind::SysvShm => Some(format!("not recorded: SysV shared memory {}", vma.path)),
-        _ => Some(format!("provided by the kernel ({})", vma.path)),
+        VmaKind::SysvShm => Some(format!(
+            "not recorded: SysV shared memory {}",
+            names::text(&vma.path)
+        )),
+        _ => Some(format!(
+            "provided by the kernel ({})",
+            names::text(&vma.path)
+        )),
     }
 }
 
@@ -234,7 +241,7 @@ pub fn run(args: &MemArgs, out: &mut dyn Write, style: Style) -> anyhow::Result<
         style.bold(&format!(
             "process {} ({}), 0x{start:x}-0x{end:x}",
             p.pid(),
-            p.process.comm
+            crate::view::names::text(&p.process.comm)
         ))
     )?;
     for piece in &pieces {

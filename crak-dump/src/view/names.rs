@@ -270,6 +270,28 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
+/// Text from the image for a terminal: invalid UTF-8 replaced, control characters (which
+/// could drive the terminal) escaped.
+pub fn text(b: &crak_format::ByteString) -> String {
+    clean(&b.to_string_lossy())
+}
+
+/// `s` with control characters escaped (`\n`, `\u{1b}`).
+pub fn clean(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// NUL-separated text (`cmdline`, `environ`) as its parts, with a trailing NUL dropped.
 pub fn nul_split(bytes: &[u8]) -> Vec<String> {
     let trimmed = bytes.strip_suffix(&[0]).unwrap_or(bytes);
@@ -278,7 +300,7 @@ pub fn nul_split(bytes: &[u8]) -> Vec<String> {
     }
     trimmed
         .split(|&b| b == 0)
-        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .map(|p| clean(&String::from_utf8_lossy(p)))
         .collect()
 }
 
@@ -352,5 +374,7 @@ mod tests {
         );
         assert_eq!(cmdline(b""), "");
         assert_eq!(nul_split(b"A=1\0B=2\0"), vec!["A=1", "B=2"]);
+        assert_eq!(nul_split(b"A=\x1b[31m\0"), vec!["A=\\u{1b}[31m"]);
+        assert_eq!(text(&b"a\nb\xff"[..].into()), "a\\nb\u{fffd}");
     }
 }

@@ -45,9 +45,9 @@ pub fn summary(
             format!("{}.{}{flags}", image.version.major, image.version.minor),
         ),
         ("arch", arch),
-        ("kernel", h.kernel_release.to_string()),
-        ("host", h.hostname.to_string()),
-        ("tool", h.tool_version.to_string()),
+        ("kernel", names::text(&h.kernel_release)),
+        ("host", names::text(&h.hostname)),
+        ("tool", names::text(&h.tool_version)),
         ("captured", names::rfc3339(h.capture_time_ns)),
         ("page size", names::size(u64::from(h.page_size))),
         (
@@ -101,7 +101,7 @@ pub fn summary(
         title(out, style, "Notes")?;
         let mut t = table(style, &["key", "value"]);
         for n in &image.notes {
-            t.add_row(vec![n.key.to_string(), n.value.to_string()]);
+            t.add_row(vec![names::text(&n.key), names::text(&n.value)]);
         }
         writeln!(out, "{t}")?;
     }
@@ -247,7 +247,7 @@ fn tree_label(p: &Process<'_>) -> String {
     format!(
         "{} {} [ppid {}, {threads} {t}]",
         p.pid(),
-        p.process.comm,
+        names::text(&p.process.comm),
         p.process.ppid
     )
 }
@@ -260,13 +260,17 @@ fn process(
     style: Style,
 ) -> io::Result<()> {
     let r = &p.process;
-    title(out, style, &format!("Process {} ({})", r.pid, r.comm))?;
+    title(
+        out,
+        style,
+        &format!("Process {} ({})", r.pid, names::text(&r.comm)),
+    )?;
     let mut t = kv_table(style);
     let mut rows: Vec<(&str, String)> = vec![
         ("command line", names::cmdline(r.cmdline.as_bytes())),
-        ("exe", r.exe.to_string()),
-        ("cwd", r.cwd.to_string()),
-        ("root", r.root.to_string()),
+        ("exe", names::text(&r.exe)),
+        ("cwd", names::text(&r.cwd)),
+        ("root", names::text(&r.root)),
         (
             "ppid / pgid / sid",
             format!("{} / {} / {}", r.ppid, r.pgid, r.sid),
@@ -424,7 +428,7 @@ fn memory(out: &mut dyn Write, image: &Image<'_>, p: &Process<'_>, style: Style)
     let counts = page_counts(p, u64::from(image.header.page_size));
     for (i, v) in p.vmas.iter().enumerate() {
         let (stored, zero) = counts.get(i).copied().unwrap_or_default();
-        let mut path = v.path.to_string();
+        let mut path = names::text(&v.path);
         if v.kind == VmaKind::File && v.pgoff != 0 {
             path.push_str(&format!(" @0x{:x}", v.pgoff));
         }
@@ -451,7 +455,7 @@ fn fds(out: &mut dyn Write, p: &Process<'_>, style: Style) -> io::Result<()> {
     title(out, style, "Files")?;
     let mut t = table(style, &["fd", "kind", "path", "offset", "flags", "cloexec"]);
     for f in &p.fds {
-        let mut path = f.path.to_string();
+        let mut path = names::text(&f.path);
         if matches!(f.kind, FdKind::Pipe | FdKind::Fifo) && !path.contains(&f.ino.to_string()) {
             path.push_str(&format!(" (pipe {})", f.ino));
         }
