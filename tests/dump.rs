@@ -1172,3 +1172,56 @@ fn control_characters_from_the_image_are_escaped() {
         .expect_stdout_contains("X=\\u{1b}[31m");
     assert!(!r.stdout.contains(&0x1b), "{}", r.describe());
 }
+
+#[test]
+fn validate_exit_codes_on_the_spec_vectors() {
+    // Every invalid vector is rejected: 2 when it is not a crak image at all, else 1; every
+    // valid vector parses (its semantics may still be incomplete, so only "not 2" is asserted).
+    let s = setup();
+    let dir = crak_tests::workspace_root().join("spec/vectors");
+    let mut seen = 0;
+    for (sub, check) in [("invalid", true), ("valid", false)] {
+        let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
+            continue;
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "bin"))
+            .collect();
+        files.sort();
+        for f in files {
+            seen += 1;
+            let r = s.run(args!["validate", f]);
+            let name = f
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            if check {
+                let want = if name.contains("bad-magic") { 2 } else { 1 };
+                r.expect_code(want);
+            } else {
+                assert_ne!(r.code, 2, "{}", r.describe());
+                assert!(
+                    !r.stdout().contains("invalid: "),
+                    "parse error\n{}",
+                    r.describe()
+                );
+            }
+            // The streaming reader agrees with the slice parser on the verdict.
+            let bytes = std::fs::read(&f).expect("read vector");
+            let streamed = s.run_with(args!["validate", "-"], &bytes, &[]);
+            if name.contains("too-large") {
+                // A stream cannot know what remains: it reports too-large instead.
+                streamed.expect_code(1);
+            } else {
+                streamed.expect_code(r.code);
+            }
+        }
+    }
+    assert!(
+        seen > 0 || !dir.exists(),
+        "no vectors under {}",
+        dir.display()
+    );
+}
