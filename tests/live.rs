@@ -286,17 +286,55 @@ impl Case {
     }
 }
 
+/// Lines of /proc/PID/status that a restore must keep.
+const STATUS_KEYS: [&str; 15] = [
+    "Name:",
+    "Umask:",
+    "Uid:",
+    "Gid:",
+    "Groups:",
+    "SigBlk:",
+    "SigIgn:",
+    "SigCgt:",
+    "CapInh:",
+    "CapPrm:",
+    "CapEff:",
+    "CapBnd:",
+    "CapAmb:",
+    "NoNewPrivs:",
+    "Tgid:",
+];
+
 /// A snapshot of what the harness compares before and after.
 struct Views {
     maps: Vec<MapLine>,
     fds: BTreeMap<i32, (String, String, String)>,
+    /// cmdline, environ, exe, cwd, root, limits, personality, and the kept status lines.
+    task: BTreeMap<String, String>,
 }
 
 impl Views {
     fn of(pid: i32) -> Views {
+        let mut task = BTreeMap::new();
+        for f in ["cmdline", "environ", "limits", "personality"] {
+            let v = std::fs::read(format!("/proc/{pid}/{f}")).unwrap_or_default();
+            task.insert(f.to_string(), String::from_utf8_lossy(&v).into_owned());
+        }
+        for l in ["exe", "cwd", "root"] {
+            let v = std::fs::read_link(format!("/proc/{pid}/{l}")).unwrap_or_default();
+            task.insert(l.to_string(), v.to_string_lossy().into_owned());
+        }
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        for line in status.lines() {
+            if STATUS_KEYS.iter().any(|k| line.starts_with(k)) {
+                let (k, v) = line.split_once(':').unwrap_or((line, ""));
+                task.insert(k.to_string(), v.trim().to_string());
+            }
+        }
         Views {
             maps: maps_of(pid),
             fds: fds_of(pid),
+            task,
         }
     }
 
@@ -323,6 +361,14 @@ impl Views {
                 }
             }
             case.fail(&format!("/proc/PID/maps differ after restore:\n{d}"));
+        }
+        for (k, v) in &self.task {
+            let a = after.task.get(k).map(String::as_str).unwrap_or("<missing>");
+            if v != a {
+                case.fail(&format!(
+                    "{k} differs after restore:\nbefore {v:?}\nafter  {a:?}"
+                ));
+            }
         }
         if self.fds != after.fds {
             case.fail(&format!(
