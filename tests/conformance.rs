@@ -50,6 +50,8 @@ struct RawRecord {
     kind: u16,
     flags: u16,
     payload: Vec<u8>,
+    /// Written as is: a PAGES payload keeps its data_offset and gets no padding.
+    verbatim: bool,
 }
 
 /// An image as a list of records, to be re-framed after editing.
@@ -98,6 +100,7 @@ impl RawImage {
                 kind,
                 flags,
                 payload,
+                verbatim: false,
             });
             at = p + len + CRC_LEN;
         }
@@ -135,7 +138,7 @@ impl RawImage {
         let mut page_count = 0u64;
         for r in &self.records {
             let mut payload = r.payload.clone();
-            if r.kind == kind::PAGES && payload.len() >= PAGES_FIXED {
+            if r.kind == kind::PAGES && payload.len() >= PAGES_FIXED && !r.verbatim {
                 let data_start = (out.len() + RECORD_HEADER_LEN + PAGES_FIXED) as u64;
                 let pad = (page_size - data_start % page_size) % page_size;
                 let data_offset = PAGES_FIXED as u64 + pad;
@@ -143,6 +146,8 @@ impl RawImage {
                 let data = payload.split_off(PAGES_FIXED);
                 payload.resize(data_offset as usize, 0);
                 payload.extend_from_slice(&data);
+            }
+            if r.kind == kind::PAGES && payload.len() >= PAGES_FIXED {
                 page_count += le64(&payload, 16);
             }
             let (head, crc) = frame(&mut out, r.kind, r.flags, &payload);
@@ -907,6 +912,7 @@ fn valid_vectors() -> Vec<Valid> {
                     kind: 0x0011,
                     flags: 0,
                     payload: b"a future record".to_vec(),
+                    verbatim: false,
                 },
             );
             r.records.insert(
@@ -915,6 +921,7 @@ fn valid_vectors() -> Vec<Valid> {
                     kind: 0x8000,
                     flags: 0,
                     payload: Vec::new(),
+                    verbatim: false,
                 },
             );
             let n = r.records.len();
@@ -924,6 +931,7 @@ fn valid_vectors() -> Vec<Valid> {
                     kind: 0xfffe,
                     flags: 0xfffe,
                     payload: vec![0xff; 33],
+                    verbatim: false,
                 },
             );
             r.to_bytes()
@@ -1172,6 +1180,7 @@ fn invalid_vectors() -> Vec<Invalid> {
                     kind: 0x0011,
                     flags: 1,
                     payload: b"must understand".to_vec(),
+                    verbatim: false,
                 },
             );
             r.to_bytes()
@@ -1397,6 +1406,175 @@ fn invalid_vectors() -> Vec<Invalid> {
         },
         Some("VMA"),
         Some("start"),
+    );
+    // PAGES framing (§3.11): its length is data_offset + nr_pages × page_size exactly.
+    let pages_at = raw.find(kind::PAGES, 0);
+    let pages_payload = payload(&raw, kind::PAGES, 0);
+    let pages_data = {
+        let b = &written;
+        let at = pages_payload as usize;
+        pages_payload + u64::from(le32(b, at + 24))
+    };
+    add(
+        "028-bad-value-pages-length",
+        "a PAGES payload 8 bytes longer than data_offset + nr_pages × page_size (§3.11)",
+        {
+            let mut r = raw.clone();
+            r.records[pages_at].payload.extend_from_slice(&[0; 8]);
+            r.to_bytes()
+        },
+        "bad-value",
+        pages_data,
+        Some("PAGES"),
+        Some("data"),
+    );
+    add(
+        "029-truncated-pages-data",
+        "a PAGES record of nr_pages 2 holding one page of data (§3.11)",
+        {
+            let mut r = raw.clone();
+            let p = &mut r.records[pages_at].payload;
+            let n = le64(p, 16);
+            p[16..24].copy_from_slice(&(n + 1).to_le_bytes());
+            r.to_bytes_with(|e| e.page_count -= 1)
+        },
+        "truncated",
+        pages_data,
+        Some("PAGES"),
+        Some("data"),
+    );
+    add(
+        "030-bad-value-pages-empty",
+        "a PAGES record of nr_pages 0 (§3.11)",
+        {
+            let mut r = raw.clone();
+            let p = &mut r.records[pages_at].payload;
+            p[16..24].copy_from_slice(&0u64.to_le_bytes());
+            p.truncate(PAGES_FIXED);
+            r.to_bytes()
+        },
+        "bad-value",
+        pages_payload + 16,
+        Some("PAGES"),
+        Some("nr_pages"),
+    );
+    add(
+        "031-truncated-pages-data-offset",
+        "a PAGES data_offset past the end of its payload (§3.11)",
+        {
+            let mut r = raw.clone();
+            let rec = &mut r.records[pages_at];
+            rec.verbatim = true;
+            rec.payload.truncate(PAGES_FIXED);
+            rec.payload[24..28].copy_from_slice(&4096u32.to_le_bytes());
+            r.to_bytes()
+        },
+        "truncated",
+        pages_payload + 24,
+        Some("PAGES"),
+        Some("data_offset"),
+    );
+    add(
+        "032-bad-value-special-mapping-kind",
+        "a HEADER special mapping of kind ANON, not a special VMA kind (§3.1)",
+        {
+            let mut r = raw.clone();
+            let p = &mut r.records[0].payload;
+            // After the fixed 32 bytes: three `bytes` fields, then the count.
+            let mut at = 32;
+            for _ in 0..3 {
+                at += 4 + le32(p, at) as usize;
+            }
+            p[at + 4 + 17] = 1;
+            r.to_bytes()
+        },
+        "bad-value",
+        {
+            let p = &raw.records[0].payload;
+            let mut at = 32;
+            for _ in 0..3 {
+                at += 4 + le32(p, at) as usize;
+            }
+            payload(&raw, kind::HEADER, 0) + (at + 4 + 17) as u64
+        },
+        Some("HEADER"),
+        Some("special_mappings.kind"),
+    );
+    add(
+        "033-bad-value-no-tids",
+        "a PROCESS record with an empty tids list (§3.2)",
+        {
+            let mut r = raw.clone();
+            let i = r.find(kind::PROCESS, 0);
+            let p = &mut r.records[i].payload;
+            let at = p.len() - 8;
+            p.truncate(at);
+            p.extend_from_slice(&0u32.to_le_bytes());
+            r.to_bytes()
+        },
+        "bad-value",
+        {
+            let i = raw.find(kind::PROCESS, 0);
+            payload(&raw, kind::PROCESS, 0) + raw.records[i].payload.len() as u64 - 8
+        },
+        Some("PROCESS"),
+        Some("tids"),
+    );
+    add(
+        "034-bad-value-fd-deleted",
+        "an FD deleted field of 2, not 0 or 1 (§3.13)",
+        {
+            let mut r = raw.clone();
+            let i = r.find(kind::FD, 0);
+            r.records[i].payload[76..80].copy_from_slice(&2u32.to_le_bytes());
+            r.to_bytes()
+        },
+        "bad-value",
+        payload(&raw, kind::FD, 0) + 76,
+        Some("FD"),
+        Some("deleted"),
+    );
+    add(
+        "035-bad-value-pipe-over-capacity",
+        "PIPE_DATA holding more bytes than its capacity (§3.14)",
+        {
+            let mut r = raw.clone();
+            r.records.insert(
+                r.find(kind::PAGES, 0),
+                RawRecord {
+                    kind: kind::PIPE_DATA,
+                    flags: 1,
+                    payload: {
+                        let mut p = Vec::new();
+                        p.extend_from_slice(&77u64.to_le_bytes());
+                        p.extend_from_slice(&4u32.to_le_bytes());
+                        p.extend_from_slice(&0u32.to_le_bytes());
+                        p.extend_from_slice(&5u32.to_le_bytes());
+                        p.extend_from_slice(b"12345");
+                        p
+                    },
+                    verbatim: false,
+                },
+            );
+            r.to_bytes()
+        },
+        "bad-value",
+        off(&raw, kind::PAGES, 0) + RECORD_HEADER_LEN as u64 + 16,
+        Some("PIPE_DATA"),
+        Some("data"),
+    );
+    add(
+        "036-bad-value-arch",
+        "HEADER arch 183 (aarch64): version 1 images are x86_64 (§3.1)",
+        {
+            let mut r = raw.clone();
+            r.records[0].payload[0..2].copy_from_slice(&183u16.to_le_bytes());
+            r.to_bytes()
+        },
+        "bad-value",
+        payload(&raw, kind::HEADER, 0),
+        Some("HEADER"),
+        Some("arch"),
     );
     let too_large = v.iter_mut().find(|x| x.name == "011-too-large").unwrap();
     too_large.stream = Some(("too-large", too_large.offset, Some("CREDS"), Some("length")));
