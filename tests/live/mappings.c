@@ -1,7 +1,24 @@
 /* Memory layout: heap grown with brk, private and shared file mappings (with a private copy
  * modified and one zeroed), a shared anonymous mapping, PROT_NONE guard pages, a read-only
- * anonymous page with data. */
+ * anonymous page with data, MADV_DONTFORK on a mapping. */
 #include "common.h"
+
+/* Whether the smaps entry starting at `addr` shows VmFlags `flag`. */
+static int has_vmflag(void *addr, const char *flag) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    char line[512], want[32];
+    int in = 0, found = 0;
+    snprintf(want, sizeof want, "%lx-", (unsigned long)addr);
+    while (f && fgets(line, sizeof line, f)) {
+        if (!strncmp(line, want, strlen(want))) in = 1;
+        else if (in && !strncmp(line, "VmFlags:", 8)) {
+            found = strstr(line, flag) != NULL;
+            break;
+        }
+    }
+    if (f) fclose(f);
+    return found;
+}
 
 int main(void) {
     char *b0 = sbrk(0);
@@ -26,6 +43,9 @@ int main(void) {
     mprotect(g, 4096, PROT_NONE);
     mprotect(g + 4 * 4096, 4096, PROT_NONE);
     mprotect(g + 2 * 4096, 4096, PROT_READ);
+    unsigned char *df = mmap(0, 2 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (df == MAP_FAILED || madvise(df, 2 * 4096, MADV_DONTFORK)) fail("MADV_DONTFORK");
+    df[0] = 9;
     ready();
     wait_go();
     for (int i = 0; i < (1 << 20); i++)
@@ -43,5 +63,8 @@ int main(void) {
     for (int i = 0; i < 3 * 4096; i++)
         if (an[i] != 0x77) fail("shared anon byte %d", i);
     if (g[4096] != 0x11 || g[2 * 4096] != 0x11 || g[3 * 4096 + 5] != 0x11) fail("guarded data");
+    /* Last: reading smaps allocates (and moves brk). */
+    if (df[0] != 9) fail("MADV_DONTFORK page content");
+    if (!has_vmflag(df, "dc")) fail("MADV_DONTFORK (dc) lost");
     pass();
 }

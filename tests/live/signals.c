@@ -1,7 +1,22 @@
 /* Signal state across the checkpoint: a SIGUSR1 handler installed before and triggered after
  * (with its flags and mask), SIGHUP still blocked, SIGURG and SIGRTMIN+2 (with its value)
- * pending and delivered after restore, SIGPIPE ignored, an alternate signal stack. */
+ * pending and delivered after restore, SIGPIPE ignored, an alternate signal stack; also the
+ * clear_child_tid address and the rseq registration (per-task state outside memory). */
 #include "common.h"
+#include <stddef.h>
+#include <sys/prctl.h>
+
+/* glibc's rseq registration (2.35+). */
+extern const ptrdiff_t __rseq_offset __attribute__((weak));
+extern const unsigned int __rseq_size __attribute__((weak));
+
+/* rseq(area, 32, 0, RSEQ_SIG): -EBUSY when this very area is registered. */
+static long rseq_probe(void) {
+    if (!&__rseq_offset || !&__rseq_size || __rseq_size == 0) return 0;
+    void *area = (char *)__builtin_thread_pointer() + __rseq_offset;
+    long r = syscall(SYS_rseq, area, 32, 0, 0x53053053);
+    return r < 0 ? -errno : r;
+}
 
 static volatile sig_atomic_t usr1;
 static volatile int usr1_on_altstack;
@@ -34,9 +49,17 @@ int main(void) {
     raise(SIGURG);
     union sigval v = {.sival_int = 42};
     if (sigqueue(getpid(), SIGRTMIN + 2, v)) fail("sigqueue");
+    int *tid_addr_before = NULL;
+    prctl(PR_GET_TID_ADDRESS, &tid_addr_before);
+    long rseq_before = rseq_probe();
     ready();
     wait_go();
     /* The harness sent SIGUSR1, then SIGUSR2. */
+    int *tid_addr_after = NULL;
+    prctl(PR_GET_TID_ADDRESS, &tid_addr_after);
+    if (tid_addr_after != tid_addr_before) fail("clear_child_tid %p, was %p", (void *)tid_addr_after, (void *)tid_addr_before);
+    long rseq_after = rseq_probe();
+    if (rseq_after != rseq_before) fail("rseq probe gives %ld, gave %ld before", rseq_after, rseq_before);
     if (usr1 != 1) fail("SIGUSR1 handler ran %d times", (int)usr1);
     if (!usr1_on_altstack) fail("SIGUSR1 handler did not run on the alternate stack");
     struct sigaction now;
