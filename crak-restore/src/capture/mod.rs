@@ -394,6 +394,11 @@ fn write_image<W: Write>(
     Ok((stats, out))
 }
 
+fn frozen_ref(f: &Option<Frozen>) -> Result<&Frozen, Error> {
+    f.as_ref()
+        .ok_or_else(|| Error::Other("the target is no longer frozen".into()))
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -412,6 +417,19 @@ pub fn run(opts: &Options) -> Result<Summary, Error> {
     let meta = collect(&mut frozen, page_size, opts)?;
     let nvmas = meta.maps.len();
 
+    // With --leave-running the target is resumed as soon as its last page was read: making the
+    // file durable does not need it stopped. Otherwise it stays frozen until it is killed.
+    let mut frozen = Some(frozen);
+    let mut frozen_ms = 0.0;
+    let mut release_early = |frozen: &mut Option<Frozen>| -> Result<(), Error> {
+        if opts.leave_running {
+            if let Some(f) = frozen.take() {
+                frozen_ms = ms(t_frozen.elapsed());
+                f.resume()?;
+            }
+        }
+        Ok(())
+    };
     let (stats, bytes, image, published) = match &opts.output {
         Output::File(path) => {
             let mut tmp = output::TempFile::create(path)?;
@@ -420,7 +438,9 @@ pub fn run(opts: &Options) -> Result<Summary, Error> {
                 inner: BufWriter::with_capacity(1 << 20, file),
                 count: 0,
             };
-            let (stats, mut counting) = write_image(&frozen, &meta, page_size, counting)?;
+            let (stats, mut counting) =
+                write_image(frozen_ref(&frozen)?, &meta, page_size, counting)?;
+            release_early(&mut frozen)?;
             counting.flush().map_err(|e| Error::Io {
                 context: format!("writing {}", path.display()),
                 source: e,
@@ -438,7 +458,9 @@ pub fn run(opts: &Options) -> Result<Summary, Error> {
                 inner: BufWriter::with_capacity(1 << 20, stdout.lock()),
                 count: 0,
             };
-            let (stats, mut counting) = write_image(&frozen, &meta, page_size, counting)?;
+            let (stats, mut counting) =
+                write_image(frozen_ref(&frozen)?, &meta, page_size, counting)?;
+            release_early(&mut frozen)?;
             counting.flush().map_err(|e| Error::Io {
                 context: "writing to standard output".into(),
                 source: e,
@@ -447,21 +469,20 @@ pub fn run(opts: &Options) -> Result<Summary, Error> {
         }
     };
 
-    let finish = |frozen: Frozen| -> Result<(), Error> {
-        if opts.leave_running {
-            frozen.resume()
-        } else {
-            fault::point("before-kill")?;
-            frozen.kill()
+    if let Some(f) = frozen {
+        let killed = fault::point("before-kill")
+            .map_err(Error::from)
+            .and_then(|()| {
+                frozen_ms = ms(t_frozen.elapsed());
+                f.kill()
+            });
+        if let Err(e) = killed {
+            // The process is still running (the guard resumed it): the image must not exist.
+            if let Some(p) = &published {
+                output::unpublish(p);
+            }
+            return Err(e);
         }
-    };
-    let frozen_ms = ms(t_frozen.elapsed());
-    if let Err(e) = finish(frozen) {
-        // The process is still running (the guard resumed it): the image must not exist.
-        if let Some(p) = &published {
-            output::unpublish(p);
-        }
-        return Err(e);
     }
     Ok(Summary {
         pid,
