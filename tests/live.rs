@@ -931,6 +931,79 @@ fn injected_faults_kill_only_the_half_built_process() {
 }
 
 #[test]
+fn changed_file_is_refused_naming_it() {
+    need_root!();
+    let _g = serial();
+    let mut case = Case::new();
+    let prog = case.compile("files");
+    std::fs::write(case.path("input.txt"), "ABCDEFGHIJ").expect("input.txt");
+    let pid = case.spawn(&prog, &[]);
+    case.wait_file("ready", Duration::from_secs(20));
+    let img = case.capture(pid, &[]);
+    std::fs::write(case.path("input.txt"), "ABCDEFGHIJKL").expect("input.txt");
+    let cmd = case.restore_cmd(&img, &["--detach"]);
+    let o = case.run(cmd);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    if o.status.code() != Some(2) || !err.contains("input.txt") || !err.contains("changed") {
+        case.fail("a changed file must be refused with a message naming it");
+    }
+    if !is_gone(pid) {
+        case.fail("a process was created although a file changed");
+    }
+}
+
+/// Writes a modified copy of a captured image and checks crak-restore refuses it with exit
+/// status 2 and a message containing `needle`, creating no process.
+fn refused_after_edit(
+    case: &mut Case,
+    pid: i32,
+    img: &Path,
+    name: &str,
+    needle: &str,
+    edit: impl FnOnce(&mut crak_format::Image<'_>),
+) {
+    let data = std::fs::read(img).expect("image");
+    let mut image = crak_format::read::parse(&data).expect("parse").image;
+    edit(&mut image);
+    let bad = case.path(name);
+    std::fs::write(&bad, crak_format::write::to_vec(&image).expect("encode")).expect("write");
+    let cmd = case.restore_cmd(&bad, &["--detach"]);
+    let o = case.run(cmd);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    if o.status.code() != Some(2) || !err.contains(needle) {
+        case.fail(&format!("{name}: expected a refusal naming {needle:?}"));
+    }
+    if !is_gone(pid) {
+        case.fail(&format!("{name}: a process was created"));
+    }
+}
+
+#[test]
+fn host_mismatches_are_refused_before_forking() {
+    need_root!();
+    let _g = serial();
+    let (mut case, pid, img) = captured_memory_program();
+    use crak_format::record::vma::VmaKind;
+    refused_after_edit(&mut case, pid, &img, "vdso.crak", "[vdso]", |im| {
+        let p = &mut im.processes[0];
+        let v = p
+            .vmas
+            .iter_mut()
+            .find(|v| v.kind == VmaKind::Vdso)
+            .expect("vdso");
+        v.end -= 4096;
+    });
+    refused_after_edit(&mut case, pid, &img, "xsave.crak", "XSAVE features", |im| {
+        im.header.xsave_features |= 1 << 62;
+        im.processes[0].xsaves[0].xstate_bv |= 1 << 62;
+    });
+    // The untouched image still restores.
+    let restored = case.restore_detached(&img, &[]);
+    assert_eq!(restored, pid);
+    case.go_and_expect_pass(restored);
+}
+
+#[test]
 fn multi_threaded_image_is_refused_clearly() {
     need_root!();
     let _g = serial();
