@@ -3,6 +3,7 @@
 
 use clap::Parser;
 use crak_restore::capture::{self, Options, Output};
+use crak_restore::sys;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -38,7 +39,32 @@ fn main() -> ExitCode {
         leave_running: cli.leave_running,
         command: Some(command),
     };
-    match capture::run(&opts) {
+    // A capture is all or nothing: Ctrl-C and friends wait until the target is killed or
+    // resumed cleanly (never left traced with borrowed registers), then take effect.
+    let old_mask =
+        sys::process::block_signals(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT])
+            .ok();
+    let result = capture::run(&opts);
+    if let Some(m) = &old_mask {
+        // Flush the summary before a pending signal ends the process.
+        report(&cli, &result);
+        let _ = sys::process::restore_sigmask(m);
+        return exit_code(&result);
+    }
+    report(&cli, &result);
+    exit_code(&result)
+}
+
+fn exit_code(result: &Result<capture::Summary, capture::Error>) -> ExitCode {
+    if result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
+}
+
+fn report(cli: &Cli, result: &Result<capture::Summary, capture::Error>) {
+    match result {
         Ok(summary) => {
             if cli.json {
                 match serde_json::to_string(&summary) {
@@ -48,7 +74,6 @@ fn main() -> ExitCode {
             } else {
                 eprintln!("crak-capture: {}", summary.line());
             }
-            ExitCode::SUCCESS
         }
         Err(e) => {
             if cli.json {
@@ -57,7 +82,6 @@ fn main() -> ExitCode {
             } else {
                 eprintln!("crak-capture: error: {e}");
             }
-            ExitCode::from(2)
         }
     }
 }

@@ -8,6 +8,10 @@ use crate::sys::ptrace::{self, WaitStatus};
 use crate::sys::remote::{DeferredSignal, RemoteSyscall};
 use crate::sys::{process, Pid};
 use crak_format::record::thread::Gpr;
+use std::time::{Duration, Instant};
+
+/// How long a target may take to reach the ptrace stop.
+const FREEZE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A seized, stopped target.
 #[derive(Debug)]
@@ -38,8 +42,22 @@ impl Frozen {
             attached: true,
         };
         ptrace::interrupt(pid)?;
+        let deadline = Instant::now() + FREEZE_TIMEOUT;
         loop {
-            match ptrace::waitpid(pid)? {
+            let Some(st) = ptrace::waitpid_nohang(pid)? else {
+                if Instant::now() > deadline {
+                    // Not in a ptrace stop, so it cannot be detached explicitly; the kernel
+                    // detaches it when this process exits.
+                    f.attached = false;
+                    return Err(Error::Other(format!(
+                        "process {pid} did not stop within {} s (uninterruptible sleep?)",
+                        FREEZE_TIMEOUT.as_secs()
+                    )));
+                }
+                std::thread::sleep(Duration::from_micros(200));
+                continue;
+            };
+            match st {
                 WaitStatus::Event {
                     event: ptrace::event::STOP,
                     signal,

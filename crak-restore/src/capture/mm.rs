@@ -7,7 +7,7 @@ use crate::sys::mem;
 use crak_format::record::header::SpecialMapping;
 use crak_format::record::vma::{self, madv, Vma, VmaKind};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 /// Which pages of a mapping are stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,6 +151,15 @@ pub fn mappings(pid: i32) -> Result<Vec<Mapping>, Error> {
                         ),
                         source: err,
                     })?;
+                let ft = md.file_type();
+                if ft.is_char_device() || ft.is_block_device() {
+                    return Err(Error::UnsupportedVma {
+                        pid,
+                        start: e.start,
+                        end: e.end,
+                        what: format!("maps the device {}", String::from_utf8_lossy(&e.path)),
+                    });
+                }
                 v.pgoff = e.offset;
                 v.dev = md.dev();
                 v.ino = md.ino();

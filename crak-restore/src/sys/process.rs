@@ -149,3 +149,35 @@ pub fn signal_name(sig: i32) -> String {
         _ => sig.to_string(),
     }
 }
+
+/// `sigprocmask(SIG_BLOCK)` (sigprocmask(2)) of `signals` in the calling thread; returns the
+/// previous mask for [`restore_sigmask`].
+pub fn block_signals(signals: &[i32]) -> Result<libc::sigset_t> {
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it before use.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t owned by this frame.
+    unsafe { libc::sigemptyset(&mut set) };
+    for &s in signals {
+        // SAFETY: `set` is initialised; an invalid signal number only makes sigaddset fail.
+        unsafe { libc::sigaddset(&mut set, s) };
+    }
+    // SAFETY: both pointers refer to live sigset_t values of this frame.
+    let ret = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old) };
+    if ret != 0 {
+        return Err(SysError::from_errno("pthread_sigmask(SIG_BLOCK)", ret));
+    }
+    Ok(old)
+}
+
+/// `sigprocmask(SIG_SETMASK)` back to a mask returned by [`block_signals`]; signals that arrived
+/// meanwhile are delivered now.
+pub fn restore_sigmask(old: &libc::sigset_t) -> Result<()> {
+    // SAFETY: `old` is a valid sigset_t; the old-mask pointer is NULL.
+    let ret = unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut()) };
+    if ret != 0 {
+        return Err(SysError::from_errno("pthread_sigmask(SIG_SETMASK)", ret));
+    }
+    Ok(())
+}
