@@ -495,3 +495,42 @@ fn set_mm_map(r: &mut Remote, proc: &Process<'_>) -> Result<(), RestoreError> {
     r.close(exe_fd)?;
     res.map(drop)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vma(start: u64, end: u64) -> Vma {
+        Vma {
+            pid: 1,
+            kind: VmaKind::Anon,
+            start,
+            end,
+            prot: 3,
+            flags: 2,
+            madvise: 0,
+            pgoff: 0,
+            dev: 0,
+            ino: 0,
+            size: 0,
+            mtime_ns: 0,
+            path: Default::default(),
+        }
+    }
+
+    #[test]
+    fn runs_split_at_vma_boundaries() {
+        let vmas = [
+            vma(0x1000, 0x3000),
+            vma(0x3000, 0x4000),
+            vma(0x6000, 0x8000),
+        ];
+        assert_eq!(
+            pieces(&vmas, 0x2000, 2),
+            vec![(0, 0x2000, 0, 0x1000), (1, 0x3000, 0x1000, 0x1000)]
+        );
+        assert_eq!(pieces(&vmas, 0x6000, 2), vec![(2, 0x6000, 0, 0x2000)]);
+        assert_eq!(pieces(&vmas, 0x5000, 1), vec![]);
+        assert_eq!(pieces(&vmas, u64::MAX & !0xfff, 4), vec![]);
+    }
+}

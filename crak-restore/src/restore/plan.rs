@@ -312,6 +312,18 @@ pub fn check_image<'a>(image: &'a Image<'_>) -> Result<&'a Process<'a>, RestoreE
             if si.len() != crak_format::record::sigqueue::SIGINFO_SIZE {
                 return Err(invalid("SIGQUEUE siginfo is not 128 bytes"));
             }
+            let b = si.as_bytes();
+            let signo = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            if !(1..=64).contains(&signo) {
+                return Err(invalid(format!("SIGQUEUE holds signal number {signo}")));
+            }
+            if signo == libc::SIGKILL || signo == libc::SIGSTOP {
+                // Neither can be blocked: queued to the child they would act at once.
+                return Err(refused(format!(
+                    "process {pid} has a pending {}, which cannot be restored",
+                    crate::sys::process::signal_name(signo)
+                )));
+            }
         }
     }
     let mut fds: Vec<u32> = proc.fds.iter().map(|f| f.fd).collect();
@@ -645,6 +657,40 @@ mod tests {
         assert_eq!(a, 0x1001_0000_0000);
         let b = find_free(&[], 65536, a + 1).unwrap();
         assert!(b > a);
+    }
+
+    fn vma(start: u64, end: u64) -> Vma {
+        Vma {
+            pid: 1,
+            kind: VmaKind::Anon,
+            start,
+            end,
+            prot: 3,
+            flags: 2,
+            madvise: 0,
+            pgoff: 0,
+            dev: 0,
+            ino: 0,
+            size: 0,
+            mtime_ns: 0,
+            path: Default::default(),
+        }
+    }
+
+    #[test]
+    fn runs_covered_by_adjacent_vmas() {
+        let vmas = [
+            vma(0x1000, 0x3000),
+            vma(0x3000, 0x4000),
+            vma(0x6000, 0x8000),
+        ];
+        assert!(covered(&vmas, 0x1000, 0x2000));
+        assert!(covered(&vmas, 0x2000, 0x2000), "over two adjacent VMAs");
+        assert!(!covered(&vmas, 0x3000, 0x2000), "into a gap");
+        assert!(!covered(&vmas, 0x5000, 0x1000), "in a gap");
+        assert!(!covered(&vmas, u64::MAX - 0xfff, 0x2000), "overflow");
+        assert_eq!(vma_of(&vmas, 0x6000, 0x2000), Some(2));
+        assert_eq!(vma_of(&vmas, 0x2000, 0x2000), None);
     }
 
     #[test]
