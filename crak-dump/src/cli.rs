@@ -152,7 +152,10 @@ impl ColorChoice {
         match self {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
-            ColorChoice::Auto => is_terminal && !no_color.is_some_and(|v| !v.is_empty()),
+            ColorChoice::Auto => {
+                let no_color = matches!(no_color, Some(v) if !v.is_empty());
+                is_terminal && !no_color
+            }
         }
     }
 }

@@ -227,7 +227,7 @@ pub fn size(bytes: u64) -> String {
         scale *= 1024;
     }
     let name = UNITS.get(unit).copied().unwrap_or("B");
-    if bytes % scale == 0 {
+    if bytes.checked_rem(scale) == Some(0) {
         format!("{} {name}", bytes / scale)
     } else {
         format!("{:.1} {name}", bytes as f64 / scale as f64)

@@ -395,7 +395,10 @@ fn page_counts(p: &Process<'_>, page_size: u64) -> Vec<(u64, u64)> {
             .and_then(|l| l.checked_add(addr))
             .unwrap_or(u64::MAX);
         // First VMA (in address order) that ends after the run starts.
-        let first = order.partition_point(|&i| !p.vmas.get(i).is_some_and(|v| v.end > addr));
+        let first = order.partition_point(|&i| match p.vmas.get(i) {
+            Some(v) => v.end <= addr,
+            None => true,
+        });
         for &i in order.get(first..).unwrap_or(&[]) {
             let Some(v) = p.vmas.get(i) else { break };
             if v.start >= end {
