@@ -965,7 +965,7 @@ fn valid_vectors() -> Vec<Valid> {
             r.minor = 3;
             for (i, rec) in r.records.iter_mut().enumerate() {
                 if rec.kind != kind::PAGES {
-                    rec.payload.extend(std::iter::repeat(0xee).take(1 + i % 13));
+                    rec.payload.extend_from_slice(&vec![0xee; 1 + i % 13]);
                 }
             }
             r.to_bytes()
