@@ -24,7 +24,9 @@ whose pure-Python CRC32C is slow on images of many megabytes.
 `too-large` (§2.2), whatever remains of the file.
 
 `--parser-dir` names a directory holding the generated `crak.py`; without it, spec/crak.ksy is
-compiled into a temporary directory with `kaitai-struct-compiler` (or `node spec/tools/ksc.js`).
+compiled into a temporary directory with `kaitai-struct-compiler --read-pos --no-auto-read`
+(or `node spec/tools/ksc.js --debug`). A parser compiled without positions works too, but its
+errors then name the record and not the field, at the payload's offset.
 """
 
 import argparse
@@ -548,9 +550,11 @@ class Reader:
                              "unknown record kind 0x%04x has CRITICAL set" % kind)
 
             io.seek(offset)
-            rec = self.Crak.Record(io, root, root)
-            root.records.append(rec)
+            rec = None
             try:
+                # Without positions (no debug mode), the constructor reads the record itself.
+                rec = self.Crak.Record(io, root, root)
+                root.records.append(rec)
                 self.parse(rec)
             except Exception as exc:
                 raise self.payload_error(exc, rec, name, payload_off)
