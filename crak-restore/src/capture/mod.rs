@@ -328,11 +328,45 @@ struct WriterSink<'a, W: Write> {
     w: &'a mut Writer<W>,
     pid: u32,
     page_size: u64,
+    progress: Progress,
+}
+
+/// Progress of the page copy on stderr, only when it is a terminal.
+struct Progress {
+    on: bool,
+    bytes: u64,
+    last: Instant,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        use std::io::IsTerminal;
+        Progress {
+            on: io::stderr().is_terminal(),
+            bytes: 0,
+            last: Instant::now(),
+        }
+    }
+
+    fn add(&mut self, bytes: u64) {
+        self.bytes += bytes;
+        if self.on && self.last.elapsed() >= Duration::from_millis(200) {
+            self.last = Instant::now();
+            eprint!("\rcrak-capture: {} of pages copied", human_size(self.bytes));
+        }
+    }
+
+    fn done(&self) {
+        if self.on {
+            eprint!("\r\x1b[K");
+        }
+    }
 }
 
 impl<W: Write> mm::PageSink for WriterSink<'_, W> {
     fn pages(&mut self, addr: u64, data: &[u8]) -> Result<(), Error> {
         let nr = data.len() as u64 / self.page_size;
+        self.progress.add(data.len() as u64);
         self.w
             .write_pages(self.pid, addr, nr, data)
             .map_err(|e| Error::Io {
@@ -383,10 +417,13 @@ fn write_image<W: Write>(
         w: &mut w,
         pid: frozen.pid() as u32,
         page_size,
+        progress: Progress::new(),
     };
     let stats = mm::dump_pages(frozen.pid(), &meta.maps, page_size, &mut sink, &mut || {
         fault::point("mid-pages").map_err(Error::from)
-    })?;
+    });
+    sink.progress.done();
+    let stats = stats?;
     for r in notes {
         w.write_record(r).map_err(wio("writing a NOTE record"))?;
     }
