@@ -14,6 +14,7 @@ use crak_format::record::pipe_data::PipeData;
 use crak_format::record::process::ProcessRecord;
 use crak_format::record::rlimits::{Rlimit, Rlimits};
 use crak_format::record::sigactions::{SigAction, SigActions};
+use crak_format::record::sigqueue::{SigQueue, SIGINFO_SIZE};
 use crak_format::record::thread::{Gpr, Thread};
 use crak_format::record::vma::{
     Vma, VmaKind, MAP_GROWSDOWN, MAP_PRIVATE, MAP_SHARED, PROT_EXEC, PROT_READ, PROT_WRITE,
@@ -492,6 +493,24 @@ fn server() -> Process<'static> {
     fds[5].contents = Blob::from(b"cached state\n".to_vec());
     fds[5].size = 13;
     p.fds = fds;
+    // SIGUSR1 queued for the process, SIGTERM for the second thread.
+    let siginfo = |signo: u8| {
+        let mut info = vec![0u8; SIGINFO_SIZE];
+        info[0] = signo;
+        Blob::from(info)
+    };
+    p.sigqueues = vec![
+        SigQueue {
+            pid,
+            tid: 0,
+            siginfos: vec![siginfo(10)],
+        },
+        SigQueue {
+            pid,
+            tid: pid + 1,
+            siginfos: vec![siginfo(15)],
+        },
+    ];
     p
 }
 
@@ -675,6 +694,7 @@ fn summary_names_things() {
         "O_WRONLY|O_APPEND|O_LARGEFILE",
         "-ERESTARTSYS",
         "deleted, 13 bytes kept",
+        "SIGUSR1, SIGTERM (tid 4243)",
     ] {
         r.expect_stdout_contains(needle);
     }

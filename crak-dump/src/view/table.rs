@@ -321,6 +321,10 @@ fn process(
         rows.push(("brk", range(mm.start_brk, mm.brk)));
         rows.push(("stack start", format!("{:012x}", mm.start_stack)));
     }
+    let pending = pending_signals(p);
+    if !pending.is_empty() {
+        rows.push(("pending signals", pending));
+    }
     for (k, v) in rows {
         t.add_row(vec![key_cell(k, style), Cell::new(v)]);
     }
@@ -340,6 +344,27 @@ fn process(
         writeln!(out, "{t}")?;
     }
     Ok(())
+}
+
+/// Queued signals by `si_signo`, process-wide queue first: `SIGUSR1, SIGTERM (tid 43)`.
+fn pending_signals(p: &Process<'_>) -> String {
+    let mut parts = Vec::new();
+    for q in &p.sigqueues {
+        for info in &q.siginfos {
+            let signo = info
+                .as_bytes()
+                .get(..4)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map_or(0, u32::from_le_bytes);
+            let name = names::signal(signo);
+            parts.push(if q.tid == 0 {
+                name
+            } else {
+                format!("{name} (tid {})", q.tid)
+            });
+        }
+    }
+    parts.join(", ")
 }
 
 fn threads(out: &mut dyn Write, p: &Process<'_>, style: Style) -> io::Result<()> {
