@@ -1245,3 +1245,42 @@ fn validate_exit_codes_on_the_spec_vectors() {
         dir.display()
     );
 }
+
+#[test]
+fn grep_finds_a_match_across_adjacent_runs() {
+    let s = setup();
+    let mut model = sample();
+    // Split the anon run in two at page 10 and put a marker across the boundary.
+    let p = &mut model.processes[0];
+    let run = p.pages.remove(2);
+    let mut data = run.data.as_bytes().to_vec();
+    let cut = 10 * PS as usize;
+    data[cut - 3..cut + 3].copy_from_slice(b"SPLIT!");
+    let (a, b) = data.split_at(cut);
+    p.pages.insert(
+        2,
+        PageRun {
+            pid: run.pid,
+            addr: ANON,
+            nr_pages: 10,
+            data: Blob::from(a.to_vec()),
+        },
+    );
+    p.pages.insert(
+        3,
+        PageRun {
+            pid: run.pid,
+            addr: ANON + 10 * PS,
+            nr_pages: ANON_PAGES - 10,
+            data: Blob::from(b.to_vec()),
+        },
+    );
+    let img = s.image("split.crak", &model);
+    s.run(args!["validate", img]).expect_code(0);
+    s.run(args!["grep", img, "SPLIT!", "--color=never"])
+        .expect_code(0)
+        .expect_stdout_contains(&format!(
+            "4242 {:x} #3 rw-p [anon]: SPLIT!",
+            ANON + 10 * PS - 3
+        ));
+}
