@@ -582,3 +582,30 @@ fn injected_faults_leave_the_process_running_and_no_file() {
         assert_eq!(sleeper_verdict(t, &stop).trim(), "PASS", "{point}");
     }
 }
+
+#[test]
+fn a_failed_write_to_stdout_resumes_the_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, stop) = sleeper(dir.path());
+    let pid = t.pid();
+    let mut cap = Command::new(crak_tests::bin("crak-capture"))
+        .arg(pid.to_string())
+        .args(["-o", "-"])
+        .env_remove("CRAK_FAULT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("crak-capture");
+    // Read the file header, then close the pipe: the rest of the image cannot be written.
+    let mut out = cap.stdout.take().unwrap();
+    let mut head = [0u8; 16];
+    out.read_exact(&mut head).unwrap();
+    assert_eq!(&head[..8], &crak_format::MAGIC);
+    drop(out);
+    let o = cap.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("error"), "{stderr}");
+    assert_unharmed(pid);
+    assert_eq!(sleeper_verdict(t, &stop).trim(), "PASS");
+}

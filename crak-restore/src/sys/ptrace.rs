@@ -608,3 +608,58 @@ pub fn waitpid_nohang(pid: Pid) -> Result<Option<WaitStatus>> {
 pub fn waitpid_flags(pid: Pid, flags: i32) -> Result<Option<WaitStatus>> {
     wait_raw(pid, flags)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_status_decoding() {
+        assert_eq!(
+            WaitStatus::from_raw(5, 3 << 8),
+            WaitStatus::Exited { pid: 5, code: 3 }
+        );
+        assert_eq!(
+            WaitStatus::from_raw(5, libc::SIGKILL),
+            WaitStatus::Signaled {
+                pid: 5,
+                signal: libc::SIGKILL,
+                core: false
+            }
+        );
+        // Stopped: 0x7f in the low byte, the signal in the next, the event above.
+        let stopped = |sig: i32, ev: i32| 0x7f | (sig << 8) | (ev << 16);
+        assert_eq!(
+            WaitStatus::from_raw(5, stopped(libc::SIGUSR1, 0)),
+            WaitStatus::Stopped {
+                pid: 5,
+                signal: libc::SIGUSR1
+            }
+        );
+        assert_eq!(
+            WaitStatus::from_raw(5, stopped(libc::SIGTRAP | 0x80, 0)),
+            WaitStatus::SyscallStop { pid: 5 }
+        );
+        let ev = WaitStatus::from_raw(5, stopped(libc::SIGTRAP, event::STOP));
+        assert!(ev.is_event_stop());
+        assert_eq!(ev.pid(), 5);
+        assert!(!ev.is_gone());
+        assert_eq!(
+            WaitStatus::from_raw(5, 0xffff),
+            WaitStatus::Continued { pid: 5 }
+        );
+    }
+
+    #[test]
+    fn user_regs_round_trip_through_gpr() {
+        let mut a = [0u64; 27];
+        for (i, v) in a.iter_mut().enumerate() {
+            *v = i as u64 * 0x1111;
+        }
+        let g = Gpr::from(UserRegs(a));
+        assert_eq!(g.rip, 16 * 0x1111);
+        assert_eq!(g.orig_rax, 15 * 0x1111);
+        assert_eq!(UserRegs::from(g).0, a);
+        assert_eq!(std::mem::size_of::<UserRegs>(), 27 * 8);
+    }
+}
