@@ -1741,6 +1741,33 @@ fn committed(sub: &str) -> Vec<(String, Vec<u8>, Value)> {
 }
 
 #[test]
+fn writer_agrees_with_independent_framing() {
+    // Re-framing what crak-format's writer wrote with this file's framing code (its own CRC32C,
+    // page padding, END counts and digest) gives the same bytes: the two implementations of
+    // §2.2, §2.4 and §3.11 agree.
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases: 32,
+        failure_persistence: None,
+        ..Default::default()
+    });
+    runner
+        .run(&crak_format::arbitrary::image(), |model| {
+            let written = write(&model);
+            proptest::prop_assert!(RawImage::split(&written).to_bytes() == written);
+            Ok(())
+        })
+        .unwrap();
+    for v in valid_vectors().iter().take(10) {
+        let written = write(&v.model);
+        assert!(
+            RawImage::split(&written).to_bytes() == written,
+            "{}: the writer's framing differs from the independent one",
+            v.name
+        );
+    }
+}
+
+#[test]
 fn there_are_enough_vectors() {
     assert!(committed("valid").len() >= 12);
     assert!(committed("invalid").len() >= 14);
