@@ -460,4 +460,24 @@ mod tests {
         s.restore().unwrap();
         assert_eq!(mem::read_vec(pid, addr, 64).unwrap(), orig);
     }
+
+    #[test]
+    fn signals_arriving_meanwhile_are_held_back_with_their_siginfo() {
+        let v = Victim::start();
+        let pid = v.pid();
+        let before = ptrace::getregs(pid).unwrap();
+        crate::sys::process::tgkill(pid, pid, libc::SIGWINCH).unwrap();
+        let mut r = RemoteSyscall::with_vdso(pid).unwrap();
+        assert_eq!(r.call(libc::SYS_getpid, &[]).unwrap(), pid as u64);
+        let d = r.take_deferred_signals();
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].signo, libc::SIGWINCH);
+        // si_signo is the first int of siginfo_t.
+        assert_eq!(
+            i32::from_le_bytes(d[0].siginfo[..4].try_into().unwrap()),
+            libc::SIGWINCH
+        );
+        assert_eq!(ptrace::getregs(pid).unwrap(), before);
+        assert!(r.deferred_signals().is_empty());
+    }
 }
