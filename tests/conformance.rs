@@ -2202,7 +2202,22 @@ fn kaitai_reads_captured_images_like_crak_dump() {
                 .unwrap();
             assert_eq!(line.trim(), "ready");
         } else {
-            std::thread::sleep(std::time::Duration::from_millis(200));
+            // Ready once it runs the program (not the test binary between fork and exec).
+            let comm = format!("/proc/{}/comm", child.id());
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while std::fs::read_to_string(&comm)
+                .ok()
+                .as_deref()
+                .map(str::trim)
+                != Some(argv[0])
+            {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{argv:?} did not start"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
         let image = scratch.path().join(format!("captured-{i}.crak"));
         let out = Command::new(&capture)
