@@ -609,3 +609,36 @@ fn a_failed_write_to_stdout_resumes_the_process() {
     assert_unharmed(pid);
     assert_eq!(sleeper_verdict(t, &stop).trim(), "PASS");
 }
+
+#[test]
+fn sigsuspend_keeps_the_original_mask() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Target::start("sigsuspend", &[]);
+    let pid = t.pid();
+    let img = dir.path().join("s.crak");
+    let r = capture(pid, &img, &["--leave-running"], None);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_unharmed(pid);
+    // The image holds the program's own mask, not sigsuspend's temporary one.
+    let bytes = std::fs::read(&img).unwrap();
+    let parsed = crak_format::parse(&bytes).unwrap();
+    let th = &parsed.image.processes[0].threads[0];
+    assert_eq!(th.gpr.orig_rax, libc::SYS_rt_sigsuspend as u64);
+    assert_eq!(th.gpr.rax as i64, -514, "-ERESTARTNOHAND");
+    assert_eq!(th.blocked, 1 << (libc::SIGUSR1 - 1));
+    std::thread::sleep(Duration::from_millis(50));
+    send_signal(pid, libc::SIGUSR2);
+    let (out, st) = t.finish();
+    assert!(st.success(), "{out}");
+    assert_eq!(out.trim(), "PASS");
+}
+
+/// kill(1), to keep the tests free of unsafe code.
+fn send_signal(pid: i32, sig: i32) {
+    let st = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill");
+    assert!(st.success());
+}

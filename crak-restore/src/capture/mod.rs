@@ -274,6 +274,8 @@ fn collect(frozen: &mut Frozen, page_size: u64, opts: &Options) -> Result<Metada
     }
     let status = procfs::status(pid)?;
     let process = task::process_record(pid, &stat, &status)?;
+    // creds makes the first remote call, which also puts back a mask saved by an interrupted
+    // sigsuspend & co.; task::thread reads the mask after it.
     let creds = task::creds(frozen, &status)?;
     let mm_rec = task::mm(frozen, &stat)?;
     let rlimits = task::rlimits(pid)?;

@@ -174,13 +174,18 @@ pub fn sigactions(frozen: &mut Frozen) -> Result<SigActions, Error> {
     })
 }
 
-/// THREAD, XSAVE and the thread's SIGQUEUE (§3.7–§3.9) of the single thread `pid`.
+/// THREAD, XSAVE and the thread's SIGQUEUE (§3.7–§3.9) of the single thread `pid`. Must run
+/// after some remote call (see the signal mask below); [`creds`] makes one.
 pub fn thread(
     frozen: &mut Frozen,
     status: &Status,
 ) -> Result<(Thread, Xsave<'static>, Vec<ptrace::SigInfo>), Error> {
     let pid = frozen.pid();
     let gpr = *frozen.regs();
+    // Read after at least one remote call: a thread stopped in sigsuspend/ppoll/pselect shows
+    // the call's temporary mask until it leaves the stop, when the kernel puts the saved mask
+    // back (restore_saved_sigmask); the first remote call does that, so this is the program's
+    // own mask, which the restarted call will save again.
     let blocked = ptrace::getsigmask(pid)?;
     let pending = status.hex("SigPnd").map_err(|w| status_err(pid, w))?;
     let rseq = ptrace::get_rseq_configuration(pid)?;
