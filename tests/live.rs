@@ -953,8 +953,9 @@ fn changed_file_is_refused_naming_it() {
 }
 
 /// Writes a modified copy of a captured image and checks crak-restore refuses it with exit
-/// status 2 and a message containing `needle`, creating no process.
+/// status `code` and a message containing `needle`, creating no process.
 fn refused_after_edit(
+    code: i32,
     case: &mut Case,
     pid: i32,
     img: &Path,
@@ -970,8 +971,10 @@ fn refused_after_edit(
     let cmd = case.restore_cmd(&bad, &["--detach"]);
     let o = case.run(cmd);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    if o.status.code() != Some(2) || !err.contains(needle) {
-        case.fail(&format!("{name}: expected a refusal naming {needle:?}"));
+    if o.status.code() != Some(code) || !err.contains(needle) {
+        case.fail(&format!(
+            "{name}: expected a refusal (status {code}) naming {needle:?}"
+        ));
     }
     if !is_gone(pid) {
         case.fail(&format!("{name}: a process was created"));
@@ -984,7 +987,7 @@ fn host_mismatches_are_refused_before_forking() {
     let _g = serial();
     let (mut case, pid, img) = captured_memory_program();
     use crak_format::record::vma::VmaKind;
-    refused_after_edit(&mut case, pid, &img, "vdso.crak", "[vdso]", |im| {
+    refused_after_edit(2, &mut case, pid, &img, "vdso.crak", "[vdso]", |im| {
         let p = &mut im.processes[0];
         let v = p
             .vmas
@@ -993,10 +996,32 @@ fn host_mismatches_are_refused_before_forking() {
             .expect("vdso");
         v.end -= 4096;
     });
-    refused_after_edit(&mut case, pid, &img, "xsave.crak", "XSAVE features", |im| {
-        im.header.xsave_features |= 1 << 62;
-        im.processes[0].xsaves[0].xstate_bv |= 1 << 62;
-    });
+    refused_after_edit(
+        2,
+        &mut case,
+        pid,
+        &img,
+        "xsave.crak",
+        "XSAVE features",
+        |im| {
+            im.header.xsave_features |= 1 << 62;
+            im.processes[0].xsaves[0].xstate_bv |= 1 << 62;
+        },
+    );
+    // Well-framed but semantically invalid: two VMAs overlap (the validator's finding).
+    refused_after_edit(
+        1,
+        &mut case,
+        pid,
+        &img,
+        "overlap.crak",
+        "invalid image",
+        |im| {
+            let p = &mut im.processes[0];
+            let i = p.vmas.len() / 2;
+            p.vmas[i].end = p.vmas[i + 1].start + 4096;
+        },
+    );
     // The untouched image still restores.
     let restored = case.restore_detached(&img, &[]);
     assert_eq!(restored, pid);

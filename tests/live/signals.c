@@ -1,6 +1,7 @@
 /* Signal state across the checkpoint: a SIGUSR1 handler installed before and triggered after
  * (with its flags and mask), SIGHUP still blocked, SIGURG and SIGRTMIN+2 (with its value)
- * pending and delivered after restore, SIGPIPE ignored, an alternate signal stack; also the
+ * pending and received after restore, SIGTERM pending and delivered to its handler once
+ * unblocked, SIGPIPE ignored, an alternate signal stack; also the
  * clear_child_tid address and the rseq registration (per-task state outside memory). */
 #include "common.h"
 #include <stddef.h>
@@ -18,7 +19,9 @@ static long rseq_probe(void) {
     return r < 0 ? -errno : r;
 }
 
-static volatile sig_atomic_t usr1;
+static volatile sig_atomic_t usr1, term;
+
+static void on_term(int sig) { (void)sig; term++; }
 static volatile int usr1_on_altstack;
 static char altstack[65536];
 
@@ -40,13 +43,17 @@ int main(void) {
     sigaddset(&sa.sa_mask, SIGINT);
     if (sigaction(SIGUSR1, &sa, NULL)) fail("sigaction");
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGTERM, on_term);
     sigset_t block;
     sigemptyset(&block);
     sigaddset(&block, SIGHUP);
     sigaddset(&block, SIGURG);
     sigaddset(&block, SIGRTMIN + 2);
+    sigaddset(&block, SIGTERM);
     sigprocmask(SIG_BLOCK, &block, NULL);
+    sigdelset(&block, SIGTERM);
     raise(SIGURG);
+    raise(SIGTERM);
     union sigval v = {.sival_int = 42};
     if (sigqueue(getpid(), SIGRTMIN + 2, v)) fail("sigqueue");
     int *tid_addr_before = NULL;
@@ -85,6 +92,13 @@ int main(void) {
     if (sigtimedwait(&block, &si, &zero) < 0) fail("sigtimedwait 2: %s", strerror(errno));
     if (si.si_signo != SIGRTMIN + 2 || si.si_value.sival_int != 42 || si.si_code != SI_QUEUE || si.si_pid != getpid())
         fail("queued signal %d value %d code %d", si.si_signo, si.si_value.sival_int, si.si_code);
+    /* SIGTERM was pending and blocked across the checkpoint: unblocked now, its handler runs. */
+    if (term != 0) fail("SIGTERM handler ran while blocked");
+    sigset_t t;
+    sigemptyset(&t);
+    sigaddset(&t, SIGTERM);
+    sigprocmask(SIG_UNBLOCK, &t, NULL);
+    if (term != 1) fail("pending SIGTERM not delivered after unblocking (%d)", (int)term);
     stack_t cur_ss;
     sigaltstack(NULL, &cur_ss);
     if (cur_ss.ss_sp != altstack || cur_ss.ss_size != sizeof altstack) fail("sigaltstack changed");
