@@ -13,6 +13,7 @@ use crak_format::record::pipe_data::PipeData;
 use crak_format::Blob;
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
 /// `O_CLOEXEC` as the kernel spells it in fdinfo flags.
@@ -200,11 +201,27 @@ pub fn capture(pid: i32) -> Result<Files, Error> {
         };
         let info = procfs::fdinfo(pid, fd)?;
         let md = md.ok_or_else(|| Error::Other(format!("no stat for fd {fd} of {pid}")))?;
-        let (path, deleted) = match kind {
+        let (stripped, suffix) = match kind {
             FdKind::Pipe => (link.clone(), false),
             _ => strip_deleted(&link),
         };
-        let deleted = deleted && kind == FdKind::Reg && md.nlink() == 0;
+        // " (deleted)" in the link: the name is gone (the file may still have other links). A
+        // file whose real name ends in " (deleted)" is told apart by that name still leading to
+        // the same inode.
+        let deleted = kind == FdKind::Reg
+            && suffix
+            && std::fs::metadata(std::ffi::OsStr::from_bytes(&link))
+                .map(|m| (m.dev(), m.ino()) != (md.dev(), md.ino()))
+                .unwrap_or(true);
+        let path = if deleted { stripped } else { link.clone() };
+        if deleted && md.is_dir() {
+            return Err(Error::UnsupportedFd {
+                pid,
+                fd,
+                kind: "a deleted directory".into(),
+                link: String::from_utf8_lossy(&link).into_owned(),
+            });
+        }
         let mut rec = Fd {
             pid: pid as u32,
             fd: fd as u32,
