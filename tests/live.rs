@@ -899,6 +899,7 @@ fn injected_faults_kill_only_the_half_built_process() {
     let _g = serial();
     let (mut case, pid, img) = captured_memory_program();
     for point in [
+        "restore-in-child",
         "restore-after-fork",
         "restore-mid-mm",
         "restore-before-detach",

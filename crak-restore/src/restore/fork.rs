@@ -136,6 +136,9 @@ fn child_main(
                 fd: &mut Option<OwnedFd>|
      -> Result<(), ChildErr> { r.map_err(|e| (format!("{what}: {e}"), fd.take())) };
     let mut errpipe = errpipe;
+    if let Err(e) = super::fault_point("restore-in-child") {
+        return Err((e.to_string(), errpipe.take()));
+    }
     // 4. Signals and other per-task state.
     for signo in 1..=64i32 {
         if signo == libc::SIGKILL || signo == libc::SIGSTOP {

@@ -63,7 +63,8 @@ impl RestoreError {
 }
 
 /// Fails when `CRAK_FAULT` names this injection point ([`crate::fault`]). Restore points:
-/// `restore-after-fork`, `restore-mid-mm`, `restore-before-detach`.
+/// `restore-in-child` (in the child, after its files are set up), `restore-after-fork`,
+/// `restore-mid-mm`, `restore-before-detach`.
 pub fn fault_point(name: &str) -> Result<(), RestoreError> {
     crate::fault::point(name).map_err(|e| RestoreError::failed(name, e.to_string()))
 }
