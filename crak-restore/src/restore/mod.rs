@@ -122,7 +122,13 @@ pub fn restore(image: &Image<'_>, options: &Options) -> Result<Summary, RestoreE
         }
         Err(e) => {
             kill_child(pid);
-            Err(e)
+            Err(match e {
+                RestoreError::Failed { stage, detail } => RestoreError::Failed {
+                    stage,
+                    detail: format!("{detail}; the half-built process {pid} was killed"),
+                },
+                other => other,
+            })
         }
     }
 }
