@@ -62,6 +62,8 @@ struct RawImage {
     flags: u32,
     /// Every record before END.
     records: Vec<RawRecord>,
+    /// Bytes appended to END's payload (fields of a later minor version).
+    end_extra: Vec<u8>,
 }
 
 fn le16(b: &[u8], at: usize) -> u16 {
@@ -109,6 +111,7 @@ impl RawImage {
             minor: le16(b, 10),
             flags: le32(b, 12),
             records,
+            end_extra: Vec::new(),
         }
     }
 
@@ -167,6 +170,7 @@ impl RawImage {
         p.extend_from_slice(&end.page_count.to_le_bytes());
         p.extend_from_slice(&end.digest.to_le_bytes());
         p.extend_from_slice(&0u32.to_le_bytes());
+        p.extend_from_slice(&self.end_extra);
         frame(&mut out, kind::END, 1, &p);
         out
     }
@@ -953,8 +957,8 @@ fn valid_vectors() -> Vec<Valid> {
     );
     add(
         "013-future-payload-fields",
-        "minor version 3 with extra bytes appended to every record's payload (PAGES \
-         excepted, whose length is fixed by its data): ignored (§5)",
+        "minor version 3 with extra bytes appended to every record's payload, END's included \
+         (PAGES excepted, whose length is fixed by its data): ignored (§5)",
         {
             let mut m = base.clone();
             m.version.minor = 3;
@@ -968,6 +972,7 @@ fn valid_vectors() -> Vec<Valid> {
                     rec.payload.extend_from_slice(&vec![0xee; 1 + i % 13]);
                 }
             }
+            r.end_extra = vec![0xee; 24];
             r.to_bytes()
         }),
     );
@@ -1575,6 +1580,28 @@ fn invalid_vectors() -> Vec<Invalid> {
         payload(&raw, kind::HEADER, 0),
         Some("HEADER"),
         Some("arch"),
+    );
+    add(
+        "037-orphan-unknown-before-header",
+        "a non-critical record of unknown kind before HEADER: skippable, but HEADER must be the \
+         first record (§2.3)",
+        {
+            let mut r = raw.clone();
+            r.records.insert(
+                0,
+                RawRecord {
+                    kind: 0x0011,
+                    flags: 0,
+                    payload: Vec::new(),
+                    verbatim: false,
+                },
+            );
+            r.to_bytes()
+        },
+        "orphan-record",
+        FILE_HEADER_LEN as u64,
+        None,
+        Some("kind"),
     );
     let too_large = v.iter_mut().find(|x| x.name == "011-too-large").unwrap();
     too_large.stream = Some(("too-large", too_large.offset, Some("CREDS"), Some("length")));
