@@ -1,5 +1,5 @@
 /* Pipes: read() blocked on an empty pipe whose writer is this process's SIGUSR2 handler, and a
- * second pipe with 60 KiB unread and O_NONBLOCK on its read end. */
+ * second pipe of 256 KiB capacity with 60 KiB unread and O_NONBLOCK on its ends. */
 #include "common.h"
 
 static int p[2];
@@ -13,6 +13,7 @@ static void on_usr2(int sig) {
 int main(void) {
     int q[2];
     if (pipe(p) || pipe2(q, O_NONBLOCK)) fail("pipe");
+    if (fcntl(q[0], F_SETPIPE_SZ, 256 * 1024) < 0) fail("F_SETPIPE_SZ");
     static unsigned char data[60 * 1024];
     for (size_t i = 0; i < sizeof data; i++) data[i] = (unsigned char)(i * 7 + i / 256);
     if (write(q[1], data, sizeof data) != (ssize_t)sizeof data) fail("fill");
@@ -32,5 +33,7 @@ int main(void) {
     n = read(q[0], got, 1);
     if (n != -1 || errno != EAGAIN) fail("buffered pipe: expected EAGAIN, got %zd", n);
     if (!(fcntl(q[0], F_GETFL) & O_NONBLOCK)) fail("O_NONBLOCK lost");
+    if (fcntl(p[0], F_GETFL) & O_NONBLOCK) fail("O_NONBLOCK appeared");
+    if (fcntl(q[0], F_GETPIPE_SZ) != 256 * 1024) fail("pipe capacity %d", fcntl(q[0], F_GETPIPE_SZ));
     pass();
 }
