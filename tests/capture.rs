@@ -642,3 +642,30 @@ fn send_signal(pid: i32, sig: i32) {
         .expect("kill");
     assert!(st.success());
 }
+
+#[test]
+fn no_room_below_the_stack_pointer_uses_a_temporary_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Target::start("tinystack", &[]);
+    let pid = t.pid();
+    let maps = || std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let before = maps();
+    let img = dir.path().join("t.crak");
+    let r = capture(pid, &img, &["--leave-running"], None);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_unharmed(pid);
+    assert_eq!(maps(), before, "the temporary page is gone again");
+    let bytes = std::fs::read(&img).unwrap();
+    let parsed = crak_format::parse(&bytes).unwrap();
+    let p = &parsed.image.processes[0];
+    assert_eq!(
+        p.vmas.len(),
+        before.lines().count(),
+        "no scratch page in the image"
+    );
+    let stk = parse_hex(&t.ready[0]);
+    assert!(p.threads[0].gpr.rsp >= stk && p.threads[0].gpr.rsp < stk + 4096);
+    let (out, st) = t.finish();
+    assert!(st.success(), "{out}");
+    assert_eq!(out.trim(), "PASS");
+}

@@ -5,10 +5,13 @@
 use super::Error;
 use crate::restart;
 use crate::sys::ptrace::{self, WaitStatus};
-use crate::sys::remote::{DeferredSignal, RemoteSyscall};
+use crate::sys::remote::{DeferredSignal, RemoteSyscall, Scratch};
 use crate::sys::{process, Pid};
 use crak_format::record::thread::Gpr;
 use std::time::{Duration, Instant};
+
+/// Size of the scratch page mapped when the stack has no room.
+const SCRATCH_PAGE: u64 = 4096;
 
 /// How long a target may take to reach the ptrace stop.
 const FREEZE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -20,6 +23,8 @@ pub struct Frozen {
     regs: Gpr,
     group_stopped: bool,
     remote: Option<RemoteSyscall>,
+    /// A page mapped in the target for scratch memory when its stack had no room.
+    mapped_scratch: Option<u64>,
     attached: bool,
 }
 
@@ -39,6 +44,7 @@ impl Frozen {
             regs: Gpr::default(),
             group_stopped: false,
             remote: None,
+            mapped_scratch: None,
             attached: true,
         };
         ptrace::interrupt(pid)?;
@@ -106,6 +112,46 @@ impl Frozen {
             .ok_or_else(|| Error::Other("remote executor missing".into()))
     }
 
+    /// Scratch memory of `len` bytes (at most a page) in the target for the pointer arguments
+    /// of remote calls: below the red zone of its stack, or, when the stack has no room there, a
+    /// page mapped for the purpose with a remote `mmap` and unmapped by
+    /// [`release_scratch`](Self::release_scratch) (or when the target is resumed).
+    pub fn scratch(&mut self, len: usize) -> Result<Scratch, Error> {
+        match Scratch::below_red_zone(self.pid, self.regs.rsp, len) {
+            Ok(s) => return Ok(s),
+            Err(_) if len <= SCRATCH_PAGE as usize => {}
+            Err(e) => return Err(e.into()),
+        }
+        let addr = match self.mapped_scratch {
+            Some(a) => a,
+            None => {
+                let a = self.remote()?.call(
+                    libc::SYS_mmap,
+                    &[
+                        0,
+                        SCRATCH_PAGE,
+                        (libc::PROT_READ | libc::PROT_WRITE) as u64,
+                        (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+                        u64::MAX,
+                        0,
+                    ],
+                )?;
+                self.mapped_scratch = Some(a);
+                a
+            }
+        };
+        Ok(Scratch::at(self.pid, addr, len)?)
+    }
+
+    /// Unmaps the page [`scratch`](Self::scratch) may have mapped, so that the target's address
+    /// space is its own again (before its mappings are read).
+    pub fn release_scratch(&mut self) -> Result<(), Error> {
+        if let Some(a) = self.mapped_scratch.take() {
+            self.remote()?.call(libc::SYS_munmap, &[a, SCRATCH_PAGE])?;
+        }
+        Ok(())
+    }
+
     /// Signals that arrived during remote calls and were held back (in-flight, pending).
     pub fn deferred_signals(&self) -> &[DeferredSignal] {
         self.remote
@@ -125,6 +171,9 @@ impl Frozen {
             return Ok(());
         }
         let mut first_err: Option<Error> = None;
+        if let Err(e) = self.release_scratch() {
+            first_err.get_or_insert(e);
+        }
         let mut deferred = Vec::new();
         if let Some(mut r) = self.remote.take() {
             // Our remote calls left the thread at a syscall-exit stop with orig_rax/rax of the

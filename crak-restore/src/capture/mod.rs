@@ -282,6 +282,8 @@ fn collect(frozen: &mut Frozen, page_size: u64, opts: &Options) -> Result<Metada
     let sigactions = task::sigactions(frozen)?;
     let (thread, xsave, mut tqueue) = task::thread(frozen, &status)?;
     let squeue = task::shared_queue(pid)?;
+    // The last remote call needing memory is done: the address space is the target's own again.
+    frozen.release_scratch()?;
     let files = files::capture(pid)?;
     let maps = mm::mappings(pid)?;
     let mut hdr = header(&maps, page_size)?;

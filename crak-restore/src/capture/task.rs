@@ -4,8 +4,8 @@
 use super::freeze::Frozen;
 use super::Error;
 use crate::procfs::{self, Stat, Status};
+use crate::sys::process;
 use crate::sys::ptrace::{self, SigQueueKind};
-use crate::sys::{process, remote::Scratch};
 use crak_format::record::{
     creds::Creds,
     mm::Mm,
@@ -133,22 +133,11 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
     u64::from_le_bytes(a)
 }
 
-/// Scratch memory for pointer arguments: below the stack's red zone.
-fn scratch(frozen: &mut Frozen, len: usize) -> Result<Scratch, Error> {
-    let pid = frozen.pid();
-    let rsp = frozen.regs().rsp;
-    Scratch::below_red_zone(pid, rsp, len).map_err(|e| {
-        Error::Other(format!(
-            "no scratch memory below the stack pointer {rsp:#x} of {pid}: {e}"
-        ))
-    })
-}
-
 /// SIGACTIONS (§3.6): remote `rt_sigaction(sig, NULL, &old, 8)` for 1–64 except SIGKILL and
 /// SIGSTOP.
 pub fn sigactions(frozen: &mut Frozen) -> Result<SigActions, Error> {
     let pid = frozen.pid();
-    let s = scratch(frozen, 32)?;
+    let s = frozen.scratch(32)?;
     let addr = s.addr();
     let mut actions = Vec::new();
     for sig in 1u32..=64 {
@@ -192,7 +181,7 @@ pub fn thread(
     let area = ptrace::get_xstate(pid)?;
     let queue = ptrace::peeksiginfo(pid, SigQueueKind::Thread)?;
 
-    let s = scratch(frozen, 32)?;
+    let s = frozen.scratch(32)?;
     let addr = s.addr();
     frozen.remote()?.call(libc::SYS_sigaltstack, &[0, addr])?;
     let ss = s.read(0, 24)?;
