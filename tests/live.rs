@@ -504,6 +504,56 @@ fn credentials_of_an_unprivileged_process() {
     );
 }
 
+/// The credential stage without depending on capture: a root program's image is edited to
+/// unprivileged credentials, and the restored process must have exactly those.
+#[test]
+fn credentials_from_an_edited_image() {
+    need_root!();
+    let _g = serial();
+    let (mut case, pid, img) = captured_memory_program();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(case.dir.path(), std::fs::Permissions::from_mode(0o777))
+            .expect("chmod");
+    }
+    let data = std::fs::read(&img).expect("image");
+    let mut image = crak_format::read::parse(&data).expect("parse").image;
+    let cr = image.processes[0].creds.as_mut().expect("CREDS");
+    (cr.uid, cr.euid, cr.suid, cr.fsuid) = (1000, 1001, 1002, 1001);
+    (cr.gid, cr.egid, cr.sgid, cr.fsgid) = (2000, 2001, 2002, 2001);
+    cr.groups = vec![3000, 3001];
+    cr.cap_effective = 0;
+    cr.cap_permitted = 0;
+    cr.cap_inheritable = 0;
+    cr.cap_ambient = 0;
+    cr.no_new_privs = 1;
+    let edited = case.path("creds.crak");
+    std::fs::write(&edited, crak_format::write::to_vec(&image).expect("encode")).expect("write");
+    let restored = case.restore_detached(&edited, &[]);
+    assert_eq!(restored, pid);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    for (k, want) in [
+        ("Uid:", "1000 1001 1002 1001"),
+        ("Gid:", "2000 2001 2002 2001"),
+        ("Groups:", "3000 3001"),
+        ("CapEff:", "0000000000000000"),
+        ("CapPrm:", "0000000000000000"),
+        ("NoNewPrivs:", "1"),
+    ] {
+        if field(k) != want {
+            case.fail(&format!("{k} is {:?}, want {want:?}", field(k)));
+        }
+    }
+    case.go_and_expect_pass(restored);
+}
+
 #[test]
 fn nanosleep_sleeps_only_the_remaining_time() {
     need_root!();
