@@ -669,3 +669,45 @@ fn no_room_below_the_stack_pointer_uses_a_temporary_page() {
     assert!(st.success(), "{out}");
     assert_eq!(out.trim(), "PASS");
 }
+
+#[test]
+fn pending_signals_are_recorded_and_stay_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    let stop = dir.path().join("stop");
+    let t = Target::start("pending", &[&stop]);
+    let pid = t.pid();
+    let img = dir.path().join("p.crak");
+    let r = capture(pid, &img, &["--leave-running"], None);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_unharmed(pid);
+    let bytes = std::fs::read(&img).unwrap();
+    let parsed = crak_format::parse(&bytes).unwrap();
+    let p = &parsed.image.processes[0];
+    let signo =
+        |si: &crak_format::Blob<'_>| i32::from_le_bytes(si.as_bytes()[..4].try_into().unwrap());
+    let queue = |tid: u32| -> Vec<i32> {
+        p.sigqueues
+            .iter()
+            .filter(|q| q.tid == tid)
+            .flat_map(|q| q.siginfos.iter().map(signo))
+            .collect()
+    };
+    assert_eq!(queue(pid as u32), vec![libc::SIGUSR1], "thread queue");
+    let rtmin1 = libc::SIGRTMIN() + 1;
+    assert_eq!(queue(0), vec![libc::SIGUSR2, rtmin1], "process queue");
+    // The queued value of the real-time signal (si_value at offset 24 of siginfo_t).
+    let rt = p
+        .sigqueues
+        .iter()
+        .flat_map(|q| q.siginfos.iter())
+        .find(|si| signo(si) == rtmin1)
+        .unwrap();
+    assert_eq!(
+        i32::from_le_bytes(rt.as_bytes()[24..28].try_into().unwrap()),
+        4242
+    );
+    let th = &p.threads[0];
+    assert_ne!(th.blocked & (1 << (libc::SIGUSR1 - 1)), 0);
+    assert_ne!(th.pending & (1 << (libc::SIGUSR1 - 1)), 0);
+    assert_eq!(sleeper_verdict(t, &stop).trim(), "PASS");
+}
