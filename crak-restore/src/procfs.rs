@@ -90,6 +90,8 @@ pub struct Stat {
     pub flags: u64,
     /// (20) number of threads.
     pub num_threads: i64,
+    /// (22) start time in clock ticks after boot: with the pid, identifies a process.
+    pub starttime: u64,
     /// (26) start_code.
     pub start_code: u64,
     /// (27) end_code.
@@ -146,6 +148,7 @@ pub fn parse_stat(text: &[u8]) -> std::result::Result<Stat, String> {
         session: num(6)? as i32,
         flags: num(9)?,
         num_threads: num(20)? as i64,
+        starttime: num(22)?,
         start_code: opt(26),
         end_code: opt(27),
         start_stack: opt(28),
@@ -510,6 +513,7 @@ mod tests {
         assert_eq!((st.ppid, st.pgrp, st.session), (1, 1234, 1234));
         assert_eq!(st.flags, 4194560);
         assert_eq!(st.num_threads, 1);
+        assert_eq!(st.starttime, 22000);
         assert_eq!(
             (st.start_code, st.end_code, st.start_stack),
             (26000, 27000, 140000)

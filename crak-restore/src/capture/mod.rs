@@ -201,8 +201,9 @@ pub fn human_size(n: u64) -> String {
     }
 }
 
-/// Checks, without touching the process, that `pid` can be captured.
-pub fn preflight(pid: i32) -> Result<(), Error> {
+/// Checks, without touching the process, that `pid` can be captured. Returns its start time,
+/// which tells it apart from a later process that reuses the pid.
+pub fn preflight(pid: i32) -> Result<u64, Error> {
     if pid <= 0 {
         return Err(Error::NoSuchProcess(pid));
     }
@@ -235,7 +236,7 @@ pub fn preflight(pid: i32) -> Result<(), Error> {
     }
     files::preflight(pid)?;
     mm::mappings(pid)?;
-    Ok(())
+    Ok(stat.starttime)
 }
 
 /// Everything but the pages, gathered while frozen.
@@ -263,9 +264,19 @@ fn header(maps: &[mm::Mapping], page_size: u64) -> Result<Header, Error> {
     })
 }
 
-fn collect(frozen: &mut Frozen, page_size: u64, opts: &Options) -> Result<Metadata, Error> {
+fn collect(
+    frozen: &mut Frozen,
+    starttime: u64,
+    page_size: u64,
+    opts: &Options,
+) -> Result<Metadata, Error> {
     let pid = frozen.pid();
     let stat = procfs::stat(pid)?;
+    if stat.starttime != starttime {
+        return Err(Error::Other(format!(
+            "process {pid} exited and its pid was reused before it could be frozen"
+        )));
+    }
     if stat.num_threads > 1 {
         return Err(Error::MultiThreaded {
             pid,
@@ -449,13 +460,13 @@ pub fn run(opts: &Options) -> Result<Summary, Error> {
     let t0 = Instant::now();
     Kernel::probe().require_capture()?;
     let pid = opts.pid;
-    preflight(pid)?;
+    let starttime = preflight(pid)?;
     let page_size = sys::process::page_size();
 
     let mut frozen = Frozen::freeze(pid)?;
     let t_frozen = Instant::now();
     fault::point("after-freeze")?;
-    let meta = collect(&mut frozen, page_size, opts)?;
+    let meta = collect(&mut frozen, starttime, page_size, opts)?;
     let nvmas = meta.maps.len();
 
     // With --leave-running the target is resumed as soon as its last page was read: making the
