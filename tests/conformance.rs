@@ -2021,6 +2021,43 @@ impl Kaitai {
         self.dump_with(image, if pages { &["--pages"] } else { &[] })
     }
 
+    /// Runs ksy_dump.py once over many images (`--jsonl`): per image, Ok(model JSON) or
+    /// Err(error JSON), in order.
+    fn dump_all(&self, images: &[PathBuf], options: &[&str]) -> Vec<Result<Value, Value>> {
+        let o = Command::new("python3")
+            .arg(crak_tests::workspace_root().join("spec/tools/ksy_dump.py"))
+            .arg("--parser-dir")
+            .arg(self.dir.path())
+            .arg("--jsonl")
+            .args(options)
+            .args(images)
+            .output()
+            .expect("python3 runs");
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            matches!(o.status.code(), Some(0 | 1)),
+            "ksy_dump.py --jsonl failed ({}):\n{stdout}{}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let lines: Vec<Value> = stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("ksy_dump.py --jsonl prints JSON lines"))
+            .collect();
+        assert_eq!(lines.len(), images.len(), "one line per image:\n{stdout}");
+        images
+            .iter()
+            .zip(lines)
+            .map(|(path, mut line)| {
+                assert_eq!(line["image"], json!(path.to_str().unwrap()));
+                match line.get_mut("model") {
+                    Some(m) => Ok(m.take()),
+                    None => Err(line["error"].take()),
+                }
+            })
+            .collect()
+    }
+
     /// Runs ksy_dump.py with extra options.
     fn dump_with(&self, image: &Path, options: &[&str]) -> Result<Value, Value> {
         let mut cmd = Command::new("python3");
@@ -2083,21 +2120,25 @@ fn kaitai_reads_every_valid_vector_like_the_rust_reader() {
     let dir = vectors_dir().join("valid");
     let vectors = committed("valid");
     assert!(!vectors.is_empty());
-    for (name, _, expected) in vectors {
-        let path = dir.join(format!("{name}.bin"));
-        let got = k
-            .dump(&path, true)
-            .unwrap_or_else(|e| panic!("ksy_dump.py rejects valid/{name}: {e}"));
-        assert_json_eq(&format!("kaitai valid/{name} vs .json"), &expected, &got);
+    let paths: Vec<PathBuf> = vectors
+        .iter()
+        .map(|(name, _, _)| dir.join(format!("{name}.bin")))
+        .collect();
+    let full = k.dump_all(&paths, &["--pages"]);
+    let elided = k.dump_all(&paths, &[]);
+    for (((name, bytes, expected), path), (got, elided)) in
+        vectors.iter().zip(&paths).zip(full.into_iter().zip(elided))
+    {
+        let got = got.unwrap_or_else(|e| panic!("ksy_dump.py rejects valid/{name}: {e}"));
+        assert_json_eq(&format!("kaitai valid/{name} vs .json"), expected, &got);
         assert_json_eq(
             &format!("kaitai valid/{name} vs reference --pages"),
-            &reference_json(&path, true),
+            &reference_json(path, true),
             &got,
         );
         // Without --pages, ksy_dump elides blobs as crak_format::to_json(image, false) does.
-        let elided = k.dump(&path, false).unwrap();
-        let bytes = std::fs::read(&path).unwrap();
-        let parsed = crak_format::read::parse(&bytes).unwrap();
+        let elided = elided.unwrap_or_else(|e| panic!("ksy_dump.py rejects valid/{name}: {e}"));
+        let parsed = crak_format::read::parse(bytes).unwrap();
         assert_json_eq(
             &format!("kaitai valid/{name} vs to_json(image, false)"),
             &crak_format::to_json(&parsed.image, false),
@@ -2110,34 +2151,34 @@ fn kaitai_reads_every_valid_vector_like_the_rust_reader() {
 fn kaitai_rejects_every_invalid_vector_like_the_rust_reader() {
     let Some(k) = kaitai() else { return };
     let dir = vectors_dir().join("invalid");
+    let vectors = committed("invalid");
+    let paths: Vec<PathBuf> = vectors
+        .iter()
+        .map(|(name, _, _)| dir.join(format!("{name}.bin")))
+        .collect();
+    let report = |v: &Value| {
+        json!({
+            "error": v["error"],
+            "offset": v["offset"],
+            "record": v["record"],
+            "field": v["field"],
+        })
+    };
     let mut problems = Vec::new();
-    for (name, _, expected) in committed("invalid") {
-        let stream = expected
-            .get("stream")
-            .cloned()
-            .unwrap_or_else(|| expected.clone());
-        for (mode, want) in [("--pages", &expected), ("--stream", &stream)] {
-            let want = json!({
-                "error": want["error"],
-                "offset": want["offset"],
-                "record": want["record"],
-                "field": want["field"],
-            });
-            match k.dump_with(&dir.join(format!("{name}.bin")), &[mode]) {
+    for mode in ["--pages", "--stream"] {
+        for ((name, _, expected), got) in vectors.iter().zip(k.dump_all(&paths, &[mode])) {
+            // A stream reader's report differs where the vector says so.
+            let want = match (mode, expected.get("stream")) {
+                ("--stream", Some(stream)) => report(stream),
+                _ => report(expected),
+            };
+            match got {
                 Ok(_) => problems.push(format!("invalid/{name}: accepted by ksy_dump.py {mode}")),
-                Err(got) => {
-                    let got = json!({
-                        "error": got["error"],
-                        "offset": got["offset"],
-                        "record": got["record"],
-                        "field": got["field"],
-                    });
-                    if got != want {
-                        problems.push(format!(
-                            "invalid/{name} ({mode}): expected {want}, got {got}"
-                        ));
-                    }
-                }
+                Err(got) if report(&got) != want => problems.push(format!(
+                    "invalid/{name} ({mode}): expected {want}, got {}",
+                    report(&got)
+                )),
+                Err(_) => {}
             }
         }
     }
@@ -2172,31 +2213,32 @@ fn kaitai_generated(
         failure_persistence: None,
         ..Default::default()
     });
-    let n = std::cell::Cell::new(0);
+    let written = std::cell::RefCell::new(Vec::new());
     runner
         .run(&strategy, |model| {
-            let i = n.get();
-            n.set(i + 1);
-            let path = dir.join(format!("{label}-{i}.crak"));
+            let mut w = written.borrow_mut();
+            let path = dir.join(format!("{label}-{}.crak", w.len()));
             std::fs::write(&path, write(&model)).unwrap();
-            let got = k
-                .dump(&path, true)
-                .unwrap_or_else(|e| panic!("ksy_dump.py rejects {}: {e}", path.display()));
-            let expected = serde_json::to_value(&model).unwrap();
-            assert_json_eq(
-                &format!("kaitai {} vs model", path.display()),
-                &expected,
-                &got,
-            );
-            assert_json_eq(
-                &format!("kaitai {} vs reference", path.display()),
-                &reference_json(&path, true),
-                &got,
-            );
+            w.push((path, serde_json::to_value(&model).unwrap()));
             Ok(())
         })
         .unwrap();
-    n.get()
+    let written = written.into_inner();
+    let paths: Vec<PathBuf> = written.iter().map(|(p, _)| p.clone()).collect();
+    for ((path, expected), got) in written.iter().zip(k.dump_all(&paths, &["--pages"])) {
+        let got = got.unwrap_or_else(|e| panic!("ksy_dump.py rejects {}: {e}", path.display()));
+        assert_json_eq(
+            &format!("kaitai {} vs model", path.display()),
+            expected,
+            &got,
+        );
+        assert_json_eq(
+            &format!("kaitai {} vs reference", path.display()),
+            &reference_json(path, true),
+            &got,
+        );
+    }
+    written.len()
 }
 
 #[test]

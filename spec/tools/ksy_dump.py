@@ -4,6 +4,7 @@ and prints it as JSON in the shape of the crak-format model (serde of `crak_form
 that it can be compared field by field with the Rust reader.
 
     ksy_dump.py [--parser-dir DIR] [--pages] [--no-crc] [--stream] IMAGE
+    ksy_dump.py [--parser-dir DIR] [--pages] [--no-crc] [--stream] --jsonl IMAGE...
 
 Every field of every record is read by the generated parser. What a .ksy cannot express is
 checked here, in file order, as a reader of spec/crak-format.md must: each record's CRC32C
@@ -14,6 +15,9 @@ bad-digest), a missing END (truncated) and bytes after END (trailing-data).
 Output: the model as JSON on stdout and exit status 0; or, for an image a reader must reject,
 `{"error": KIND, "offset": N, "record": NAME, "field": NAME, "message": TEXT}` on stdout and
 exit status 1. Exit status 2 is a usage or environment error.
+
+With `--jsonl`, each image gives one line, `{"image": PATH, "model": MODEL}` or
+`{"image": PATH, "error": REPORT}`, and the exit status is 1 when any image was rejected.
 
 `--pages` prints page data, XSAVE areas, siginfos, fd contents and pipe data in full (base64),
 as `crak-dump IMAGE --json --pages` does; without it, those blobs are elided the way
@@ -739,20 +743,21 @@ class Image:
 
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("image", help="crak image to read ('-' for standard input)")
+    ap.add_argument("images", nargs="+", metavar="IMAGE",
+                    help="crak image to read ('-' for standard input)")
     ap.add_argument("--parser-dir", help="directory holding the generated crak.py "
                     "(compiled with positions: ksc.js --debug, or --read-pos --no-auto-read)")
     ap.add_argument("--pages", action="store_true", help="print bulk data in full (base64)")
     ap.add_argument("--no-crc", action="store_true", help="skip CRC and digest checks")
     ap.add_argument("--stream", action="store_true",
                     help="apply the rules of a stream reader too (too-large, §2.2)")
+    ap.add_argument("--jsonl", action="store_true",
+                    help="one line per image: {\"image\": PATH, \"model\": ...} or "
+                    "{\"image\": PATH, \"error\": ...}; exit 1 when any image is rejected")
     args = ap.parse_args(argv)
+    if len(args.images) > 1 and not args.jsonl:
+        ap.error("several images need --jsonl")
     try:
-        if args.image == "-":
-            data = sys.stdin.buffer.read()
-        else:
-            with open(args.image, "rb") as f:
-                data = f.read()
         if args.parser_dir:
             parser = load_parser(args.parser_dir)
         else:
@@ -762,25 +767,45 @@ def main(argv):
                 parser = load_parser(tmp)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
-        image = Reader(data, parser, check_crc=not args.no_crc, stream=args.stream).read()
-    except Reject as r:
-        json.dump(r.to_json(), sys.stdout)
-        sys.stdout.write("\n")
-        return 1
-    except (Usage, OSError) as e:
+    except Usage as e:
         sys.stderr.write("ksy_dump: %s\n" % e)
         return 2
-    out = image.to_json()
-    if not args.pages:
-        out = elide(out)
+    status = 0
     try:
-        json.dump(out, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        for path in args.images:
+            try:
+                if path == "-":
+                    data = sys.stdin.buffer.read()
+                else:
+                    with open(path, "rb") as f:
+                        data = f.read()
+                image = Reader(data, parser, check_crc=not args.no_crc,
+                               stream=args.stream).read()
+            except Reject as r:
+                status = 1
+                if args.jsonl:
+                    out = {"image": path, "error": r.to_json()}
+                else:
+                    out = r.to_json()
+                json.dump(out, sys.stdout)
+                sys.stdout.write("\n")
+                continue
+            except (Usage, OSError) as e:
+                sys.stderr.write("ksy_dump: %s: %s\n" % (path, e))
+                return 2
+            model = image.to_json()
+            if not args.pages:
+                model = elide(model)
+            if args.jsonl:
+                json.dump({"image": path, "model": model}, sys.stdout)
+            else:
+                json.dump(model, sys.stdout, indent=2)
+            sys.stdout.write("\n")
         sys.stdout.flush()
     except BrokenPipeError:
         # A closed pipe is not an error (`ksy_dump.py IMAGE | head`).
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return 0
+    return status
 
 
 if __name__ == "__main__":
