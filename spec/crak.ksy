@@ -5,7 +5,6 @@ meta:
   license: Apache-2.0
   ks-version: '0.11'
   endian: le
-  bit-endian: le
 doc: |
   One checkpoint of a whole Linux process tree in one self-contained file: a 16-byte file header,
   then framed records (HEADER first, END last), each protected by a CRC32C.

@@ -2145,6 +2145,34 @@ fn kaitai_reads_every_valid_vector_like_the_rust_reader() {
             &elided,
         );
     }
+    // The text, not only the values, is crak-dump's (sorted keys, raw UTF-8, 2-space indent).
+    let dump = crak_tests::bin("crak-dump");
+    if dump.exists() {
+        for name in [
+            "002-every-record-kind",
+            "007-non-utf8-text",
+            "009-extreme-values",
+        ] {
+            let path = dir.join(format!("{name}.bin"));
+            let ours = Command::new("python3")
+                .arg(crak_tests::workspace_root().join("spec/tools/ksy_dump.py"))
+                .arg("--parser-dir")
+                .arg(k.dir.path())
+                .arg(&path)
+                .output()
+                .unwrap();
+            let theirs = Command::new(&dump)
+                .arg(&path)
+                .arg("--json")
+                .output()
+                .unwrap();
+            assert!(ours.status.success() && theirs.status.success());
+            assert!(
+                ours.stdout == theirs.stdout,
+                "valid/{name}: ksy_dump.py and crak-dump --json print different text"
+            );
+        }
+    }
 }
 
 #[test]

@@ -799,7 +799,9 @@ def main(argv):
             if args.jsonl:
                 json.dump({"image": path, "model": model}, sys.stdout)
             else:
-                json.dump(model, sys.stdout, indent=2)
+                # Sorted keys and raw UTF-8, 2-space indent: the text serde_json's pretty
+                # printer gives, so `diff` against `crak-dump IMAGE --json` works.
+                json.dump(model, sys.stdout, indent=2, sort_keys=True, ensure_ascii=False)
             sys.stdout.write("\n")
         sys.stdout.flush()
     except BrokenPipeError:
