@@ -711,3 +711,30 @@ fn pending_signals_are_recorded_and_stay_pending() {
     assert_ne!(th.pending & (1 << (libc::SIGUSR1 - 1)), 0);
     assert_eq!(sleeper_verdict(t, &stop).trim(), "PASS");
 }
+
+#[test]
+fn refuses_unsupported_fds_and_mappings_naming_them() {
+    for (kind, expect) in [
+        ("epoll", "is an epoll instance"),
+        ("eventfd", "is an eventfd"),
+        ("inotify", "is an inotify instance"),
+        ("sysv", "is SysV shared memory"),
+        ("memfd-map", "is a memfd mapping"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("x.crak");
+        let t = Target::start("refuse", &[Path::new(kind)]);
+        let r = capture(t.pid(), &out, &[], None);
+        assert_eq!(r.code, Some(2), "{kind}: {}", r.stderr);
+        let what = &t.ready[0];
+        let named = if kind == "sysv" || kind == "memfd-map" {
+            format!("mapping 0x{what}-")
+        } else {
+            format!("fd {what} ")
+        };
+        assert!(r.stderr.contains(&named), "{kind}: {}", r.stderr);
+        assert!(r.stderr.contains(expect), "{kind}: {}", r.stderr);
+        assert_unharmed(t.pid());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "{kind}");
+    }
+}
