@@ -738,3 +738,15 @@ fn refuses_unsupported_fds_and_mappings_naming_them() {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "{kind}");
     }
 }
+
+#[test]
+fn an_output_that_cannot_be_created_is_refused_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, stop) = sleeper(dir.path());
+    let out = dir.path().join("no/such/dir/x.crak");
+    let r = capture(t.pid(), &out, &[], None);
+    assert_eq!(r.code, Some(2));
+    assert!(r.stderr.contains("no/such/dir"), "{}", r.stderr);
+    assert_unharmed(t.pid());
+    assert_eq!(sleeper_verdict(t, &stop).trim(), "PASS");
+}

@@ -463,6 +463,13 @@ pub fn run(opts: &Options) -> Result<Summary, Error> {
     let starttime = preflight(pid)?;
     let page_size = sys::process::page_size();
 
+    // The temporary file is made before the target is touched: an output that cannot be
+    // created (missing directory, no permission) refuses the capture without freezing anything.
+    let mut tmp = match &opts.output {
+        Output::File(path) => Some(output::TempFile::create(path)?),
+        Output::Stdout => None,
+    };
+
     let mut frozen = Frozen::freeze(pid)?;
     let t_frozen = Instant::now();
     fault::point("after-freeze")?;
@@ -484,7 +491,9 @@ pub fn run(opts: &Options) -> Result<Summary, Error> {
     };
     let (stats, bytes, image, published) = match &opts.output {
         Output::File(path) => {
-            let mut tmp = output::TempFile::create(path)?;
+            let mut tmp = tmp
+                .take()
+                .ok_or_else(|| Error::Other("temporary image file missing".into()))?;
             let file = tmp.file()?;
             let counting = output::Counting {
                 inner: BufWriter::with_capacity(1 << 20, file),
