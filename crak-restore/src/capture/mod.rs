@@ -3,20 +3,22 @@
 //!
 //! The sequence, and why it is in this order:
 //!
-//! 1. **Preflight** (process untouched): the pid exists and is a live, single-threaded user
-//!    process not already traced; every fd and mapping is of a supported kind. Refusals happen
-//!    here, so the target never notices a refused capture.
-//! 2. **Freeze** (`PTRACE_SEIZE` + `PTRACE_INTERRUPT`). From here on any error resumes the
-//!    target exactly as it was (the [`freeze::Frozen`] guard), with its interrupted system call
-//!    restarted.
-//! 3. **Metadata**, while frozen: `/proc`, ptrace and remote system calls (brk, securebits,
+//! 1. **Preflight** (process untouched): the kernel has what capture needs; the pid exists and is
+//!    a live, single-threaded user process not already traced; every fd and mapping is of a
+//!    supported kind; the temporary output file can be created. Refusals happen here, so the
+//!    target never notices a refused capture.
+//! 2. **Freeze** (`PTRACE_SEIZE` + `PTRACE_INTERRUPT`), and check it is still the process
+//!    preflight saw (start time). From here on any error resumes the target exactly as it was
+//!    (the [`freeze::Frozen`] guard), with its interrupted system call restarted.
+//! 3. **Metadata**, while frozen: `/proc`, ptrace and remote system calls (securebits, brk,
 //!    sigactions, sigaltstack, tid address). Gathered completely before the first byte is
 //!    written, because the format puts every metadata record before the pages (spec §2.3).
-//! 4. **Pages**, streamed straight from the frozen target into the writer.
+//! 4. **Pages**, streamed straight from the frozen target into the writer. With
+//!    `--leave-running` the target is resumed right after its last page was read.
 //! 5. **Durability**: a file is written to a temporary name, `fsync`ed, renamed and its
 //!    directory `fsync`ed; standard output is flushed.
-//! 6. **Kill** (default) or **resume** (`--leave-running`). Killing only after step 5 means no
-//!    state is ever lost: a failure anywhere before leaves the process running and no image.
+//! 6. **Kill** (default): only after step 5, so no state is ever lost; a failure anywhere before
+//!    leaves the process running and no image behind.
 
 pub mod files;
 pub mod freeze;
