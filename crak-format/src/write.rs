@@ -384,16 +384,14 @@ pub fn write_image<W: Write>(image: &Image<'_>, w: W) -> io::Result<()> {
 
 /// [`write_image`] into a new `Vec`.
 pub fn to_vec(image: &Image<'_>) -> io::Result<Vec<u8>> {
-    let ps = u64::from(image.header.page_size);
-    let mut cap: u64 = 1 << 16;
-    for p in &image.processes {
-        for r in &p.pages {
-            cap = cap.saturating_add(r.data.len() as u64 + ps + 64);
-        }
-    }
-    // Only a hint; the Vec grows as needed.
-    let v = Vec::with_capacity(usize::try_from(cap.min(1 << 34)).unwrap_or(0));
-    write_unbuffered(image, v)
+    // A hint bounded by the page data that exists (never by counts the image merely claims);
+    // padding and metadata grow the Vec as needed.
+    let data: usize = image
+        .processes
+        .iter()
+        .flat_map(|p| &p.pages)
+        .fold(0usize, |n, r| n.saturating_add(r.data.len()));
+    write_unbuffered(image, Vec::with_capacity(data.saturating_add(1 << 16)))
 }
 
 fn write_unbuffered<W: Write>(image: &Image<'_>, w: W) -> io::Result<W> {
