@@ -56,6 +56,19 @@ pub enum Command {
     Mem(MemArgs),
     /// Search stored memory for text, bytes (-x) or a regex (-e); exit 1 when nothing matches.
     Grep(GrepArgs),
+    /// Turn the JSON model (`--json --pages`, edited or not) back into an image.
+    Encode(EncodeArgs),
+}
+
+/// `crak-dump encode`.
+#[derive(Debug, Args)]
+pub struct EncodeArgs {
+    /// The JSON model, or `-` for stdin.
+    pub json: PathBuf,
+
+    /// The image to write (replaced only once complete), or `-` for stdout.
+    #[arg(short = 'o', long = "output", required = true)]
+    pub output: PathBuf,
 }
 
 /// `crak-dump validate`.

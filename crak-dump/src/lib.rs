@@ -76,6 +76,7 @@ pub fn run_in(
         Some(cli::Command::Validate(a)) => cmd::validate::run(a, &mut buf, style),
         Some(cli::Command::Mem(a)) => cmd::mem::run(a, &mut buf, style),
         Some(cli::Command::Grep(a)) => cmd::grep::run(a, &mut buf, style),
+        Some(cli::Command::Encode(a)) => cmd::encode::run(a, &mut buf),
         None => cmd::show::run(&cli.show, &mut buf, style),
     };
     let result = result.and_then(|code| {
