@@ -40,6 +40,11 @@ pub fn spawn(image: &Image<'_>, proc: &Process<'_>, plan: &Plan) -> Result<i32, 
                 "PID {} was taken just now; restore with --new-pid to give the process another PID",
                 proc.pid()
             ))
+        } else if e.raw_os_error() == Some(libc::EPERM) && plan.want_pid.is_some() {
+            RestoreError::Refused(format!(
+                "clone3 with set_tid (to get PID {}) needs CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN: {e}; run as root or restore with --new-pid",
+                proc.pid()
+            ))
         } else {
             RestoreError::failed("clone3", e.to_string())
         }

@@ -109,7 +109,10 @@ fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 /// The caller must be single-threaded (the child is a copy of it).
 pub fn restore(image: &Image<'_>, options: &Options) -> Result<Summary, RestoreError> {
     let t0 = Instant::now();
-    // Stage 1.
+    // Stage 1. The kernel first: one clear error naming a missing feature.
+    crate::kernel::Kernel::probe()
+        .require_restore()
+        .map_err(|e| RestoreError::Refused(e.to_string()))?;
     let proc = plan::check_image(image)?;
     let plan = plan::make_plan(image, proc, options)?;
     check_xsave(image, proc)?;

@@ -437,9 +437,14 @@ pub fn make_plan(
         (true, true) => None,
         (true, false) => {
             let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let zombie = stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
             return Err(refused(format!(
-                "PID {pid} is in use by another process ({}); restore with --new-pid to give the process another PID",
-                comm.trim()
+                "PID {pid} is in use by another process ({}{}); restore with --new-pid to give the process another PID",
+                comm.trim(),
+                if zombie { ", a zombie its parent has not reaped yet" } else { "" }
             )));
         }
     };
