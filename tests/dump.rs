@@ -1415,3 +1415,95 @@ fn encode_refuses_elided_json_and_broken_models_without_touching_the_output() {
         "temporary file left behind: {names:?}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// diff
+// ---------------------------------------------------------------------------------------------
+
+/// The sample after a few things changed: header, process, registers, signal state, fds,
+/// pages (bytes and states) and pipe data.
+fn sample_changed() -> Image<'static> {
+    let mut img = sample();
+    img.header.hostname = "build-08".into();
+    let p = &mut img.processes[0];
+    p.process.comm = "srv2".into();
+    p.threads[1].gpr.rip += 0x10;
+    p.threads[0].blocked = 1 << (10 - 1);
+    if let Some(s) = p.sigactions.as_mut() {
+        s.actions[1].handler = 0;
+    }
+    p.fds[3].open_flags = 0o2;
+    p.fds.remove(5);
+    p.fds.push(fd(4242, 7, FdKind::Reg, "/etc/hosts", 0, 77));
+    let mut info = p.sigqueues[0].siginfos[0].as_bytes().to_vec();
+    info[0] = 12;
+    p.sigqueues[0].siginfos[0] = Blob::from(info);
+    // Anon pages 3, 4 and 20 change; the last two pages of the heap's zero run are dropped.
+    let mut anon = p.pages[2].data.as_bytes().to_vec();
+    for page in [3usize, 4, 20] {
+        anon[page * PS as usize + 7] ^= 0x80;
+    }
+    p.pages[2].data = Blob::from(anon);
+    p.zero_runs[0].nr_pages -= 2;
+    img.processes[1].process.cwd = "/srv/other".into();
+    img.pipes[0].data = Blob::from(b"job 17\n".to_vec());
+    img
+}
+
+#[test]
+fn diff_golden() {
+    let s = setup();
+    let a = s.image("a.crak", &sample());
+    let b = s.image("b.crak", &sample_changed());
+    let r = s.run(args!["diff", "--color=never", a, b]);
+    r.expect_code(1);
+    golden("diff.txt", &r.stdout());
+    let r = s.run(args!["diff", "--json", a, b]);
+    r.expect_code(1);
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).expect("JSON");
+    assert_eq!(v["identical"], false);
+    golden("diff.json", &r.stdout());
+}
+
+#[test]
+fn diff_names_what_changed() {
+    let s = setup();
+    let a = s.image("a.crak", &sample());
+    let b = s.image("b.crak", &sample_changed());
+    s.run(args!["diff", "--color=never", a, b])
+        .expect_code(1)
+        .expect_stdout_contains("~ header: hostname: build-07 -> build-08")
+        .expect_stdout_contains("~ process 4242, thread 4242: blocked: SIGPIPE -> SIGUSR1")
+        .expect_stdout_contains("~ process 4242, sigqueue (process): signals: SIGUSR1 -> SIGUSR2")
+        .expect_stdout_contains("- process 4242, fd 5: reg /tmp/srv-cache (deleted)")
+        .expect_stdout_contains("+ process 4242, fd 7: reg /etc/hosts")
+        .expect_stdout_contains("O_WRONLY|O_APPEND")
+        .expect_stdout_contains("3 pages differ (3 bytes)")
+        .expect_stdout_contains(&format!("    {:x}-{:x}", ANON + 3 * PS, ANON + 5 * PS))
+        .expect_stdout_contains(&format!("    {:x}-{:x}", ANON + 20 * PS, ANON + 21 * PS))
+        .expect_stdout_contains("2 pages differ (2 zero->unrecorded)")
+        .expect_stdout_contains("~ process 4250: cwd: /var/lib/srv -> /srv/other");
+    // Swapped, the states swap too.
+    s.run(args!["diff", "--color=never", b, a])
+        .expect_code(1)
+        .expect_stdout_contains("2 pages differ (2 unrecorded->zero)")
+        .expect_stdout_contains("+ process 4242, fd 5:");
+}
+
+#[test]
+fn diff_of_equal_images_is_silent_and_exits_0() {
+    let s = setup();
+    let bytes = write(&sample());
+    let a = s.file("a.crak", &bytes);
+    let b = s.file("b.crak", &bytes);
+    let r = s.run(args!["diff", a, b]);
+    r.expect_code(0);
+    assert!(r.stdout.is_empty(), "{}", r.describe());
+    let r = s.run_with(args!["diff", "--json", a, "-"], &bytes, &[]);
+    r.expect_code(0);
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).expect("JSON");
+    assert_eq!(v["identical"], true);
+    assert_eq!(v["changes"].as_array().map(Vec::len), Some(0));
+    s.run(args!["diff", a, "missing.crak"]).expect_code(2);
+    s.run(args!["diff", "-", "-"]).expect_code(2);
+}

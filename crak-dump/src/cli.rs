@@ -58,6 +58,22 @@ pub enum Command {
     Grep(GrepArgs),
     /// Turn the JSON model (`--json --pages`, edited or not) back into an image.
     Encode(EncodeArgs),
+    /// Show what differs between two images; exit 0 when identical, 1 when they differ.
+    Diff(DiffArgs),
+}
+
+/// `crak-dump diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The first image (`-` for stdin).
+    pub a: PathBuf,
+
+    /// The second image (`-` for stdin).
+    pub b: PathBuf,
+
+    /// Print the differences as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `crak-dump encode`.

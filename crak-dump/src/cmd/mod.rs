@@ -1,5 +1,6 @@
 //! One module per command.
 
+pub mod diff;
 pub mod encode;
 pub mod grep;
 pub mod mem;
