@@ -1507,3 +1507,55 @@ fn diff_of_equal_images_is_silent_and_exits_0() {
     s.run(args!["diff", a, "missing.crak"]).expect_code(2);
     s.run(args!["diff", "-", "-"]).expect_code(2);
 }
+
+// ---------------------------------------------------------------------------------------------
+// strings
+// ---------------------------------------------------------------------------------------------
+
+/// The sample without its patterned anon pages (hundreds of strings).
+fn sample_without_anon_pages() -> Image<'static> {
+    let mut img = sample();
+    img.processes[0].pages.retain(|r| r.addr != ANON);
+    img
+}
+
+#[test]
+fn strings_golden() {
+    let s = setup();
+    let img = s.image("srv.crak", &sample_without_anon_pages());
+    let r = s.run(args!["strings", "--color=never", img]);
+    r.expect_code(0);
+    golden("strings.txt", &r.stdout());
+    let r = s.run(args!["strings", "--json", "-n", "10", img]);
+    r.expect_code(0);
+    golden("strings.json", &r.stdout());
+}
+
+#[test]
+fn strings_finds_known_text_with_its_address() {
+    let s = setup();
+    let img = s.image("srv.crak", &sample());
+    let marker_text = MARKER_ADDR + 4; // after the four bytes 0xde 0xad 0xbe 0xef
+    s.run(args!["strings", "--color=never", "-n", "6", img])
+        .expect_code(0)
+        .expect_stdout_contains(&format!("4242 {marker_text:x} #2 rw-p [heap]:  crak marker"))
+        .expect_stdout_contains(&format!(
+            "4242 {:x} #5 rw-p [stack]: --port=8080",
+            STACK + 0x20f23
+        ));
+    // A minimum longer than every string finds nothing.
+    s.run(args!["strings", "-n", "4096", img]).expect_code(1);
+    s.run(args!["strings", "-n", "0", img]).expect_code(2);
+    s.run(args!["strings", "--pid", "1", img]).expect_code(2);
+    // JSON holds the same strings.
+    let r = s.run(args!["strings", "--json", "-n", "6", img]);
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).expect("JSON");
+    let texts: Vec<&str> = v["strings"]
+        .as_array()
+        .expect("strings")
+        .iter()
+        .filter_map(|x| x["text"].as_str())
+        .collect();
+    assert!(texts.contains(&" crak marker"), "{texts:?}");
+    assert_eq!(v["count"].as_u64(), Some(texts.len() as u64));
+}

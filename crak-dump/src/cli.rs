@@ -60,6 +60,27 @@ pub enum Command {
     Encode(EncodeArgs),
     /// Show what differs between two images; exit 0 when identical, 1 when they differ.
     Diff(DiffArgs),
+    /// Printable strings in stored memory, with address and mapping; exit 1 when none.
+    Strings(StringsArgs),
+}
+
+/// `crak-dump strings`.
+#[derive(Debug, Args)]
+pub struct StringsArgs {
+    /// The image file, or `-` for stdin.
+    pub image: PathBuf,
+
+    /// Shortest string to show.
+    #[arg(short = 'n', long = "min", default_value_t = 4)]
+    pub min: usize,
+
+    /// Only this process.
+    #[arg(long)]
+    pub pid: Option<u32>,
+
+    /// Print the strings as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `crak-dump diff`.

@@ -78,6 +78,7 @@ pub fn run_in(
         Some(cli::Command::Grep(a)) => cmd::grep::run(a, &mut buf, style),
         Some(cli::Command::Encode(a)) => cmd::encode::run(a, &mut buf),
         Some(cli::Command::Diff(a)) => cmd::diff::run(a, &mut buf, style),
+        Some(cli::Command::Strings(a)) => cmd::strings::run(a, &mut buf, style),
         None => cmd::show::run(&cli.show, &mut buf, style),
     };
     let result = result.and_then(|code| {

@@ -91,7 +91,7 @@ fn perms_match(perms: &str, want: &str) -> bool {
 }
 
 /// Searches `p`: the selected VMAs, clipped to `span`, through its stored runs.
-fn search_process(
+pub(crate) fn search_process(
     p: &Process<'_>,
     re: &Regex,
     select: &dyn Fn(usize, &Vma) -> bool,

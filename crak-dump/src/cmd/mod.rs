@@ -5,6 +5,7 @@ pub mod encode;
 pub mod grep;
 pub mod mem;
 pub mod show;
+pub mod strings;
 pub mod validate;
 
 use anyhow::Context as _;
