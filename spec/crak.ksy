@@ -660,10 +660,13 @@ types:
         type: u4
       - id: data_len
         type: u4
-        valid:
-          max: capacity
       - id: data
         size: data_len
+        valid:
+          expr: _.size <= capacity
+        doc: |
+          At most capacity bytes (bad-value), checked after the bytes are taken from the
+          payload (truncated first when they run past it).
 
   rec_note:
     doc-ref: spec/crak-format.md#note

@@ -1609,6 +1609,36 @@ fn invalid_vectors() -> Vec<Invalid> {
         None,
         Some("kind"),
     );
+    add(
+        "038-truncated-pipe-data",
+        "PIPE_DATA whose data length is above its capacity and past its payload: truncated, \
+         since a bound that is another field is checked after the contents are taken (§2.5)",
+        {
+            let mut r = raw.clone();
+            r.records.insert(
+                r.find(kind::PAGES, 0),
+                RawRecord {
+                    kind: kind::PIPE_DATA,
+                    flags: 1,
+                    payload: {
+                        let mut p = Vec::new();
+                        p.extend_from_slice(&77u64.to_le_bytes());
+                        p.extend_from_slice(&4u32.to_le_bytes());
+                        p.extend_from_slice(&0u32.to_le_bytes());
+                        p.extend_from_slice(&9u32.to_le_bytes());
+                        p.extend_from_slice(b"12345");
+                        p
+                    },
+                    verbatim: false,
+                },
+            );
+            r.to_bytes()
+        },
+        "truncated",
+        off(&raw, kind::PAGES, 0) + RECORD_HEADER_LEN as u64 + 16,
+        Some("PIPE_DATA"),
+        Some("data"),
+    );
     let too_large = v.iter_mut().find(|x| x.name == "011-too-large").unwrap();
     too_large.stream = Some(("too-large", too_large.offset, Some("CREDS"), Some("length")));
     v
@@ -2267,6 +2297,123 @@ fn kaitai_generated(
         );
     }
     written.len()
+}
+
+#[test]
+fn kaitai_and_rust_agree_on_mutated_images() {
+    // Differential test: one byte of one payload replaced (CRCs, END and digest recomputed, so
+    // the payload parsers and ordering rules see it), or the file cut short. Both readers must
+    // accept with the same model or reject with the same report.
+    let Some(k) = kaitai() else { return };
+    let scratch = tempfile::tempdir().unwrap();
+    let mut base = image(vec![full_process(PID, 1), small_process(PID + 1, PID)]);
+    base.pipes.push(PipeData {
+        pipe_id: 5,
+        capacity: 64,
+        data: Blob::from(b"abc".to_vec()),
+    });
+    base.notes.push(Note {
+        key: bs("k"),
+        value: bs("v"),
+    });
+    let written = write(&base);
+    let raw = RawImage::split(&written);
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut images = Vec::new();
+    for (i, rec) in raw.records.iter().enumerate() {
+        // The fixed fields and the first bytes of variable ones, where parsers decide things.
+        let span = rec.payload.len().min(96);
+        for _ in 0..16 {
+            if span == 0 {
+                break;
+            }
+            let mut r = raw.clone();
+            let at = (next() % span as u64) as usize;
+            let value = [0u8, 1, 2, 0x7f, 0xff, next() as u8][(next() % 6) as usize];
+            r.records[i].payload[at] = value;
+            images.push(r.to_bytes());
+        }
+    }
+    for _ in 0..40 {
+        let cut = (next() % written.len() as u64) as usize;
+        images.push(written[..cut].to_vec());
+    }
+    let paths: Vec<PathBuf> = images
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let p = scratch.path().join(format!("mutant-{i}.crak"));
+            std::fs::write(&p, b).unwrap();
+            p
+        })
+        .collect();
+    let mut problems = Vec::new();
+    let (mut accepted, mut rejected) = (0, 0);
+    let mut kinds = std::collections::BTreeMap::new();
+    for ((path, bytes), got) in paths
+        .iter()
+        .zip(&images)
+        .zip(k.dump_all(&paths, &["--pages"]))
+    {
+        let want = match crak_format::read::parse(bytes) {
+            Ok(p) => {
+                accepted += 1;
+                Ok(serde_json::to_value(&p.image).unwrap())
+            }
+            Err(e) => {
+                rejected += 1;
+                *kinds.entry(e.kind_str()).or_insert(0) += 1;
+                Err(json!({
+                    "error": e.kind_str(),
+                    "offset": e.offset(),
+                    "record": e.record_name(),
+                    "field": e.field(),
+                }))
+            }
+        };
+        let got = got.map_err(|e| {
+            json!({
+                "error": e["error"],
+                "offset": e["offset"],
+                "record": e["record"],
+                "field": e["field"],
+            })
+        });
+        if got != want {
+            let show = |r: &Result<Value, Value>| match r {
+                Ok(_) => "accepted".to_string(),
+                Err(e) => e.to_string(),
+            };
+            problems.push(format!(
+                "{}: rust {}, kaitai {}",
+                path.display(),
+                show(&want),
+                show(&got)
+            ));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} of {} mutants differ:\n{}",
+        problems.len(),
+        images.len(),
+        problems.join("\n")
+    );
+    // Both outcomes are exercised.
+    eprintln!(
+        "{} mutants: {accepted} accepted, {rejected} rejected {kinds:?}, both readers agree",
+        images.len()
+    );
+    assert!(
+        accepted > 10 && rejected > 10,
+        "{accepted} accepted, {rejected} rejected"
+    );
 }
 
 #[test]

@@ -607,12 +607,14 @@ class Reader:
         if not path:
             return Reject(kind, payload_off, name, None, message)
         obj, field, start = path[0]
+        # A `bytes` or `list<T>` field is reported at its length or count when its contents run
+        # past the payload or break a bound (PIPE_DATA's capacity); a bad value inside a list
+        # item is reported at that item's field.
+        counter = length_field(obj, field)
+        if counter is not None and (kind == "truncated" or len(path) == 1):
+            return Reject(kind, payload_off + field_start(obj, counter), name,
+                          model_field_name(field), message)
         if kind == "truncated":
-            # A field's contents running past the payload is reported at its length or count.
-            counter = length_field(obj, field)
-            if counter is not None:
-                return Reject(kind, payload_off + field_start(obj, counter), name,
-                              model_field_name(field), message)
             if field == "padding":
                 return Reject(kind, payload_off + field_start(obj, "data_offset"), name,
                               "data_offset", message)
