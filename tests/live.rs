@@ -874,7 +874,7 @@ fn restore_from_stdin_with_json_summary() {
 }
 
 #[test]
-fn waiting_restore_exits_with_128_plus_signal() {
+fn waiting_restore_forwards_signals_and_exits_with_128_plus_signal() {
     need_root!();
     let _g = serial();
     let mut case = Case::new();
@@ -893,7 +893,8 @@ fn waiting_restore_exits_with_128_plus_signal() {
         std::thread::sleep(Duration::from_millis(10));
     }
     std::thread::sleep(Duration::from_millis(200));
-    signal(pid, libc::SIGTERM);
+    // SIGTERM to crak-restore is passed on to the process it waits for.
+    signal(child.id() as i32, libc::SIGTERM);
     let o = child.wait_with_output().expect("wait crak-restore");
     let _ = writeln!(
         case.log,

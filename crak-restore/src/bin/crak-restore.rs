@@ -74,6 +74,13 @@ fn main() -> ExitCode {
         new_pid: cli.new_pid,
         shell_job: cli.shell_job,
     };
+    if !cli.detach {
+        // Forwarded to the process while waiting for it, like a shell's foreground job.
+        if let Err(e) = restore::block_forwarded_signals() {
+            eprintln!("crak-restore: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let summary = match restore::restore(&parsed.image, &options) {
         Ok(s) => s,
         Err(e) => {

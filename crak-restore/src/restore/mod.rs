@@ -244,20 +244,44 @@ fn check_xsave(image: &Image<'_>, proc: &crak_format::Process<'_>) -> Result<(),
     Ok(())
 }
 
+/// Signals crak-restore passes on to the process it waits for, as a shell passes them to its
+/// foreground job: `SIGHUP`, `SIGINT`, `SIGQUIT`, `SIGTERM`, `SIGUSR1`, `SIGUSR2`.
+const FORWARDED: [i32; 6] = [
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGTERM,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
+
+/// Blocks the signals [`wait_exit_code`] forwards, so that none ends crak-restore before it
+/// waits; call before [`restore`] (the child's own mask is set from the image).
+pub fn block_forwarded_signals() -> Result<(), RestoreError> {
+    let mask = FORWARDED.iter().fold(0u64, |m, s| m | 1 << (s - 1));
+    crate::sys::clone::block_signals(mask)
+        .map_err(|e| RestoreError::failed("blocking signals", e.to_string()))
+}
+
 /// Waits for the restored child to end; returns its exit code, or 128 + the signal that killed
-/// it, as a shell would.
+/// it, as a shell would. Signals crak-restore receives meanwhile ([`FORWARDED`], blocked with
+/// [`block_forwarded_signals`]) are passed on to the child.
 pub fn wait_exit_code(pid: i32) -> Result<i32, RestoreError> {
+    let mask = FORWARDED.iter().fold(0u64, |m, s| m | 1 << (s - 1));
     loop {
-        match ptrace::waitpid(pid) {
-            Ok(ptrace::WaitStatus::Exited { code, .. }) => return Ok(code),
-            Ok(ptrace::WaitStatus::Signaled { signal, .. }) => return Ok(128 + signal),
-            Ok(_) => continue,
+        match ptrace::waitpid_nohang(pid) {
+            Ok(Some(ptrace::WaitStatus::Exited { code, .. })) => return Ok(code),
+            Ok(Some(ptrace::WaitStatus::Signaled { signal, .. })) => return Ok(128 + signal),
+            Ok(_) => {}
             Err(e) => {
                 return Err(RestoreError::failed(
                     "waiting for the process",
                     e.to_string(),
                 ))
             }
+        }
+        if let Some(sig) = crate::sys::clone::wait_signal(mask, 50) {
+            let _ = crate::sys::process::kill(pid, sig);
         }
     }
 }

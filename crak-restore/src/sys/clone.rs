@@ -115,6 +115,46 @@ pub fn block_all_signals() -> io::Result<()> {
     Ok(())
 }
 
+/// Adds the signals of `mask` (bit n-1 = signal n) to the calling thread's blocked set:
+/// `rt_sigprocmask(2)` with `SIG_BLOCK`.
+pub fn block_signals(mask: u64) -> io::Result<()> {
+    // SAFETY: the raw syscall reads 8 bytes from `&mask`; the old set pointer is NULL.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_BLOCK,
+            &mask as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Waits up to `timeout_ms` for one of the (blocked) signals of `mask` and takes it from the
+/// pending set: `rt_sigtimedwait(2)`. `None` on timeout or interruption.
+pub fn wait_signal(mask: u64, timeout_ms: u64) -> Option<i32> {
+    let ts = libc::timespec {
+        tv_sec: (timeout_ms / 1000) as libc::time_t,
+        tv_nsec: ((timeout_ms % 1000) * 1_000_000) as libc::c_long,
+    };
+    // SAFETY: the kernel reads the 8-byte set and the timespec, both live locals; the siginfo
+    // pointer is NULL (not wanted).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigtimedwait,
+            &mask as *const u64,
+            std::ptr::null_mut::<libc::siginfo_t>(),
+            &ts as *const libc::timespec,
+            8usize,
+        )
+    };
+    (r > 0).then_some(r as i32)
+}
+
 /// A signal disposition in the kernel's layout (`struct kernel_sigaction` on x86_64:
 /// handler, flags, restorer, mask).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
