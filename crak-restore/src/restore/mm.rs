@@ -531,6 +531,6 @@ mod tests {
         );
         assert_eq!(pieces(&vmas, 0x6000, 2), vec![(2, 0x6000, 0, 0x2000)]);
         assert_eq!(pieces(&vmas, 0x5000, 1), vec![]);
-        assert_eq!(pieces(&vmas, u64::MAX & !0xfff, 4), vec![]);
+        assert_eq!(pieces(&vmas, 0xffff_ffff_ffff_f000, 4), vec![]);
     }
 }
