@@ -62,6 +62,23 @@ pub enum Command {
     Diff(DiffArgs),
     /// Printable strings in stored memory, with address and mapping; exit 1 when none.
     Strings(StringsArgs),
+    /// Write one process as an ELF core file (for gdb).
+    Core(CoreArgs),
+}
+
+/// `crak-dump core`.
+#[derive(Debug, Args)]
+pub struct CoreArgs {
+    /// The image file, or `-` for stdin.
+    pub image: PathBuf,
+
+    /// The core file to write (replaced only once complete), or `-` for stdout.
+    #[arg(short = 'o', long = "output", required = true)]
+    pub output: PathBuf,
+
+    /// The process (default: the first in the image).
+    #[arg(long)]
+    pub pid: Option<u32>,
 }
 
 /// `crak-dump strings`.

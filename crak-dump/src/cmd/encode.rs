@@ -35,39 +35,6 @@ pub fn decode_json(path: &Path, text: &[u8]) -> anyhow::Result<crak_format::Imag
         .with_context(|| format!("{name}: not a crak image model"))
 }
 
-/// Writes `image` to `dest` through a temporary file in the same directory and a rename.
-pub fn write_atomically(image: &crak_format::Image<'_>, dest: &Path) -> anyhow::Result<()> {
-    let dir = match dest.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let file_name = dest
-        .file_name()
-        .with_context(|| format!("{}: not a file name", dest.display()))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(file_name);
-    tmp_name.push(format!(".tmp{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let result = (|| -> anyhow::Result<()> {
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .with_context(|| format!("{}: cannot create", tmp.display()))?;
-        crak_format::write::write_image(image, &file)
-            .with_context(|| format!("{}: cannot write the image", dest.display()))?;
-        file.sync_all()
-            .with_context(|| format!("{}: cannot sync", tmp.display()))?;
-        std::fs::rename(&tmp, dest)
-            .with_context(|| format!("{}: cannot rename into place", dest.display()))?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
 /// Runs the command.
 pub fn run(args: &EncodeArgs, out: &mut dyn Write) -> anyhow::Result<i32> {
     let text = crate::read_all(&args.json)
@@ -77,7 +44,10 @@ pub fn run(args: &EncodeArgs, out: &mut dyn Write) -> anyhow::Result<i32> {
         let bytes = crak_format::write::to_vec(&image).context("cannot write the image")?;
         out.write_all(&bytes)?;
     } else {
-        write_atomically(&image, &args.output)?;
+        super::write_atomically(&args.output, &mut |file| {
+            crak_format::write::write_image(&image, file)
+                .with_context(|| format!("{}: cannot write the image", args.output.display()))
+        })?;
     }
     Ok(EXIT_OK)
 }

@@ -1,5 +1,6 @@
 //! One module per command.
 
+pub mod core;
 pub mod diff;
 pub mod encode;
 pub mod grep;
@@ -22,4 +23,41 @@ pub(crate) fn load(path: &Path) -> anyhow::Result<Vec<u8>> {
 pub(crate) fn parse<'a>(path: &Path, bytes: &'a [u8]) -> anyhow::Result<Parsed<'a>> {
     crak_format::read::parse(bytes)
         .with_context(|| format!("{}: not a valid crak image", crate::display_name(path)))
+}
+
+/// Creates `dest` through a temporary file in the same directory: `write` fills it, then it is
+/// synced and renamed over `dest`. On any error the temporary file is removed and `dest` is
+/// untouched.
+pub(crate) fn write_atomically(
+    dest: &Path,
+    write: &mut dyn FnMut(&std::fs::File) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let dir = match dest.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let file_name = dest
+        .file_name()
+        .with_context(|| format!("{}: not a file name", dest.display()))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(file_name);
+    tmp_name.push(format!(".tmp{}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let result = (|| -> anyhow::Result<()> {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .with_context(|| format!("{}: cannot create", tmp.display()))?;
+        write(&file)?;
+        file.sync_all()
+            .with_context(|| format!("{}: cannot sync", tmp.display()))?;
+        std::fs::rename(&tmp, dest)
+            .with_context(|| format!("{}: cannot rename into place", dest.display()))?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }

@@ -1,5 +1,6 @@
 //! Renderings of images and reports: tables, JSON, hexdumps.
 
+pub mod core;
 pub mod hexdump;
 pub mod json;
 pub mod names;
