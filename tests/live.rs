@@ -656,6 +656,12 @@ fn taken_pid_needs_new_pid() {
     if o.status.code() != Some(2) || !err.contains("--new-pid") || !err.contains(&pid.to_string()) {
         case.fail("a taken PID must be refused with a message naming it and --new-pid");
     }
+    let cmd = case.restore_cmd(&img, &["--detach", "--json"]);
+    let o = case.run(cmd);
+    let v: serde_json::Value = serde_json::from_slice(&o.stderr).unwrap_or_default();
+    if o.status.code() != Some(2) || v["error"] != "refused" {
+        case.fail("with --json the refusal must be a JSON object of kind \"refused\"");
+    }
     let restored = case.restore_detached(&img, &["--new-pid"]);
     if restored == pid || is_gone(pid) {
         case.fail("--new-pid must restore beside the original under another PID");

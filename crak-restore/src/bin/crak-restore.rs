@@ -53,21 +53,28 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
+/// Reports an error on stderr, as JSON with `--json`; returns the exit code.
+fn report(json: bool, kind: &str, msg: &str, code: u8) -> ExitCode {
+    if json {
+        eprintln!("{}", serde_json::json!({ "error": kind, "message": msg }));
+    } else {
+        eprintln!("crak-restore: {msg}");
+    }
+    ExitCode::from(code)
+}
+
 fn main() -> ExitCode {
     let t0 = std::time::Instant::now();
     let cli = Cli::parse();
     let data = match read_image(&cli.image) {
         Ok(d) => d,
-        Err(e) => {
-            eprintln!("crak-restore: {e:#}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return report(cli.json, "io", &format!("{e:#}"), 2),
     };
     let parsed = match crak_format::read::parse(&data) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("crak-restore: invalid image {}: {e}", cli.image);
-            return ExitCode::from(1);
+            let msg = format!("invalid image {}: {e}", cli.image);
+            return report(cli.json, "invalid", &msg, 1);
         }
     };
     let options = Options {
@@ -77,18 +84,18 @@ fn main() -> ExitCode {
     if !cli.detach {
         // Forwarded to the process while waiting for it, like a shell's foreground job.
         if let Err(e) = restore::block_forwarded_signals() {
-            eprintln!("crak-restore: {e}");
-            return ExitCode::from(2);
+            return report(cli.json, "failed", &e.to_string(), 2);
         }
     }
     let summary = match restore::restore(&parsed.image, &options) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("crak-restore: {e}");
-            return ExitCode::from(match e {
-                RestoreError::Invalid(_) => 1,
-                _ => 2,
-            });
+            let (kind, code) = match e {
+                RestoreError::Invalid(_) => ("invalid", 1),
+                RestoreError::Refused(_) => ("refused", 2),
+                _ => ("failed", 2),
+            };
+            return report(cli.json, kind, &e.to_string(), code);
         }
     };
     // The image is no longer needed; do not hold its memory while waiting.
@@ -122,9 +129,6 @@ fn main() -> ExitCode {
     }
     match restore::wait_exit_code(summary.pid) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(255)),
-        Err(e) => {
-            eprintln!("crak-restore: {e}");
-            ExitCode::from(2)
-        }
+        Err(e) => report(cli.json, "failed", &e.to_string(), 2),
     }
 }

@@ -449,6 +449,21 @@ pub fn make_plan(
         }
     };
 
+    // The working directory and the executable (PR_SET_MM_MAP's exe) must exist.
+    let cwd = bytes_path(proc.process.cwd.as_bytes());
+    if !cwd.is_dir() {
+        return Err(refused(format!(
+            "the working directory {} does not exist on this host",
+            proc.process.cwd
+        )));
+    }
+    if !bytes_path(proc.process.exe.as_bytes()).is_file() {
+        return Err(refused(format!(
+            "the executable {} does not exist on this host",
+            proc.process.exe
+        )));
+    }
+
     // Same-kernel restore: the vDSO code and data pages come from this kernel, so the image's
     // must have the same sizes and relative placement as ours.
     let own_maps = read_maps("self")?;
