@@ -121,13 +121,14 @@ impl RawImage {
         }
     }
 
+    /// HEADER's page size; 4096 when there is no usable HEADER (mutated images).
     fn page_size(&self) -> u64 {
-        let h = self
-            .records
+        self.records
             .iter()
-            .find(|r| r.kind == kind::HEADER)
-            .unwrap();
-        u64::from(le32(&h.payload, 4))
+            .find(|r| r.kind == kind::HEADER && r.payload.len() >= 8)
+            .map(|h| u64::from(le32(&h.payload, 4)))
+            .filter(|p| p.is_power_of_two())
+            .unwrap_or(4096)
     }
 
     /// Frames the records and a correct END.
@@ -2339,6 +2340,51 @@ fn kaitai_and_rust_agree_on_mutated_images() {
             r.records[i].payload[at] = value;
             images.push(r.to_bytes());
         }
+    }
+    // A u32 written over a payload (lengths, counts, enums, pids).
+    for (i, rec) in raw.records.iter().enumerate() {
+        for _ in 0..6 {
+            if rec.payload.len() < 4 {
+                break;
+            }
+            let mut r = raw.clone();
+            let at = (next() % (rec.payload.len() as u64 - 3)) as usize;
+            let value = [0u32, 1, 17, 4097, 65537, u32::MAX, next() as u32][(next() % 7) as usize];
+            r.records[i].payload[at..at + 4].copy_from_slice(&value.to_le_bytes());
+            images.push(r.to_bytes());
+        }
+    }
+    // A record relabelled as another kind, known or not: every parser meets foreign payloads.
+    let kinds = [
+        0x0001, 0x0002, 0x0003, 0x0004, 0x0005, 0x0006, 0x0007, 0x0008, 0x0009, 0x000a, 0x000b,
+        0x000c, 0x000d, 0x000e, 0x0010, 0x00ff, 0x0011, 0x9000,
+    ];
+    for i in 0..raw.records.len() {
+        for _ in 0..3 {
+            let mut r = raw.clone();
+            r.records[i].kind = kinds[(next() % kinds.len() as u64) as usize];
+            r.records[i].flags = (next() % 2) as u16;
+            r.records[i].verbatim = true;
+            images.push(r.to_bytes());
+        }
+    }
+    // Records removed, repeated or moved: the ordering rules.
+    for _ in 0..40 {
+        let mut r = raw.clone();
+        let n = r.records.len() as u64;
+        let i = (next() % n) as usize;
+        let j = (next() % n) as usize;
+        match next() % 3 {
+            0 => {
+                r.records.remove(i);
+            }
+            1 => {
+                let rec = r.records[i].clone();
+                r.records.insert(j, rec);
+            }
+            _ => r.records.swap(i, j),
+        }
+        images.push(r.to_bytes());
     }
     for _ in 0..40 {
         let cut = (next() % written.len() as u64) as usize;

@@ -619,9 +619,12 @@ class Reader:
                 return Reject(kind, payload_off + field_start(obj, "data_offset"), name,
                               "data_offset", message)
         if len(path) > 1:
+            # Inside a list item the field is `list.field` (`special_mappings.kind`); inside a
+            # plain structure (THREAD's `gpr`) it is the inner field (`rip`), as §3 names it.
             inner_obj, inner, inner_start = path[-1]
-            return Reject(kind, payload_off + inner_start, name,
-                          "%s.%s" % (field, inner), message)
+            if isinstance(getattr(obj, field, None), list):
+                inner = "%s.%s" % (field, inner)
+            return Reject(kind, payload_off + inner_start, name, inner, message)
         return Reject(kind, payload_off + start, name, model_field_name(field), message)
 
     def check_payload_extent(self, rec, name, payload_off):
