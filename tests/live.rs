@@ -880,6 +880,54 @@ fn restore_from_stdin_with_json_summary() {
 }
 
 #[test]
+fn capture_piped_into_restore() {
+    need_root!();
+    let _g = serial();
+    let mut case = Case::new();
+    let prog = case.compile("memory");
+    let pid = case.spawn(&prog, &["16"]);
+    case.wait_file("ready", Duration::from_secs(20));
+    // Reap the original as soon as the capture kills it, as a shell would.
+    let mut original = case.children.pop().expect("child");
+    let reaper = std::thread::spawn(move || original.wait());
+    let mut capture = Command::new(bin("crak-capture"))
+        .arg(pid.to_string())
+        .args(["-o", "-"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("crak-capture");
+    let pipe = capture.stdout.take().expect("stdout");
+    let restore = Command::new(bin("crak-restore"))
+        .args(["--detach", "-"])
+        .stdin(pipe)
+        .output()
+        .expect("crak-restore");
+    let cap = capture.wait_with_output().expect("wait crak-capture");
+    let _ = reaper.join();
+    let _ = writeln!(
+        case.log,
+        "crak-capture -o -: {} {}\ncrak-restore -: {} {} {}",
+        cap.status,
+        String::from_utf8_lossy(&cap.stderr),
+        restore.status,
+        String::from_utf8_lossy(&restore.stdout),
+        String::from_utf8_lossy(&restore.stderr)
+    );
+    let restored: i32 = String::from_utf8_lossy(&restore.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    if restored > 0 {
+        case.pids.push(restored);
+    }
+    if !cap.status.success() || !restore.status.success() || restored != pid {
+        case.fail("crak-capture -o - | crak-restore - must restore the process with its PID");
+    }
+    case.go_and_expect_pass(restored);
+}
+
+#[test]
 fn waiting_restore_forwards_signals_and_exits_with_128_plus_signal() {
     need_root!();
     let _g = serial();

@@ -431,16 +431,13 @@ pub fn make_plan(
 ) -> Result<Plan, RestoreError> {
     let pid = proc.pid();
     let pid_i32 = i32::try_from(pid).map_err(|_| invalid(format!("pid {pid} out of range")))?;
-    let taken = std::path::Path::new(&format!("/proc/{pid}")).exists();
+    let taken = pid_taken(pid);
     let want_pid = match (taken, options.new_pid) {
         (false, _) => Some(pid_i32),
         (true, true) => None,
         (true, false) => {
             let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let zombie = stat
-                .rsplit_once(')')
-                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+            let zombie = is_zombie(pid);
             return Err(refused(format!(
                 "PID {pid} is in use by another process ({}{}); restore with --new-pid to give the process another PID",
                 comm.trim(),
@@ -620,6 +617,28 @@ pub fn make_plan(
         options: options.clone(),
         stored_pages,
     })
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// Whether `pid` is in use. A zombie holding it (typically the captured process, killed and
+/// about to be reaped by its parent, as in `crak-capture PID -o - | crak-restore -`) is given
+/// up to two seconds to go away.
+fn pid_taken(pid: u32) -> bool {
+    let exists = || std::path::Path::new(&format!("/proc/{pid}")).exists();
+    let t0 = std::time::Instant::now();
+    while exists() && is_zombie(pid) && t0.elapsed() < std::time::Duration::from_secs(2) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    exists()
 }
 
 /// A start address of `len` free bytes (with a 16 MiB margin either side, so no stack guard
