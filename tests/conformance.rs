@@ -127,7 +127,7 @@ impl RawImage {
             .iter()
             .find(|r| r.kind == kind::HEADER && r.payload.len() >= 8)
             .map(|h| u64::from(le32(&h.payload, 4)))
-            .filter(|p| p.is_power_of_two())
+            .filter(|p| *p != 0)
             .unwrap_or(4096)
     }
 
