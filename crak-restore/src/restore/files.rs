@@ -201,7 +201,11 @@ fn open_pipe_end(
                 let cap = i32::try_from(p.capacity).unwrap_or(i32::MAX);
                 fdops::set_pipe_size(w.as_fd(), cap).map_err(|e| err(f, "F_SETPIPE_SZ", e))?;
             }
+            // Non-blocking while refilling: data beyond the capacity must fail, not hang.
+            fdops::set_status_flags(w.as_fd(), libc::O_NONBLOCK)
+                .map_err(|e| err(f, "F_SETFL", e))?;
             write_all(&w, p.data.as_bytes()).map_err(|e| err(f, "refilling pipe", e))?;
+            fdops::set_status_flags(w.as_fd(), 0).map_err(|e| err(f, "F_SETFL", e))?;
         }
         pipe_ends.insert((f.ino, false), r);
         pipe_ends.insert((f.ino, true), w);
