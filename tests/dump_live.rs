@@ -219,3 +219,54 @@ fn core_to_stdout_equals_core_to_file() {
     assert_eq!(code, 2, "{err}");
     assert!(!none.exists());
 }
+
+#[test]
+fn backtrace_of_a_live_capture_names_the_nested_calls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t = start();
+    let pid = t.child.id();
+    let img = capture(&t, dir.path());
+    drop(t);
+    let (code, out, _) = run(crak_dump().arg("backtrace").arg("--color=never").arg(&img));
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with(&format!("process {pid} (nested), thread {pid}")),
+        "{out}"
+    );
+    assert_in_order(
+        &out,
+        &[
+            "read",
+            "inner_function+0x",
+            "middle_function+0x",
+            "outer_function+0x",
+            "main+0x",
+            "_start+0x",
+        ],
+    );
+    assert!(!out.contains("unwinding stopped early"), "{out}");
+    assert!(!out.contains("stack scan"), "{out}");
+
+    let (code, json, _) = run(crak_dump().arg("backtrace").arg("--json").arg(&img));
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    let frames = v["threads"][0]["frames"].as_array().expect("frames");
+    let names: Vec<&str> = frames
+        .iter()
+        .filter_map(|f| f["function"].as_str())
+        .collect();
+    let at = |n: &str| names.iter().position(|x| *x == n);
+    let (i, m, o, mn) = (
+        at("inner_function").expect("inner_function"),
+        at("middle_function").expect("middle_function"),
+        at("outer_function").expect("outer_function"),
+        at("main").expect("main"),
+    );
+    assert!(i < m && m < o && o < mn, "{names:?}");
+    assert_eq!(frames[0]["how"], "registers");
+    assert_eq!(frames[i]["how"], "cfi");
+    assert_eq!(v["threads"][0]["complete"], true);
+    // The executable's frames point into it.
+    let exe = nested_exe();
+    assert_eq!(frames[i]["module"].as_str(), exe.to_str());
+}

@@ -64,6 +64,23 @@ pub enum Command {
     Strings(StringsArgs),
     /// Write one process as an ELF core file (for gdb).
     Core(CoreArgs),
+    /// The call chain of every thread, symbolised from the mapped ELF files.
+    Backtrace(BacktraceArgs),
+}
+
+/// `crak-dump backtrace`.
+#[derive(Debug, Args)]
+pub struct BacktraceArgs {
+    /// The image file, or `-` for stdin.
+    pub image: PathBuf,
+
+    /// Only this process.
+    #[arg(long)]
+    pub pid: Option<u32>,
+
+    /// Print the frames as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `crak-dump core`.

@@ -1,5 +1,6 @@
 //! One module per command.
 
+pub mod backtrace;
 pub mod core;
 pub mod diff;
 pub mod encode;

@@ -4,6 +4,7 @@ pub mod core;
 pub mod hexdump;
 pub mod json;
 pub mod names;
+pub mod symbols;
 pub mod table;
 
 /// Whether to colour output, and the few colours used outside tables.
