@@ -202,7 +202,7 @@ fn initial_regs(t: &Thread) -> Regs {
 /// What one unwinding step found.
 enum Step {
     /// The caller's registers.
-    Caller(Regs, How),
+    Caller(Box<Regs>, How),
     /// This is the outermost frame.
     Outermost,
 }
@@ -255,7 +255,7 @@ fn cfi_step(
     }
     next[RSP] = Some(cfa);
     next[RIP] = Some(rule_value(ra_rule, None)??);
-    Some(Step::Caller(next, How::Cfi))
+    Some(Step::Caller(Box::new(next), How::Cfi))
 }
 
 /// One step along the frame-pointer chain.
@@ -270,7 +270,7 @@ fn fp_step(regs: &Regs, mem: &Memory<'_>) -> Option<Step> {
     next[RBP] = Some(saved);
     next[RSP] = Some(rbp.checked_add(16)?);
     next[RIP] = Some(ra);
-    Some(Step::Caller(next, How::FramePointer))
+    Some(Step::Caller(Box::new(next), How::FramePointer))
 }
 
 /// The call chain of `t`.
@@ -314,7 +314,7 @@ fn trace(space: &mut Space<'_, '_>, mem: &Memory<'_>, t: &Thread) -> ThreadTrace
                     break;
                 }
                 frames.push(space.frame(npc, npc.saturating_sub(1), how));
-                regs = next;
+                regs = *next;
             }
             None => break,
         }
