@@ -93,7 +93,12 @@ fn open_one(
     match f.kind {
         FdKind::Reg if f.deleted => open_deleted(f, flags),
         FdKind::Reg | FdKind::Chr => {
-            let fd = fdops::open_raw(f.path.as_bytes(), flags, 0).map_err(|e| err(f, "open", e))?;
+            // O_NONBLOCK while opening: a device must not block the restore; the saved status
+            // flags are set right after.
+            let fd = fdops::open_raw(f.path.as_bytes(), flags | libc::O_NONBLOCK, 0)
+                .map_err(|e| err(f, "open", e))?;
+            fdops::set_status_flags(fd.as_fd(), status_flags(f.open_flags))
+                .map_err(|e| err(f, "F_SETFL", e))?;
             if f.kind == FdKind::Reg && f.mode & libc::S_IFMT != libc::S_IFDIR {
                 fdops::seek_to(fd.as_fd(), f.pos).map_err(|e| err(f, "lseek", e))?;
             }
@@ -107,7 +112,11 @@ fn open_one(
             } else {
                 tty.ok_or_else(|| err(f, "terminal", "no terminal to attach to"))?
             };
-            fdops::open_raw(path, flags, 0).map_err(|e| err(f, "open terminal", e))
+            let fd = fdops::open_raw(path, flags | libc::O_NONBLOCK, 0)
+                .map_err(|e| err(f, "open terminal", e))?;
+            fdops::set_status_flags(fd.as_fd(), status_flags(f.open_flags))
+                .map_err(|e| err(f, "F_SETFL", e))?;
+            Ok(fd)
         }
         FdKind::Fifo => open_fifo(f, flags, pipes),
         FdKind::Pipe => open_pipe_end(f, pipes, pipe_ends),

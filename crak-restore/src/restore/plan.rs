@@ -403,6 +403,10 @@ fn check_same_file(
     let shown = String::from_utf8_lossy(path);
     let md =
         std::fs::metadata(bytes_path(path)).map_err(|e| refused(format!("{what} {shown}: {e}")))?;
+    if !md.is_file() {
+        // Opening anything else (a FIFO, a device) could block or have effects.
+        return Err(refused(format!("{what} {shown} is not a regular file")));
+    }
     let mut diffs = Vec::new();
     if !dev_matches(dev, md.dev()) || md.ino() != ino {
         diffs.push("it is another file (device/inode differ)".to_string());
