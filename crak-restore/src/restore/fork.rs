@@ -68,9 +68,7 @@ pub fn spawn(image: &Image<'_>, proc: &Process<'_>, plan: &Plan) -> Result<i32, 
         }
         Forked::Parent(pid) => {
             drop(writer);
-            let status = crate::sys::ptrace::waitpid(pid).map_err(|e| {
-                RestoreError::failed("waiting for the restore child", e.to_string())
-            })?;
+            let status = wait_for_stop(pid)?;
             let mut msg = String::new();
             let _ = reader.read_to_string(&mut msg);
             use crate::sys::ptrace::WaitStatus;
@@ -93,6 +91,40 @@ pub fn spawn(image: &Image<'_>, proc: &Process<'_>, plan: &Plan) -> Result<i32, 
                 }
             }
         }
+    }
+}
+
+/// How long the child may take to prepare itself before it is considered stuck.
+const CHILD_SETUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Waits until the child stops or ends; a child still busy after [`CHILD_SETUP_TIMEOUT`] (e.g.
+/// blocked opening a file) is killed and reported with where it was blocked.
+fn wait_for_stop(pid: i32) -> Result<crate::sys::ptrace::WaitStatus, RestoreError> {
+    let t0 = std::time::Instant::now();
+    loop {
+        match crate::sys::ptrace::waitpid_nohang(pid) {
+            Ok(Some(st)) => return Ok(st),
+            Ok(None) => {}
+            Err(e) => {
+                super::kill_child(pid);
+                return Err(RestoreError::failed(
+                    "waiting for the restore child",
+                    e.to_string(),
+                ));
+            }
+        }
+        if t0.elapsed() > CHILD_SETUP_TIMEOUT {
+            let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+            super::kill_child(pid);
+            return Err(RestoreError::failed(
+                "preparing the process",
+                format!(
+                    "the restore child did not finish its setup within {} s (blocked in {wchan}); it was killed",
+                    CHILD_SETUP_TIMEOUT.as_secs()
+                ),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
 
