@@ -1161,3 +1161,18 @@ fn multi_threaded_image_is_refused_clearly() {
         case.fail("a process was created for a refused image");
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// The checks that run before anything is created take any structurally valid model
+    /// without panicking (images are untrusted), and refuse or plan without side effects.
+    #[test]
+    fn pre_fork_checks_never_panic(image in crak_format::arbitrary::image()) {
+        use crak_restore::restore::plan;
+        if let Ok(proc) = plan::check_image(&image) {
+            let options = plan::Options { new_pid: true, shell_job: false };
+            let _ = plan::make_plan(&image, proc, &options);
+        }
+    }
+}
