@@ -7,6 +7,7 @@
 #[cfg(any(test, feature = "arbitrary"))]
 pub mod arbitrary;
 pub mod bytes;
+pub mod edit;
 pub mod error;
 pub mod image;
 pub mod json;
