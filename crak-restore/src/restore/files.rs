@@ -31,26 +31,42 @@ fn status_flags(open_flags: u32) -> i32 {
     (open_flags as i32) & (libc::O_APPEND | libc::O_NONBLOCK | libc::O_DIRECT | libc::O_NOATIME)
 }
 
-/// Recreates every fd of the image at its number. `helper` is moved above the image's range
-/// and stays open (it is closed by the caller just before stopping). `tty` is the terminal to
-/// use for TTY fds (`--shell-job`).
+/// Recreates every fd of the image at its number. `helper` (the error pipe) is moved above the
+/// image's range and stays open; it is returned, also with an error, so that the error can still
+/// be reported (the caller closes it just before stopping). `tty` is the terminal to use for
+/// TTY fds (`--shell-job`).
 pub fn restore_fds(
     fds: &[Fd<'_>],
     pipes: &[PipeData<'_>],
     helper: OwnedFd,
     tty: Option<&[u8]>,
-) -> ChildResult<OwnedFd> {
+) -> Result<OwnedFd, (String, Option<OwnedFd>)> {
     let max_target = fds.iter().map(|f| f.fd as i32).max().unwrap_or(-1);
     let base = max_target.saturating_add(1).max(3);
-    // The helper goes far enough above the image's range that temporaries fit below it
-    // (temporaries are re-numbered from base upwards as they are created).
-    let moved = fdops::dup_at_least(helper.as_fd(), base)
-        .map_err(|e| format!("moving the error pipe above fd {max_target}: {e}"))?;
+    // The helper goes above the image's range; temporaries are numbered from there upwards too.
+    let moved = match fdops::dup_at_least(helper.as_fd(), base) {
+        Ok(m) => m,
+        Err(e) => {
+            let msg = format!("moving the error pipe above fd {max_target}: {e}");
+            return Err((msg, Some(helper)));
+        }
+    };
     // Close the old number now: dropped later, it could close a restored fd of that number.
     drop(helper);
-    let helper = moved;
-    let helper_no = std::os::fd::AsRawFd::as_raw_fd(&helper);
+    match place_all(fds, pipes, &moved, base, tty) {
+        Ok(()) => Ok(moved),
+        Err(msg) => Err((msg, Some(moved))),
+    }
+}
 
+fn place_all(
+    fds: &[Fd<'_>],
+    pipes: &[PipeData<'_>],
+    helper: &OwnedFd,
+    base: i32,
+    tty: Option<&[u8]>,
+) -> ChildResult<()> {
+    let helper_no = std::os::fd::AsRawFd::as_raw_fd(helper);
     // Close everything inherited but the helper.
     let inherited: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
         .map_err(|e| format!("listing /proc/self/fd: {e}"))?
@@ -79,8 +95,7 @@ pub fn restore_fds(
         fdops::place_at(t.as_fd(), *target as RawFd, *cloexec)
             .map_err(|e| format!("fd {target}: dup3: {e}"))?;
     }
-    drop(temps);
-    Ok(helper)
+    Ok(())
 }
 
 fn open_one(

@@ -165,8 +165,7 @@ fn child_main(
     }
     clone::set_umask(p.umask);
     // 3. Files.
-    let errpipe = files::restore_fds(&proc.fds, &image.pipes, errpipe, plan.tty_path.as_deref())
-        .map_err(|m| (m, None))?;
+    let errpipe = files::restore_fds(&proc.fds, &image.pipes, errpipe, plan.tty_path.as_deref())?;
     let errpipe = Some(errpipe);
     let step = |r: std::io::Result<()>,
                 what: String,
