@@ -1124,6 +1124,24 @@ fn host_mismatches_are_refused_before_forking() {
             im.processes[0].xsaves[0].xstate_bv |= 1 << 62;
         },
     );
+    // A failure inside the child (here: /dev/null cannot be opened as a directory) reaches
+    // crak-restore through the child's error pipe, naming the fd.
+    refused_after_edit(
+        2,
+        &mut case,
+        pid,
+        &img,
+        "fd.crak",
+        "fd 0 (/dev/null): open",
+        |im| {
+            let f = im.processes[0]
+                .fds
+                .iter_mut()
+                .find(|f| f.fd == 0)
+                .expect("fd 0");
+            f.open_flags |= libc::O_DIRECTORY as u32;
+        },
+    );
     // Well-framed but semantically invalid: two VMAs overlap (the validator's finding).
     refused_after_edit(
         1,
