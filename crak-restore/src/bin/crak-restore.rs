@@ -127,7 +127,7 @@ fn main() -> ExitCode {
         let _ = out.flush();
         return ExitCode::SUCCESS;
     }
-    match restore::wait_exit_code(summary.pid) {
+    match restore::wait_exit_code(summary.pid, cli.shell_job) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(255)),
         Err(e) => report(cli.json, "failed", &e.to_string(), 2),
     }

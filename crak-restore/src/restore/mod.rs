@@ -265,8 +265,10 @@ pub fn block_forwarded_signals() -> Result<(), RestoreError> {
 
 /// Waits for the restored child to end; returns its exit code, or 128 + the signal that killed
 /// it, as a shell would. Signals crak-restore receives meanwhile ([`FORWARDED`], blocked with
-/// [`block_forwarded_signals`]) are passed on to the child.
-pub fn wait_exit_code(pid: i32) -> Result<i32, RestoreError> {
+/// [`block_forwarded_signals`]) are passed on to the child, except, for a `--shell-job`, those
+/// the terminal sent (`^C`, `^\`): the child, in the same foreground process group, got them
+/// too.
+pub fn wait_exit_code(pid: i32, shell_job: bool) -> Result<i32, RestoreError> {
     let mask = FORWARDED.iter().fold(0u64, |m, s| m | 1 << (s - 1));
     loop {
         match ptrace::waitpid_nohang(pid) {
@@ -281,7 +283,10 @@ pub fn wait_exit_code(pid: i32) -> Result<i32, RestoreError> {
             }
         }
         if let Some(sig) = crate::sys::clone::wait_signal(mask, 50) {
-            let _ = crate::sys::process::kill(pid, sig);
+            let from_terminal = sig.code == libc::SI_KERNEL;
+            if !(shell_job && from_terminal) {
+                let _ = crate::sys::process::kill(pid, sig.signo);
+            }
         }
     }
 }

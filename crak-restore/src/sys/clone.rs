@@ -134,25 +134,41 @@ pub fn block_signals(mask: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// A signal taken by [`wait_signal`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TakenSignal {
+    /// Signal number.
+    pub signo: i32,
+    /// `si_code`: e.g. `SI_USER` (0) from `kill(2)`, `SI_KERNEL` (0x80) for a terminal's
+    /// `^C`.
+    pub code: i32,
+}
+
 /// Waits up to `timeout_ms` for one of the (blocked) signals of `mask` and takes it from the
 /// pending set: `rt_sigtimedwait(2)`. `None` on timeout or interruption.
-pub fn wait_signal(mask: u64, timeout_ms: u64) -> Option<i32> {
+pub fn wait_signal(mask: u64, timeout_ms: u64) -> Option<TakenSignal> {
     let ts = libc::timespec {
         tv_sec: (timeout_ms / 1000) as libc::time_t,
         tv_nsec: ((timeout_ms % 1000) * 1_000_000) as libc::c_long,
     };
-    // SAFETY: the kernel reads the 8-byte set and the timespec, both live locals; the siginfo
-    // pointer is NULL (not wanted).
+    let mut info = [0u8; 128];
+    // SAFETY: the kernel reads the 8-byte set and the timespec, both live locals, and writes
+    // at most 128 bytes of siginfo into `info`.
     let r = unsafe {
         libc::syscall(
             libc::SYS_rt_sigtimedwait,
             &mask as *const u64,
-            std::ptr::null_mut::<libc::siginfo_t>(),
+            info.as_mut_ptr(),
             &ts as *const libc::timespec,
             8usize,
         )
     };
-    (r > 0).then_some(r as i32)
+    // siginfo_t: si_signo, si_errno, si_code (i32 each).
+    let code = i32::from_le_bytes([info[8], info[9], info[10], info[11]]);
+    (r > 0).then_some(TakenSignal {
+        signo: r as i32,
+        code,
+    })
 }
 
 /// A signal disposition in the kernel's layout (`struct kernel_sigaction` on x86_64:
