@@ -11,7 +11,13 @@ use std::process::ExitCode;
 
 /// Restore a process from a crak image.
 #[derive(Parser, Debug)]
-#[command(name = "crak-restore", version)]
+#[command(
+    name = "crak-restore",
+    version,
+    after_help = "Exit status: without --detach, the restored process's own (128 + the signal \
+                  that ended it); 0 with --detach once it runs; 1 for an invalid image; 2 for any \
+                  other failure (the half-built process is killed)."
+)]
 struct Cli {
     /// Image file, or `-` for standard input.
     image: String,
