@@ -1,0 +1,3 @@
+//! The fuzz targets' assertions, shared with `tests/hardening.rs` (see [`checks`]).
+
+pub mod checks;
