@@ -270,3 +270,97 @@ fn backtrace_of_a_live_capture_names_the_nested_calls() {
     let exe = nested_exe();
     assert_eq!(frames[i]["module"].as_str(), exe.to_str());
 }
+
+#[test]
+fn elf_core_files_are_read_by_the_read_only_commands() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t = start();
+    let pid = t.child.id();
+    let img = capture(&t, dir.path());
+    // gdb's gcore of the same process, still blocked in the same place.
+    let prefix = dir.path().join("gc");
+    let (code, _, _) = run(Command::new("gcore")
+        .arg("-o")
+        .arg(&prefix)
+        .arg(pid.to_string()));
+    assert_eq!(code, 0, "gcore failed");
+    drop(t);
+    let gc = dir.path().join(format!("gc.{pid}"));
+    // And crak-dump's own core file of the capture.
+    let ours = dir.path().join("ours.core");
+    let (code, _, _) = run(crak_dump().arg("core").arg(&img).arg("-o").arg(&ours));
+    assert_eq!(code, 0);
+
+    for core in [&gc, &ours] {
+        let (code, out, _) = run(crak_dump().arg("--color=never").arg(core));
+        assert_eq!(code, 0);
+        assert!(out.contains("ELF core file"), "{out}");
+        assert!(out.contains(&format!("{pid} nested")), "{out}");
+        assert!(out.contains("[stack]"), "{out}");
+
+        let (code, json, _) = run(crak_dump().arg(core).arg("--json"));
+        assert_eq!(code, 0);
+        let v: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+        assert_eq!(v["processes"][0]["process"]["pid"], pid);
+        assert_eq!(v["processes"][0]["threads"][0]["tid"], pid);
+        assert_eq!(v["processes"][0]["fds"].as_array().map(Vec::len), Some(0));
+        assert!(v["notes"][0]["value"]
+            .as_str()
+            .is_some_and(|s| s.contains("fds")));
+
+        let (code, out, _) = run(crak_dump()
+            .args(["grep", "--color=never"])
+            .arg(core)
+            .arg("crak heap text 91c7"));
+        assert_eq!(code, 0, "{out}");
+        let (code, out, _) = run(crak_dump().args(["strings", "-n", "12"]).arg(core));
+        assert_eq!(code, 0);
+        assert!(out.contains("crak heap text 91c7"), "{out}");
+        let (code, out, _) = run(crak_dump().args(["backtrace", "--color=never"]).arg(core));
+        assert_eq!(code, 0);
+        assert_in_order(
+            &out,
+            &[
+                "inner_function",
+                "middle_function",
+                "outer_function",
+                "main",
+            ],
+        );
+        // mem: the heap string's address, from grep's JSON, reads back in a hexdump.
+        let (_, json, _) = run(crak_dump()
+            .args(["grep", "--json"])
+            .arg(core)
+            .arg("crak heap text 91c7"));
+        let v: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+        let addr = v["matches"][0]["addr"].as_u64().expect("addr");
+        let (code, out, _) = run(crak_dump()
+            .args(["mem", "--raw"])
+            .arg(core)
+            .arg(format!("0x{addr:x}+19")));
+        assert_eq!(code, 0);
+        assert_eq!(out, "crak heap text 91c7");
+        // A core file equals itself, and differs from the crak image it is not.
+        let (code, _, _) = run(crak_dump().arg("diff").arg(core).arg(core));
+        assert_eq!(code, 0);
+        let (code, out, _) = run(crak_dump()
+            .args(["diff", "--color=never"])
+            .arg(&img)
+            .arg(core));
+        assert_eq!(code, 1);
+        assert!(out.contains("creds: present -> absent"), "{out}");
+    }
+    // Our core holds the captured heap unchanged: no page of the heap differs.
+    let (_, out, _) = run(crak_dump().args(["diff", "--json"]).arg(&img).arg(&ours));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let heap_pages_differ = v["pages"]
+        .as_array()
+        .expect("pages")
+        .iter()
+        .any(|p| p["kinds"]["bytes"].as_u64().unwrap_or(0) > 0);
+    assert!(!heap_pages_differ, "stored bytes differ: {out}");
+    // Not a core file: refused with exit 2; validate stays crak-only.
+    let (code, _, err) = run(crak_dump().arg(nested_exe()));
+    assert_eq!(code, 2);
+    assert!(err.contains("not a core file"), "{err}");
+}

@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod cmd;
+pub mod elfcore;
 pub mod view;
 
 use clap::Parser;

@@ -375,8 +375,7 @@ pub fn process_traces(p: &Process<'_>, page_size: u64) -> Vec<ThreadTrace> {
 /// Runs the command.
 pub fn run(args: &BacktraceArgs, out: &mut dyn Write, style: Style) -> anyhow::Result<i32> {
     let bytes = super::load(&args.image)?;
-    let parsed = super::parse(&args.image, &bytes)?;
-    let image = &parsed.image;
+    let image = &super::open(&args.image, &bytes)?;
     let page_size = u64::from(image.header.page_size);
     let procs: Vec<&Process<'_>> = match args.pid {
         Some(pid) => vec![image

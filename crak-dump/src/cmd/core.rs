@@ -135,8 +135,7 @@ pub fn write_core(out: &mut dyn Write, p: &Process<'_>, page_size: u64) -> anyho
 /// Runs the command.
 pub fn run(args: &CoreArgs, out: &mut dyn Write) -> anyhow::Result<i32> {
     let bytes = super::load(&args.image)?;
-    let parsed = super::parse(&args.image, &bytes)?;
-    let image = &parsed.image;
+    let image = &super::open(&args.image, &bytes)?;
     if image.header.arch != crak_format::record::header::ARCH_X86_64 {
         return Err(anyhow!(
             "the image is for ELF machine {}, not x86_64",

@@ -157,6 +157,14 @@ fn process(p: &Process<'_>) -> Described {
         let (k, v) = var.split_once('=').unwrap_or((&var, ""));
         fields.push((format!("environ {k}"), v.to_string()));
     }
+    fields.push(f(
+        "creds",
+        if p.creds.is_some() {
+            "present"
+        } else {
+            "absent"
+        },
+    ));
     if let Some(c) = &p.creds {
         for (k, v) in [
             ("uid", c.uid),
@@ -170,7 +178,7 @@ fn process(p: &Process<'_>) -> Described {
             ("securebits", c.securebits),
             ("no_new_privs", c.no_new_privs),
         ] {
-            fields.push(f(k, v.to_string()));
+            fields.push((format!("creds.{k}"), v.to_string()));
         }
         for (k, v) in [
             ("cap_inheritable", c.cap_inheritable),
@@ -179,10 +187,10 @@ fn process(p: &Process<'_>) -> Described {
             ("cap_bounding", c.cap_bounding),
             ("cap_ambient", c.cap_ambient),
         ] {
-            fields.push(f(k, hex(v)));
+            fields.push((format!("creds.{k}"), hex(v)));
         }
         let groups: Vec<String> = c.groups.iter().map(u32::to_string).collect();
-        fields.push(f("groups", groups.join(",")));
+        fields.push(f("creds.groups", groups.join(",")));
     }
     if let Some(m) = &p.mm {
         for (k, v) in [
@@ -204,10 +212,18 @@ fn process(p: &Process<'_>) -> Described {
             fields.push((format!("auxv {}", auxv_name(*k)), hex(*v)));
         }
     }
+    fields.push(f(
+        "rlimits",
+        if p.rlimits.is_some() {
+            "present"
+        } else {
+            "absent"
+        },
+    ));
     if let Some(l) = &p.rlimits {
         for r in &l.limits {
             fields.push((
-                names::rlimit(r.resource),
+                format!("rlimits.{}", names::rlimit(r.resource)),
                 format!("{}/{}", names::rlim_value(r.cur), names::rlim_value(r.max)),
             ));
         }
@@ -440,9 +456,21 @@ fn fields(out: &mut Vec<Change>, pid: Option<u32>, what: &str, a: &Described, b:
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
+    // A group (`creds`, `rlimits`) present on one side only is one change, not one per field.
+    let one_sided: Vec<String> = a
+        .fields
+        .iter()
+        .filter(|(k, v)| v == "absent" && bm.get(k.as_str()) == Some(&"present"))
+        .chain(
+            b.fields
+                .iter()
+                .filter(|(k, v)| v == "absent" && am.get(k.as_str()) == Some(&"present")),
+        )
+        .map(|(k, _)| format!("{k}."))
+        .collect();
     let mut seen = std::collections::BTreeSet::new();
     for (k, _) in a.fields.iter().chain(&b.fields) {
-        if !seen.insert(k.as_str()) {
+        if !seen.insert(k.as_str()) || one_sided.iter().any(|g| k.starts_with(g.as_str())) {
             continue;
         }
         let (x, y) = (am.get(k.as_str()), bm.get(k.as_str()));
@@ -799,9 +827,9 @@ pub fn run(args: &DiffArgs, out: &mut dyn Write, style: Style) -> anyhow::Result
     }
     let bytes_a = super::load(&args.a)?;
     let bytes_b = super::load(&args.b)?;
-    let a = super::parse(&args.a, &bytes_a)?;
-    let b = super::parse(&args.b, &bytes_b)?;
-    let d = diff(&a.image, &b.image);
+    let a = super::open(&args.a, &bytes_a)?;
+    let b = super::open(&args.b, &bytes_b)?;
+    let d = diff(&a, &b);
     if args.json {
         serde_json::to_writer_pretty(&mut *out, &d)?;
         writeln!(out)?;

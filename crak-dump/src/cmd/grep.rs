@@ -175,8 +175,7 @@ pub fn run(args: &GrepArgs, out: &mut dyn Write, style: Style) -> anyhow::Result
         None => (0, u64::MAX),
     };
     let bytes = super::load(&args.image)?;
-    let parsed = super::parse(&args.image, &bytes)?;
-    let image = &parsed.image;
+    let image = &super::open(&args.image, &bytes)?;
     let procs: Vec<&Process<'_>> = match (args.pid, args.vma) {
         (Some(pid), _) => vec![image
             .processes

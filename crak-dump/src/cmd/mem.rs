@@ -173,8 +173,7 @@ fn unrecorded_meaning(vma: &Vma) -> Option<String> {
 /// Runs the command.
 pub fn run(args: &MemArgs, out: &mut dyn Write, style: Style) -> anyhow::Result<i32> {
     let bytes = super::load(&args.image)?;
-    let parsed = super::parse(&args.image, &bytes)?;
-    let image = &parsed.image;
+    let image = &super::open(&args.image, &bytes)?;
     let p = match args.pid {
         Some(pid) => image
             .processes

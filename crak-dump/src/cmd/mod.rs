@@ -20,6 +20,20 @@ pub(crate) fn load(path: &Path) -> anyhow::Result<Vec<u8>> {
     crate::read_all(path).with_context(|| format!("{}: cannot read", crate::display_name(path)))
 }
 
+/// Reads `bytes` from `path` as an image: a crak image, or an ELF core file
+/// ([`crate::elfcore`]) for the read-only commands.
+pub(crate) fn open<'a>(path: &Path, bytes: &'a [u8]) -> anyhow::Result<crak_format::Image<'a>> {
+    if crate::elfcore::is_elf(bytes) {
+        return crate::elfcore::image(bytes).with_context(|| {
+            format!(
+                "{}: cannot read the ELF core file",
+                crate::display_name(path)
+            )
+        });
+    }
+    Ok(parse(path, bytes)?.image)
+}
+
 /// Parses `bytes` read from `path`, naming the input in the error.
 pub(crate) fn parse<'a>(path: &Path, bytes: &'a [u8]) -> anyhow::Result<Parsed<'a>> {
     crak_format::read::parse(bytes)

@@ -12,12 +12,12 @@ pub fn run(args: &ShowArgs, out: &mut dyn Write, style: Style) -> anyhow::Result
         anyhow::bail!("no image given");
     };
     let bytes = super::load(path)?;
-    let parsed = super::parse(path, &bytes)?;
+    let image = super::open(path, &bytes)?;
     if args.json {
-        json::model(out, &parsed.image, args.pages)?;
+        json::model(out, &image, args.pages)?;
     } else {
         let opts = SummaryOptions { env: args.env };
-        summary(out, &parsed.image, bytes.len() as u64, opts, style)?;
+        summary(out, &image, bytes.len() as u64, opts, style)?;
     }
     Ok(EXIT_OK)
 }

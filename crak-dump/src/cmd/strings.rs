@@ -70,8 +70,7 @@ impl From<Match> for Found {
 pub fn run(args: &StringsArgs, out: &mut dyn Write, style: Style) -> anyhow::Result<i32> {
     let re = matcher(args.min)?;
     let bytes = super::load(&args.image)?;
-    let parsed = super::parse(&args.image, &bytes)?;
-    let image = &parsed.image;
+    let image = &super::open(&args.image, &bytes)?;
     let procs: Vec<&Process<'_>> = match args.pid {
         Some(pid) => vec![image
             .process(pid)

@@ -78,11 +78,14 @@ impl Module {
     }
 }
 
-/// Whether the file at `v.path` is still the one mapped (dev, inode and size).
+/// Whether the file at `v.path` is still the one mapped (dev, inode and size). A mapping that
+/// records no identity (from an ELF core file: all three zero) takes the file at its path.
 fn unchanged_on_disk(v: &Vma) -> bool {
     let path = std::ffi::OsStr::from_bytes(v.path.as_bytes());
-    std::fs::metadata(path)
-        .is_ok_and(|md| md.dev() == v.dev && md.ino() == v.ino && md.size() == v.size)
+    let unknown = v.dev == 0 && v.ino == 0 && v.size == 0;
+    std::fs::metadata(path).is_ok_and(|md| {
+        md.is_file() && (unknown || (md.dev() == v.dev && md.ino() == v.ino && md.size() == v.size))
+    })
 }
 
 /// The file's bytes rebuilt from the stored pages of every mapping of it in `p`.
@@ -133,8 +136,10 @@ fn from_pages(p: &Process<'_>, v: &Vma, page_size: u64) -> Option<Vec<u8>> {
 /// Reads the module mapped by `v`.
 pub fn load(p: &Process<'_>, v: &Vma, page_size: u64) -> Module {
     let path = crate::view::names::text(&v.path);
-    let disk = if unchanged_on_disk(&v.clone()) && v.size <= MAX_MODULE {
-        std::fs::read(std::ffi::OsStr::from_bytes(v.path.as_bytes())).ok()
+    let file = std::ffi::OsStr::from_bytes(v.path.as_bytes());
+    let small = std::fs::metadata(file).is_ok_and(|md| md.len() <= MAX_MODULE);
+    let disk = if unchanged_on_disk(v) && small {
+        std::fs::read(file).ok()
     } else {
         None
     };
