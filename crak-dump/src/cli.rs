@@ -66,6 +66,61 @@ pub enum Command {
     Core(CoreArgs),
     /// The call chain of every thread, symbolised from the mapped ELF files.
     Backtrace(BacktraceArgs),
+    /// Edit an image (memory, registers, paths, pid, fds, cwd, environment); OUT is written
+    /// only when the result is valid.
+    Edit(EditArgs),
+}
+
+/// `crak-dump edit`.
+#[derive(Debug, Args)]
+pub struct EditArgs {
+    /// The image file, or `-` for stdin.
+    pub image: PathBuf,
+
+    /// The edited image (created only when every edit succeeds and the result is valid), or
+    /// `-` for stdout.
+    #[arg(short = 'o', long = "output", required = true)]
+    pub output: PathBuf,
+
+    /// The process to edit (default: the first in the image).
+    #[arg(long)]
+    pub pid: Option<u32>,
+
+    /// Write hex bytes into memory at ADDR (`0x601040=2a000000`).
+    #[arg(long, value_name = "ADDR=HEX")]
+    pub poke: Vec<std::ffi::OsString>,
+
+    /// Write text (no NUL added) into memory at ADDR.
+    #[arg(long, value_name = "ADDR=TEXT")]
+    pub poke_str: Vec<std::ffi::OsString>,
+
+    /// Set a register (r15 ... gs, rip, fs_base) of thread TID (default: the main thread).
+    #[arg(long, value_name = "[TID:]REG=VALUE")]
+    pub set_reg: Vec<std::ffi::OsString>,
+
+    /// Replace the path prefix OLD by NEW in file mappings, fds, exe and cwd.
+    #[arg(long, value_name = "OLD=NEW")]
+    pub map_path: Vec<std::ffi::OsString>,
+
+    /// With --map-path, read device, inode, size and mtime again from the new files.
+    #[arg(long, requires = "map_path")]
+    pub refresh: bool,
+
+    /// Give the process this pid (applied after every other edit).
+    #[arg(long, value_name = "PID")]
+    pub set_pid: Option<u32>,
+
+    /// Make fd N /dev/null.
+    #[arg(long, value_name = "N")]
+    pub drop_fd: Vec<u32>,
+
+    /// Set the working directory.
+    #[arg(long, value_name = "DIR")]
+    pub set_cwd: Option<std::ffi::OsString>,
+
+    /// Change an environment variable the process has (in memory and in the records).
+    #[arg(long, value_name = "K=V")]
+    pub set_env: Vec<std::ffi::OsString>,
 }
 
 /// `crak-dump backtrace`.

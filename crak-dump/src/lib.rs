@@ -82,6 +82,7 @@ pub fn run_in(
         Some(cli::Command::Strings(a)) => cmd::strings::run(a, &mut buf, style),
         Some(cli::Command::Core(a)) => cmd::core::run(a, &mut buf),
         Some(cli::Command::Backtrace(a)) => cmd::backtrace::run(a, &mut buf, style),
+        Some(cli::Command::Edit(a)) => cmd::edit::run(a, &mut buf),
         None => cmd::show::run(&cli.show, &mut buf, style),
     };
     let result = result.and_then(|code| {

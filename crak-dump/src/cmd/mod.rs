@@ -3,6 +3,7 @@
 pub mod backtrace;
 pub mod core;
 pub mod diff;
+pub mod edit;
 pub mod encode;
 pub mod grep;
 pub mod mem;

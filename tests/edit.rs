@@ -1,0 +1,625 @@
+//! `crak-dump edit`, live: a small C program (below, compiled with `cc -no-pie` so that `nm`
+//! gives its globals' addresses) is captured with the real `crak-capture`, the image is edited
+//! with the real `crak-dump edit`, restored with `crak-restore --detach`, and the program, told
+//! to go (SIGUSR2), reports what it sees: its counter, a message, its pid, cwd and environment,
+//! the contents of its open file. `crak-dump diff --json` shows what each edit changed, and a
+//! refused edit creates no output file.
+//!
+//! Like tests/live.rs these need root and run one at a time.
+
+use crak_tests::bin;
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// The edited program. It counts in `counter` every 5 ms until SIGUSR2, then writes `report`
+/// (one `key=value` per line) and `result` (PASS). `jumped` is where `--set-reg rip=` sends it.
+const PROGRAM: &str = r#"
+#include "common.h"
+#include <sys/stat.h>
+
+volatile long counter = 1000;
+char message[16] = "original";
+
+__attribute__((force_align_arg_pointer, noreturn, used)) void jumped(void) {
+    char buf[64];
+    snprintf(buf, sizeof buf, "JUMPED counter=%ld\n", counter);
+    write_file("jumped", buf);
+    _exit(0);
+}
+
+int main(void) {
+    int in = open("old/data.txt", O_RDONLY);
+    if (in != 3) fail("data.txt is fd %d", in);
+    int out = open("out.txt", O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (out != 4) fail("out.txt is fd %d", out);
+    if (write(out, "before\n", 7) != 7) fail("write");
+    ready();
+    struct timespec d = {0, 5 * 1000 * 1000};
+    while (!go) {
+        counter++;
+        nanosleep(&d, NULL);
+    }
+    char data[64] = {0};
+    ssize_t n = read(in, data, sizeof data - 1);
+    if (n < 0) snprintf(data, sizeof data, "read error %d", errno);
+    for (char *c = data; *c; c++) if (*c == '\n') *c = ' ';
+    int w = write(out, "after\n", 6) == 6;
+    char cwd[256] = "";
+    if (!getcwd(cwd, sizeof cwd)) strcpy(cwd, "?");
+    const char *env = getenv("CRAK_EDIT");
+    char rep[1024];
+    snprintf(rep, sizeof rep,
+             "counter=%ld\nmessage=%s\npid=%d\ncwd=%s\nenv=%s\nfd3=%s\nwrite4=%d\n",
+             counter, message, getpid(), cwd, env ? env : "(unset)", data, w);
+    write_file("report", rep);
+    pass();
+}
+"#;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+macro_rules! need_root {
+    () => {
+        if !is_root() {
+            eprintln!("live tests need root; skipped");
+            return;
+        }
+    };
+}
+
+fn signal(pid: i32, sig: i32) {
+    let _ = crak_restore::sys::process::kill(pid, sig);
+}
+
+fn is_gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(s) => s
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            .unwrap_or(true),
+    }
+}
+
+fn wait_gone(pid: i32) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(5) {
+        if is_gone(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    is_gone(pid)
+}
+
+/// One test: scratch dir, the program's addresses, processes to kill, a transcript.
+struct Case {
+    dir: tempfile::TempDir,
+    prog: PathBuf,
+    children: Vec<Child>,
+    pids: Vec<i32>,
+    log: String,
+}
+
+impl Drop for Case {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for &pid in &self.pids {
+            signal(pid, libc::SIGKILL);
+            wait_gone(pid);
+        }
+    }
+}
+
+impl Case {
+    /// Compiles the program and prepares `old/data.txt`.
+    fn new() -> Case {
+        let dir = tempfile::Builder::new()
+            .prefix("crak-edit-")
+            .tempdir()
+            .expect("tempdir");
+        let mut case = Case {
+            prog: dir.path().join("edited"),
+            dir,
+            children: Vec::new(),
+            pids: Vec::new(),
+            log: String::new(),
+        };
+        let src = case.path("edited.c");
+        std::fs::write(&src, PROGRAM).expect("edited.c");
+        let mut cc = Command::new("cc");
+        cc.args(["-O1", "-g", "-Wall", "-no-pie", "-I"])
+            .arg(crak_tests::workspace_root().join("tests/live"))
+            .arg("-o")
+            .arg(&case.prog)
+            .arg(&src);
+        let o = case.run(cc);
+        if !o.status.success() {
+            case.fail("cc failed");
+        }
+        std::fs::create_dir(case.path("old")).expect("old/");
+        std::fs::write(case.path("old/data.txt"), "hello from data\n").expect("data.txt");
+        case
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    #[track_caller]
+    fn fail(&self, msg: &str) -> ! {
+        let err = std::fs::read_to_string(self.path("err.log")).unwrap_or_default();
+        panic!(
+            "{msg}\n--- transcript ---\n{}\n--- program stderr ---\n{err}",
+            self.log
+        );
+    }
+
+    fn run(&mut self, mut cmd: Command) -> Output {
+        let shown = format!("{cmd:?}");
+        let o = cmd.output().expect("run command");
+        let _ = writeln!(
+            self.log,
+            "$ {shown}\n  -> {}\n  stdout: {}  stderr: {}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o
+    }
+
+    /// The address of a global of the program, from `nm`.
+    fn symbol(&mut self, name: &str) -> u64 {
+        let mut nm = Command::new("nm");
+        nm.arg(&self.prog);
+        let o = self.run(nm);
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .find_map(|l| {
+                let mut f = l.split_whitespace();
+                let (addr, _, sym) = (f.next()?, f.next()?, f.next()?);
+                (sym == name).then(|| u64::from_str_radix(addr, 16).ok())?
+            })
+            .unwrap_or_else(|| self.fail(&format!("nm shows no {name}")))
+    }
+
+    fn wait_file(&self, name: &str) -> String {
+        let t0 = Instant::now();
+        loop {
+            if let Ok(s) = std::fs::read_to_string(self.path(name)) {
+                return s;
+            }
+            if t0.elapsed() > Duration::from_secs(30) {
+                self.fail(&format!("timed out waiting for {name}"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Starts the program (with CRAK_EDIT=original-value), waits for READY, captures it (which
+    /// kills it) into image.crak.
+    fn start_and_capture(&mut self) -> (i32, PathBuf) {
+        let out = std::fs::File::create(self.path("out.log")).expect("out.log");
+        let err = std::fs::File::create(self.path("err.log")).expect("err.log");
+        let child = Command::new(&self.prog)
+            .current_dir(self.dir.path())
+            .env("CRAK_EDIT", "original-value")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn");
+        let pid = child.id() as i32;
+        self.children.push(child);
+        self.wait_file("ready");
+        std::thread::sleep(Duration::from_millis(100));
+        let img = self.path("image.crak");
+        let mut cmd = Command::new(bin("crak-capture"));
+        cmd.arg(pid.to_string()).arg("-o").arg(&img);
+        let o = self.run(cmd);
+        if !o.status.success() {
+            self.fail("crak-capture failed");
+        }
+        if let Some(mut c) = self.children.pop() {
+            let _ = c.wait();
+        }
+        if !wait_gone(pid) {
+            self.fail("the captured process is still alive");
+        }
+        (pid, img)
+    }
+
+    /// `crak-dump edit IMAGE -o OUT ARGS...`.
+    fn edit(&mut self, img: &Path, out: &Path, args: &[&str]) -> Output {
+        let mut cmd = Command::new(bin("crak-dump"));
+        cmd.arg("edit").arg(img).arg("-o").arg(out).args(args);
+        self.run(cmd)
+    }
+
+    fn edit_ok(&mut self, img: &Path, args: &[&str]) -> PathBuf {
+        let out = self.path("edited.crak");
+        let o = self.edit(img, &out, args);
+        if !o.status.success() || !out.exists() {
+            self.fail("crak-dump edit failed");
+        }
+        let mut v = Command::new(bin("crak-dump"));
+        v.arg("validate").arg(&out);
+        if !self.run(v).status.success() {
+            self.fail("the edited image does not validate");
+        }
+        out
+    }
+
+    /// `crak-dump diff --json A B`.
+    fn diff(&mut self, a: &Path, b: &Path) -> Value {
+        let mut cmd = Command::new(bin("crak-dump"));
+        cmd.arg("diff").arg("--json").arg(a).arg(b);
+        let o = self.run(cmd);
+        if o.status.code() != Some(1) {
+            self.fail("crak-dump diff should find differences (exit 1)");
+        }
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|_| self.fail("diff --json"))
+    }
+
+    fn restore(&mut self, img: &Path) -> i32 {
+        let mut cmd = Command::new(bin("crak-restore"));
+        cmd.arg("--detach").arg(img);
+        let o = self.run(cmd);
+        if !o.status.success() {
+            self.fail("crak-restore failed");
+        }
+        let pid: i32 = String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| self.fail("crak-restore printed no PID"));
+        self.pids.push(pid);
+        pid
+    }
+
+    /// SIGUSR2, PASS, and the report as key → value.
+    fn go(&mut self, pid: i32) -> std::collections::BTreeMap<String, String> {
+        std::thread::sleep(Duration::from_millis(50));
+        signal(pid, libc::SIGUSR2);
+        let r = self.wait_file("result");
+        if r.trim() != "PASS" {
+            self.fail(&format!("program reported: {}", r.trim()));
+        }
+        let report = self.wait_file("report");
+        let _ = writeln!(self.log, "report:\n{report}");
+        report
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+}
+
+fn changes(diff: &Value) -> Vec<(String, String, String)> {
+    diff["changes"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|c| {
+                    (
+                        c["what"].as_str().unwrap_or("").to_string(),
+                        c["field"].as_str().unwrap_or("").to_string(),
+                        c["b"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn poke_counter_and_message_then_continue_from_the_poked_value() {
+    need_root!();
+    let _g = serial();
+    let mut case = Case::new();
+    let counter = case.symbol("counter");
+    let message = case.symbol("message");
+    let (_, img) = case.start_and_capture();
+    let value: u64 = 5_000_000;
+    let hex: String = value
+        .to_le_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let out = case.edit_ok(
+        &img,
+        &[
+            "--poke",
+            &format!("{counter:#x}={hex}"),
+            "--poke-str",
+            &format!("{message:#x}=EDITED!!"),
+        ],
+    );
+    // The diff is exactly the page(s) holding the two globals.
+    let d = case.diff(&img, &out);
+    if !changes(&d).is_empty() {
+        case.fail(&format!("metadata changed: {:?}", changes(&d)));
+    }
+    let pages: Vec<(u64, u64)> = d["pages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p["ranges"].as_array().cloned().unwrap_or_default())
+        .map(|r| (r[0].as_u64().unwrap_or(0), r[1].as_u64().unwrap_or(0)))
+        .collect();
+    let page = |a: u64| a & !4095;
+    let mut want = vec![(page(counter), page(counter) + 4096)];
+    if page(message) != page(counter) {
+        want.push((page(message), page(message) + 4096));
+        want.sort();
+    }
+    if pages != want {
+        case.fail(&format!("differing pages {pages:x?}, want {want:x?}"));
+    }
+    let pid = case.restore(&out);
+    let r = case.go(pid);
+    let c: u64 = r["counter"].parse().unwrap_or(0);
+    if !(value..value + 100_000).contains(&c) {
+        case.fail(&format!("counter {c} did not continue from {value}"));
+    }
+    assert_eq!(r["message"], "EDITED!!");
+}
+
+#[test]
+fn set_reg_sends_the_program_to_another_function() {
+    need_root!();
+    let _g = serial();
+    let mut case = Case::new();
+    let jumped = case.symbol("jumped");
+    let (_, img) = case.start_and_capture();
+    // orig_rax -1: not inside a system call any more, so no restart moves rip back.
+    let out = case.edit_ok(
+        &img,
+        &[
+            "--set-reg",
+            &format!("rip={jumped:#x}"),
+            "--set-reg",
+            "orig_rax=-1",
+        ],
+    );
+    let d = case.diff(&img, &out);
+    let fields: Vec<String> = changes(&d).into_iter().map(|c| c.1).collect();
+    if fields != ["orig_rax", "rip"] && fields != ["rip", "orig_rax"] {
+        case.fail(&format!("diff shows {fields:?}"));
+    }
+    let _pid = case.restore(&out);
+    let j = case.wait_file("jumped");
+    if !j.starts_with("JUMPED counter=") {
+        case.fail(&format!("jumped wrote {j:?}"));
+    }
+}
+
+#[test]
+fn map_path_after_moving_the_open_file() {
+    need_root!();
+    let _g = serial();
+    let mut case = Case::new();
+    let (_, img) = case.start_and_capture();
+    std::fs::rename(case.path("old"), case.path("new")).expect("rename");
+    // Unedited, the restore is refused: the file is not where it was.
+    let mut cmd = Command::new(bin("crak-restore"));
+    cmd.arg("--detach").arg(&img);
+    if case.run(cmd).status.success() {
+        case.fail("restore of a moved file should be refused");
+    }
+    let old = case.path("old");
+    let new = case.path("new");
+    let arg = format!("{}={}", old.display(), new.display());
+    let out = case.edit_ok(&img, &["--map-path", &arg]);
+    let d = case.diff(&img, &out);
+    let want = new.join("data.txt").display().to_string();
+    if !changes(&d)
+        .iter()
+        .any(|c| c.0 == "fd 3" && c.2.contains(&want))
+    {
+        case.fail(&format!("diff shows {:?}", changes(&d)));
+    }
+    let pid = case.restore(&out);
+    let link = std::fs::read_link(format!("/proc/{pid}/fd/3")).unwrap_or_default();
+    assert_eq!(link, new.join("data.txt"));
+    let r = case.go(pid);
+    assert_eq!(r["fd3"], "hello from data ");
+}
+
+#[test]
+fn map_path_refresh_accepts_a_copied_file() {
+    need_root!();
+    let _g = serial();
+    let mut case = Case::new();
+    let (_, img) = case.start_and_capture();
+    std::fs::create_dir(case.path("copy")).expect("copy/");
+    std::fs::write(case.path("copy/data.txt"), "a copied file!\n").expect("copy");
+    let arg = format!(
+        "{}={}",
+        case.path("old").display(),
+        case.path("copy").display()
+    );
+    // Without --refresh the copy is another inode: the restorer refuses it.
+    let plain = case.edit_ok(&img, &["--map-path", &arg]);
+    let mut cmd = Command::new(bin("crak-restore"));
+    cmd.arg("--detach").arg(&plain);
+    if case.run(cmd).status.success() {
+        case.fail("a copied file without --refresh should be refused");
+    }
+    let out = case.edit_ok(&img, &["--map-path", &arg, "--refresh"]);
+    let pid = case.restore(&out);
+    let r = case.go(pid);
+    assert_eq!(r["fd3"], "a copied file! ");
+}
+
+/// A pid no process has, well below pid_max.
+fn free_pid() -> u32 {
+    let max: u32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(32768);
+    let start = 20_000 + std::process::id() % 5_000;
+    (start..max.min(start + 10_000))
+        .find(|p| !Path::new(&format!("/proc/{p}")).exists())
+        .expect("a free pid")
+}
+
+#[test]
+fn set_pid_restores_under_the_new_pid() {
+    need_root!();
+    let _g = serial();
+    let mut case = Case::new();
+    let (old, img) = case.start_and_capture();
+    let new = free_pid();
+    let out = case.edit_ok(&img, &["--set-pid", &new.to_string()]);
+    let mut dump = Command::new(bin("crak-dump"));
+    dump.arg("--json").arg(&out);
+    let o = case.run(dump);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    assert_eq!(v["processes"][0]["process"]["pid"], new);
+    assert_eq!(v["processes"][0]["threads"][0]["tid"], new);
+    let pid = case.restore(&out);
+    if pid != new as i32 {
+        case.fail(&format!("restored as {pid}, not {new} (captured as {old})"));
+    }
+    let r = case.go(pid);
+    assert_eq!(r["pid"], new.to_string());
+}
+
+#[test]
+fn drop_fd_turns_the_output_into_dev_null() {
+    need_root!();
+    let _g = serial();
+    let mut case = Case::new();
+    let (_, img) = case.start_and_capture();
+    let out = case.edit_ok(&img, &["--drop-fd", "4"]);
+    let d = case.diff(&img, &out);
+    if !changes(&d)
+        .iter()
+        .any(|c| c.0 == "fd 4" && c.2.contains("/dev/null"))
+    {
+        case.fail(&format!("diff shows {:?}", changes(&d)));
+    }
+    let pid = case.restore(&out);
+    let link = std::fs::read_link(format!("/proc/{pid}/fd/4")).unwrap_or_default();
+    assert_eq!(link, Path::new("/dev/null"));
+    let r = case.go(pid);
+    assert_eq!(r["write4"], "1");
+    let text = std::fs::read_to_string(case.path("out.txt")).unwrap_or_default();
+    assert_eq!(
+        text, "before\n",
+        "the write after the restore went to /dev/null"
+    );
+}
+
+#[test]
+fn set_cwd_and_set_env() {
+    need_root!();
+    let _g = serial();
+    let mut case = Case::new();
+    let (_, img) = case.start_and_capture();
+    // Relative names keep working: old/ and the report files are reached from the new cwd.
+    let other = case.dir.path().join("other");
+    std::fs::create_dir(&other).expect("other/");
+    std::os::unix::fs::symlink(case.path("old"), other.join("old")).expect("symlink");
+    let out = case.edit_ok(
+        &img,
+        &[
+            "--set-cwd",
+            other.to_str().unwrap_or_default(),
+            "--set-env",
+            "CRAK_EDIT=short",
+        ],
+    );
+    let pid = case.restore(&out);
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    if !environ.split(|&b| b == 0).any(|e| e == b"CRAK_EDIT=short") {
+        case.fail(&format!(
+            "/proc/PID/environ: {}",
+            String::from_utf8_lossy(&environ)
+        ));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    signal(pid, libc::SIGUSR2);
+    let report = {
+        let t0 = Instant::now();
+        loop {
+            if let Ok(s) = std::fs::read_to_string(other.join("report")) {
+                break s;
+            }
+            if t0.elapsed() > Duration::from_secs(30) {
+                case.fail("no report in the new working directory");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    assert!(
+        report.contains(&format!("cwd={}\n", other.display())),
+        "{report}"
+    );
+    assert!(report.contains("env=short\n"), "{report}");
+}
+
+#[test]
+fn refused_edits_create_no_output() {
+    need_root!();
+    let _g = serial();
+    let mut case = Case::new();
+    let (_, img) = case.start_and_capture();
+    let out = case.path("never.crak");
+    for (args, needle) in [
+        (vec!["--poke", "0x10=00"], "in no mapping"),
+        (vec!["--set-reg", "xmm9=1"], "no register"),
+        (
+            vec![
+                "--set-env",
+                "CRAK_EDIT=a-value-much-longer-than-the-old-one",
+            ],
+            "no room",
+        ),
+        (vec!["--set-env", "NOT_THERE=1"], "not in the environment"),
+        (vec!["--drop-fd", "77"], "no fd 77"),
+        (vec!["--map-path", "/nowhere=/x"], "no path"),
+        (vec!["--set-pid", "0"], "outside"),
+    ] {
+        let o = case.edit(&img, &out, &args);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        if o.status.code() != Some(2) || !err.contains(needle) {
+            case.fail(&format!("{args:?}: want exit 2 and {needle:?}"));
+        }
+        if out.exists() {
+            case.fail(&format!("{args:?} created the output"));
+        }
+    }
+    // A corrupted input is refused too.
+    let mut bytes = std::fs::read(&img).expect("image");
+    let n = bytes.len();
+    bytes[n / 2] ^= 0xff;
+    let bad = case.path("bad.crak");
+    std::fs::write(&bad, bytes).expect("bad.crak");
+    let o = case.edit(&bad, &out, &["--set-reg", "rax=1"]);
+    if o.status.code() != Some(2) || out.exists() {
+        case.fail("a corrupted image must be refused");
+    }
+}
