@@ -13,6 +13,7 @@ pub mod image;
 pub mod json;
 pub mod read;
 pub mod record;
+pub mod rewrite;
 pub mod validate;
 pub mod write;
 

@@ -63,4 +63,4 @@ pub fn select<'i, 'd>(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -41,7 +41,7 @@ fn vma(kind: VmaKind, start: u64, end: u64, path: &str) -> Vma {
 
 /// A process 100 with a file mapping, a 4-page heap (pages 0-1 stored, 2 zero, 3 unrecorded)
 /// and a 2-page stack holding the envp array and the environment strings.
-fn image() -> Image<'static> {
+pub(crate) fn image() -> Image<'static> {
     let mut img = Image::new(Header {
         arch: ARCH_X86_64,
         page_size: PS as u32,
@@ -164,7 +164,7 @@ fn image() -> Image<'static> {
     img
 }
 
-fn assert_valid(img: &Image<'_>) {
+pub(crate) fn assert_valid(img: &Image<'_>) {
     let r = crate::validate::validate(img, None);
     assert!(r.is_valid(), "{:#?}", r.findings);
     assert_eq!(r.warnings, 0, "{:#?}", r.findings);
