@@ -1142,6 +1142,26 @@ fn host_mismatches_are_refused_before_forking() {
             f.open_flags |= libc::O_DIRECTORY as u32;
         },
     );
+    // A limit the kernel refuses (RLIMIT_NOFILE above fs.nr_open, even with privilege) fails
+    // the restore, naming the limit; the half-built process is killed.
+    refused_after_edit(
+        2,
+        &mut case,
+        pid,
+        &img,
+        "rlimit.crak",
+        "RLIMIT_NOFILE",
+        |im| {
+            let rl = im.processes[0].rlimits.as_mut().expect("RLIMITS");
+            let l = rl
+                .limits
+                .iter_mut()
+                .find(|l| l.resource == 7)
+                .expect("RLIMIT_NOFILE");
+            l.max = 1 << 40;
+            l.cur = 1024;
+        },
+    );
     // Well-framed but semantically invalid: two VMAs overlap (the validator's finding).
     refused_after_edit(
         1,

@@ -173,9 +173,21 @@ fn build(
     if let Some(rl) = &proc.rlimits {
         for l in &rl.limits {
             crate::sys::process::set_rlimit(pid, l.resource, l.cur, l.max).map_err(|e| {
+                let show = |v: u64| {
+                    if v == u64::MAX {
+                        "unlimited".to_string()
+                    } else {
+                        v.to_string()
+                    }
+                };
                 RestoreError::failed(
                     "setting resource limits",
-                    format!("resource {}: {e}", l.resource),
+                    format!(
+                        "{} soft {} hard {}: {e}",
+                        rlimit_name(l.resource),
+                        show(l.cur),
+                        show(l.max)
+                    ),
                 )
             })?;
         }
@@ -215,6 +227,31 @@ fn build(
         fds: proc.fds.len(),
         elapsed: Duration::ZERO,
     })
+}
+
+/// The conventional name of an `RLIMIT_*` resource.
+fn rlimit_name(resource: u32) -> String {
+    const NAMES: [&str; 16] = [
+        "RLIMIT_CPU",
+        "RLIMIT_FSIZE",
+        "RLIMIT_DATA",
+        "RLIMIT_STACK",
+        "RLIMIT_CORE",
+        "RLIMIT_RSS",
+        "RLIMIT_NPROC",
+        "RLIMIT_NOFILE",
+        "RLIMIT_MEMLOCK",
+        "RLIMIT_AS",
+        "RLIMIT_LOCKS",
+        "RLIMIT_SIGPENDING",
+        "RLIMIT_MSGQUEUE",
+        "RLIMIT_NICE",
+        "RLIMIT_RTPRIO",
+        "RLIMIT_RTTIME",
+    ];
+    NAMES
+        .get(resource as usize)
+        .map_or_else(|| format!("resource {resource}"), |n| n.to_string())
 }
 
 /// The image's XSAVE state must use only features this CPU has enabled, in an area of this
