@@ -115,10 +115,9 @@ pub fn restore(image: &Image<'_>, options: &Options) -> Result<Summary, RestoreE
         .map_err(|e| RestoreError::Refused(e.to_string()))?;
     let proc = plan::check_image(image)?;
     let plan = plan::make_plan(image, proc, options)?;
-    check_xsave(image, proc)?;
     // Stage 2.
     let pid = fork::spawn(image, proc, &plan)?;
-    match build(image, proc, &plan, pid) {
+    match build(proc, &plan, pid) {
         Ok(mut summary) => {
             summary.elapsed = t0.elapsed();
             Ok(summary)
@@ -138,7 +137,6 @@ pub fn restore(image: &Image<'_>, options: &Options) -> Result<Summary, RestoreE
 
 /// Stages 3 to 6 on the stopped child.
 fn build(
-    _image: &Image<'_>,
     proc: &crak_format::Process<'_>,
     plan: &plan::Plan,
     pid: i32,
@@ -252,33 +250,6 @@ fn rlimit_name(resource: u32) -> String {
     NAMES
         .get(resource as usize)
         .map_or_else(|| format!("resource {resource}"), |n| n.to_string())
-}
-
-/// The image's XSAVE state must use only features this CPU has enabled, in an area of this
-/// CPU's size (the kernel takes the whole standard-format area).
-fn check_xsave(image: &Image<'_>, proc: &crak_format::Process<'_>) -> Result<(), RestoreError> {
-    let Some(xcr0) = crate::sys::cpu::xcr0() else {
-        return Err(RestoreError::Refused(
-            "this CPU has no XSAVE support enabled".into(),
-        ));
-    };
-    for x in &proc.xsaves {
-        let extra = x.xstate_bv & !xcr0;
-        if extra != 0 {
-            return Err(RestoreError::Refused(format!(
-                "thread {} uses XSAVE features {extra:#x} this CPU does not enable (XCR0 {xcr0:#x})",
-                x.tid
-            )));
-        }
-    }
-    let size = crate::sys::cpu::xsave_size().unwrap_or(0);
-    if image.header.xsave_size != size {
-        return Err(RestoreError::Refused(format!(
-            "the image's XSAVE area is {} bytes, this CPU's is {size}: restore needs the same CPU features",
-            image.header.xsave_size
-        )));
-    }
-    Ok(())
 }
 
 /// Signals crak-restore passes on to the process it waits for, as a shell passes them to its

@@ -465,6 +465,8 @@ pub fn make_plan(
         )));
     }
 
+    check_xsave(image, proc)?;
+
     // Same-kernel restore: the vDSO code and data pages come from this kernel, so the image's
     // must have the same sizes and relative placement as ours.
     let own_maps = read_maps("self")?;
@@ -610,7 +612,6 @@ pub fn make_plan(
     let special_tmp = find_free(&busy, special_len, trampoline + TRAMPOLINE_LEN)
         .ok_or_else(|| refused("no free address range to move the vDSO through"))?;
     let stored_pages = proc.pages.iter().map(|r| r.nr_pages).sum();
-    let _ = image;
     Ok(Plan {
         want_pid,
         trampoline,
@@ -621,6 +622,33 @@ pub fn make_plan(
         options: options.clone(),
         stored_pages,
     })
+}
+
+/// The image's XSAVE state must use only features this CPU has enabled, in an area of this
+/// CPU's size (the kernel takes the whole standard-format area).
+fn check_xsave(image: &Image<'_>, proc: &Process<'_>) -> Result<(), RestoreError> {
+    let Some(xcr0) = crate::sys::cpu::xcr0() else {
+        return Err(RestoreError::Refused(
+            "this CPU has no XSAVE support enabled".into(),
+        ));
+    };
+    for x in &proc.xsaves {
+        let extra = x.xstate_bv & !xcr0;
+        if extra != 0 {
+            return Err(RestoreError::Refused(format!(
+                "thread {} uses XSAVE features {extra:#x} this CPU does not enable (XCR0 {xcr0:#x})",
+                x.tid
+            )));
+        }
+    }
+    let size = crate::sys::cpu::xsave_size().unwrap_or(0);
+    if image.header.xsave_size != size {
+        return Err(RestoreError::Refused(format!(
+            "the image's XSAVE area is {} bytes, this CPU's is {size}: restore needs the same CPU features",
+            image.header.xsave_size
+        )));
+    }
+    Ok(())
 }
 
 fn is_zombie(pid: u32) -> bool {
