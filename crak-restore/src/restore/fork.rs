@@ -129,7 +129,7 @@ fn wait_for_stop(pid: i32) -> Result<crate::sys::ptrace::WaitStatus, RestoreErro
 }
 
 /// An uninhabited type: `child_main` only returns on error.
-pub enum Never {}
+enum Never {}
 
 type ChildErr = (String, Option<OwnedFd>);
 
