@@ -37,6 +37,8 @@ int main(void) {
     int out = open("out.txt", O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (out != 4) fail("out.txt is fd %d", out);
     if (write(out, "before\n", 7) != 7) fail("write");
+    if (getenv("CRAK_OPMASK") && __builtin_cpu_supports("avx512f"))
+        __asm__ volatile(".byte 0xc5, 0xf4, 0x46, 0xc9"); /* kxnorw k1, k1, k1 */
     ready();
     struct timespec d = {0, 5 * 1000 * 1000};
     while (!go) {
@@ -51,10 +53,15 @@ int main(void) {
     char cwd[256] = "";
     if (!getcwd(cwd, sizeof cwd)) strcpy(cwd, "?");
     const char *env = getenv("CRAK_EDIT");
+    struct timespec ts = {0, 0};
+    int clock_ok = clock_gettime(CLOCK_MONOTONIC, &ts) == 0 && ts.tv_sec > 0;
+    int time_ok = time(NULL) > 1600000000;
     char rep[1024];
     snprintf(rep, sizeof rep,
-             "counter=%ld\nmessage=%s\npid=%d\ncwd=%s\nenv=%s\nfd3=%s\nwrite4=%d\n",
-             counter, message, getpid(), cwd, env ? env : "(unset)", data, w);
+             "counter=%ld\nmessage=%s\npid=%d\ncwd=%s\nenv=%s\nfd3=%s\nwrite4=%d\n"
+             "clock=%d\ntime=%d\n",
+             counter, message, getpid(), cwd, env ? env : "(unset)", data, w, clock_ok,
+             time_ok);
     write_file("report", rep);
     pass();
 }
@@ -221,11 +228,17 @@ impl Case {
     /// Starts the program (with CRAK_EDIT=original-value), waits for READY, captures it (which
     /// kills it) into image.crak.
     fn start_and_capture(&mut self) -> (i32, PathBuf) {
+        self.start_and_capture_with(&[])
+    }
+
+    /// [`Case::start_and_capture`] with more environment variables.
+    fn start_and_capture_with(&mut self, env: &[(&str, &str)]) -> (i32, PathBuf) {
         let out = std::fs::File::create(self.path("out.log")).expect("out.log");
         let err = std::fs::File::create(self.path("err.log")).expect("err.log");
         let child = Command::new(&self.prog)
             .current_dir(self.dir.path())
             .env("CRAK_EDIT", "original-value")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -621,5 +634,210 @@ fn refused_edits_create_no_output() {
     let o = case.edit(&bad, &out, &["--set-reg", "rax=1"]);
     if o.status.code() != Some(2) || out.exists() {
         case.fail("a corrupted image must be refused");
+    }
+}
+
+/// `crak-dump ARGS...`.
+fn dump(case: &mut Case, args: &[&str]) -> Output {
+    let mut cmd = Command::new(bin("crak-dump"));
+    cmd.args(args);
+    case.run(cmd)
+}
+
+/// This host's profile, as JSON.
+fn host_profile(case: &mut Case) -> Value {
+    let o = dump(case, &["kernel-profile", "-o", "-"]);
+    if !o.status.success() {
+        case.fail("crak-dump kernel-profile failed");
+    }
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|_| case.fail("profile JSON"))
+}
+
+fn write_json(case: &Case, name: &str, v: &Value) -> PathBuf {
+    let p = case.path(name);
+    std::fs::write(&p, serde_json::to_vec_pretty(v).expect("json")).expect("write profile");
+    p
+}
+
+fn special_sizes(list: &Value) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            let (s, e) = (
+                m["start"].as_u64().unwrap_or(0),
+                m["end"].as_u64().unwrap_or(0),
+            );
+            (
+                m["kind"].as_str().unwrap_or("").to_string(),
+                e.wrapping_sub(s),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn kernel_profile_agrees_with_a_capture_and_rewrite_for_this_host_restores() {
+    need_root!();
+    let _g = serial();
+    let mut case = Case::new();
+    let (_, img) = case.start_and_capture();
+    let profile = host_profile(&mut case);
+    let o = dump(&mut case, &["--json", img.to_str().unwrap_or_default()]);
+    let model: Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    let h = &model["header"];
+    for key in [
+        "kernel_release",
+        "page_size",
+        "xsave_features",
+        "xsave_size",
+    ] {
+        if profile[key] != h[key] {
+            case.fail(&format!(
+                "{key}: profile {} vs image {}",
+                profile[key], h[key]
+            ));
+        }
+    }
+    if special_sizes(&profile["special_mappings"]) != special_sizes(&h["special_mappings"]) {
+        case.fail("the profile's vDSO/vvar sizes differ from the capture's");
+    }
+    let vdso_len = profile["vdso"].as_str().map_or(0, |b| b.len() / 4 * 3);
+    if vdso_len < 4096 {
+        case.fail("the profile holds no vDSO bytes");
+    }
+    let names: Vec<&str> = profile["vdso_symbols"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert!(names.contains(&"__vdso_clock_gettime"), "{names:?}");
+    // For this host there is nothing to change, and the result restores.
+    let out = case.path("rewritten.crak");
+    let o = dump(
+        &mut case,
+        &[
+            "rewrite",
+            img.to_str().unwrap_or_default(),
+            "--target",
+            "host",
+            "-o",
+            out.to_str().unwrap_or_default(),
+        ],
+    );
+    if !o.status.success() || !String::from_utf8_lossy(&o.stdout).contains("nothing to change") {
+        case.fail("rewrite --target host");
+    }
+    let pid = case.restore(&out);
+    let r = case.go(pid);
+    assert_eq!(
+        (
+            r.get("clock").map(String::as_str),
+            r.get("time").map(String::as_str)
+        ),
+        (Some("1"), Some("1"))
+    );
+}
+
+#[test]
+fn rewrite_for_a_kernel_with_another_vdso_uses_system_call_stubs() {
+    need_root!();
+    let _g = serial();
+    let mut case = Case::new();
+    let (_, img) = case.start_and_capture();
+    let host = host_profile(&mut case);
+    let mut target = host.clone();
+    // A kernel whose vDSO is one page larger.
+    for m in target["special_mappings"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        if m["kind"] == "vdso" {
+            m["end"] = Value::from(m["end"].as_u64().unwrap_or(0) + 4096);
+        }
+    }
+    let target = write_json(&case, "target.json", &target);
+    let out = case.path("rewritten.crak");
+    let (img_s, target_s, out_s) = (
+        img.to_str().unwrap_or_default().to_string(),
+        target.to_str().unwrap_or_default().to_string(),
+        out.to_str().unwrap_or_default().to_string(),
+    );
+    // Without the capture kernel's vDSO: refused, nothing written.
+    let o = dump(
+        &mut case,
+        &["rewrite", &img_s, "--target", &target_s, "-o", &out_s],
+    );
+    if o.status.code() != Some(2)
+        || !String::from_utf8_lossy(&o.stderr).contains("--source")
+        || out.exists()
+    {
+        case.fail("a vDSO change without --source must be refused");
+    }
+    let o = dump(
+        &mut case,
+        &[
+            "rewrite", &img_s, "--target", &target_s, "--source", "host", "-o", &out_s,
+        ],
+    );
+    if !o.status.success() || !String::from_utf8_lossy(&o.stdout).contains("system-call stubs") {
+        case.fail("rewrite with --source host");
+    }
+    let pid = case.restore(&out);
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    if maps.contains("[vdso]") || maps.contains("[vvar") {
+        case.fail(&format!(
+            "the restored process still has the kernel's vDSO:\n{maps}"
+        ));
+    }
+    let r = case.go(pid);
+    if (
+        r.get("clock").map(String::as_str),
+        r.get("time").map(String::as_str),
+    ) != (Some("1"), Some("1"))
+    {
+        case.fail("clock_gettime or time failed through the stubs");
+    }
+}
+
+#[test]
+fn rewrite_for_a_cpu_without_avx512_refuses_a_live_opmask() {
+    need_root!();
+    let _g = serial();
+    let host_has_avx512 = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .contains(" avx512f");
+    if !host_has_avx512 {
+        eprintln!("no AVX-512 on this host; skipped");
+        return;
+    }
+    let mut case = Case::new();
+    let (_, img) = case.start_and_capture_with(&[("CRAK_OPMASK", "1")]);
+    let host = host_profile(&mut case);
+    let mut target = host.clone();
+    target["xsave_features"] = Value::from(0x7u64);
+    target["xsave_size"] = Value::from(832u64);
+    target["xsave_components"] = serde_json::json!([{"index": 2, "offset": 576, "size": 256}]);
+    let target = write_json(&case, "target.json", &target);
+    let out = case.path("rewritten.crak");
+    let (img_s, target_s, out_s) = (
+        img.to_str().unwrap_or_default().to_string(),
+        target.to_str().unwrap_or_default().to_string(),
+        out.to_str().unwrap_or_default().to_string(),
+    );
+    let o = dump(
+        &mut case,
+        &[
+            "rewrite", &img_s, "--target", &target_s, "--source", "host", "-o", &out_s,
+        ],
+    );
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    if o.status.code() != Some(2) || !err.contains("AVX-512 opmask") || out.exists() {
+        case.fail("an opmask in use must be refused by name, with no output");
     }
 }

@@ -69,6 +69,37 @@ pub enum Command {
     /// Edit an image (memory, registers, paths, pid, fds, cwd, environment); OUT is written
     /// only when the result is valid.
     Edit(EditArgs),
+    /// Describe this host (kernel, page size, XSAVE layout, vDSO) as JSON for `rewrite`.
+    KernelProfile(ProfileArgs),
+    /// Make an image restorable on another kernel or CPU (XSAVE, vDSO, version).
+    Rewrite(RewriteArgs),
+}
+
+/// `crak-dump kernel-profile`.
+#[derive(Debug, Args)]
+pub struct ProfileArgs {
+    /// The profile to write (replaced only once complete), or `-` for stdout.
+    #[arg(short = 'o', long = "output", required = true)]
+    pub output: PathBuf,
+}
+
+/// `crak-dump rewrite`.
+#[derive(Debug, Args)]
+pub struct RewriteArgs {
+    /// The image file, or `-` for stdin.
+    pub image: PathBuf,
+
+    /// The restore host's profile (`kernel-profile`), or `host` for this host.
+    #[arg(long, required = true)]
+    pub target: PathBuf,
+
+    /// The capture host's profile, or `host`: needed when the XSAVE layout or the vDSO differ.
+    #[arg(long)]
+    pub source: Option<PathBuf>,
+
+    /// The rewritten image (created only when the rewrite succeeds and is valid), or `-`.
+    #[arg(short = 'o', long = "output", required = true)]
+    pub output: PathBuf,
 }
 
 /// `crak-dump edit`.

@@ -83,6 +83,8 @@ pub fn run_in(
         Some(cli::Command::Core(a)) => cmd::core::run(a, &mut buf),
         Some(cli::Command::Backtrace(a)) => cmd::backtrace::run(a, &mut buf, style),
         Some(cli::Command::Edit(a)) => cmd::edit::run(a, &mut buf),
+        Some(cli::Command::KernelProfile(a)) => cmd::profile::run(a, &mut buf),
+        Some(cli::Command::Rewrite(a)) => cmd::rewrite::run(a, &mut buf),
         None => cmd::show::run(&cli.show, &mut buf, style),
     };
     let result = result.and_then(|code| {

@@ -7,6 +7,8 @@ pub mod edit;
 pub mod encode;
 pub mod grep;
 pub mod mem;
+pub mod profile;
+pub mod rewrite;
 pub mod show;
 pub mod strings;
 pub mod validate;

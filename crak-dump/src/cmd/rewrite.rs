@@ -1,0 +1,61 @@
+//! `crak-dump rewrite IMAGE --target PROFILE.json|host [--source PROFILE.json|host] -o OUT`:
+//! the image made restorable on the target host (spec §6), with
+//! [`crak_format::rewrite::rewrite`]. OUT is written (through a temporary file and a rename)
+//! only when every difference could be made safe and the result passes the validator; anything
+//! else is refused with the reason.
+
+use crate::cli::RewriteArgs;
+use crate::EXIT_OK;
+use anyhow::{bail, Context as _};
+use std::io::Write;
+
+/// Runs the command.
+pub fn run(args: &RewriteArgs, out: &mut dyn Write) -> anyhow::Result<i32> {
+    let bytes = super::load(&args.image)?;
+    let parsed = super::parse(&args.image, &bytes)?;
+    let name = crate::display_name(&args.image);
+    let before = crak_format::validate::validate(&parsed.image, Some(&parsed.layout));
+    if !before.is_valid() {
+        let first = before
+            .errors()
+            .next()
+            .map(|f| f.to_string())
+            .unwrap_or_default();
+        bail!("{name}: the image is invalid ({first})");
+    }
+    let target = super::profile::load(&args.target)?;
+    let source = args
+        .source
+        .as_deref()
+        .map(super::profile::load)
+        .transpose()?;
+    let mut image = parsed.image;
+    let done = crak_format::rewrite::rewrite(&mut image, &target, source.as_ref())
+        .with_context(|| format!("{name}: cannot rewrite for {}", target.kernel_release))?;
+    let report = crak_format::validate::validate(&image, None);
+    if !report.is_valid() {
+        let list: Vec<String> = report.errors().map(|f| format!("  {f}")).collect();
+        bail!(
+            "the rewritten image would be invalid; {} not written:\n{}",
+            args.output.display(),
+            list.join("\n")
+        );
+    }
+    if crate::is_stdin(&args.output) {
+        let bytes = crak_format::write::to_vec(&image).context("cannot write the image")?;
+        out.write_all(&bytes)?;
+        return Ok(EXIT_OK);
+    }
+    super::write_atomically(&args.output, &mut |file| {
+        crak_format::write::write_image(&image, file)
+            .with_context(|| format!("{}: cannot write the image", args.output.display()))
+    })?;
+    if done.is_empty() {
+        writeln!(out, "nothing to change for {}", target.kernel_release)?;
+    }
+    for d in &done {
+        writeln!(out, "{d}")?;
+    }
+    writeln!(out, "wrote {}", args.output.display())?;
+    Ok(EXIT_OK)
+}
