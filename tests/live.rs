@@ -564,6 +564,33 @@ fn credentials_from_an_edited_image() {
     case.go_and_expect_pass(restored);
 }
 
+/// A root directory other than the restorer's is entered with chroot after the memory is
+/// rebuilt (whose paths are host paths); the working directory stays where it was.
+#[test]
+fn root_directory_from_an_edited_image() {
+    need_root!();
+    let _g = serial();
+    let (mut case, pid, img) = captured_memory_program();
+    let root = case.path("newroot");
+    std::fs::create_dir(&root).expect("mkdir");
+    let data = std::fs::read(&img).expect("image");
+    let mut image = crak_format::read::parse(&data).expect("parse").image;
+    image.processes[0].process.root = root.to_string_lossy().as_ref().into();
+    let edited = case.path("root.crak");
+    std::fs::write(&edited, crak_format::write::to_vec(&image).expect("encode")).expect("write");
+    let restored = case.restore_detached(&edited, &[]);
+    assert_eq!(restored, pid);
+    let seen = std::fs::read_link(format!("/proc/{pid}/root")).unwrap_or_default();
+    if seen != root {
+        case.fail(&format!(
+            "root is {}, want {}",
+            seen.display(),
+            root.display()
+        ));
+    }
+    case.go_and_expect_pass(restored);
+}
+
 #[test]
 fn nanosleep_sleeps_only_the_remaining_time() {
     need_root!();
