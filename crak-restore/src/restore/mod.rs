@@ -263,11 +263,20 @@ const FORWARDED: [i32; 6] = [
     libc::SIGUSR2,
 ];
 
-/// Blocks the signals [`wait_exit_code`] forwards, so that none ends crak-restore before it
-/// waits; call before [`restore`] (the child's own mask is set from the image).
+/// The signals [`wait_exit_code`] takes: those it forwards, and `SIGCHLD`, which wakes it as
+/// soon as the child ends.
+fn waited_mask() -> u64 {
+    FORWARDED
+        .iter()
+        .chain(&[libc::SIGCHLD])
+        .fold(0u64, |m, s| m | 1 << (s - 1))
+}
+
+/// Blocks the signals [`wait_exit_code`] forwards (and `SIGCHLD`), so that none ends
+/// crak-restore before it waits; call before [`restore`] (the child's own mask is set from the
+/// image).
 pub fn block_forwarded_signals() -> Result<(), RestoreError> {
-    let mask = FORWARDED.iter().fold(0u64, |m, s| m | 1 << (s - 1));
-    crate::sys::clone::block_signals(mask)
+    crate::sys::clone::block_signals(waited_mask())
         .map_err(|e| RestoreError::failed("blocking signals", e.to_string()))
 }
 
@@ -277,7 +286,7 @@ pub fn block_forwarded_signals() -> Result<(), RestoreError> {
 /// the terminal sent (`^C`, `^\`): the child, in the same foreground process group, got them
 /// too.
 pub fn wait_exit_code(pid: i32, shell_job: bool) -> Result<i32, RestoreError> {
-    let mask = FORWARDED.iter().fold(0u64, |m, s| m | 1 << (s - 1));
+    let mask = waited_mask();
     loop {
         match ptrace::waitpid_nohang(pid) {
             Ok(Some(ptrace::WaitStatus::Exited { code, .. })) => return Ok(code),
@@ -290,9 +299,9 @@ pub fn wait_exit_code(pid: i32, shell_job: bool) -> Result<i32, RestoreError> {
                 ))
             }
         }
-        if let Some(sig) = crate::sys::clone::wait_signal(mask, 50) {
+        if let Some(sig) = crate::sys::clone::wait_signal(mask, 100) {
             let from_terminal = sig.code == libc::SI_KERNEL;
-            if !(shell_job && from_terminal) {
+            if sig.signo != libc::SIGCHLD && !(shell_job && from_terminal) {
                 let _ = crate::sys::process::kill(pid, sig.signo);
             }
         }
