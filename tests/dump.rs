@@ -1538,7 +1538,9 @@ fn strings_finds_known_text_with_its_address() {
     let marker_text = MARKER_ADDR + 4; // after the four bytes 0xde 0xad 0xbe 0xef
     s.run(args!["strings", "--color=never", "-n", "6", img])
         .expect_code(0)
-        .expect_stdout_contains(&format!("4242 {marker_text:x} #2 rw-p [heap]:  crak marker"))
+        .expect_stdout_contains(&format!(
+            "4242 {marker_text:x} #2 rw-p [heap]:  crak marker"
+        ))
         .expect_stdout_contains(&format!(
             "4242 {:x} #5 rw-p [stack]: --port=8080",
             STACK + 0x20f23
@@ -1558,4 +1560,78 @@ fn strings_finds_known_text_with_its_address() {
         .collect();
     assert!(texts.contains(&" crak marker"), "{texts:?}");
     assert_eq!(v["count"].as_u64(), Some(texts.len() as u64));
+}
+
+// ---------------------------------------------------------------------------------------------
+// core
+// ---------------------------------------------------------------------------------------------
+
+/// `readelf -lW` LOAD lines of a core file: (vaddr, offset, filesz, memsz).
+fn loads(core: &Path) -> Vec<(u64, u64, u64, u64)> {
+    let out = Command::new("readelf")
+        .arg("-lW")
+        .arg(core)
+        .output()
+        .expect("run readelf (binutils)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).expect("hex");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.trim_start().starts_with("LOAD"))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (hex(f[2]), hex(f[1]), hex(f[4]), hex(f[5]))
+        })
+        .collect()
+}
+
+#[test]
+fn core_segments_hold_known_bytes_only() {
+    let s = setup();
+    let img = s.image("srv.crak", &sample());
+    let core = s.path("srv.core");
+    s.run(args!["core", img, "-o", core]).expect_code(0);
+    let bytes = std::fs::read(&core).expect("read core");
+    let segs = loads(&core);
+    let seg = |addr: u64| {
+        *segs
+            .iter()
+            .find(|x| x.0 == addr)
+            .unwrap_or_else(|| panic!("no LOAD at {addr:#x}: {segs:?}"))
+    };
+    // Anonymous memory: stored, zero and unrecorded pages are all known.
+    let (_, off, filesz, memsz) = seg(ANON);
+    assert_eq!(filesz, memsz);
+    let want: Vec<u8> = (0..64u64).map(|i| (i % 251) as u8 | 1).collect();
+    assert_eq!(&bytes[off as usize..off as usize + 64], &want[..]);
+    let (_, off, filesz, memsz) = seg(HEAP);
+    assert_eq!(filesz, memsz);
+    let m = (off + MARKER_ADDR - HEAP) as usize;
+    assert_eq!(&bytes[m..m + MARKER.len()], MARKER);
+    // The zero run reads as zeros.
+    let z = (off + 2 * PS) as usize;
+    assert!(bytes[z..z + 30 * PS as usize].iter().all(|&b| b == 0));
+    // The executable is not on this machine: its unrecorded pages are left out.
+    let (_, _, filesz, memsz) = seg(TEXT);
+    assert_eq!(filesz, 0);
+    assert!(memsz > 0);
+    // The vDSO is provided by the kernel, not recorded.
+    assert_eq!(seg(VDSO).2, 0);
+    // And the notes are there: one PRSTATUS per thread.
+    let out = Command::new("readelf")
+        .arg("-n")
+        .arg(&core)
+        .output()
+        .expect("readelf");
+    let notes = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(notes.matches("NT_PRSTATUS").count(), 2, "{notes}");
+    assert_eq!(notes.matches("NT_X86_XSTATE").count(), 2, "{notes}");
+    // The core reads back as an image: the same threads and heap bytes.
+    s.run(args!["grep", core, "crak marker", "--color=never"])
+        .expect_code(0)
+        .expect_stdout_contains(&format!("4242 {:x}", MARKER_ADDR + 5));
 }
