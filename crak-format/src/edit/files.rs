@@ -24,6 +24,9 @@ pub struct FileStat {
     pub mode: u32,
 }
 
+/// Reads a file's [`FileStat`] by path, or says why it cannot.
+pub type StatFn<'a> = &'a mut dyn FnMut(&[u8]) -> Result<FileStat, String>;
+
 /// `path` with the prefix `old` replaced by `new`, when `old` is `path` itself or a leading
 /// run of its components (`/a/b` is a prefix of `/a/b/c`, not of `/a/bc`).
 fn remap(path: &[u8], old: &[u8], new: &[u8]) -> Option<Vec<u8>> {
@@ -56,7 +59,7 @@ pub fn map_path(
     image: &mut Image<'_>,
     old: &[u8],
     new: &[u8],
-    mut stat: Option<&mut dyn FnMut(&[u8]) -> Result<FileStat, String>>,
+    mut stat: Option<StatFn<'_>>,
 ) -> Result<usize, EditError> {
     if old.is_empty() || new.is_empty() {
         return refused("--map-path needs a non-empty OLD and NEW");

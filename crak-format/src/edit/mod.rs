@@ -12,7 +12,7 @@ mod memory;
 mod task;
 
 pub use env::set_env;
-pub use files::{drop_fd, map_path, set_cwd, FileStat};
+pub use files::{drop_fd, map_path, set_cwd, FileStat, StatFn};
 pub use memory::{poke, read_memory};
 pub use task::{set_pid, set_reg};
 
