@@ -213,6 +213,16 @@ pub fn notes(p: &Process<'_>, page_size: u64) -> Vec<u8> {
             .find(|x| x.tid == tid)
             .map(|x| x.area.as_bytes())
     };
+    let process_notes = |out: &mut Buf| {
+        note(out, b"CORE", NT_PRPSINFO, &prpsinfo(p));
+        // No fatal signal: an empty siginfo, as for a dump of a live process.
+        note(out, b"CORE", NT_SIGINFO, &[0u8; 128]);
+        note(out, b"CORE", NT_AUXV, &auxv(p));
+        note(out, b"CORE", NT_FILE, &file_note(p, page_size));
+    };
+    if p.threads.is_empty() {
+        process_notes(&mut out);
+    }
     for (i, t) in ordered_threads(p).into_iter().enumerate() {
         let area = xsave_of(t.tid).filter(|a| a.len() >= FXSAVE_SIZE);
         note(
@@ -222,11 +232,7 @@ pub fn notes(p: &Process<'_>, page_size: u64) -> Vec<u8> {
             &prstatus(p, t, area.is_some()),
         );
         if i == 0 {
-            note(&mut out, b"CORE", NT_PRPSINFO, &prpsinfo(p));
-            // No fatal signal: an empty siginfo, as for a dump of a live process.
-            note(&mut out, b"CORE", NT_SIGINFO, &[0u8; 128]);
-            note(&mut out, b"CORE", NT_AUXV, &auxv(p));
-            note(&mut out, b"CORE", NT_FILE, &file_note(p, page_size));
+            process_notes(&mut out);
         }
         if let Some(area) = area {
             note(
@@ -405,5 +411,23 @@ mod tests {
         assert_eq!(u64_at(PR_REG_OFFSET + 26 * 8), 0x2b);
         assert_eq!(u32_at(328), 1);
         assert_eq!(prpsinfo(&p).len(), PRPSINFO_SIZE);
+    }
+
+    #[test]
+    fn a_process_without_threads_still_has_its_process_notes() {
+        let p = Process::new(ProcessRecord {
+            pid: 7,
+            ..Default::default()
+        });
+        let n = notes(&p, 4096);
+        let word = |o: usize| u32::from_le_bytes(n[o..o + 4].try_into().unwrap());
+        let mut types = Vec::new();
+        let mut at = 0usize;
+        while at + 12 <= n.len() {
+            let (namesz, descsz) = (word(at) as usize, word(at + 4) as usize);
+            types.push(word(at + 8));
+            at += 12 + namesz.div_ceil(4) * 4 + descsz.div_ceil(4) * 4;
+        }
+        assert_eq!(types, [NT_PRPSINFO, NT_SIGINFO, NT_AUXV, NT_FILE]);
     }
 }
