@@ -1635,3 +1635,56 @@ fn core_segments_hold_known_bytes_only() {
         .expect_code(0)
         .expect_stdout_contains(&format!("4242 {:x}", MARKER_ADDR + 5));
 }
+
+#[test]
+fn strings_from_stdin_and_across_adjacent_runs() {
+    let s = setup();
+    let mut model = sample_without_anon_pages();
+    // The heap run split in two, with a string across the cut.
+    let p = &mut model.processes[0];
+    let i = p
+        .pages
+        .iter()
+        .position(|r| r.addr == HEAP)
+        .expect("heap run");
+    let run = p.pages.remove(i);
+    let mut data = run.data.as_bytes().to_vec();
+    let cut = PS as usize;
+    data[cut - 5..cut + 5].copy_from_slice(b"ACROSS-CUT");
+    let (a, b) = data.split_at(cut);
+    p.pages.insert(
+        i,
+        PageRun {
+            pid: run.pid,
+            addr: HEAP,
+            nr_pages: 1,
+            data: Blob::from(a.to_vec()),
+        },
+    );
+    p.pages.insert(
+        i + 1,
+        PageRun {
+            pid: run.pid,
+            addr: HEAP + PS,
+            nr_pages: 1,
+            data: Blob::from(b.to_vec()),
+        },
+    );
+    let bytes = write(&model);
+    let img = s.file("split.crak", &bytes);
+    let from_file = s.run(args!["strings", "--color=never", img]);
+    from_file.expect_code(0).expect_stdout_contains(&format!(
+        "4242 {:x} #2 rw-p [heap]: ACROSS-CUT",
+        HEAP + PS - 5
+    ));
+    let from_stdin = s.run_with(args!["strings", "--color=never", "-"], &bytes, &[]);
+    from_stdin.expect_code(0);
+    assert_eq!(from_stdin.stdout(), from_file.stdout());
+    // Only one process, and a pid the image does not have.
+    let r = s.run(args!["strings", "--color=never", "--pid", "4250", img]);
+    assert!(!r.stdout().contains("4242 "), "{}", r.describe());
+    s.run(args!["strings", "--pid", "77", img]).expect_code(2);
+    // Not an image at all.
+    let junk = s.file("junk", b"not an image at all");
+    s.run(args!["strings", junk]).expect_code(2);
+}

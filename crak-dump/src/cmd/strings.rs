@@ -14,7 +14,7 @@ use anyhow::{bail, Context as _};
 use crak_format::image::Process;
 use regex::bytes::{Regex, RegexBuilder};
 use serde::Serialize;
-use std::io::Write;
+use std::io::{Read as _, Write};
 
 /// Longest MIN accepted.
 pub const MAX_MIN: usize = 4096;
@@ -66,22 +66,160 @@ impl From<Match> for Found {
     }
 }
 
+/// A printable run being read.
+struct Pending {
+    found: Found,
+    /// The address after its last byte.
+    next: u64,
+    /// End of its VMA.
+    vma_end: u64,
+}
+
+/// Reads a crak image as a stream and collects its strings; page data passes through in
+/// chunks and is never held whole, so memory stays bounded by the metadata and the output.
+/// Strings cross adjacent stored runs but not gaps, zero runs or VMA boundaries, as with the
+/// in-memory search. Returns the strings and the pids met.
+fn stream_strings(
+    input: impl std::io::Read,
+    min: usize,
+    only: Option<u32>,
+) -> anyhow::Result<(Vec<Found>, Vec<u32>)> {
+    use crak_format::read::{StreamItem, StreamReader};
+    use crak_format::Record;
+    use std::collections::HashMap;
+    let mut sr = StreamReader::new(input).context("not a valid crak image")?;
+    let mut vmas: HashMap<u32, Vec<(usize, crak_format::record::vma::Vma)>> = HashMap::new();
+    let mut pids = Vec::new();
+    let mut found = Vec::new();
+    let mut pending: Option<Pending> = None;
+    let flush = |pending: &mut Option<Pending>, found: &mut Vec<Found>| {
+        if let Some(p) = pending.take() {
+            if p.found.len >= min {
+                found.push(p.found);
+            }
+        }
+    };
+    let mut buf = vec![0u8; 1 << 20];
+    while let Some(item) = sr.next_item().context("not a valid crak image")? {
+        let sp = match item {
+            StreamItem::Record { record, .. } => {
+                match record {
+                    Record::Process(p) => pids.push(p.pid),
+                    Record::Vma(v) => {
+                        let list = vmas.entry(v.pid).or_default();
+                        list.push((list.len(), v));
+                    }
+                    _ => {}
+                }
+                continue;
+            }
+            StreamItem::Pages(sp) => sp,
+        };
+        let pid = sp.header.pid;
+        if only.is_some_and(|o| o != pid) {
+            continue;
+        }
+        let list = vmas.entry(pid).or_default();
+        list.sort_by_key(|(_, v)| v.start);
+        let mut addr = sp.header.addr;
+        loop {
+            let n = sr
+                .read_page_data(&mut buf)
+                .context("not a valid crak image")?;
+            if n == 0 {
+                break;
+            }
+            for &b in buf.get(..n).unwrap_or_default() {
+                let printable = b == b'\t' || (0x20..0x7f).contains(&b);
+                let continues = pending
+                    .as_ref()
+                    .is_some_and(|p| p.next == addr && addr < p.vma_end && p.found.pid == pid);
+                if !printable || !continues {
+                    flush(&mut pending, &mut found);
+                }
+                if printable {
+                    match pending.as_mut() {
+                        Some(p) => {
+                            p.found.len += 1;
+                            if p.found.text.len() < 4096 {
+                                p.found.text.push(char::from(b));
+                            }
+                            p.next = addr.saturating_add(1);
+                        }
+                        None => {
+                            let i = list.partition_point(|(_, v)| v.start <= addr);
+                            let vma = i
+                                .checked_sub(1)
+                                .and_then(|i| list.get(i))
+                                .filter(|(_, v)| addr < v.end);
+                            if let Some((index, v)) = vma {
+                                pending = Some(Pending {
+                                    found: Found {
+                                        pid,
+                                        addr,
+                                        vma: *index,
+                                        perms: v.perms(),
+                                        path: names::text(&v.path),
+                                        len: 1,
+                                        text: char::from(b).to_string(),
+                                    },
+                                    next: addr.saturating_add(1),
+                                    vma_end: v.end,
+                                });
+                            }
+                        }
+                    }
+                }
+                addr = addr.saturating_add(1);
+            }
+        }
+    }
+    flush(&mut pending, &mut found);
+    Ok((found, pids))
+}
+
+/// Whether the input starts like an ELF file (peeked, not consumed).
+fn peek_elf(r: &mut impl std::io::BufRead) -> std::io::Result<bool> {
+    Ok(crate::elfcore::is_elf(r.fill_buf()?))
+}
+
 /// Runs the command.
 pub fn run(args: &StringsArgs, out: &mut dyn Write, style: Style) -> anyhow::Result<i32> {
     let re = matcher(args.min)?;
-    let bytes = super::load(&args.image)?;
-    let image = &super::open(&args.image, &bytes)?;
-    let procs: Vec<&Process<'_>> = match args.pid {
-        Some(pid) => vec![image
-            .process(pid)
-            .with_context(|| format!("no process {pid} in the image"))?],
-        None => image.processes.iter().collect(),
+    let name = crate::display_name(&args.image);
+    let mut input: Box<dyn std::io::BufRead> = if crate::is_stdin(&args.image) {
+        Box::new(std::io::BufReader::with_capacity(1 << 20, std::io::stdin()))
+    } else {
+        let f = std::fs::File::open(&args.image).with_context(|| format!("{name}: cannot read"))?;
+        Box::new(std::io::BufReader::with_capacity(1 << 20, f))
     };
-    let mut found: Vec<Match> = Vec::new();
-    for p in procs {
-        search_process(p, &re, &|_, _| true, (0, u64::MAX), u64::MAX, &mut found);
-    }
-    let found: Vec<Found> = found.into_iter().map(Found::from).collect();
+    let found: Vec<Found> =
+        if peek_elf(&mut input).with_context(|| format!("{name}: cannot read"))? {
+            // An ELF core file: read whole and searched in memory.
+            let mut bytes = Vec::new();
+            input
+                .read_to_end(&mut bytes)
+                .with_context(|| format!("{name}: cannot read"))?;
+            let image = &super::open(&args.image, &bytes)?;
+            let procs: Vec<&Process<'_>> = match args.pid {
+                Some(pid) => vec![image
+                    .process(pid)
+                    .with_context(|| format!("no process {pid} in the image"))?],
+                None => image.processes.iter().collect(),
+            };
+            let mut found: Vec<Match> = Vec::new();
+            for p in procs {
+                search_process(p, &re, &|_, _| true, (0, u64::MAX), u64::MAX, &mut found);
+            }
+            found.into_iter().map(Found::from).collect()
+        } else {
+            let (found, pids) = stream_strings(input, args.min, args.pid)
+                .with_context(|| format!("{name}: cannot read the image"))?;
+            if let Some(pid) = args.pid.filter(|p| !pids.contains(p)) {
+                bail!("no process {pid} in the image");
+            }
+            found
+        };
     if args.json {
         #[derive(Serialize)]
         struct Out<'a> {
