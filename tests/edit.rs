@@ -841,3 +841,120 @@ fn rewrite_for_a_cpu_without_avx512_refuses_a_live_opmask() {
         case.fail("an opmask in use must be refused by name, with no output");
     }
 }
+
+/// A valid vector image (version 1.7) with a heap page, a thread and a vDSO.
+fn vector() -> PathBuf {
+    crak_tests::workspace_root().join("spec/vectors/valid/012-minor-version-1-7.bin")
+}
+
+fn model(case: &mut Case, img: &Path) -> Value {
+    let o = dump(case, &["--json", img.to_str().unwrap_or_default()]);
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|_| case.fail("crak-dump --json"))
+}
+
+/// A scratch directory for the tests that need no process.
+fn offline_case() -> Case {
+    Case {
+        dir: tempfile::Builder::new()
+            .prefix("crak-edit-")
+            .tempdir()
+            .expect("tempdir"),
+        prog: PathBuf::new(),
+        children: Vec::new(),
+        pids: Vec::new(),
+        log: String::new(),
+    }
+}
+
+#[test]
+fn offline_edits_of_a_vector_image() {
+    let mut case = offline_case();
+    let img = vector();
+    let out = case.edit_ok(
+        &img,
+        &[
+            "--poke",
+            "0x600010=deadbeef",
+            "--set-reg",
+            "rip=0x401000",
+            "--set-reg",
+            "4242:rax=-4",
+            "--set-pid",
+            "777",
+        ],
+    );
+    let v = model(&mut case, &out);
+    assert_eq!(v["version"]["minor"], 0, "written as this writer's version");
+    let p = &v["processes"][0];
+    assert_eq!(p["process"]["pid"], 777);
+    assert_eq!(p["process"]["pgid"], 777);
+    assert_eq!(p["threads"][0]["tid"], 777);
+    assert_eq!(p["threads"][0]["gpr"]["rip"], 0x401000);
+    assert_eq!(p["threads"][0]["gpr"]["rax"], (-4i64) as u64);
+    let o = dump(
+        &mut case,
+        &[
+            "mem",
+            out.to_str().unwrap_or_default(),
+            "0x600010+4",
+            "--raw",
+        ],
+    );
+    assert_eq!(o.stdout, [0xde, 0xad, 0xbe, 0xef]);
+}
+
+/// A profile of the vector's capture host.
+fn vector_host() -> Value {
+    serde_json::json!({
+        "format": "crak-kernel-profile/1",
+        "kernel_release": "6.18.0-crak",
+        "page_size": 4096,
+        "xsave_features": 0x2e7,
+        "xsave_size": 2696,
+        "xsave_components": [],
+        "special_mappings": [
+            {"kind": "vvar", "start": 0x7fff_f7fb_d000u64, "end": 0x7fff_f7fc_1000u64},
+            {"kind": "vdso", "start": 0x7fff_f7fc_1000u64, "end": 0x7fff_f7fc_3000u64}
+        ],
+        "vdso": null,
+        "vdso_symbols": []
+    })
+}
+
+#[test]
+fn offline_rewrite_writes_version_1_0_and_refuses_what_it_cannot_fix() {
+    let mut case = offline_case();
+    let img = vector();
+    let img_s = img.to_str().unwrap_or_default().to_string();
+    let target = write_json(&case, "target.json", &vector_host());
+    let out = case.path("out.crak");
+    let (t, o) = (
+        target.to_str().unwrap_or_default().to_string(),
+        out.to_str().unwrap_or_default().to_string(),
+    );
+    let r = dump(&mut case, &["rewrite", &img_s, "--target", &t, "-o", &o]);
+    if !r.status.success() || !String::from_utf8_lossy(&r.stdout).contains("version 1.7 -> 1.0") {
+        case.fail("rewrite to 1.0");
+    }
+    let v = model(&mut case, &out);
+    assert_eq!(v["version"]["minor"], 0);
+    std::fs::remove_file(&out).expect("rm");
+    let refusals: [(&str, Value, &str); 3] = [
+        ("page_size", Value::from(16384), "16384-byte pages"),
+        ("xsave_features", Value::from(0x7), "--source"),
+        ("format", Value::from("other"), "not a kernel profile"),
+    ];
+    for (key, value, needle) in refusals {
+        let mut p = vector_host();
+        p[key] = value;
+        let t = write_json(&case, "bad.json", &p);
+        let t = t.to_str().unwrap_or_default().to_string();
+        let r = dump(&mut case, &["rewrite", &img_s, "--target", &t, "-o", &o]);
+        if r.status.code() != Some(2)
+            || !String::from_utf8_lossy(&r.stderr).contains(needle)
+            || out.exists()
+        {
+            case.fail(&format!("{key}: want exit 2 with {needle:?} and no output"));
+        }
+    }
+}

@@ -180,9 +180,18 @@ pub fn run(args: &EditArgs, out: &mut dyn Write) -> anyhow::Result<i32> {
         );
     }
     let mut image = parsed.image;
-    let done = apply(args, &mut image)?;
+    let mut done = apply(args, &mut image)?;
     if done.is_empty() {
         bail!("no edit given (see crak-dump edit --help)");
+    }
+    // This writer writes the fields of its own version only (spec §5).
+    let current = crak_format::CURRENT_VERSION;
+    if image.version != current {
+        done.push(format!(
+            "version {}.{} -> {}.{}",
+            image.version.major, image.version.minor, current.major, current.minor
+        ));
+        image.version = current;
     }
     let report = crak_format::validate::validate(&image, None);
     if !report.is_valid() {
