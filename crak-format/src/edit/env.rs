@@ -41,6 +41,12 @@ pub fn set_env(
             "process {pid} has an empty environment (env_start {start:#x}, env_end {end:#x}); there is no variable to change"
         ));
     }
+    if end - start > u64::from(crate::record::process::MAX_ARGS) {
+        return refused(format!(
+            "the environment of process {pid} spans {} bytes, more than an image holds",
+            end - start
+        ));
+    }
     let old = memory::read_memory(image, Some(pid), start, end - start)?;
     // Entries and their offsets in the block; the last may lack its NUL.
     let mut entries: Vec<(usize, &[u8])> = Vec::new();

@@ -213,22 +213,22 @@ fn set_page(p: &mut Process<'_>, ps: u64, page: u64, data: Vec<u8>) {
             continue;
         }
         let before = (page - r.addr) / ps;
-        let after = (end - page) / ps - 1;
+        let after = ((end - page) / ps).saturating_sub(1);
         if before > 0 {
             pages.push(PageRun {
                 pid,
                 addr: r.addr,
                 nr_pages: before,
-                data: sub_blob(&r.data, 0, before * ps),
+                data: sub_blob(&r.data, 0, before.saturating_mul(ps)),
             });
         }
         if after > 0 {
-            let from = (before + 1) * ps;
+            let from = before.saturating_add(1).saturating_mul(ps);
             pages.push(PageRun {
                 pid,
-                addr: page + ps,
+                addr: page.saturating_add(ps),
                 nr_pages: after,
-                data: sub_blob(&r.data, from, from + after * ps),
+                data: sub_blob(&r.data, from, from.saturating_add(after.saturating_mul(ps))),
             });
         }
     }
@@ -240,7 +240,7 @@ fn set_page(p: &mut Process<'_>, ps: u64, page: u64, data: Vec<u8>) {
             continue;
         }
         let before = (page - z.addr) / ps;
-        let after = (end - page) / ps - 1;
+        let after = ((end - page) / ps).saturating_sub(1);
         if before > 0 {
             zeros.push(ZeroRun {
                 pid,
@@ -251,7 +251,7 @@ fn set_page(p: &mut Process<'_>, ps: u64, page: u64, data: Vec<u8>) {
         if after > 0 {
             zeros.push(ZeroRun {
                 pid,
-                addr: page + ps,
+                addr: page.saturating_add(ps),
                 nr_pages: after,
             });
         }

@@ -390,3 +390,56 @@ fn set_env_rewrites_strings_pointers_and_records() {
     assert!(e.contains("not in the environment"), "{e}");
     assert!(set_env(&mut img, None, b"A=B", b"1").is_err());
 }
+
+mod never_panic {
+    //! Edits and rewrites of arbitrary (mostly invalid) models return errors, never panic.
+    use super::super::*;
+    use crate::rewrite::{rewrite, KernelProfile, XsaveComponent, PROFILE_FORMAT};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        #[test]
+        fn edits_of_arbitrary_images(
+            mut img in crate::arbitrary::image(),
+            addr in any::<u64>(),
+            data in proptest::collection::vec(any::<u8>(), 1..64),
+            pid in any::<u32>(),
+            features in any::<u64>(),
+            size in 0u32..70000,
+            offset in any::<u32>(),
+            vdso_end in any::<u64>(),
+        ) {
+            let first = img.processes.first().map(|p| p.pid());
+            let _ = poke(&mut img, None, addr, &data);
+            if let Some(p) = img.processes.first() {
+                let vma = p.vmas.first().map(|v| v.start);
+                if let Some(start) = vma {
+                    let _ = poke(&mut img, first, start.wrapping_add(addr % 8192), &data);
+                    let _ = read_memory(&img, first, start, 8192);
+                }
+            }
+            let _ = set_env(&mut img, None, b"HOME", b"/x");
+            let _ = set_reg(&mut img, None, None, "rip", addr);
+            let _ = map_path(&mut img, b"/", b"/y", None);
+            let _ = drop_fd(&mut img, None, 0, FileStat::default());
+            let _ = set_pid(&mut img, None, pid);
+            let target = KernelProfile {
+                format: PROFILE_FORMAT.into(),
+                kernel_release: "x".into(),
+                page_size: img.header.page_size,
+                xsave_features: features,
+                xsave_size: size,
+                xsave_components: vec![XsaveComponent { index: 2, offset, size: 256 }],
+                special_mappings: vec![crate::record::header::SpecialMapping {
+                    kind: crate::record::vma::VmaKind::Vdso,
+                    start: addr,
+                    end: vdso_end,
+                }],
+                vdso: Some(crate::bytes::Blob::from(data.clone())),
+                vdso_symbols: vec![crate::rewrite::VdsoSymbol { name: "time".into(), offset: addr }],
+            };
+            let _ = rewrite(&mut img, &target, Some(&target.clone()));
+        }
+    }
+}

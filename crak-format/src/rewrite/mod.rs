@@ -250,11 +250,12 @@ fn vdso_differs(
         match (i, t) {
             (None, None) => {}
             (Some(i), Some(t)) => {
-                if i.1 - i.0 != t.1 - t.0 {
+                let (il, tl) = (i.1.wrapping_sub(i.0), t.1.wrapping_sub(t.0));
+                if il != tl {
                     return Some(format!(
                         "{name} is {} KiB in the image, {} KiB on the target",
-                        (i.1 - i.0) / 1024,
-                        (t.1 - t.0) / 1024
+                        il / 1024,
+                        tl / 1024
                     ));
                 }
                 if iv.0.wrapping_sub(i.0) != tv.0.wrapping_sub(t.0) {
@@ -314,8 +315,8 @@ fn rewrite_vdso(
             "process {pid}: {why}; the source profile holds no vDSO bytes"
         ))
     })?;
-    let len = end - start;
-    if code.len() as u64 != len || len % ps != 0 {
+    let len = end.saturating_sub(start);
+    if code.len() as u64 != len || len == 0 || len % ps != 0 {
         return refuse(format!(
             "process {pid}: the source profile's vDSO is {} bytes, the image's [vdso] {len}: it is not the capture kernel's",
             code.len()
