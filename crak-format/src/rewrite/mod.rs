@@ -111,7 +111,10 @@ fn rewrite_xsave(
     let kept = have & target.xsave_features;
     for p in &image.processes {
         for x in &p.xsaves {
-            let used = x.xstate_bv & dropped;
+            let mut used = x.xstate_bv & dropped;
+            if used & PKRU != 0 && pkru_droppable(x.area.as_bytes(), src) {
+                used &= !PKRU;
+            }
             if used != 0 {
                 let bit = used.trailing_zeros();
                 return refuse(format!(
@@ -191,12 +194,30 @@ fn rewrite_xsave(
     for bit in 0..63u32 {
         if dropped & (1u64 << bit) != 0 {
             out.push(format!(
-                "XSAVE: dropped {} (component {bit}, in init state)",
+                "XSAVE: dropped {} (component {bit}, unused)",
                 component_name(bit)
             ));
         }
     }
     Ok(out)
+}
+
+/// XSTATE_BV bit of PKRU.
+const PKRU: u64 = 1 << 9;
+
+/// Whether a thread's PKRU may be dropped for a CPU without protection keys: an image records no
+/// protection key on any mapping, so every page has key 0, and a PKRU that leaves key 0 readable
+/// and writable (its two low bits clear; the kernel's default denies only keys 1–15) restricts
+/// nothing the process can reach.
+fn pkru_droppable(area: &[u8], src: &KernelProfile) -> bool {
+    let Some(c) = src.component(9) else {
+        return false;
+    };
+    let at = c.offset as usize;
+    at.checked_add(4)
+        .and_then(|e| area.get(at..e))
+        .and_then(|b| b.try_into().ok())
+        .is_some_and(|b: [u8; 4]| u32::from_le_bytes(b) & 3 == 0)
 }
 
 /// `(start, end)` of the first VMA of `kind`.

@@ -187,3 +187,32 @@ fn a_different_vdso_becomes_system_call_stubs() {
     let e = rewrite(&mut img, &t, Some(&src)).unwrap_err();
     assert!(e.0.contains("__vdso_future"), "{e}");
 }
+
+#[test]
+fn a_default_pkru_is_dropped_and_a_restrictive_one_refused() {
+    let mut src = cpu(0x227, 1152 + 8, 1088);
+    src.xsave_components.push(XsaveComponent {
+        index: 9,
+        offset: 1152,
+        size: 8,
+    });
+    let target = cpu(0x27, 1152, 1088);
+    for (pkru, ok) in [(0x5555_5554u32, true), (0x5555_5555u32, false)] {
+        let mut img = with_xsave(0x207);
+        img.header.xsave_features = 0x227;
+        img.header.xsave_size = 1160;
+        let x = &mut img.processes[0].xsaves[0];
+        let mut area = x.area.as_bytes().to_vec();
+        area.resize(1160, 0);
+        area[1152..1156].copy_from_slice(&pkru.to_le_bytes());
+        x.area = Blob::from(area);
+        let r = rewrite(&mut img, &target, Some(&src));
+        if ok {
+            assert!(r.unwrap().iter().any(|d| d.contains("dropped PKRU")));
+            assert_eq!(img.processes[0].xsaves[0].xstate_bv, 0x7);
+            assert_valid(&img);
+        } else {
+            assert!(r.unwrap_err().0.contains("PKRU"));
+        }
+    }
+}
