@@ -1688,3 +1688,69 @@ fn strings_from_stdin_and_across_adjacent_runs() {
     let junk = s.file("junk", b"not an image at all");
     s.run(args!["strings", junk]).expect_code(2);
 }
+
+#[test]
+fn grep_of_a_file_streams_and_agrees_with_stdin() {
+    // A 1.6 MiB run (read in chunks when streamed) with a needle across the 1 MiB mark, a run
+    // of repeated letters (overlapping candidates) and a second run right after the first.
+    let s = setup();
+    let mut model = sample_without_anon_pages();
+    let p = &mut model.processes[0];
+    let base = ANON;
+    let pages = 400u64;
+    let mut data = vec![0u8; (pages * PS) as usize];
+    let mib = 1 << 20;
+    data[mib - 4..mib + 4].copy_from_slice(b"NEEDLE!!");
+    data[5000..5007].copy_from_slice(b"aaaaaaa");
+    let end = data.len();
+    data[end - 3..].copy_from_slice(b"TAI");
+    p.vmas[3].end = base + (pages + 1) * PS;
+    p.pages.push(PageRun {
+        pid: 4242,
+        addr: base,
+        nr_pages: pages,
+        data: Blob::from(data),
+    });
+    let mut next = vec![0u8; PS as usize];
+    next[..2].copy_from_slice(b"LS");
+    p.pages.push(PageRun {
+        pid: 4242,
+        addr: base + pages * PS,
+        nr_pages: 1,
+        data: Blob::from(next),
+    });
+    p.pages.sort_by_key(|r| r.addr);
+    let bytes = write(&model);
+    let img = s.file("big.crak", &bytes);
+    s.run(args!["validate", img]).expect_code(0);
+    for pat in [
+        &["NEEDLE!!"][..],
+        &["aa"],
+        &["TAILS"],
+        &["-x", "00 00 61"],
+        &["-x", "0000", "-m", "100"],
+        &["crak marker", "--perms", "rw"],
+    ] {
+        let mut a: Vec<&OsStr> = vec![OsStr::new("grep"), OsStr::new("--json"), img.as_os_str()];
+        a.extend(pat.iter().map(OsStr::new));
+        let from_file = s.run(&a);
+        a[2] = OsStr::new("-");
+        let from_stdin = s.run_with(&a, &bytes, &[]);
+        assert_eq!(from_file.code, from_stdin.code, "{}", from_file.describe());
+        assert_eq!(
+            from_file.stdout(),
+            from_stdin.stdout(),
+            "{pat:?}\n{}",
+            from_file.describe()
+        );
+    }
+    s.run(args!["grep", img, "NEEDLE!!", "--color=never"])
+        .expect_code(0)
+        .expect_stdout_contains(&format!("4242 {:x} #3", base + (1 << 20) - 4));
+    s.run(args!["grep", img, "TAILS", "--color=never"])
+        .expect_code(0)
+        .expect_stdout_contains(&format!("4242 {:x} #3", base + pages * PS - 3));
+    let r = s.run(args!["grep", "--json", img, "aa"]);
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).expect("JSON");
+    assert_eq!(v["count"], 3, "{}", r.describe()); // aa|aa|aa|a: non-overlapping
+}

@@ -70,6 +70,162 @@ pub fn matcher(pattern: &str, hex: bool, regex: bool) -> anyhow::Result<Regex> {
         .context("building the matcher")
 }
 
+/// The length of a literal pattern (text, or hex with `-x`); `None` when it is not valid.
+fn literal(pattern: &str, hex: bool) -> Option<usize> {
+    if hex {
+        let digits: String = pattern
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != ':')
+            .collect();
+        let digits = digits.strip_prefix("0x").unwrap_or(&digits);
+        crak_format::bytes::from_hex(digits).map(|b| b.len())
+    } else {
+        Some(pattern.len())
+    }
+}
+
+/// The metadata of the crak image file at `path`, read as a stream without page data;
+/// `None` when it is not a crak image (an ELF core file, or something [`super::open`] names).
+fn metadata_only(path: &std::path::Path) -> anyhow::Result<Option<crak_format::Image<'static>>> {
+    use std::io::Read as _;
+    let name = crate::display_name(path);
+    let mut file = std::fs::File::open(path).with_context(|| format!("{name}: cannot read"))?;
+    let mut magic = [0u8; 8];
+    let n = file.read(&mut magic).unwrap_or(0);
+    if n < magic.len() || magic != crak_format::MAGIC {
+        return Ok(None);
+    }
+    let file = std::fs::File::open(path).with_context(|| format!("{name}: cannot read"))?;
+    let parsed =
+        crak_format::read::read_stream_metadata(std::io::BufReader::with_capacity(1 << 20, file))
+            .with_context(|| format!("{name}: not a valid crak image"))?;
+    Ok(Some(parsed.image))
+}
+
+/// The bytes kept from one stored block for matches that continue into the next chunk.
+struct Carry {
+    pid: u32,
+    vma: usize,
+    /// Address of `bytes[0]`.
+    start: u64,
+    bytes: Vec<u8>,
+    /// End of the last match reported in this block (matches do not overlap).
+    reported: u64,
+}
+
+/// Searches the page data of `pids` in an image stream: `meta` is the same image's metadata.
+/// Matches of a literal pattern (`keep` = its length − 1 bytes carried between chunks) cross
+/// adjacent stored runs inside a VMA, as in [`search_process`], and come in the same order.
+#[allow(clippy::too_many_arguments)]
+fn stream_search(
+    input: impl std::io::Read,
+    meta: &crak_format::Image<'_>,
+    pids: &[u32],
+    re: &Regex,
+    keep: usize,
+    select: &dyn Fn(usize, &Vma) -> bool,
+    span: (u64, u64),
+    limit: u64,
+    found: &mut Vec<Match>,
+) -> anyhow::Result<()> {
+    use crak_format::read::{StreamItem, StreamReader};
+    let mut sr = StreamReader::new(input)?;
+    let mut carry: Option<Carry> = None;
+    let mut buf = vec![0u8; 1 << 20];
+    while let Some(item) = sr.next_item()? {
+        let StreamItem::Pages(sp) = item else {
+            continue;
+        };
+        let pid = sp.header.pid;
+        let Some(p) = meta.process(pid).filter(|_| pids.contains(&pid)) else {
+            continue;
+        };
+        let mut vmas: Vec<(usize, &Vma)> = p
+            .vmas
+            .iter()
+            .enumerate()
+            .filter(|(i, v)| select(*i, v))
+            .collect();
+        vmas.sort_unstable_by_key(|(_, v)| v.start);
+        let mut addr = sp.header.addr;
+        loop {
+            let n = sr.read_page_data(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            let chunk = buf.get(..n).unwrap_or_default();
+            let chunk_end = addr.saturating_add(n as u64);
+            // Each selected VMA's part of the chunk, clipped to the span.
+            let first = vmas.partition_point(|(_, v)| v.end <= addr);
+            for &(vi, v) in vmas.get(first..).unwrap_or_default() {
+                if v.start >= chunk_end {
+                    break;
+                }
+                let lo = addr.max(v.start).max(span.0);
+                let hi = chunk_end.min(v.end).min(span.1);
+                if lo >= hi {
+                    continue;
+                }
+                let (Ok(f), Ok(t)) = (usize::try_from(lo - addr), usize::try_from(hi - addr))
+                else {
+                    continue;
+                };
+                let Some(part) = chunk.get(f..t) else {
+                    continue;
+                };
+                let mut c = match carry.take() {
+                    Some(c)
+                        if c.pid == pid
+                            && c.vma == vi
+                            && c.start.saturating_add(c.bytes.len() as u64) == lo =>
+                    {
+                        c
+                    }
+                    _ => Carry {
+                        pid,
+                        vma: vi,
+                        start: lo,
+                        bytes: Vec::new(),
+                        reported: lo,
+                    },
+                };
+                c.bytes.extend_from_slice(part);
+                let mut pos =
+                    usize::try_from(c.reported.saturating_sub(c.start)).unwrap_or(usize::MAX);
+                while pos <= c.bytes.len() {
+                    let Some(m) = re.find_at(&c.bytes, pos) else {
+                        break;
+                    };
+                    if m.is_empty() {
+                        break;
+                    }
+                    if found.len() as u64 >= limit {
+                        return Ok(());
+                    }
+                    found.push(Match {
+                        pid,
+                        addr: c.start.saturating_add(m.start() as u64),
+                        vma: vi,
+                        perms: v.perms(),
+                        path: crate::view::names::text(&v.path),
+                        len: m.len(),
+                        hex: crak_format::bytes::to_hex(m.as_bytes()),
+                    });
+                    c.reported = c.start.saturating_add(m.end() as u64);
+                    pos = m.end();
+                }
+                // Keep the last `keep` bytes for a match that continues in the next part.
+                let drop = c.bytes.len().saturating_sub(keep);
+                c.bytes.drain(..drop);
+                c.start = c.start.saturating_add(drop as u64);
+                carry = Some(c);
+            }
+            addr = chunk_end;
+        }
+    }
+    Ok(())
+}
+
 /// `START-END`, hex with 0x or decimal.
 fn parse_span(s: &str) -> anyhow::Result<(u64, u64)> {
     let (a, b) = s
@@ -174,8 +330,27 @@ pub fn run(args: &GrepArgs, out: &mut dyn Write, style: Style) -> anyhow::Result
         Some(r) => parse_span(r)?,
         None => (0, u64::MAX),
     };
-    let bytes = super::load(&args.image)?;
-    let image = &super::open(&args.image, &bytes)?;
+    // A literal pattern in an image file is searched in a second, streaming pass over the
+    // file after a first pass that reads only the metadata: page data is never held whole.
+    // Regexes (whose matches have no length bound), stdin and ELF core files are read whole.
+    let literal_len = if args.regex {
+        None
+    } else {
+        literal(&args.pattern, args.hex)
+    };
+    let meta = match literal_len {
+        Some(_) if !crate::is_stdin(&args.image) => metadata_only(&args.image)?,
+        _ => None,
+    };
+    let streaming = meta.is_some();
+    let bytes = match meta {
+        Some(_) => Vec::new(),
+        None => super::load(&args.image)?,
+    };
+    let image = &match meta {
+        Some(m) => m,
+        None => super::open(&args.image, &bytes)?,
+    };
     let procs: Vec<&Process<'_>> = match (args.pid, args.vma) {
         (Some(pid), _) => vec![image
             .processes
@@ -206,8 +381,32 @@ pub fn run(args: &GrepArgs, out: &mut dyn Write, style: Style) -> anyhow::Result
     };
     let limit = args.max_count.unwrap_or(u64::MAX);
     let mut found = Vec::new();
-    for p in procs {
-        search_process(p, &re, &select, span, limit, &mut found);
+    if streaming {
+        let pids: Vec<u32> = procs.iter().map(|p| p.pid()).collect();
+        let file = std::fs::File::open(&args.image)
+            .with_context(|| format!("{}: cannot read", crate::display_name(&args.image)))?;
+        let keep = literal_len.unwrap_or(1).saturating_sub(1);
+        stream_search(
+            std::io::BufReader::with_capacity(1 << 20, file),
+            image,
+            &pids,
+            &re,
+            keep,
+            &select,
+            span,
+            limit,
+            &mut found,
+        )
+        .with_context(|| {
+            format!(
+                "{}: not a valid crak image",
+                crate::display_name(&args.image)
+            )
+        })?;
+    } else {
+        for p in procs {
+            search_process(p, &re, &select, span, limit, &mut found);
+        }
     }
 
     if args.json {
