@@ -67,12 +67,16 @@ impl From<Match> for Found {
 }
 
 /// A printable run being read.
+#[derive(Default)]
 struct Pending {
-    found: Found,
+    pid: u32,
+    vma: usize,
+    start: u64,
     /// The address after its last byte.
     next: u64,
-    /// End of its VMA.
-    vma_end: u64,
+    len: usize,
+    /// Its first 4096 bytes.
+    text: Vec<u8>,
 }
 
 /// Reads a crak image as a stream and collects its strings; page data passes through in
@@ -85,20 +89,35 @@ fn stream_strings(
     only: Option<u32>,
 ) -> anyhow::Result<(Vec<Found>, Vec<u32>)> {
     use crak_format::read::{StreamItem, StreamReader};
+    use crak_format::record::vma::Vma;
     use crak_format::Record;
     use std::collections::HashMap;
     let mut sr = StreamReader::new(input).context("not a valid crak image")?;
-    let mut vmas: HashMap<u32, Vec<(usize, crak_format::record::vma::Vma)>> = HashMap::new();
+    let mut vmas: HashMap<u32, Vec<(usize, Vma)>> = HashMap::new();
     let mut pids = Vec::new();
     let mut found = Vec::new();
-    let mut pending: Option<Pending> = None;
-    let flush = |pending: &mut Option<Pending>, found: &mut Vec<Found>| {
-        if let Some(p) = pending.take() {
-            if p.found.len >= min {
-                found.push(p.found);
+    let mut run = Pending::default();
+    let flush =
+        |run: &mut Pending, found: &mut Vec<Found>, vmas: &HashMap<u32, Vec<(usize, Vma)>>| {
+            if run.len >= min {
+                let v = vmas
+                    .get(&run.pid)
+                    .and_then(|l| l.iter().find(|(i, _)| *i == run.vma))
+                    .map(|(_, v)| v);
+                found.push(Found {
+                    pid: run.pid,
+                    addr: run.start,
+                    vma: run.vma,
+                    perms: v.map(Vma::perms).unwrap_or_default(),
+                    path: v.map(|v| names::text(&v.path)).unwrap_or_default(),
+                    len: run.len,
+                    // Printable ASCII only.
+                    text: String::from_utf8_lossy(&run.text).into_owned(),
+                });
             }
-        }
-    };
+            run.len = 0;
+            run.text.clear();
+        };
     let mut buf = vec![0u8; 1 << 20];
     while let Some(item) = sr.next_item().context("not a valid crak image")? {
         let sp = match item {
@@ -119,8 +138,11 @@ fn stream_strings(
         if only.is_some_and(|o| o != pid) {
             continue;
         }
-        let list = vmas.entry(pid).or_default();
-        list.sort_by_key(|(_, v)| v.start);
+        let mut sorted: Vec<(usize, u64, u64)> = vmas
+            .get(&pid)
+            .map(|l| l.iter().map(|(i, v)| (*i, v.start, v.end)).collect())
+            .unwrap_or_default();
+        sorted.sort_unstable_by_key(|x| x.1);
         let mut addr = sp.header.addr;
         loop {
             let n = sr
@@ -129,52 +151,48 @@ fn stream_strings(
             if n == 0 {
                 break;
             }
-            for &b in buf.get(..n).unwrap_or_default() {
-                let printable = b == b'\t' || (0x20..0x7f).contains(&b);
-                let continues = pending
-                    .as_ref()
-                    .is_some_and(|p| p.next == addr && addr < p.vma_end && p.found.pid == pid);
-                if !printable || !continues {
-                    flush(&mut pending, &mut found);
+            let chunk = buf.get(..n).unwrap_or_default();
+            let chunk_end = addr.saturating_add(n as u64);
+            let first = sorted.partition_point(|x| x.2 <= addr);
+            for &(vi, vstart, vend) in sorted.get(first..).unwrap_or_default() {
+                if vstart >= chunk_end {
+                    break;
                 }
-                if printable {
-                    match pending.as_mut() {
-                        Some(p) => {
-                            p.found.len += 1;
-                            if p.found.text.len() < 4096 {
-                                p.found.text.push(char::from(b));
-                            }
-                            p.next = addr.saturating_add(1);
+                let lo = addr.max(vstart);
+                let hi = chunk_end.min(vend);
+                let (Ok(f), Ok(t)) = (usize::try_from(lo - addr), usize::try_from(hi - addr))
+                else {
+                    continue;
+                };
+                let Some(part) = chunk.get(f..t) else {
+                    continue;
+                };
+                if run.len > 0 && (run.pid != pid || run.vma != vi || run.next != lo) {
+                    flush(&mut run, &mut found, &vmas);
+                }
+                let mut at = lo;
+                for &b in part {
+                    if b == b'\t' || (0x20..0x7f).contains(&b) {
+                        if run.len == 0 {
+                            run.pid = pid;
+                            run.vma = vi;
+                            run.start = at;
                         }
-                        None => {
-                            let i = list.partition_point(|(_, v)| v.start <= addr);
-                            let vma = i
-                                .checked_sub(1)
-                                .and_then(|i| list.get(i))
-                                .filter(|(_, v)| addr < v.end);
-                            if let Some((index, v)) = vma {
-                                pending = Some(Pending {
-                                    found: Found {
-                                        pid,
-                                        addr,
-                                        vma: *index,
-                                        perms: v.perms(),
-                                        path: names::text(&v.path),
-                                        len: 1,
-                                        text: char::from(b).to_string(),
-                                    },
-                                    next: addr.saturating_add(1),
-                                    vma_end: v.end,
-                                });
-                            }
+                        run.len += 1;
+                        if run.text.len() < 4096 {
+                            run.text.push(b);
                         }
+                    } else if run.len > 0 {
+                        flush(&mut run, &mut found, &vmas);
                     }
+                    at += 1;
                 }
-                addr = addr.saturating_add(1);
+                run.next = hi;
             }
+            addr = chunk_end;
         }
     }
-    flush(&mut pending, &mut found);
+    flush(&mut run, &mut found, &vmas);
     Ok((found, pids))
 }
 
