@@ -958,3 +958,31 @@ fn offline_rewrite_writes_version_1_0_and_refuses_what_it_cannot_fix() {
         }
     }
 }
+
+#[test]
+fn offline_edit_and_rewrite_report_changes_as_json() {
+    let mut case = offline_case();
+    let img = vector();
+    let img_s = img.to_str().unwrap_or_default().to_string();
+    let out = case.path("out.crak");
+    let o = out.to_str().unwrap_or_default().to_string();
+    let r = dump(
+        &mut case,
+        &["edit", &img_s, "-o", &o, "--set-cwd", "/tmp", "--json"],
+    );
+    let v: Value = serde_json::from_slice(&r.stdout).unwrap_or_default();
+    assert_eq!(
+        v["changes"],
+        serde_json::json!(["set-cwd /tmp", "version 1.7 -> 1.0"])
+    );
+    assert_eq!(v["output"], o.as_str());
+    let target = write_json(&case, "target.json", &vector_host());
+    let t = target.to_str().unwrap_or_default().to_string();
+    // The edited image is 1.0 already: nothing to change.
+    let r = dump(
+        &mut case,
+        &["rewrite", &o, "--target", &t, "-o", &o, "--json"],
+    );
+    let v: Value = serde_json::from_slice(&r.stdout).unwrap_or_default();
+    assert_eq!(v["changes"], serde_json::json!([]));
+}

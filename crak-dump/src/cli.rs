@@ -100,6 +100,10 @@ pub struct RewriteArgs {
     /// The rewritten image (created only when the rewrite succeeds and is valid), or `-`.
     #[arg(short = 'o', long = "output", required = true)]
     pub output: PathBuf,
+
+    /// Print what was changed as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `crak-dump edit`.
@@ -152,6 +156,10 @@ pub struct EditArgs {
     /// Change an environment variable the process has (in memory and in the records).
     #[arg(long, value_name = "K=V")]
     pub set_env: Vec<std::ffi::OsString>,
+
+    /// Print what was changed as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `crak-dump backtrace`.

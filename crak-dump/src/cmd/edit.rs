@@ -162,6 +162,21 @@ pub fn apply(args: &EditArgs, image: &mut crak_format::Image<'_>) -> anyhow::Res
     Ok(done)
 }
 
+/// `{"output": PATH, "changes": [...]}` and a newline.
+pub(crate) fn print_json(
+    out: &mut dyn Write,
+    output: &Path,
+    changes: &[String],
+) -> anyhow::Result<i32> {
+    let v = serde_json::json!({
+        "output": output.display().to_string(),
+        "changes": changes,
+    });
+    serde_json::to_writer_pretty(&mut *out, &v)?;
+    writeln!(out)?;
+    Ok(EXIT_OK)
+}
+
 /// Runs the command.
 pub fn run(args: &EditArgs, out: &mut dyn Write) -> anyhow::Result<i32> {
     let bytes = super::load(&args.image)?;
@@ -211,6 +226,9 @@ pub fn run(args: &EditArgs, out: &mut dyn Write) -> anyhow::Result<i32> {
         crak_format::write::write_image(&image, file)
             .with_context(|| format!("{}: cannot write the image", args.output.display()))
     })?;
+    if args.json {
+        return print_json(out, &args.output, &done);
+    }
     for d in &done {
         writeln!(out, "{d}")?;
     }

@@ -50,6 +50,9 @@ pub fn run(args: &RewriteArgs, out: &mut dyn Write) -> anyhow::Result<i32> {
         crak_format::write::write_image(&image, file)
             .with_context(|| format!("{}: cannot write the image", args.output.display()))
     })?;
+    if args.json {
+        return super::edit::print_json(out, &args.output, &done);
+    }
     if done.is_empty() {
         writeln!(out, "nothing to change for {}", target.kernel_release)?;
     }
