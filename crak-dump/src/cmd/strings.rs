@@ -170,8 +170,7 @@ fn stream_strings(
                 if run.len > 0 && (run.pid != pid || run.vma != vi || run.next != lo) {
                     flush(&mut run, &mut found, &vmas);
                 }
-                let mut at = lo;
-                for &b in part {
+                for (at, &b) in (lo..).zip(part) {
                     if b == b'\t' || (0x20..0x7f).contains(&b) {
                         if run.len == 0 {
                             run.pid = pid;
@@ -185,7 +184,6 @@ fn stream_strings(
                     } else if run.len > 0 {
                         flush(&mut run, &mut found, &vmas);
                     }
-                    at += 1;
                 }
                 run.next = hi;
             }
