@@ -216,3 +216,35 @@ fn a_default_pkru_is_dropped_and_a_restrictive_one_refused() {
         }
     }
 }
+
+#[test]
+fn same_layout_with_moved_functions_also_gets_stubs() {
+    let mut img = with_xsave(0x7);
+    let sym = |name: &str, offset| VdsoSymbol {
+        name: name.into(),
+        offset,
+    };
+    let mut src = cpu(0x27, 1152, 1088);
+    src.vdso = Some(Blob::from(vec![0x90u8; 0x2000]));
+    src.vdso_symbols = vec![sym("__vdso_time", 0x100)];
+    let mut t = cpu(0x27, 1152, 1088);
+    t.vdso_symbols = vec![sym("__vdso_time", 0x140)];
+    let done = rewrite(&mut img, &t, Some(&src)).unwrap();
+    assert!(done.iter().any(|d| d.contains("other offsets")), "{done:?}");
+    // The same offsets: nothing to do.
+    let mut img = with_xsave(0x7);
+    t.vdso_symbols = src.vdso_symbols.clone();
+    assert!(rewrite(&mut img, &t, Some(&src)).unwrap().is_empty());
+}
+
+#[test]
+fn a_thread_inside_the_vdso_is_refused() {
+    let mut img = with_xsave(0x7);
+    img.processes[0].threads[0].gpr.rip = VDSO + 0x10;
+    let mut t = cpu(0x27, 1152, 1088);
+    t.special_mappings.clear();
+    let mut src = cpu(0x27, 1152, 1088);
+    src.vdso = Some(Blob::from(vec![0x90u8; 0x2000]));
+    let e = rewrite(&mut img, &t, Some(&src)).unwrap_err();
+    assert!(e.0.contains("inside the vDSO"), "{e}");
+}
