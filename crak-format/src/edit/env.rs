@@ -5,10 +5,11 @@
 //! pointers to them (`envp`, ended by a NULL, followed by the auxiliary vector) below; libc's
 //! `environ` points at that array until the program calls `setenv` or `putenv`. So a change of a
 //! variable is made where the program will look: the new block of strings is written over the
-//! old one (the bytes it no longer needs become zeros), every `envp` pointer is rewritten to
-//! its string's new place, and MM's `env_end` and PROCESS's `environ` follow. The array cannot
-//! grow without moving the auxiliary vector, which libc holds pointers to, so only a variable the
-//! process already has can be changed, and the new block must fit in the old one's bytes.
+//! old one when it fits (the bytes it no longer needs become zeros), or else into a fresh
+//! private anonymous mapping below the stack's growth room; every `envp` pointer is rewritten
+//! to its string's new place, and MM's `env_start`/`env_end` and PROCESS's `environ` follow. The
+//! array cannot grow without moving the auxiliary vector, which libc holds pointers to, so only
+//! a variable the process already has can be changed.
 //! A pointer the program kept to a string after the changed one (a `getenv` result) would
 //! see the shifted bytes; a program that rebuilt its environment with `setenv` does not read
 //! the stack's array at all. Both are beyond what an image can tell.
@@ -82,14 +83,6 @@ pub fn set_env(
         }
         new_block.push(0);
     }
-    if new_block.len() > old.len() {
-        return refused(format!(
-            "the new environment of process {pid} takes {} bytes, {} more than the {} bytes its strings have on the stack; there is no room",
-            new_block.len(),
-            new_block.len() - old.len(),
-            old.len()
-        ));
-    }
     // The envp array: the old pointers in order, then NULL.
     let mut pattern = Vec::with_capacity((entries.len() + 1) * 8);
     for (o, _) in &entries {
@@ -125,20 +118,108 @@ pub fn set_env(
             ))
         }
     };
+    let mut work = image.clone();
+    // In place when it fits (the bytes no longer needed become zeros), else in a fresh area.
+    let base = if new_block.len() <= old.len() {
+        let mut strings = new_block.clone();
+        strings.resize(old.len(), 0);
+        memory::poke(&mut work, Some(pid), start, &strings)?;
+        start
+    } else {
+        fresh_area(&mut work, pid, new_block.len() as u64)?
+    };
     let mut pointers = Vec::with_capacity(pattern.len());
     for o in &new_offsets {
-        pointers.extend_from_slice(&(start + *o as u64).to_le_bytes());
+        pointers.extend_from_slice(&(base + *o as u64).to_le_bytes());
     }
-    let mut strings = new_block.clone();
-    strings.resize(old.len(), 0);
-    let mut work = image.clone();
-    memory::poke(&mut work, Some(pid), start, &strings)?;
+    if base != start {
+        memory::poke(&mut work, Some(pid), base, &new_block)?;
+    }
     memory::poke(&mut work, Some(pid), at, &pointers)?;
     let p = super::select(&mut work, Some(pid))?;
     if let Some(mm) = &mut p.mm {
-        mm.env_end = start + new_block.len() as u64;
+        mm.env_start = base;
+        mm.env_end = base + new_block.len() as u64;
     }
     p.process.environ = ByteString(new_block);
     *image = work;
     Ok(())
+}
+
+/// Room the stack keeps below it for growth when RLIMIT_STACK says nothing usable.
+const STACK_ROOM: u64 = 8 << 20;
+/// Free space left between the fresh area and the stack's growth limit.
+const GUARD: u64 = 1 << 20;
+
+/// Adds a private anonymous read-write VMA of at least `len` bytes to process `pid`, in the
+/// highest free range below the room its stack may grow into (RLIMIT_STACK, at least 8 MiB,
+/// plus 1 MiB), and returns its start. Its pages are unrecorded (zero) until written.
+fn fresh_area(image: &mut Image<'_>, pid: u32, len: u64) -> Result<u64, EditError> {
+    use crate::record::vma::{Vma, VmaKind, MAP_PRIVATE, PROT_READ, PROT_WRITE};
+    let ps = u64::from(image.header.page_size).max(4096);
+    let p = super::select(image, Some(pid))?;
+    let size = len
+        .checked_add(ps - 1)
+        .map(|l| l & !(ps - 1))
+        .ok_or_else(|| EditError::Refused("environment too large".into()))?;
+    let stack = p
+        .vmas
+        .iter()
+        .find(|v| v.kind == VmaKind::Stack)
+        .map(|v| (v.start, v.end))
+        .ok_or_else(|| EditError::Refused(format!("process {pid} has no stack mapping")))?;
+    let rlimit = p
+        .rlimits
+        .as_ref()
+        .and_then(|r| r.limits.iter().find(|l| l.resource == 3))
+        .map(|l| l.cur)
+        .filter(|&c| c <= 1 << 30)
+        .unwrap_or(0)
+        .max(STACK_ROOM);
+    let mut top = stack
+        .1
+        .saturating_sub(rlimit)
+        .saturating_sub(GUARD)
+        .min(stack.0)
+        & !(ps - 1);
+    // Walk down past every VMA that overlaps [top - size, top).
+    let mut vmas: Vec<(u64, u64)> = p.vmas.iter().map(|v| (v.start, v.end)).collect();
+    vmas.sort();
+    loop {
+        let Some(lo) = top.checked_sub(size) else {
+            return refused(format!(
+                "no free range of {size} bytes for the environment of process {pid}"
+            ));
+        };
+        match vmas.iter().rev().find(|&&(s, e)| s < top && lo < e) {
+            Some(&(s, _)) => top = s & !(ps - 1),
+            None if lo >= 0x10000 => {
+                let at = vmas.partition_point(|&(s, _)| s < lo);
+                p.vmas.insert(
+                    at.min(p.vmas.len()),
+                    Vma {
+                        pid,
+                        kind: VmaKind::Anon,
+                        start: lo,
+                        end: top,
+                        prot: PROT_READ | PROT_WRITE,
+                        flags: MAP_PRIVATE,
+                        madvise: 0,
+                        pgoff: 0,
+                        dev: 0,
+                        ino: 0,
+                        size: 0,
+                        mtime_ns: 0,
+                        path: ByteString::default(),
+                    },
+                );
+                return Ok(lo);
+            }
+            None => {
+                return refused(format!(
+                    "no free range of {size} bytes for the environment of process {pid}"
+                ))
+            }
+        }
+    }
 }

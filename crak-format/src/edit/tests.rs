@@ -367,7 +367,6 @@ fn envp(img: &Image<'_>) -> Vec<Vec<u8>> {
 #[test]
 fn set_env_rewrites_strings_pointers_and_records() {
     let mut img = image();
-    set_env(&mut img, None, b"LANG", b"C.UTF-8").unwrap_err(); // 6 bytes more: no room
     set_env(&mut img, None, b"HOME", b"/").unwrap();
     let want = b"HOME=/\0LANG=C\0TERM=xterm\0";
     assert_eq!(img.processes[0].process.environ.as_bytes(), want);
@@ -379,10 +378,29 @@ fn set_env_rewrites_strings_pointers_and_records() {
     );
     assert_eq!(envp(&img), [&b"HOME=/"[..], b"LANG=C", b"TERM=xterm"]);
     assert_valid(&img);
-    // The room is what the current block takes; a value of the same length fits.
-    assert!(set_env(&mut img, None, b"LANG", b"C.U").is_err());
+    // A value of the same length stays in place.
     set_env(&mut img, None, b"TERM", b"vt100").unwrap();
     assert_eq!(envp(&img), [&b"HOME=/"[..], b"LANG=C", b"TERM=vt100"]);
+    assert_eq!(
+        img.processes[0].mm.as_ref().unwrap().env_start,
+        mm.env_start
+    );
+    assert_valid(&img);
+    // A longer block goes to a fresh mapping below the stack's growth room.
+    let vmas = img.processes[0].vmas.len();
+    set_env(&mut img, None, b"LANG", b"C.UTF-8").unwrap();
+    assert_eq!(envp(&img), [&b"HOME=/"[..], b"LANG=C.UTF-8", b"TERM=vt100"]);
+    let p = &img.processes[0];
+    let m = p.mm.as_ref().unwrap();
+    assert_eq!(p.vmas.len(), vmas + 1);
+    assert!(m.env_start < STACK - (8 << 20) && m.env_start % PS == 0);
+    let block = b"HOME=/\0LANG=C.UTF-8\0TERM=vt100\0";
+    assert_eq!(m.env_end - m.env_start, block.len() as u64);
+    assert_eq!(
+        read_memory(&img, None, m.env_start, block.len() as u64).unwrap(),
+        block
+    );
+    assert_eq!(p.process.environ.as_bytes(), block);
     assert_valid(&img);
     let e = set_env(&mut img, None, b"NEW", b"1")
         .unwrap_err()
