@@ -393,7 +393,7 @@ fn set_env_rewrites_strings_pointers_and_records() {
     let p = &img.processes[0];
     let m = p.mm.as_ref().unwrap();
     assert_eq!(p.vmas.len(), vmas + 1);
-    assert!(m.env_start < STACK - (8 << 20) && m.env_start % PS == 0);
+    assert!(m.env_start < STACK - (8 << 20) && m.env_start & (PS - 1) == 0);
     let block = b"HOME=/\0LANG=C.UTF-8\0TERM=vt100\0";
     assert_eq!(m.env_end - m.env_start, block.len() as u64);
     assert_eq!(

@@ -337,7 +337,7 @@ fn rewrite_vdso(
         ))
     })?;
     let len = end.saturating_sub(start);
-    if code.len() as u64 != len || len == 0 || len % ps != 0 {
+    if code.len() as u64 != len || len == 0 || len & (ps - 1) != 0 {
         return refuse(format!(
             "process {pid}: the source profile's vDSO is {} bytes, the image's [vdso] {len}: it is not the capture kernel's",
             code.len()
