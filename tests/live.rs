@@ -499,7 +499,6 @@ fn signal_handlers_masks_and_pending_signals() {
 }
 
 #[test]
-#[ignore = "crak-capture reads rlimits with prlimit(2), which fails for other uids without CAP_SYS_RESOURCE"]
 fn credentials_of_an_unprivileged_process() {
     need_root!();
     let _g = serial();

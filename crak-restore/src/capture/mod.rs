@@ -291,7 +291,7 @@ fn collect(
     // sigsuspend & co.; task::thread reads the mask after it.
     let creds = task::creds(frozen, &status)?;
     let mm_rec = task::mm(frozen, &stat)?;
-    let rlimits = task::rlimits(pid)?;
+    let rlimits = task::rlimits(frozen)?;
     let sigactions = task::sigactions(frozen)?;
     let (thread, xsave, mut tqueue) = task::thread(frozen, &status)?;
     let squeue = task::shared_queue(pid)?;

@@ -112,13 +112,27 @@ pub fn mm(frozen: &mut Frozen, stat: &Stat) -> Result<Mm, Error> {
     })
 }
 
-/// RLIMITS (§3.5): `prlimit(2)` on the pid from outside.
-pub fn rlimits(pid: i32) -> Result<Rlimits, Error> {
+/// RLIMITS (§3.5): remote `prlimit64(0, resource, NULL, &old)` inside the frozen target.
+///
+/// Asking from inside rather than with `prlimit(PID, ...)` from outside works whatever the
+/// target's uids: the outside call needs matching uids or `CAP_SYS_RESOURCE`, which root may lack.
+pub fn rlimits(frozen: &mut Frozen) -> Result<Rlimits, Error> {
+    let pid = frozen.pid();
+    let s = frozen.scratch(16)?;
+    let addr = s.addr();
     let mut limits = Vec::new();
     for resource in 0..process::RLIM_NLIMITS {
-        let (cur, max) = process::get_rlimit(pid, resource)?;
-        limits.push(Rlimit { resource, cur, max });
+        frozen
+            .remote()?
+            .call(libc::SYS_prlimit64, &[0, u64::from(resource), 0, addr])?;
+        let b = s.read(0, 16)?;
+        limits.push(Rlimit {
+            resource,
+            cur: u64_at(&b, 0),
+            max: u64_at(&b, 8),
+        });
     }
+    s.restore()?;
     Ok(Rlimits {
         pid: pid as u32,
         limits,
