@@ -1,9 +1,9 @@
 //! Throughput of the crak-format codec against plain memory baselines measured in the same run.
 //!
 //! ```text
-//! cargo run -p crak-format --release --example bench [-- OUT.json]
-//! cargo run -p crak-format --release --example bench -- emit > image.crak
-//! cargo run -p crak-format --release --example bench -- validate-stdin < image.crak
+//! cargo run -p crak-format --release --example format-bench [-- OUT.json]
+//! cargo run -p crak-format --release --example format-bench -- emit > image.crak
+//! cargo run -p crak-format --release --example format-bench -- validate-stdin < image.crak
 //! ```
 //!
 //! The default mode builds an image of 1 GiB of random page data in memory (`CRAK_BENCH_MIB`

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo build --release -p crak-dump
-//! cargo run -p crak-dump --release --example bench [-- OUT.json]
+//! cargo run -p crak-dump --release --example dump-bench [-- OUT.json]
 //! ```
 //!
 //! Writes an image of one process with 1 GiB of random page data (`CRAK_BENCH_MIB` changes
