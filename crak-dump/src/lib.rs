@@ -4,6 +4,8 @@
 //! tests can run the tool in-process. Exit codes: 0 ok, 1 "no" (an invalid image), 2 error.
 //! A closed output pipe ends the program quietly.
 
+#![forbid(unsafe_code)]
+
 pub mod cli;
 pub mod cmd;
 pub mod elfcore;
