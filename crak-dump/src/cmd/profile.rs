@@ -117,6 +117,7 @@ pub fn vdso_symbols(image: &[u8]) -> anyhow::Result<Vec<VdsoSymbol>> {
         out.push(VdsoSymbol {
             name: name.to_string(),
             offset,
+            size: sym.st_size,
         });
     }
     out.sort_by(|a, b| (a.offset, &a.name).cmp(&(b.offset, &b.name)));

@@ -455,7 +455,7 @@ mod never_panic {
                     end: vdso_end,
                 }],
                 vdso: Some(crate::bytes::Blob::from(data.clone())),
-                vdso_symbols: vec![crate::rewrite::VdsoSymbol { name: "time".into(), offset: addr }],
+                vdso_symbols: vec![crate::rewrite::VdsoSymbol { name: "time".into(), offset: addr, size: 0 }],
             };
             let _ = rewrite(&mut img, &target, Some(&target.clone()));
         }

@@ -25,6 +25,9 @@ pub struct VdsoSymbol {
     pub name: String,
     /// Offset of the entry point from the start of the vDSO mapping.
     pub offset: u64,
+    /// Length of the function in bytes (its `st_size`; 0: unknown, up to the next function).
+    #[serde(default)]
+    pub size: u64,
 }
 
 /// One host as a restore target or as a capture source (spec §6.1).
