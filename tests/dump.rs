@@ -1754,3 +1754,158 @@ fn grep_of_a_file_streams_and_agrees_with_stdin() {
     let v: serde_json::Value = serde_json::from_slice(&r.stdout).expect("JSON");
     assert_eq!(v["count"], 3, "{}", r.describe()); // aa|aa|aa|a: non-overlapping
 }
+
+// ---------------------------------------------------------------------------------------------
+// validate --host
+// ---------------------------------------------------------------------------------------------
+
+/// A PID no process, thread, process group or session uses on this host now.
+fn free_pid() -> u32 {
+    let mut used = std::collections::HashSet::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        used.insert(pid);
+        if let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) {
+            if let Some((_, rest)) = stat.rsplit_once(')') {
+                used.extend(
+                    rest.split_whitespace()
+                        .skip(1)
+                        .take(3)
+                        .filter_map(|f| f.parse::<u32>().ok()),
+                );
+            }
+        }
+    }
+    (300_000..400_000)
+        .rev()
+        .find(|p| !used.contains(p) && !Path::new(&format!("/proc/{p}")).exists())
+        .expect("a free pid")
+}
+
+/// The worker alone, as this host would restore it: a free PID, this test's executable, the
+/// scratch dir as working directory, its text mapped from a scratch file that is also open as
+/// fd 3, and no special mappings.
+fn host_image(s: &Scratch, pid: u32) -> (Image<'static>, PathBuf) {
+    use std::os::unix::fs::MetadataExt;
+    let data = s.file("data.bin", &[7u8; 8192]);
+    let md = std::fs::metadata(&data).expect("stat data.bin");
+    let mtime = md.mtime() * 1_000_000_000 + md.mtime_nsec();
+    let mut img = sample();
+    img.processes = vec![worker()];
+    img.header.xsave_features = 0x3;
+    img.header.special_mappings.clear();
+    let path = data.to_str().expect("utf-8 scratch path");
+    let p = &mut img.processes[0];
+    p.process.exe = std::env::current_exe()
+        .expect("current exe")
+        .to_str()
+        .expect("utf-8 exe")
+        .into();
+    p.process.cwd = s.dir.path().to_str().expect("utf-8 dir").into();
+    let text = &mut p.vmas[0];
+    (text.dev, text.ino, text.size, text.mtime_ns) = (md.dev(), md.ino(), md.size(), mtime);
+    text.path = path.into();
+    let mut f = fd(p.pid(), 3, FdKind::Reg, path, 0, md.ino());
+    (f.dev, f.size, f.mtime_ns) = (md.dev(), md.size(), mtime);
+    p.fds.push(f);
+    crak_format::edit::set_pid(&mut img, None, pid).expect("set pid");
+    (img, data)
+}
+
+#[test]
+fn validate_host_accepts_an_image_this_host_can_restore() {
+    let s = setup();
+    let (img, _) = host_image(&s, free_pid());
+    let path = s.image("host.crak", &img);
+    s.run(args!["validate", path, "--color=never"])
+        .expect_code(0);
+    let r = s.run(args!["validate", "--host", path, "--json"]);
+    r.expect_code(0);
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).expect("json");
+    assert_eq!(v["valid"], true, "{}", r.describe());
+    assert_eq!(v["images"][0]["report"]["errors"], 0, "{}", r.describe());
+}
+
+#[test]
+fn validate_host_names_a_file_modified_since_the_capture() {
+    let s = setup();
+    let (img, data) = host_image(&s, free_pid());
+    let path = s.image("host.crak", &img);
+    // Before the change the image is fine for this host; after it, the same file is refused.
+    s.run(args!["validate", "--host", path]).expect_code(0);
+    std::fs::write(&data, b"rewritten").expect("modify data.bin");
+    let shown = data.display().to_string();
+    let r = s.run(args!["validate", "--host", path, "--color=never"]);
+    r.expect_code(1)
+        .expect_stdout_contains("error[host-file]")
+        .expect_stdout_contains(&shown)
+        .expect_stdout_contains("size 8192 is now 9");
+    // Without --host the image itself is still valid.
+    s.run(args!["validate", path]).expect_code(0);
+    let r = s.run(args!["validate", "--host", path, "--json"]);
+    r.expect_code(1);
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).expect("json");
+    let findings = v["images"][0]["report"]["findings"]
+        .as_array()
+        .expect("findings")
+        .clone();
+    let records: Vec<&str> = findings
+        .iter()
+        .filter(|f| f["code"] == "host-file" && f["severity"] == "error")
+        .filter(|f| f["message"].as_str().is_some_and(|m| m.contains(&shown)))
+        .filter_map(|f| f["record"].as_str())
+        .collect();
+    assert!(
+        records.contains(&"VMA") && records.contains(&"FD"),
+        "{}",
+        r.describe()
+    );
+}
+
+#[test]
+fn validate_host_refuses_a_pid_in_use() {
+    let s = setup();
+    let own = std::process::id();
+    let (img, _) = host_image(&s, own);
+    let path = s.image("host.crak", &img);
+    let r = s.run(args!["validate", "--host", path, "--color=never"]);
+    r.expect_code(1)
+        .expect_stdout_contains("error[host-pid]")
+        .expect_stdout_contains(&format!("PID {own} is in use"));
+    s.run(args!["validate", path]).expect_code(0);
+}
+
+#[test]
+fn validate_host_refuses_a_session_id_in_use() {
+    // This test's session leader is alive, and its PID stays allocated while it is.
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("stat");
+    let (_, rest) = stat.rsplit_once(')').expect("stat fields");
+    let sid: u32 = rest
+        .split_whitespace()
+        .nth(3)
+        .and_then(|f| f.parse().ok())
+        .expect("sid");
+    if sid == 0 {
+        return;
+    }
+    let s = setup();
+    let (img, _) = host_image(&s, sid);
+    let path = s.image("host.crak", &img);
+    s.run(args!["validate", "--host", path, "--color=never"])
+        .expect_code(1)
+        .expect_stdout_contains("error[host-pid]");
+}
+
+#[test]
+fn validate_host_refuses_xsave_features_this_cpu_lacks() {
+    let s = setup();
+    let (mut img, _) = host_image(&s, free_pid());
+    // Bit 62 is reserved in XCR0: no CPU enables it.
+    img.header.xsave_features |= 1 << 62;
+    let path = s.image("host.crak", &img);
+    s.run(args!["validate", "--host", path, "--color=never"])
+        .expect_code(1)
+        .expect_stdout_contains("error[host-xsave]");
+}

@@ -246,6 +246,11 @@ pub struct ValidateArgs {
     /// Print the reports as JSON.
     #[arg(long)]
     pub json: bool,
+
+    /// Also check against this host what restore needs: referenced files unchanged, PIDs
+    /// free, clone3 set_tid, ns_last_pid and ptrace allowed, XSAVE features and vDSO sizes.
+    #[arg(long)]
+    pub host: bool,
 }
 
 /// `crak-dump mem`.
