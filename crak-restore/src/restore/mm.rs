@@ -25,6 +25,110 @@ use crate::sys::remote::RemoteSyscall;
 use crak_format::record::vma::{madv, Vma, VmaKind, MAP_GROWSDOWN, MAP_SHARED, PROT_WRITE};
 use crak_format::Process;
 use std::collections::HashMap;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+
+/// Largest `pread64` issued in the child at once; longer pieces are read in several calls (the
+/// kernel caps a single read a little under 2 GiB anyway).
+const PREAD_CHUNK: u64 = 256 << 20;
+
+/// The image file the page data was parsed from, for the restored process to take its pages
+/// from itself: `pread64` in the child copies them from the page cache into its memory once,
+/// instead of a read into the restorer's memory followed by `process_vm_writev`; with `lazy`,
+/// stored runs of private anonymous VMAs are mapped from the file instead (pages fault in on
+/// demand, so the image must stay in place for the life of the process).
+///
+/// The page data's CRCs were verified on `bytes` (a mapping of the whole file) before the
+/// restore starts. The file is held open from then to the point of no return, and
+/// [`ImageFile::unchanged`] checks just before it that the file's device, inode, size and
+/// change time are those seen at validation, so that a file rewritten in between is refused.
+pub struct ImageFile<'a> {
+    file: &'a File,
+    bytes: &'a [u8],
+    lazy: bool,
+    stat: (u64, u64, u64, i64, i64),
+}
+
+impl<'a> ImageFile<'a> {
+    /// `file`, whose whole content is `bytes` (the image was parsed from `bytes`); `lazy` maps
+    /// stored pages of private anonymous VMAs from the file instead of copying them.
+    pub fn new(file: &'a File, bytes: &'a [u8], lazy: bool) -> Result<Self, RestoreError> {
+        let stat = Self::stat_of(file)?;
+        Ok(ImageFile {
+            file,
+            bytes,
+            lazy,
+            stat,
+        })
+    }
+
+    fn stat_of(file: &File) -> Result<(u64, u64, u64, i64, i64), RestoreError> {
+        let m = file
+            .metadata()
+            .map_err(|e| RestoreError::failed("fstat(image)", e.to_string()))?;
+        Ok((m.dev(), m.ino(), m.size(), m.ctime(), m.ctime_nsec()))
+    }
+
+    /// Fails when the file is no longer the one validated (device, inode, size, change time).
+    pub fn unchanged(&self) -> Result<(), RestoreError> {
+        if Self::stat_of(self.file)? != self.stat {
+            return Err(RestoreError::Refused(
+                "the image file changed during the restore".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// File offset of `data`, a slice of `bytes`; `None` for any other slice.
+    fn offset_of(&self, data: &[u8]) -> Option<u64> {
+        let off = (data.as_ptr() as usize).checked_sub(self.bytes.as_ptr() as usize)?;
+        if off.checked_add(data.len())? > self.bytes.len() {
+            return None;
+        }
+        u64::try_from(off).ok()
+    }
+}
+
+/// Whether stored pages of `v` may be mapped from the image (`--lazy`): private anonymous
+/// memory only. A shared mapping would no longer be shared; a private file mapping would lose
+/// the file backing of its unrecorded pages; the heap and the stack stay anonymous for `brk`
+/// and stack growth; `MADV_WIPEONFORK` and the huge-page hints apply to anonymous memory only,
+/// and a locked VMA faults every page in at once anyway.
+fn lazy_mappable(v: &Vma) -> bool {
+    v.kind == VmaKind::Anon
+        && v.flags & MAP_SHARED == 0
+        && v.flags & MAP_GROWSDOWN == 0
+        && v.madvise & (madv::WIPEONFORK | madv::HUGEPAGE | madv::NOHUGEPAGE | madv::LOCKED) == 0
+}
+
+/// `pread64(fd, addr, len, off)` in the child, repeated until `len` bytes are in.
+fn remote_pread(
+    r: &mut Remote,
+    fd: u64,
+    addr: u64,
+    len: u64,
+    off: u64,
+) -> Result<(), RestoreError> {
+    let mut done = 0u64;
+    while done < len {
+        let n = (len - done).min(PREAD_CHUNK);
+        let (a, o) = (addr + done, off + done);
+        let got = r.call(
+            || format!("pread64(image, {a:#x}, {n:#x}, {o:#x})"),
+            libc::SYS_pread64,
+            &[fd, a, n, o],
+        )?;
+        if got == 0 || got > n {
+            return Err(RestoreError::failed(
+                "reading pages",
+                format!("pread64 of the image at {o:#x} returned {got} of {n} bytes"),
+            ));
+        }
+        done += got;
+    }
+    Ok(())
+}
 
 /// The child as seen from the parent: its pid, the remote-syscall executor bound to its
 /// trampoline, and the scratch pages after the trampoline code.
@@ -115,6 +219,8 @@ pub struct MmStats {
     pub bytes: u64,
     /// VMAs created.
     pub vmas: u64,
+    /// Bytes of stored pages mapped from the image file rather than copied (`--lazy`).
+    pub lazy_bytes: u64,
 }
 
 /// `RSEQ_FLAG_UNREGISTER`.
@@ -141,11 +247,17 @@ pub fn unregister_own_rseq(r: &mut Remote) -> Result<(), RestoreError> {
 }
 
 /// Steps 2 to 5.
-pub fn rebuild(r: &mut Remote, proc: &Process<'_>, plan: &Plan) -> Result<MmStats, RestoreError> {
+/// With `src`, the child reads (or maps) its stored pages from the image file itself.
+pub fn rebuild(
+    r: &mut Remote,
+    proc: &Process<'_>,
+    plan: &Plan,
+    src: Option<&ImageFile<'_>>,
+) -> Result<MmStats, RestoreError> {
     unmap_all_but_trampoline(r, plan)?;
     move_specials(r, plan)?;
     super::fault_point("restore-mid-mm")?;
-    let stats = map_and_fill(r, proc)?;
+    let stats = map_and_fill(r, proc, src)?;
     set_mm_map(r, proc)?;
     Ok(stats)
 }
@@ -277,7 +389,11 @@ fn is_restorable_mapping(v: &Vma) -> bool {
     !v.kind.is_special() && v.kind != VmaKind::SysvShm
 }
 
-fn map_and_fill(r: &mut Remote, proc: &Process<'_>) -> Result<MmStats, RestoreError> {
+fn map_and_fill(
+    r: &mut Remote,
+    proc: &Process<'_>,
+    src: Option<&ImageFile<'_>>,
+) -> Result<MmStats, RestoreError> {
     let vmas = &proc.vmas;
     let mut needs = vec![Needs::default(); vmas.len()];
     for run in &proc.pages {
@@ -360,27 +476,21 @@ fn map_and_fill(r: &mut Remote, proc: &Process<'_>) -> Result<MmStats, RestoreEr
     }
 
     // Fill: stored pages, then zero pages over private file mappings (the file would show
-    // through otherwise).
-    for run in &proc.pages {
-        let data = run.data.as_bytes();
-        for (i, addr, off, len) in pieces(vmas, run.addr, run.nr_pages) {
-            let Some(v) = vmas.get(i) else { continue };
-            if !is_restorable_mapping(v) || (v.kind == VmaKind::File && v.flags & MAP_SHARED != 0) {
-                continue;
-            }
-            let chunk = data.get(off..off + len).ok_or_else(|| {
-                RestoreError::Invalid(format!(
-                    "PAGES run at {:#x} holds too little data",
-                    run.addr
-                ))
-            })?;
-            mem::write_ranges(r.pid, &[(addr, len)], chunk).map_err(|e| {
-                RestoreError::failed("writing pages", format!("{addr:#x}+{len:#x}: {e}"))
-            })?;
-            stats.pages += (len as u64) / PAGE;
-            stats.bytes += len as u64;
+    // through otherwise). From an image file the child reads them itself, through the image
+    // opened again by its /proc path (the same open file's inode, whatever its name now); that
+    // fd is closed before the next stage (a lazy mapping holds the file by itself).
+    let img = match src {
+        Some(s) => {
+            let path = format!("/proc/{}/fd/{}", std::process::id(), s.file.as_raw_fd());
+            Some((s, r.open(path.as_bytes(), libc::O_RDONLY)?))
         }
+        None => None,
+    };
+    let filled = fill_pages(r, proc, img, &mut stats);
+    if let Some((_, fd)) = img {
+        r.close(fd)?;
     }
+    filled?;
     let zeros = vec![0u8; 1 << 20];
     for run in &proc.zero_runs {
         for (i, start, _, len) in pieces(vmas, run.addr, run.nr_pages) {
@@ -438,6 +548,73 @@ fn map_and_fill(r: &mut Remote, proc: &Process<'_>) -> Result<MmStats, RestoreEr
         }
     }
     Ok(stats)
+}
+
+/// Writes the stored pages of every restorable VMA but shared file mappings: `pread64` (or,
+/// lazily, `mmap`) in the child from the image file `img` (its fd in the child), else
+/// `process_vm_writev` from the parsed image.
+fn fill_pages(
+    r: &mut Remote,
+    proc: &Process<'_>,
+    img: Option<(&ImageFile<'_>, u64)>,
+    stats: &mut MmStats,
+) -> Result<(), RestoreError> {
+    let vmas = &proc.vmas;
+    for run in &proc.pages {
+        let data = run.data.as_bytes();
+        for (i, addr, off, len) in pieces(vmas, run.addr, run.nr_pages) {
+            let Some(v) = vmas.get(i) else { continue };
+            if !is_restorable_mapping(v) || (v.kind == VmaKind::File && v.flags & MAP_SHARED != 0) {
+                continue;
+            }
+            let chunk = off
+                .checked_add(len)
+                .and_then(|e| data.get(off..e))
+                .ok_or_else(|| {
+                    RestoreError::Invalid(format!(
+                        "PAGES run at {:#x} holds too little data",
+                        run.addr
+                    ))
+                })?;
+            let n = len as u64;
+            match img {
+                Some((file, fd)) => {
+                    let at = file.offset_of(chunk).ok_or_else(|| {
+                        RestoreError::failed(
+                            "reading pages",
+                            format!("run at {addr:#x}: page data outside the image file"),
+                        )
+                    })?;
+                    if file.lazy && lazy_mappable(v) && at % PAGE == 0 {
+                        // The VMA was mapped writable for the fill; the final mprotect below
+                        // gives this part the VMA's protection too.
+                        let prot = u64::from(v.prot | PROT_WRITE);
+                        let flags = (libc::MAP_PRIVATE | libc::MAP_FIXED) as u64;
+                        let got = r.call(
+                            || format!("mmap(image {at:#x} at {addr:#x}+{n:#x})"),
+                            libc::SYS_mmap,
+                            &[addr, n, prot, flags, fd, at],
+                        )?;
+                        if got != addr {
+                            return Err(RestoreError::failed(
+                                "mapping pages",
+                                format!("image pages for {addr:#x} landed at {got:#x}"),
+                            ));
+                        }
+                        stats.lazy_bytes += n;
+                    } else {
+                        remote_pread(r, fd, addr, n, at)?;
+                    }
+                }
+                None => mem::write_ranges(r.pid, &[(addr, len)], chunk).map_err(|e| {
+                    RestoreError::failed("writing pages", format!("{addr:#x}+{len:#x}: {e}"))
+                })?,
+            }
+            stats.pages += n / PAGE;
+            stats.bytes += n;
+        }
+    }
+    Ok(())
 }
 
 fn set_mm_map(r: &mut Remote, proc: &Process<'_>) -> Result<(), RestoreError> {

@@ -25,6 +25,7 @@ pub mod plan;
 pub mod regs;
 pub mod signals;
 
+pub use mm::ImageFile;
 pub use plan::Options;
 
 use crate::sys::ptrace;
@@ -94,6 +95,8 @@ pub struct Summary {
     pub bytes: u64,
     /// VMAs created.
     pub vmas: u64,
+    /// Of `bytes`, those mapped from the image file instead of copied (`--lazy`).
+    pub lazy_bytes: u64,
     /// File descriptors restored.
     pub fds: usize,
     /// Wall time of the restore.
@@ -108,6 +111,27 @@ fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 /// Restores the single process of `image` as a child of the caller and lets it run.
 /// The caller must be single-threaded (the child is a copy of it).
 pub fn restore(image: &Image<'_>, options: &Options) -> Result<Summary, RestoreError> {
+    restore_inner(image, options, None)
+}
+
+/// [`restore`] of an image parsed from a mapping of `file`: the restored process reads its
+/// stored pages from the image file itself (one copy, page cache to its memory), or maps them
+/// with [`ImageFile`]'s `lazy`. The file must not change before the restore returns (checked
+/// before the point of no return); with `lazy`, it must stay in place, unmodified, while the
+/// restored process lives.
+pub fn restore_from_file(
+    image: &Image<'_>,
+    options: &Options,
+    file: &ImageFile<'_>,
+) -> Result<Summary, RestoreError> {
+    restore_inner(image, options, Some(file))
+}
+
+fn restore_inner(
+    image: &Image<'_>,
+    options: &Options,
+    src: Option<&ImageFile<'_>>,
+) -> Result<Summary, RestoreError> {
     let t0 = Instant::now();
     // Stage 1. The kernel first: one clear error naming a missing feature.
     crate::kernel::Kernel::probe()
@@ -117,7 +141,7 @@ pub fn restore(image: &Image<'_>, options: &Options) -> Result<Summary, RestoreE
     let plan = plan::make_plan(image, proc, options)?;
     // Stage 2.
     let pid = fork::spawn(image, proc, &plan)?;
-    match build(proc, &plan, pid) {
+    match build(proc, &plan, pid, src) {
         Ok(mut summary) => {
             summary.elapsed = t0.elapsed();
             Ok(summary)
@@ -140,6 +164,7 @@ fn build(
     proc: &crak_format::Process<'_>,
     plan: &plan::Plan,
     pid: i32,
+    src: Option<&ImageFile<'_>>,
 ) -> Result<Summary, RestoreError> {
     ptrace::setoptions(
         pid,
@@ -150,7 +175,7 @@ fn build(
     let mut r = mm::Remote::new(pid, plan.trampoline);
     // Stage 3.
     mm::unregister_own_rseq(&mut r)?;
-    let stats = mm::rebuild(&mut r, proc, plan)?;
+    let stats = mm::rebuild(&mut r, proc, plan, src)?;
     // Stage 4.
     let thread = proc
         .threads
@@ -209,7 +234,11 @@ fn build(
     if let Some(cr) = &proc.creds {
         creds::restore_creds(&mut r, cr)?;
     }
-    // Stage 6.
+    // Stage 6. The pages read from the image file were those whose CRCs were checked only if
+    // the file has not changed since.
+    if let Some(f) = src {
+        f.unchanged()?;
+    }
     let xsave = proc
         .xsaves
         .iter()
@@ -221,6 +250,7 @@ fn build(
         same_pid: pid as u32 == proc.pid(),
         pages: stats.pages,
         bytes: stats.bytes,
+        lazy_bytes: stats.lazy_bytes,
         vmas: stats.vmas,
         fds: proc.fds.len(),
         elapsed: Duration::ZERO,

@@ -7,6 +7,7 @@ pub mod clone;
 pub mod cpu;
 pub mod fdops;
 pub mod fs;
+pub mod mapfile;
 pub mod mem;
 pub mod pidfd;
 pub mod prctl;
