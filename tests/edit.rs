@@ -56,12 +56,20 @@ int main(void) {
     struct timespec ts = {0, 0};
     int clock_ok = clock_gettime(CLOCK_MONOTONIC, &ts) == 0 && ts.tv_sec > 0;
     int time_ok = time(NULL) > 1600000000;
+    /* Wall-clock readings through glibc's vDSO pointers, resolved at start. */
+    struct timespec rt = {0, 0};
+    struct timeval tv = {0, 0};
+    long rt_ok = clock_gettime(CLOCK_REALTIME, &rt) == 0;
+    long tod_ok = gettimeofday(&tv, NULL) == 0;
+    struct timespec res = {0, 0};
+    long res_ok = clock_getres(CLOCK_MONOTONIC, &res) == 0 && res.tv_sec == 0 && res.tv_nsec > 0;
     char rep[1024];
     snprintf(rep, sizeof rep,
              "counter=%ld\nmessage=%s\npid=%d\ncwd=%s\nenv=%s\nfd3=%s\nwrite4=%d\n"
-             "clock=%d\ntime=%d\n",
+             "clock=%d\ntime=%d\nrealtime=%ld\ngettimeofday=%ld\nnow=%ld\ngetres=%ld\n",
              counter, message, getpid(), cwd, env ? env : "(unset)", data, w, clock_ok,
-             time_ok);
+             time_ok, rt_ok ? (long)rt.tv_sec : -1L, tod_ok ? (long)tv.tv_sec : -1L,
+             (long)time(NULL), res_ok);
     write_file("report", rep);
     pass();
 }
@@ -757,66 +765,258 @@ fn kernel_profile_agrees_with_a_capture_and_rewrite_for_this_host_restores() {
     );
 }
 
+/// A vDSO-like shared object: a padding function in front of the five exported functions (each
+/// 32 bytes, version LINUX_2.6, with unprefixed aliases), linked like the kernel's vDSO so that
+/// file offsets are addresses. Its bytes, padded to whole pages, stand for another kernel's vDSO:
+/// three pages where this kernel's has two, its functions at other offsets.
+fn fake_vdso(case: &mut Case) -> Vec<u8> {
+    const SRC: &str = r#"
+#define FN(name, alias, nr) \
+    __asm__(".globl " #name "\n.type " #name ",@function\n" #name ":\n" \
+            "mov $" #nr ", %eax\nsyscall\nret\n.fill 24,1,0x90\n.size " #name ",.-" #name "\n" \
+            ".weak " #alias "\n.set " #alias "," #name "\n");
+__asm__(".globl pad\n.type pad,@function\npad:\n.fill 9000,1,0xcc\n.size pad,.-pad\n");
+FN(__vdso_gettimeofday, gettimeofday, 96)
+FN(__vdso_time, time, 201)
+FN(__vdso_clock_getres, clock_getres, 229)
+FN(__vdso_getcpu, getcpu, 309)
+FN(__vdso_clock_gettime, clock_gettime, 228)
+"#;
+    const LDS: &str = "SECTIONS {
+  . = SIZEOF_HEADERS;
+  .hash : { *(.hash) } :text
+  .gnu.hash : { *(.gnu.hash) }
+  .dynsym : { *(.dynsym) }
+  .dynstr : { *(.dynstr) }
+  .gnu.version : { *(.gnu.version) }
+  .gnu.version_d : { *(.gnu.version_d) }
+  .dynamic : { *(.dynamic) } :text :dynamic
+  . = ALIGN(16);
+  .text : { *(.text*) } :text
+  /DISCARD/ : { *(.data*) *(.bss*) *(.note*) *(.eh_frame*) *(.comment) }
+}
+PHDRS { text PT_LOAD FLAGS(5) FILEHDR PHDRS; dynamic PT_DYNAMIC FLAGS(4); }
+";
+    const VER: &str = "LINUX_2.6 { global: __vdso_*; clock_gettime; gettimeofday; time; \
+                       getcpu; clock_getres; local: *; };\n";
+    std::fs::write(case.path("fake.c"), SRC).expect("fake.c");
+    std::fs::write(case.path("fake.lds"), LDS).expect("fake.lds");
+    std::fs::write(case.path("fake.ver"), VER).expect("fake.ver");
+    let mut cc = Command::new("cc");
+    cc.args([
+        "-shared",
+        "-nostdlib",
+        "-fPIC",
+        "-Wl,--hash-style=both,--build-id=none",
+    ])
+    .arg(format!("-Wl,-T,{}", case.path("fake.lds").display()))
+    .arg(format!(
+        "-Wl,--version-script={}",
+        case.path("fake.ver").display()
+    ))
+    .arg("-o")
+    .arg(case.path("fake.so"))
+    .arg(case.path("fake.c"));
+    let o = case.run(cc);
+    if !o.status.success() {
+        case.fail("cc of the fake vDSO failed");
+    }
+    let mut bytes = std::fs::read(case.path("fake.so")).expect("fake.so");
+    bytes.resize(bytes.len().div_ceil(4096) * 4096, 0);
+    bytes
+}
+
+/// The symbols of a vDSO image, read with goblin (through `crak-dump`'s reader).
+fn symbols_of(case: &Case, vdso: &[u8]) -> Vec<crak_format::rewrite::VdsoSymbol> {
+    crak_dump::cmd::profile::vdso_symbols(vdso)
+        .unwrap_or_else(|e| case.fail(&format!("vDSO symbols: {e:#}")))
+}
+
+/// `(start, end)` of the first VMA of `kind` in the image at `path`, and a reader of its memory.
+fn image_vdso(case: &Case, path: &Path) -> (Vec<u8>, (u64, u64)) {
+    let bytes = std::fs::read(path).expect("image");
+    let vdso = {
+        let parsed = crak_format::read::parse(&bytes)
+            .unwrap_or_else(|e| case.fail(&format!("parse {}: {e}", path.display())));
+        parsed.image.processes[0]
+            .vmas
+            .iter()
+            .find(|v| v.kind == crak_format::record::vma::VmaKind::Vdso)
+            .map(|v| (v.start, v.end))
+            .unwrap_or_else(|| case.fail("the rewritten image has no [vdso]"))
+    };
+    (bytes, vdso)
+}
+
+/// Where the code at `at` in `image` leads: `movabs rax, imm64; jmp rax` or `jmp rel32`; or
+/// `Err` with the bytes.
+fn decode_jump(image: &[u8], at: u64) -> Result<u64, Vec<u8>> {
+    let parsed = crak_format::read::parse(image).map_err(|_| Vec::new())?;
+    let m = crak_format::edit::read_memory(&parsed.image, None, at, 12).map_err(|_| Vec::new())?;
+    match m.as_slice() {
+        [0x48, 0xb8, imm @ .., 0xff, 0xe0] => {
+            Ok(u64::from_le_bytes(imm.try_into().map_err(|_| m.clone())?))
+        }
+        [0xe9, a, b, c, d, ..] => Ok(at
+            .wrapping_add(5)
+            .wrapping_add(i64::from(i32::from_le_bytes([*a, *b, *c, *d])) as u64)),
+        _ => Err(m),
+    }
+}
+
 #[test]
-fn rewrite_for_a_kernel_with_another_vdso_uses_system_call_stubs() {
+fn rewrite_to_another_vdso_builds_a_jump_table_and_back_restores_with_working_clocks() {
     need_root!();
     let _g = serial();
     let mut case = Case::new();
     let (_, img) = case.start_and_capture();
-    let host = host_profile(&mut case);
-    let mut target = host.clone();
-    // A kernel whose vDSO is one page larger.
-    for m in target["special_mappings"]
-        .as_array_mut()
-        .into_iter()
-        .flatten()
-    {
-        if m["kind"] == "vdso" {
-            m["end"] = Value::from(m["end"].as_u64().unwrap_or(0) + 4096);
+    let host_json = host_profile(&mut case);
+    let host: crak_format::rewrite::KernelProfile =
+        serde_json::from_value(host_json.clone()).unwrap_or_else(|_| case.fail("host profile"));
+    let host_vdso = host
+        .vdso
+        .as_ref()
+        .map(|b| b.as_bytes().to_vec())
+        .unwrap_or_else(|| case.fail("the host profile holds no vDSO"));
+    let host_syms = symbols_of(&case, &host_vdso);
+    // Another kernel: this host's profile with the fake vDSO.
+    let fake_bytes = fake_vdso(&mut case);
+    let fake_syms = symbols_of(&case, &fake_bytes);
+    let names: Vec<&str> = fake_syms.iter().map(|s| s.name.as_str()).collect();
+    for n in [
+        "__vdso_clock_gettime",
+        "clock_gettime",
+        "__vdso_gettimeofday",
+        "__vdso_time",
+    ] {
+        assert!(names.contains(&n), "fake vDSO exports {names:?}");
+    }
+    assert_eq!(fake_bytes.len(), host_vdso.len() + 4096);
+    let mut fake = host.clone();
+    fake.kernel_release = "9.9.9-fake".into();
+    for m in &mut fake.special_mappings {
+        if m.kind == crak_format::record::vma::VmaKind::Vdso {
+            m.end = m.start + fake_bytes.len() as u64;
         }
     }
-    let target = write_json(&case, "target.json", &target);
-    let out = case.path("rewritten.crak");
-    let (img_s, target_s, out_s) = (
-        img.to_str().unwrap_or_default().to_string(),
-        target.to_str().unwrap_or_default().to_string(),
-        out.to_str().unwrap_or_default().to_string(),
+    fake.vdso = Some(crak_format::bytes::Blob::from(fake_bytes));
+    fake.vdso_symbols = fake_syms.clone();
+    let fake_path = write_json(
+        &case,
+        "fake.json",
+        &serde_json::to_value(&fake).unwrap_or_default(),
     );
+    let old_vdso = image_vdso(&case, &img).1;
+    let (img_s, fake_s) = (
+        img.to_str().unwrap_or_default().to_string(),
+        fake_path.to_str().unwrap_or_default().to_string(),
+    );
+    let there = case.path("fake.crak");
+    let there_s = there.to_str().unwrap_or_default().to_string();
     // Without the capture kernel's vDSO: refused, nothing written.
     let o = dump(
         &mut case,
-        &["rewrite", &img_s, "--target", &target_s, "-o", &out_s],
+        &["rewrite", &img_s, "--target", &fake_s, "-o", &there_s],
     );
     if o.status.code() != Some(2)
         || !String::from_utf8_lossy(&o.stderr).contains("--source")
-        || out.exists()
+        || there.exists()
     {
         case.fail("a vDSO change without --source must be refused");
     }
     let o = dump(
         &mut case,
         &[
-            "rewrite", &img_s, "--target", &target_s, "--source", "host", "-o", &out_s,
+            "rewrite", &img_s, "--target", &fake_s, "--source", "host", "-o", &there_s,
         ],
     );
-    if !o.status.success() || !String::from_utf8_lossy(&o.stdout).contains("system-call stubs") {
-        case.fail("rewrite with --source host");
+    if !o.status.success() || !String::from_utf8_lossy(&o.stdout).contains("jump table") {
+        case.fail("rewrite to the fake vDSO");
     }
-    let pid = case.restore(&out);
+    // Every exported function of the saved vDSO jumps to the fake's at its planned address.
+    let (there_bytes, new_vdso) = image_vdso(&case, &there);
+    assert_eq!(new_vdso.1 - new_vdso.0, fake_bytes_len(&fake));
+    for s in &host_syms {
+        let at = old_vdso.0 + s.offset;
+        match fake_syms.iter().find(|f| f.name == s.name) {
+            Some(f) => {
+                let to = decode_jump(&there_bytes, at);
+                if to != Ok(new_vdso.0 + f.offset) {
+                    case.fail(&format!(
+                        "{} at {at:#x} leads to {to:x?}, not {:#x}",
+                        s.name,
+                        new_vdso.0 + f.offset
+                    ));
+                }
+            }
+            // The fake lacks it (getrandom, sgx_enter_enclave): a system-call stub.
+            None => {
+                let parsed = crak_format::read::parse(&there_bytes).expect("parse");
+                let m =
+                    crak_format::edit::read_memory(&parsed.image, None, at, 1).unwrap_or_default();
+                assert_eq!(m, [0xb8], "{} at {at:#x} is no stub", s.name);
+            }
+        }
+    }
+    let plan = {
+        let parsed = crak_format::read::parse(&there_bytes).expect("parse");
+        parsed
+            .image
+            .notes
+            .iter()
+            .find(|n| n.key.as_bytes() == b"crak.rewrite.vdso-plan")
+            .map(|n| n.value.as_bytes().to_vec())
+            .unwrap_or_else(|| case.fail("no crak.rewrite.vdso-plan note"))
+    };
+    let plan: Value = serde_json::from_slice(&plan).unwrap_or_else(|_| case.fail("plan JSON"));
+    assert_eq!(plan[0]["new_vdso"][0], format!("{:#x}", new_vdso.0));
+    // And back to this host: the fake's functions jump to this kernel's vDSO, placed anew.
+    let back = case.path("back.crak");
+    let back_s = back.to_str().unwrap_or_default().to_string();
+    let o = dump(
+        &mut case,
+        &[
+            "rewrite", &there_s, "--target", "host", "--source", &fake_s, "-o", &back_s,
+        ],
+    );
+    if !o.status.success() || !String::from_utf8_lossy(&o.stdout).contains("jump table") {
+        case.fail("rewrite back to this host");
+    }
+    let (_, final_vdso) = image_vdso(&case, &back);
+    let pid = case.restore(&back);
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
-    if maps.contains("[vdso]") || maps.contains("[vvar") {
+    let want = format!("{:x}-{:x} r-xp", final_vdso.0, final_vdso.1);
+    if !maps
+        .lines()
+        .any(|l| l.starts_with(&want) && l.ends_with("[vdso]"))
+    {
         case.fail(&format!(
-            "the restored process still has the kernel's vDSO:\n{maps}"
+            "the restored vDSO is not at the planned {want}:\n{maps}"
         ));
     }
     let r = case.go(pid);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    for key in ["realtime", "gettimeofday", "now"] {
+        let v: i64 = r.get(key).and_then(|v| v.parse().ok()).unwrap_or(-1);
+        if (v - now).abs() > 5 {
+            case.fail(&format!(
+                "{key} through the jump table is {v}, the wall clock {now}"
+            ));
+        }
+    }
     if (
         r.get("clock").map(String::as_str),
-        r.get("time").map(String::as_str),
+        r.get("getres").map(String::as_str),
     ) != (Some("1"), Some("1"))
     {
-        case.fail("clock_gettime or time failed through the stubs");
+        case.fail("clock_gettime(CLOCK_MONOTONIC) or clock_getres failed after the round trip");
     }
+}
+
+fn fake_bytes_len(p: &crak_format::rewrite::KernelProfile) -> u64 {
+    p.vdso.as_ref().map_or(0, |b| b.len() as u64)
 }
 
 #[test]

@@ -23,12 +23,11 @@ pub fn run(args: &RewriteArgs, out: &mut dyn Write) -> anyhow::Result<i32> {
             .unwrap_or_default();
         bail!("{name}: the image is invalid ({first})");
     }
-    let target = super::profile::load(&args.target)?;
-    let source = args
-        .source
-        .as_deref()
-        .map(super::profile::load)
-        .transpose()?;
+    let target = with_symbols(super::profile::load(&args.target)?, &args.target)?;
+    let source = match args.source.as_deref() {
+        Some(s) => Some(with_symbols(super::profile::load(s)?, s)?),
+        None => None,
+    };
     let mut image = parsed.image;
     let done = crak_format::rewrite::rewrite(&mut image, &target, source.as_ref())
         .with_context(|| format!("{name}: cannot rewrite for {}", target.kernel_release))?;
@@ -61,4 +60,18 @@ pub fn run(args: &RewriteArgs, out: &mut dyn Write) -> anyhow::Result<i32> {
     }
     writeln!(out, "wrote {}", args.output.display())?;
     Ok(EXIT_OK)
+}
+
+/// The profile with its vDSO's exported functions read from the vDSO bytes it holds (the
+/// dynamic symbol table, with each function's length), so that the jump table follows the
+/// images themselves rather than a list that may have been edited apart from them.
+fn with_symbols(
+    mut p: crak_format::rewrite::KernelProfile,
+    name: &std::path::Path,
+) -> anyhow::Result<crak_format::rewrite::KernelProfile> {
+    if let Some(code) = &p.vdso {
+        p.vdso_symbols = super::profile::vdso_symbols(code.as_bytes())
+            .with_context(|| format!("{}: the profile's vDSO", crate::display_name(name)))?;
+    }
+    Ok(p)
 }
