@@ -682,6 +682,41 @@ types:
       - id: value
         size: value_len
 
+  rec_auth:
+    doc-ref: spec/crak-format.md#auth
+    doc: |
+      AUTH (0x0011, not critical): a signature over the records before it. Version 1.0
+      readers skip it as an unknown non-critical record, so it is not in the record switch.
+    seq:
+      - id: algorithm
+        type: u2
+        doc: 1 = Ed25519
+      - id: reserved
+        type: u2
+      - id: key_id
+        size: 8
+      - id: count
+        type: u4
+      - id: entries
+        type: auth_entry
+        repeat: expr
+        repeat-expr: count
+      - id: signature
+        size: 64
+
+  auth_entry:
+    seq:
+      - id: kind
+        type: u2
+      - id: flags
+        type: u2
+      - id: reserved
+        type: u4
+      - id: offset
+        type: u8
+      - id: sha256
+        size: 32
+
   rec_end:
     doc-ref: spec/crak-format.md#end
     seq:

@@ -6,6 +6,7 @@
 
 #[cfg(any(test, feature = "arbitrary"))]
 pub mod arbitrary;
+pub mod auth;
 pub mod bytes;
 pub mod edit;
 pub mod error;

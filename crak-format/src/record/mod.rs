@@ -1,5 +1,6 @@
 //! One module per record kind of `spec/crak-format.md` §3.
 
+pub mod auth;
 pub mod creds;
 pub mod end;
 pub mod fd;
@@ -40,6 +41,9 @@ pub mod kind {
     pub const FD: u16 = 0x000D;
     pub const PIPE_DATA: u16 = 0x000E;
     pub const NOTE: u16 = 0x0010;
+    /// AUTH (§3.17), not critical. Version 1.0 readers skip it as an unknown non-critical
+    /// record; [`crate::auth::verify`] reads it.
+    pub const AUTH: u16 = 0x0011;
     pub const END: u16 = 0x00FF;
 
     /// The record's name as the spec spells it, or `None` for an unknown kind.
