@@ -73,6 +73,10 @@ pub enum Command {
     KernelProfile(ProfileArgs),
     /// Make an image restorable on another kernel or CPU (XSAVE, vDSO, version).
     Rewrite(RewriteArgs),
+    /// Sign an image with an Ed25519 key (an AUTH record before END).
+    Sign(SignArgs),
+    /// Make an Ed25519 key pair for `sign` and `validate --verify`.
+    Keygen(KeygenArgs),
 }
 
 /// `crak-dump kernel-profile`.
@@ -251,6 +255,38 @@ pub struct ValidateArgs {
     /// free, clone3 set_tid, ns_last_pid and ptrace allowed, XSAVE features and vDSO sizes.
     #[arg(long)]
     pub host: bool,
+
+    /// Also require a valid Ed25519 signature (AUTH record) by this public key file; an
+    /// unsigned or altered image is refused, naming the first record that differs.
+    #[arg(long, value_name = "PUBKEY")]
+    pub verify: Option<PathBuf>,
+}
+
+/// `crak-dump sign`.
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The image file, or `-` for stdin.
+    pub image: PathBuf,
+
+    /// The secret key file (64 hex digits, as `keygen` writes).
+    #[arg(long, required = true)]
+    pub key: PathBuf,
+
+    /// The signed image to write (replaced only once complete), or `-` for stdout.
+    #[arg(short = 'o', long = "output", required = true)]
+    pub output: PathBuf,
+}
+
+/// `crak-dump keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// The secret key file to write; the public key goes to the same path with `.pub`.
+    #[arg(short = 'o', long = "output", required = true)]
+    pub output: PathBuf,
+
+    /// Replace an existing key file.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `crak-dump mem`.

@@ -76,7 +76,19 @@ pub fn run_in(
     };
     let mut buf = BufWriter::with_capacity(64 * 1024, out);
     let result = match &cli.command {
-        Some(cli::Command::Validate(a)) => cmd::validate::run(a, &mut buf, style),
+        Some(cli::Command::Validate(a)) => {
+            let verified = a
+                .verify
+                .as_deref()
+                .map(|key| cmd::sign::verify_images(key, &a.images, &mut buf));
+            match verified {
+                Some(Err(e)) => Err(e),
+                Some(Ok(Some(code))) => Ok(code),
+                _ => cmd::validate::run(a, &mut buf, style),
+            }
+        }
+        Some(cli::Command::Sign(a)) => cmd::sign::run_sign(a, &mut buf),
+        Some(cli::Command::Keygen(a)) => cmd::sign::run_keygen(a, &mut buf),
         Some(cli::Command::Mem(a)) => cmd::mem::run(a, &mut buf, style),
         Some(cli::Command::Grep(a)) => cmd::grep::run(a, &mut buf, style),
         Some(cli::Command::Encode(a)) => cmd::encode::run(a, &mut buf),

@@ -10,6 +10,7 @@ pub mod mem;
 pub mod profile;
 pub mod rewrite;
 pub mod show;
+pub mod sign;
 pub mod strings;
 pub mod validate;
 
