@@ -31,8 +31,9 @@ pub fn decode_json(path: &Path, text: &[u8]) -> anyhow::Result<crak_format::Imag
     if elided {
         bail!("{name}: page data is elided (lengths only); use the output of `--json --pages`");
     }
-    crak_format::json::from_json_value(value)
-        .with_context(|| format!("{name}: not a crak image model"))
+    // From the text, not the `Value`: a `Value` keeps the last of duplicate keys, and a model
+    // with a key given twice is refused rather than silently half-applied.
+    crak_format::json::from_json(text).with_context(|| format!("{name}: not a crak image model"))
 }
 
 /// Runs the command.
