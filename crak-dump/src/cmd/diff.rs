@@ -551,6 +551,28 @@ fn compare_pages(
             break;
         }
         // Within [cur, stop) both states are uniform; stored bytes are compared per page.
+        // Anything else is one answer for the whole span: walking it page by page would take
+        // forever on a VMA as large as the address space.
+        if !matches!((sa, sb), (State::Stored(_), State::Stored(_))) {
+            if sa.name() != sb.name() {
+                let kind = format!("{}->{}", sa.name(), sb.name());
+                let n = (stop - cur).div_ceil(page_size.max(1));
+                count += n;
+                *kinds.entry(kind).or_default() += n;
+                match ranges.last_mut() {
+                    Some(r) if r[1] == cur => r[1] = stop,
+                    _ => ranges.push([cur, stop]),
+                }
+            }
+            cur = stop;
+            if ea <= cur {
+                ia += 1;
+            }
+            if eb <= cur {
+                ib += 1;
+            }
+            continue;
+        }
         let mut page = cur;
         while page < stop {
             let next = page
