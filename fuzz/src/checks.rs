@@ -18,11 +18,8 @@ impl Scratch {
     fn new(tag: &str, data: &[u8]) -> Scratch {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!(
-            "crak-fuzz-{}-{}-{tag}",
-            std::process::id(),
-            n
-        ));
+        let path =
+            std::env::temp_dir().join(format!("crak-fuzz-{}-{}-{tag}", std::process::id(), n));
         std::fs::write(&path, data).expect("write a scratch file");
         Scratch(path)
     }
@@ -90,7 +87,10 @@ pub fn check_dump_views(data: &[u8]) {
         assert_eq!(json, 0, "--json refused an image that parses");
         assert_ne!(valid, 2, "validate called a parsing image unreadable");
     } else {
-        assert_ne!(summary, 0, "the summary accepted an image that does not parse");
+        assert_ne!(
+            summary, 0,
+            "the summary accepted an image that does not parse"
+        );
         assert_ne!(valid, 0, "validate accepted an image that does not parse");
     }
     for args in [
