@@ -1909,3 +1909,187 @@ fn validate_host_refuses_xsave_features_this_cpu_lacks() {
         .expect_code(1)
         .expect_stdout_contains("error[host-xsave]");
 }
+
+// ---------------------------------------------------------------------------------------------
+// spec/crak-json.md
+// ---------------------------------------------------------------------------------------------
+
+/// The keys (with their types) that the table under `heading` in spec/crak-json.md lists.
+fn documented_keys(heading: &str) -> std::collections::BTreeMap<String, String> {
+    let doc = std::fs::read_to_string(crak_tests::workspace_root().join("spec/crak-json.md"))
+        .expect("spec/crak-json.md");
+    let mut lines = doc.lines().skip_while(|l| !l.starts_with(heading)).skip(1);
+    let mut keys = std::collections::BTreeMap::new();
+    for line in lines.by_ref().take_while(|l| !l.starts_with('#')) {
+        let Some(row) = line.strip_prefix("| `") else {
+            continue;
+        };
+        let mut cells = row.split(" | ");
+        let key = cells.next().unwrap_or("").trim_end_matches('`');
+        let ty = cells.next().unwrap_or("").to_string();
+        assert!(keys.insert(key.to_string(), ty).is_none(), "{key} twice");
+    }
+    assert!(!keys.is_empty(), "no key table under {heading}");
+    keys
+}
+
+/// Every key path in `v` (arrays as `[]`). A ByteString's `{"hex": ...}` form and the
+/// contents of a documented leaf type ("array of ...", "map of ...") are not descended into.
+fn json_paths(
+    v: &serde_json::Value,
+    path: &str,
+    doc: &std::collections::BTreeMap<String, String>,
+    out: &mut std::collections::BTreeSet<String>,
+) {
+    let leaf = doc
+        .get(path)
+        .is_some_and(|t| t.starts_with("array of") || t.starts_with("map of") || t == "ByteString");
+    if leaf {
+        return;
+    }
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                out.insert(p.clone());
+                json_paths(x, &p, doc, out);
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for x in a {
+                json_paths(x, &format!("{path}[]"), doc, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[track_caller]
+fn assert_documented(heading: &str, outputs: &[&[u8]]) {
+    let doc = documented_keys(heading);
+    let mut seen = std::collections::BTreeSet::new();
+    for out in outputs {
+        let v: serde_json::Value = serde_json::from_slice(out).expect("JSON output");
+        json_paths(&v, "", &doc, &mut seen);
+    }
+    let listed: std::collections::BTreeSet<String> = doc.keys().cloned().collect();
+    let undocumented: Vec<_> = seen.difference(&listed).collect();
+    let unseen: Vec<_> = listed.difference(&seen).collect();
+    assert!(
+        undocumented.is_empty() && unseen.is_empty(),
+        "{heading}: keys in the output but not in spec/crak-json.md: {undocumented:?}; \
+         keys in spec/crak-json.md but not in the output: {unseen:?}"
+    );
+}
+
+#[test]
+fn json_schema_document_lists_every_image_key() {
+    let s = setup();
+    let every = crak_tests::workspace_root().join("spec/vectors/valid/002-every-record-kind.bin");
+    let img = s.image("srv.crak", &sample());
+    let mut outs = Vec::new();
+    for (path, pages) in [(&every, true), (&img, true), (&img, false)] {
+        let r = if pages {
+            s.run(args![path, "--json", "--pages"])
+        } else {
+            s.run(args![path, "--json"])
+        };
+        r.expect_code(0);
+        outs.push(r.stdout);
+    }
+    let outs: Vec<&[u8]> = outs.iter().map(Vec::as_slice).collect();
+    assert_documented("### 3.2 Image model keys", &outs);
+}
+
+#[test]
+fn json_schema_document_lists_every_validate_diff_and_grep_key() {
+    let s = setup();
+    let good = s.image("srv.crak", &sample());
+    let dup = s.image("dup.crak", &duplicate_fd());
+    let junk = s.file("junk.crak", b"not an image at all");
+    let v1 = s.run(args!["validate", "--json", good, dup]);
+    v1.expect_code(1);
+    let v2 = s.run(args!["validate", "--json", junk]);
+    v2.expect_code(2);
+    assert_documented("### 4.1 Validate keys", &[&v1.stdout, &v2.stdout]);
+
+    let b = s.image("b.crak", &sample_changed());
+    let d = s.run(args!["diff", "--json", good, b]);
+    d.expect_code(1);
+    assert_documented("## 5.", &[&d.stdout]);
+
+    let g = s.run(args!["grep", good, "crak marker", "--json"]);
+    g.expect_code(0);
+    assert_documented("## 6.", &[&g.stdout]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metadata of a seekable image file
+// ---------------------------------------------------------------------------------------------
+
+/// The sample written, and the file offsets of its last page-data byte and its CRC.
+fn sample_with_pages_offsets() -> (Vec<u8>, usize, usize) {
+    let bytes = write(&sample());
+    let parsed = crak_format::read::parse(&bytes).expect("sample parses");
+    let span = parsed
+        .layout
+        .records
+        .iter()
+        .find(|r| r.kind == crak_format::record::kind::PAGES)
+        .expect("a PAGES record");
+    let crc_at = usize::try_from(span.end_offset()).expect("offset") - 4;
+    (bytes, crc_at - 1, crc_at)
+}
+
+fn seekable(bytes: &[u8]) -> Result<crak_format::read::Parsed<'static>, crak_format::Error> {
+    crak_format::read::read_seekable_metadata(std::io::Cursor::new(bytes.to_vec()))
+}
+
+#[test]
+fn seekable_metadata_is_the_streamed_model_and_layout() {
+    let (bytes, _, _) = sample_with_pages_offsets();
+    let sought = seekable(&bytes).expect("seekable read");
+    let streamed = crak_format::read::read_stream_metadata(&bytes[..]).expect("stream read");
+    assert_eq!(sought.image, streamed.image);
+    assert_eq!(sought.layout, streamed.layout);
+    assert_eq!(sought.end, streamed.end);
+    // The same through a buffered file, as crak-dump reads it.
+    let s = setup();
+    let path = s.file("srv.crak", &bytes);
+    let file = std::fs::File::open(&path).expect("open");
+    let from_file =
+        crak_format::read::read_seekable_metadata(std::io::BufReader::with_capacity(4096, file))
+            .expect("file read");
+    assert_eq!(from_file.image, streamed.image);
+}
+
+#[test]
+fn seekable_metadata_leaves_page_bytes_unchecked_but_not_their_crc() {
+    let (bytes, data_at, crc_at) = sample_with_pages_offsets();
+    // A page byte changed behind an intact CRC: only a reader of the data sees it.
+    let mut data = bytes.clone();
+    data[data_at] ^= 0xff;
+    assert!(seekable(&data).is_ok());
+    let e = crak_format::read::read_stream_metadata(&data[..]).expect_err("bad CRC");
+    assert_eq!(e.kind_str(), "bad-crc");
+    let s = setup();
+    let path = s.file("data.crak", &data);
+    s.run(args!["validate", path]).expect_code(1);
+    s.run(args![path, "--json"]).expect_code(0);
+    // A changed CRC is caught by END's digest.
+    let mut crc = bytes.clone();
+    crc[crc_at] ^= 0xff;
+    let e = seekable(&crc).expect_err("digest mismatch");
+    assert!(!e.to_string().is_empty());
+    let path = s.file("crc.crak", &crc);
+    s.run(args![path, "--json"]).expect_code(2);
+    // Cut inside the page data: truncated, as when it is read.
+    for cut in [data_at - 100, data_at, crc_at + 2] {
+        let e = seekable(&bytes[..cut]).expect_err("truncated");
+        assert_eq!(e.kind_str(), "truncated", "cut at {cut}: {e}");
+    }
+}

@@ -33,7 +33,9 @@ pub struct ShowArgs {
     #[arg(required = true)]
     pub image: Option<PathBuf>,
 
-    /// Print the model as JSON instead of tables.
+    /// Print the model as JSON instead of tables (schema: spec/crak-json.md). Without --pages,
+    /// an image file's page data is sought over, not read: the CRCs of PAGES records are not
+    /// checked (END's digest, covering every record header and CRC, is); `validate` checks all.
     #[arg(long)]
     pub json: bool,
 

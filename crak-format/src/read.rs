@@ -19,7 +19,7 @@ use crate::{
     RECORD_TRAILER_LEN,
 };
 use std::collections::{HashMap, HashSet};
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 
 /// Bytes of record framing around a payload: header and CRC.
 const FRAMING: u64 = (RECORD_HEADER_LEN + RECORD_TRAILER_LEN) as u64;
@@ -868,6 +868,8 @@ pub struct StreamReader<R: Read> {
     tracker: Tracker,
     state: StreamState,
     scratch: Vec<u8>,
+    /// The input's length, once [`StreamReader::skip_page_data`] has asked for it.
+    seek_len: Option<u64>,
 }
 
 const SKIP_CHUNK: usize = 1 << 16;
@@ -885,6 +887,7 @@ impl<R: Read> StreamReader<R> {
             tracker: Tracker::new(&fh),
             state: StreamState::Records,
             scratch: Vec::new(),
+            seek_len: None,
         })
     }
 
@@ -1241,6 +1244,64 @@ impl<R: Read> StreamReader<R> {
 
 /// A stream that ends inside a record whose header promised more (§2.5: `truncated` at the
 /// record's `length`).
+impl<R: Read + Seek> StreamReader<R> {
+    /// Seeks over what remains of the current PAGES record's data and reads its stored CRC
+    /// without checking it against the data (which is never read); the record header and the
+    /// stored CRC still enter the END digest. Nothing happens outside a PAGES record. Data that
+    /// ends early is `truncated`, as when it is read. Position 0 of the input must be the
+    /// start of the image (its length is taken once, with `SeekFrom::End`).
+    pub fn skip_page_data(&mut self) -> Result<(), Error> {
+        let r = self.skip_page_data_inner();
+        if r.is_err() {
+            self.state = StreamState::Failed;
+        }
+        r
+    }
+
+    fn skip_page_data_inner(&mut self) -> Result<(), Error> {
+        let StreamState::Pages {
+            remaining,
+            span,
+            header,
+            ..
+        } = self.state
+        else {
+            return Ok(());
+        };
+        let truncated = || stream_truncated(span.kind, span.offset, "its page data");
+        let Ok(delta) = i64::try_from(remaining) else {
+            return Err(truncated());
+        };
+        let Some(target) = self.offset.checked_add(remaining) else {
+            return Err(truncated());
+        };
+        let end = match self.seek_len {
+            Some(len) => len,
+            None => {
+                let io = |e| Error::io(e).at(self.offset);
+                let len = self.r.seek(SeekFrom::End(0)).map_err(io)?;
+                // Back to where the reader was: position 0 is the start of the image.
+                if self.r.seek(SeekFrom::Start(self.offset)).map_err(io)? != self.offset {
+                    return Err(truncated());
+                }
+                self.seek_len = Some(len);
+                len
+            }
+        };
+        if end < target {
+            return Err(truncated());
+        }
+        self.r
+            .seek(SeekFrom::Current(delta))
+            .map_err(|e| Error::io(e).at(self.offset))?;
+        self.offset = target;
+        let stored = self.read_crc(span.kind, span.offset)?;
+        self.tracker.account(&header, stored);
+        self.state = StreamState::Records;
+        Ok(())
+    }
+}
+
 fn stream_truncated(kind: u16, record_offset: u64, inside: &str) -> Error {
     Error::new(ErrorKind::Truncated)
         .with_record(kind, record_offset)
@@ -1270,7 +1331,27 @@ fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<usize, Error> {
 /// (`nr_pages` is kept): page data is read, CRC-checked and dropped, so memory stays bounded by
 /// the metadata (§2.2). FD contents and pipe data are kept.
 pub fn read_stream_metadata<R: Read>(r: R) -> Result<Parsed<'static>, Error> {
-    let mut s = StreamReader::new(r)?;
+    collect_metadata(StreamReader::new(r)?, |_| Ok(()))
+}
+
+/// [`read_stream_metadata`] for a seekable input (an image file): the same model and layout,
+/// but the page data of each PAGES record is sought over rather than read, so the time taken
+/// depends on the metadata only.
+///
+/// The CRC of each PAGES record is therefore **not** checked; every other record's CRC is,
+/// and so is END's digest, which covers every record header and every stored CRC (PAGES
+/// included). A PAGES record whose header or CRC was altered is detected; altered page bytes
+/// behind an intact CRC are not: use [`parse`] or [`read_stream_metadata`] to check them.
+pub fn read_seekable_metadata<R: Read + Seek>(r: R) -> Result<Parsed<'static>, Error> {
+    collect_metadata(StreamReader::new(r)?, StreamReader::skip_page_data)
+}
+
+/// Builds the model and layout from a stream reader; `after_pages` is called after each
+/// PAGES item (before the next one is read).
+fn collect_metadata<R: Read>(
+    mut s: StreamReader<R>,
+    after_pages: impl Fn(&mut StreamReader<R>) -> Result<(), Error>,
+) -> Result<Parsed<'static>, Error> {
     let mut builder = Builder::new(s.file_header());
     loop {
         match s.next_item()? {
@@ -1279,17 +1360,20 @@ pub fn read_stream_metadata<R: Read>(r: R) -> Result<Parsed<'static>, Error> {
                     .at(s.offset())
                     .with_detail("the stream ends without an END record"))
             }
-            Some(StreamItem::Pages(p)) => builder.add(
-                Record::Pages(pages::PageRun {
-                    pid: p.header.pid,
-                    addr: p.header.addr,
-                    nr_pages: p.header.nr_pages,
-                    data: Blob::default(),
-                }),
-                p.span.flags,
-                p.span.offset,
-                p.span.length,
-            ),
+            Some(StreamItem::Pages(p)) => {
+                after_pages(&mut s)?;
+                builder.add(
+                    Record::Pages(pages::PageRun {
+                        pid: p.header.pid,
+                        addr: p.header.addr,
+                        nr_pages: p.header.nr_pages,
+                        data: Blob::default(),
+                    }),
+                    p.span.flags,
+                    p.span.offset,
+                    p.span.length,
+                )
+            }
             Some(StreamItem::Record { span, record }) => match record {
                 Record::End(end) => {
                     return builder.finish(end, span.flags, span.offset, span.length)

@@ -14,7 +14,7 @@ use crak_format::image::Image;
 use std::io::{Read as _, Write};
 use std::path::Path;
 
-/// Reads the metadata of the crak image at `path` without holding its page data; `None` when
+/// Reads the metadata of the crak image at `path` without reading its page data; `None` when
 /// the input is stdin or not a crak image (an ELF core file, or garbage left for [`super::open`]
 /// to name).
 fn metadata_only(path: &Path) -> anyhow::Result<Option<(Image<'static>, u64)>> {
@@ -33,9 +33,13 @@ fn metadata_only(path: &Path) -> anyhow::Result<Option<(Image<'static>, u64)>> {
         return Ok(None);
     }
     let file = std::fs::File::open(path).with_context(|| format!("{name}: cannot read"))?;
-    let parsed =
-        crak_format::read::read_stream_metadata(std::io::BufReader::with_capacity(1 << 20, file))
-            .with_context(|| format!("{name}: not a valid crak image"))?;
+    // Page data is sought over (its CRCs unchecked; END's digest still covers them): a small
+    // buffer, since each seek discards it.
+    let parsed = crak_format::read::read_seekable_metadata(std::io::BufReader::with_capacity(
+        16 << 10,
+        file,
+    ))
+    .with_context(|| format!("{name}: not a valid crak image"))?;
     Ok(Some((parsed.image, size)))
 }
 

@@ -2,7 +2,8 @@
 //!
 //! Exit 0 when every image is valid (warnings allowed), 1 when one is invalid (a parse error or
 //! an error finding), 2 when one cannot be read as a crak image at all (I/O error, empty input,
-//! bad magic). `-` reads stdin through the streaming reader, which never holds page data.
+//! bad magic). Files and stdin (`-`) are read through the streaming reader, which checks every
+//! CRC and the END digest but never holds page data: memory is bounded by the metadata.
 
 use crate::cli::ValidateArgs;
 use crate::view::Style;
@@ -105,20 +106,20 @@ pub fn check(path: &Path, host: bool) -> Outcome {
             p => (p, r.n),
         }
     } else {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
+        // Streamed, with bounded memory: every CRC is checked, page data is never held.
+        let file = match std::fs::File::open(path) {
+            Ok(f) => f,
             Err(e) => return unreadable(name, "io", format!("cannot read: {e}")),
         };
-        if bytes.is_empty() {
-            return unreadable(name, "empty", "empty file".into());
+        let mut r = Counting {
+            inner: io::BufReader::with_capacity(1 << 20, file),
+            n: 0,
+        };
+        let parsed = crak_format::read::read_stream_metadata(&mut r);
+        match parsed {
+            Err(_) if r.n == 0 => return unreadable(name, "empty", "empty file".into()),
+            p => (p, r.n),
         }
-        // The model borrows from `bytes`; only the verdict leaves this block.
-        return verdict(
-            name,
-            crak_format::read::parse(&bytes),
-            bytes.len() as u64,
-            host,
-        );
     };
     verdict(name, parsed, read, host)
 }
