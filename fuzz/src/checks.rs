@@ -70,7 +70,8 @@ pub fn check_validate(data: &[u8]) {
 }
 
 /// `dump_views`: every read-only crak-dump view on arbitrary bytes. None may panic, each exits
-/// 0, 1 or 2, and the summary, `--json` and `validate` agree on whether the image parses.
+/// 0, 1 or 2; an image that parses is shown by the summary and `--json` and is not called
+/// unreadable by `validate`, and one that does not parse is refused by `validate`.
 pub fn check_dump_views(data: &[u8]) {
     let image = Scratch::new("image", data);
     let p = image.path();
@@ -87,10 +88,8 @@ pub fn check_dump_views(data: &[u8]) {
         assert_eq!(json, 0, "--json refused an image that parses");
         assert_ne!(valid, 2, "validate called a parsing image unreadable");
     } else {
-        assert_ne!(
-            summary, 0,
-            "the summary accepted an image that does not parse"
-        );
+        // The summary and --json of a file skip PAGES CRCs (read_seekable_metadata), so only
+        // validate must refuse here.
         assert_ne!(valid, 0, "validate accepted an image that does not parse");
     }
     for args in [
