@@ -35,11 +35,9 @@ fn metadata_only(path: &Path) -> anyhow::Result<Option<(Image<'static>, u64)>> {
     let file = std::fs::File::open(path).with_context(|| format!("{name}: cannot read"))?;
     // Page data is sought over (its CRCs unchecked; END's digest still covers them): a small
     // buffer, since each seek discards it.
-    let parsed = crak_format::read::read_seekable_metadata(std::io::BufReader::with_capacity(
-        16 << 10,
-        file,
-    ))
-    .with_context(|| format!("{name}: not a valid crak image"))?;
+    let parsed =
+        crak_format::read::read_seekable_metadata(std::io::BufReader::with_capacity(4096, file))
+            .with_context(|| format!("{name}: not a valid crak image"))?;
     Ok(Some((parsed.image, size)))
 }
 
