@@ -29,6 +29,21 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 
+/// Smallest piece of a run a lazy restore maps from the image; smaller ones are copied, which
+/// costs less than the remote `mmap` and keeps the number of VMAs down.
+const LAZY_MIN: u64 = 256 << 10;
+
+/// Most mappings of the image a lazy restore makes; runs beyond it are read eagerly. Each
+/// stored run mapped is a VMA of its own (the file holds record framing between runs), and the
+/// kernel's default `vm.max_map_count` is 65530 for the whole process.
+const LAZY_MAX_MAPPINGS: u64 = 16384;
+
+/// Smallest piece of a run read with `pread64` in the child: below it, the two ptrace stops of
+/// a remote system call cost more than they save, and the piece is written with
+/// `process_vm_writev` from the restorer's mapping of the image (the page cache, so still one
+/// copy).
+const PREAD_MIN: u64 = 1 << 20;
+
 /// Largest `pread64` issued in the child at once; longer pieces are read in several calls (the
 /// kernel caps a single read a little under 2 GiB anyway).
 const PREAD_CHUNK: u64 = 256 << 20;
@@ -221,6 +236,8 @@ pub struct MmStats {
     pub vmas: u64,
     /// Bytes of stored pages mapped from the image file rather than copied (`--lazy`).
     pub lazy_bytes: u64,
+    /// Mappings of the image file made for them.
+    pub lazy_mappings: u64,
 }
 
 /// `RSEQ_FLAG_UNREGISTER`.
@@ -550,9 +567,11 @@ fn map_and_fill(
     Ok(stats)
 }
 
-/// Writes the stored pages of every restorable VMA but shared file mappings: `pread64` (or,
-/// lazily, `mmap`) in the child from the image file `img` (its fd in the child), else
-/// `process_vm_writev` from the parsed image.
+/// Writes the stored pages of every restorable VMA but shared file mappings. From an image file
+/// (`img`: it and its fd in the child), pieces of at least [`PREAD_MIN`] are read by the child
+/// with `pread64` (or, lazily, mapped when at least [`LAZY_MIN`]), smaller ones are written
+/// with `process_vm_writev` from the restorer's mapping of the file; without a file, all are
+/// written from the parsed image.
 fn fill_pages(
     r: &mut Remote,
     proc: &Process<'_>,
@@ -585,7 +604,12 @@ fn fill_pages(
                             format!("run at {addr:#x}: page data outside the image file"),
                         )
                     })?;
-                    if file.lazy && lazy_mappable(v) && at % PAGE == 0 {
+                    if file.lazy
+                        && n >= LAZY_MIN
+                        && lazy_mappable(v)
+                        && at % PAGE == 0
+                        && stats.lazy_mappings < LAZY_MAX_MAPPINGS
+                    {
                         // The VMA was mapped writable for the fill; the final mprotect below
                         // gives this part the VMA's protection too.
                         let prot = u64::from(v.prot | PROT_WRITE);
@@ -602,19 +626,27 @@ fn fill_pages(
                             ));
                         }
                         stats.lazy_bytes += n;
-                    } else {
+                        stats.lazy_mappings += 1;
+                    } else if n >= PREAD_MIN {
                         remote_pread(r, fd, addr, n, at)?;
+                    } else {
+                        write_local(r.pid, addr, chunk)?;
                     }
                 }
-                None => mem::write_ranges(r.pid, &[(addr, len)], chunk).map_err(|e| {
-                    RestoreError::failed("writing pages", format!("{addr:#x}+{len:#x}: {e}"))
-                })?,
+                None => write_local(r.pid, addr, chunk)?,
             }
             stats.pages += n / PAGE;
             stats.bytes += n;
         }
     }
     Ok(())
+}
+
+/// `process_vm_writev` of `data` at `addr` in the child.
+fn write_local(pid: i32, addr: u64, data: &[u8]) -> Result<(), RestoreError> {
+    mem::write_ranges(pid, &[(addr, data.len())], data).map_err(|e| {
+        RestoreError::failed("writing pages", format!("{addr:#x}+{:#x}: {e}", data.len()))
+    })
 }
 
 fn set_mm_map(r: &mut Remote, proc: &Process<'_>) -> Result<(), RestoreError> {
