@@ -2,7 +2,8 @@
 //! file-backed pages), measures crak-capture's wall time and the time the program stays frozen,
 //! the image size and crak-restore's time, beside baselines measured in the same run:
 //! `process_vm_readv` of the same bytes plus a plain write (with fsync) of them to the same
-//! filesystem for capture, and reading the image into fresh memory for restore.
+//! filesystem for capture, and reading the image into fresh memory for restore; then the same
+//! image restored with `--lazy` (column `lazy`, not compared with a baseline).
 //!
 //! `cargo build --release --bins && cargo run -p crak-restore --release --example bench -- [SIZES_MIB...] [--json PATH]`
 //! Prints a table and writes JSON (default `target/bench-engine.json`). Needs root (ptrace).
@@ -96,6 +97,7 @@ struct Row {
     image_bytes: u64,
     base_restore_ms: f64,
     restore_ms: f64,
+    lazy_ms: f64,
 }
 
 fn anon_ranges(pid: i32, min: u64) -> Vec<(u64, usize)> {
@@ -116,6 +118,14 @@ fn anon_ranges(pid: i32, min: u64) -> Vec<(u64, usize)> {
         }
     }
     out
+}
+
+/// Waits until `pid` is gone (its PID is then free for the next restore).
+fn wait_gone(pid: i32) {
+    let t = Instant::now();
+    while Path::new(&format!("/proc/{pid}")).exists() && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 fn run_one(work: &Path, workload: &Path, mib: u64) -> Row {
@@ -221,6 +231,32 @@ fn run_one(work: &Path, workload: &Path, mib: u64) -> Row {
         .arg(rpid.to_string())
         .status();
     assert!(after > before, "restored workload does not run");
+    wait_gone(rpid);
+
+    // The same image restored with --lazy.
+    let t = Instant::now();
+    let out = Command::new(bin_dir().join("crak-restore"))
+        .arg("--detach")
+        .arg("--lazy")
+        .arg(&image)
+        .output()
+        .expect("crak-restore --lazy");
+    let lazy = t.elapsed();
+    assert!(
+        out.status.success(),
+        "crak-restore --lazy failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rpid: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let before = read_beat(&hb).iterations;
+    std::thread::sleep(Duration::from_millis(300));
+    let after = read_beat(&hb).iterations;
+    let _ = Command::new("kill")
+        .arg("-9")
+        .arg(rpid.to_string())
+        .status();
+    assert!(after > before, "lazily restored workload does not run");
+    wait_gone(rpid);
     let _ = fs::remove_file(&image);
 
     Row {
@@ -233,6 +269,7 @@ fn run_one(work: &Path, workload: &Path, mib: u64) -> Row {
         image_bytes,
         base_restore_ms: ms(base_restore),
         restore_ms: ms(restore),
+        lazy_ms: ms(lazy),
     }
 }
 
@@ -268,7 +305,7 @@ fn main() {
         .map(|&m| run_one(&work, &workload, m))
         .collect();
     println!(
-        "{:>6} {:>10} {:>10} {:>10} {:>10} {:>8} {:>10} {:>10} {:>10} {:>8} {:>10}",
+        "{:>6} {:>10} {:>10} {:>10} {:>10} {:>8} {:>10} {:>10} {:>10} {:>8} {:>10} {:>10}",
         "MiB",
         "read ms",
         "write ms",
@@ -279,6 +316,7 @@ fn main() {
         "base rst",
         "restore",
         "rst/base",
+        "lazy",
         "touched"
     );
     let mut json = Vec::new();
@@ -286,7 +324,7 @@ fn main() {
         let cap_ratio = r.capture_ms / (r.base_read_ms + r.base_write_ms);
         let rst_ratio = r.restore_ms / r.base_restore_ms;
         println!(
-            "{:>6} {:>10.1} {:>10.1} {:>10.1} {:>10.2} {:>8.1} {:>10.1} {:>10.1} {:>10.1} {:>8.2} {:>10}",
+            "{:>6} {:>10.1} {:>10.1} {:>10.1} {:>10.2} {:>8.1} {:>10.1} {:>10.1} {:>10.1} {:>8.2} {:>10.1} {:>10}",
             r.mib,
             r.base_read_ms,
             r.base_write_ms,
@@ -297,6 +335,7 @@ fn main() {
             r.base_restore_ms,
             r.restore_ms,
             rst_ratio,
+            r.lazy_ms,
             r.touched_bytes
         );
         json.push(serde_json::json!({
@@ -311,6 +350,7 @@ fn main() {
             "baseline_read_image_ms": r.base_restore_ms,
             "restore_ms": r.restore_ms,
             "restore_ratio_to_read": rst_ratio,
+            "restore_lazy_ms": r.lazy_ms,
         }));
     }
     if let Some(dir) = json_path.parent() {
