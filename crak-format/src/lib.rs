@@ -12,6 +12,7 @@ pub mod edit;
 pub mod error;
 pub mod image;
 pub mod json;
+pub mod names;
 pub mod read;
 pub mod record;
 pub mod rewrite;

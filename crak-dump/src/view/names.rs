@@ -1,52 +1,9 @@
 //! Names for numbers: signals, `SA_*`, `O_*`, `RLIMIT_*`, sizes and times, so that human
 //! output says `SIGUSR1` rather than 10.
 
-/// Names of signals 1–31 (x86_64).
-const SIGNALS: [&str; 31] = [
-    "SIGHUP",
-    "SIGINT",
-    "SIGQUIT",
-    "SIGILL",
-    "SIGTRAP",
-    "SIGABRT",
-    "SIGBUS",
-    "SIGFPE",
-    "SIGKILL",
-    "SIGUSR1",
-    "SIGSEGV",
-    "SIGUSR2",
-    "SIGPIPE",
-    "SIGALRM",
-    "SIGTERM",
-    "SIGSTKFLT",
-    "SIGCHLD",
-    "SIGCONT",
-    "SIGSTOP",
-    "SIGTSTP",
-    "SIGTTIN",
-    "SIGTTOU",
-    "SIGURG",
-    "SIGXCPU",
-    "SIGXFSZ",
-    "SIGVTALRM",
-    "SIGPROF",
-    "SIGWINCH",
-    "SIGIO",
-    "SIGPWR",
-    "SIGSYS",
-];
-
 /// `SIGUSR1`, `SIGRTMIN+3`, `SIGRTMAX`, or the number for anything else.
 pub fn signal(signo: u32) -> String {
-    match signo {
-        1..=31 => SIGNALS
-            .get(signo as usize - 1)
-            .map_or_else(|| signo.to_string(), |s| (*s).to_string()),
-        32 => "SIGRTMIN".to_string(),
-        33..=63 => format!("SIGRTMIN+{}", signo - 32),
-        64 => "SIGRTMAX".to_string(),
-        _ => format!("signal {signo}"),
-    }
+    crak_format::names::signal(signo)
 }
 
 /// The signals of a mask (bit n−1 = signal n), comma-separated, or `-` when empty.
@@ -148,30 +105,9 @@ fn bits(value: u64, table: &[(u64, &str)], none: &str) -> String {
     }
 }
 
-const RLIMITS: [&str; 16] = [
-    "RLIMIT_CPU",
-    "RLIMIT_FSIZE",
-    "RLIMIT_DATA",
-    "RLIMIT_STACK",
-    "RLIMIT_CORE",
-    "RLIMIT_RSS",
-    "RLIMIT_NPROC",
-    "RLIMIT_NOFILE",
-    "RLIMIT_MEMLOCK",
-    "RLIMIT_AS",
-    "RLIMIT_LOCKS",
-    "RLIMIT_SIGPENDING",
-    "RLIMIT_MSGQUEUE",
-    "RLIMIT_NICE",
-    "RLIMIT_RTPRIO",
-    "RLIMIT_RTTIME",
-];
-
 /// `RLIMIT_NOFILE`, or the number for an unknown resource.
 pub fn rlimit(resource: u32) -> String {
-    RLIMITS
-        .get(resource as usize)
-        .map_or_else(|| format!("resource {resource}"), |s| (*s).to_string())
+    crak_format::names::rlimit(resource)
 }
 
 /// A limit value: `unlimited` for `RLIM_INFINITY`.

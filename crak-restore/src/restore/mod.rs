@@ -259,27 +259,7 @@ fn build(
 
 /// The conventional name of an `RLIMIT_*` resource.
 fn rlimit_name(resource: u32) -> String {
-    const NAMES: [&str; 16] = [
-        "RLIMIT_CPU",
-        "RLIMIT_FSIZE",
-        "RLIMIT_DATA",
-        "RLIMIT_STACK",
-        "RLIMIT_CORE",
-        "RLIMIT_RSS",
-        "RLIMIT_NPROC",
-        "RLIMIT_NOFILE",
-        "RLIMIT_MEMLOCK",
-        "RLIMIT_AS",
-        "RLIMIT_LOCKS",
-        "RLIMIT_SIGPENDING",
-        "RLIMIT_MSGQUEUE",
-        "RLIMIT_NICE",
-        "RLIMIT_RTPRIO",
-        "RLIMIT_RTTIME",
-    ];
-    NAMES
-        .get(resource as usize)
-        .map_or_else(|| format!("resource {resource}"), |n| n.to_string())
+    crak_format::names::rlimit(resource)
 }
 
 /// Signals crak-restore passes on to the process it waits for, as a shell passes them to its

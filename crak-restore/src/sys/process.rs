@@ -109,43 +109,8 @@ pub fn realtime_ns() -> Result<i64> {
 
 /// The conventional name of signal `sig` (`SIGUSR1`, `SIGRTMIN+3`), or its number.
 pub fn signal_name(sig: i32) -> String {
-    const NAMES: [&str; 32] = [
-        "0",
-        "SIGHUP",
-        "SIGINT",
-        "SIGQUIT",
-        "SIGILL",
-        "SIGTRAP",
-        "SIGABRT",
-        "SIGBUS",
-        "SIGFPE",
-        "SIGKILL",
-        "SIGUSR1",
-        "SIGSEGV",
-        "SIGUSR2",
-        "SIGPIPE",
-        "SIGALRM",
-        "SIGTERM",
-        "SIGSTKFLT",
-        "SIGCHLD",
-        "SIGCONT",
-        "SIGSTOP",
-        "SIGTSTP",
-        "SIGTTIN",
-        "SIGTTOU",
-        "SIGURG",
-        "SIGXCPU",
-        "SIGXFSZ",
-        "SIGVTALRM",
-        "SIGPROF",
-        "SIGWINCH",
-        "SIGIO",
-        "SIGPWR",
-        "SIGSYS",
-    ];
-    match usize::try_from(sig) {
-        Ok(i) if (1..32).contains(&i) => NAMES[i].to_string(),
-        Ok(i) if (32..=64).contains(&i) => format!("SIGRTMIN+{}", i - 32),
+    match u32::try_from(sig) {
+        Ok(n @ 1..=64) => crak_format::names::signal(n),
         _ => sig.to_string(),
     }
 }
