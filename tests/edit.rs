@@ -7,12 +7,11 @@
 //!
 //! Like tests/live.rs these need root and run one at a time.
 
-use crak_tests::bin;
+use crak_tests::{bin, is_root, serial, wait_gone};
 use serde_json::Value;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// The edited program. It counts in `counter` every 5 ms until SIGUSR2, then writes `report`
@@ -75,23 +74,6 @@ int main(void) {
 }
 "#;
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 macro_rules! need_root {
     () => {
         if !is_root() {
@@ -103,27 +85,6 @@ macro_rules! need_root {
 
 fn signal(pid: i32, sig: i32) {
     let _ = crak_restore::sys::process::kill(pid, sig);
-}
-
-fn is_gone(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(s) => s
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-            .unwrap_or(true),
-    }
-}
-
-fn wait_gone(pid: i32) -> bool {
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(5) {
-        if is_gone(pid) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    is_gone(pid)
 }
 
 /// One test: scratch dir, the program's addresses, processes to kill, a transcript.
@@ -143,7 +104,7 @@ impl Drop for Case {
         }
         for &pid in &self.pids {
             signal(pid, libc::SIGKILL);
-            wait_gone(pid);
+            wait_gone(pid, Duration::from_secs(5));
         }
     }
 }
@@ -266,7 +227,7 @@ impl Case {
         if let Some(mut c) = self.children.pop() {
             let _ = c.wait();
         }
-        if !wait_gone(pid) {
+        if !wait_gone(pid, Duration::from_secs(5)) {
             self.fail("the captured process is still alive");
         }
         (pid, img)

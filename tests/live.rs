@@ -8,55 +8,15 @@
 //! The tests need root (ptrace, `clone3` with `set_tid`, `PR_SET_MM_MAP`) and run one at a time
 //! (they share PIDs and the CPU).
 
-use crak_tests::bin;
+use crak_tests::{bin, is_gone, is_root, serial, wait_gone};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
 
 fn signal(pid: i32, sig: i32) {
     let _ = crak_restore::sys::process::kill(pid, sig);
-}
-
-/// Whether `pid` is gone (no /proc entry) or a zombie.
-fn is_gone(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(s) => s
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-            .unwrap_or(true),
-    }
-}
-
-fn wait_gone(pid: i32, timeout: Duration) -> bool {
-    let t0 = Instant::now();
-    while t0.elapsed() < timeout {
-        if is_gone(pid) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    is_gone(pid)
 }
 
 /// One mapping, as compared before and after: range, perms, path.

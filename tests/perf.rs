@@ -5,28 +5,10 @@
 //!
 //! Needs root, like tests/live.rs; the tests run one at a time.
 
-use crak_tests::bin;
+use crak_tests::{bin, is_root, serial};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
 
 /// 64 MiB of xorshift data in one anonymous mapping (so that it is one stored run), its
 /// checksum kept aside; after SIGUSR2 every word is checked.
