@@ -208,24 +208,10 @@ pub fn run(args: &EditArgs, out: &mut dyn Write) -> anyhow::Result<i32> {
         ));
         image.version = current;
     }
-    let report = crak_format::validate::validate(&image, None);
-    if !report.is_valid() {
-        let list: Vec<String> = report.errors().map(|f| format!("  {f}")).collect();
-        bail!(
-            "the edited image would be invalid; {} not written:\n{}",
-            args.output.display(),
-            list.join("\n")
-        );
-    }
+    super::write_valid_image(&image, &args.output, "edited", out)?;
     if crate::is_stdin(&args.output) {
-        let bytes = crak_format::write::to_vec(&image).context("cannot write the image")?;
-        out.write_all(&bytes)?;
         return Ok(EXIT_OK);
     }
-    super::write_atomically(&args.output, &mut |file| {
-        crak_format::write::write_image(&image, file)
-            .with_context(|| format!("{}: cannot write the image", args.output.display()))
-    })?;
     if args.json {
         return print_json(out, &args.output, &done);
     }

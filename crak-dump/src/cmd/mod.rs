@@ -44,6 +44,34 @@ pub(crate) fn parse<'a>(path: &Path, bytes: &'a [u8]) -> anyhow::Result<Parsed<'
         .with_context(|| format!("{}: not a valid crak image", crate::display_name(path)))
 }
 
+/// Writes an edited or rewritten image to `dest` (`-` = `out`), but only when the validator
+/// finds no error in it; `what` names the change in the refusal ("edited", "rewritten").
+pub(crate) fn write_valid_image(
+    image: &crak_format::Image<'_>,
+    dest: &Path,
+    what: &str,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<()> {
+    let report = crak_format::validate::validate(image, None);
+    if !report.is_valid() {
+        let list: Vec<String> = report.errors().map(|f| format!("  {f}")).collect();
+        anyhow::bail!(
+            "the {what} image would be invalid; {} not written:\n{}",
+            dest.display(),
+            list.join("\n")
+        );
+    }
+    if crate::is_stdin(dest) {
+        let bytes = crak_format::write::to_vec(image).context("cannot write the image")?;
+        out.write_all(&bytes)?;
+        return Ok(());
+    }
+    write_atomically(dest, &mut |file| {
+        crak_format::write::write_image(image, file)
+            .with_context(|| format!("{}: cannot write the image", dest.display()))
+    })
+}
+
 /// Creates `dest` through a temporary file in the same directory: `write` fills it, then it is
 /// synced and renamed over `dest`. On any error the temporary file is removed and `dest` is
 /// untouched.

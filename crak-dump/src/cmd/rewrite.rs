@@ -31,24 +31,10 @@ pub fn run(args: &RewriteArgs, out: &mut dyn Write) -> anyhow::Result<i32> {
     let mut image = parsed.image;
     let done = crak_format::rewrite::rewrite(&mut image, &target, source.as_ref())
         .with_context(|| format!("{name}: cannot rewrite for {}", target.kernel_release))?;
-    let report = crak_format::validate::validate(&image, None);
-    if !report.is_valid() {
-        let list: Vec<String> = report.errors().map(|f| format!("  {f}")).collect();
-        bail!(
-            "the rewritten image would be invalid; {} not written:\n{}",
-            args.output.display(),
-            list.join("\n")
-        );
-    }
+    super::write_valid_image(&image, &args.output, "rewritten", out)?;
     if crate::is_stdin(&args.output) {
-        let bytes = crak_format::write::to_vec(&image).context("cannot write the image")?;
-        out.write_all(&bytes)?;
         return Ok(EXIT_OK);
     }
-    super::write_atomically(&args.output, &mut |file| {
-        crak_format::write::write_image(&image, file)
-            .with_context(|| format!("{}: cannot write the image", args.output.display()))
-    })?;
     if args.json {
         return super::edit::print_json(out, &args.output, &done);
     }
