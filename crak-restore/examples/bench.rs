@@ -121,6 +121,38 @@ fn anon_ranges(pid: i32, min: u64) -> Vec<(u64, usize)> {
 }
 
 /// Waits until `pid` is gone (its PID is then free for the next restore).
+/// Runs `crak-restore --detach EXTRA IMAGE`, checks the restored workload's heartbeat moves,
+/// kills it and returns the restore's wall time.
+fn restore_and_check(image: &Path, hb: &Path, extra: &[&str]) -> Duration {
+    let t = Instant::now();
+    let out = Command::new(bin_dir().join("crak-restore"))
+        .arg("--detach")
+        .args(extra)
+        .arg(image)
+        .output()
+        .expect("crak-restore");
+    let elapsed = t.elapsed();
+    assert!(
+        out.status.success(),
+        "crak-restore {extra:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rpid: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let before = read_beat(hb).iterations;
+    std::thread::sleep(Duration::from_millis(300));
+    let after = read_beat(hb).iterations;
+    let _ = Command::new("kill")
+        .arg("-9")
+        .arg(rpid.to_string())
+        .status();
+    assert!(
+        after > before,
+        "workload restored with {extra:?} does not run"
+    );
+    wait_gone(rpid);
+    elapsed
+}
+
 fn wait_gone(pid: i32) {
     let t = Instant::now();
     while Path::new(&format!("/proc/{pid}")).exists() && t.elapsed() < Duration::from_secs(10) {
@@ -213,59 +245,16 @@ fn run_one(work: &Path, workload: &Path, mib: u64) -> Row {
     }
     let base_restore = t.elapsed();
 
-    let t = Instant::now();
-    let out = Command::new(bin_dir().join("crak-restore"))
-        .arg("--detach")
-        .arg(&image)
-        .output()
-        .expect("crak-restore");
-    let restore = t.elapsed();
-    assert!(
-        out.status.success(),
-        "crak-restore failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rpid: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-    let before = read_beat(&hb).iterations;
-    std::thread::sleep(Duration::from_millis(300));
-    let after = read_beat(&hb).iterations;
-    let _ = Command::new("kill")
-        .arg("-9")
-        .arg(rpid.to_string())
-        .status();
-    assert!(after > before, "restored workload does not run");
-    wait_gone(rpid);
-
-    // The same image restored with --lazy.
+    let restore = restore_and_check(&image, &hb, &[]);
+    // The same image restored with --lazy; the heartbeat file the restored process wrote through
+    // its shared mapping gets its capture-time mtime back, or restore would refuse it as changed.
     fs::OpenOptions::new()
         .write(true)
         .open(&hb)
         .unwrap()
         .set_modified(beat_mtime)
         .unwrap();
-    let t = Instant::now();
-    let out = Command::new(bin_dir().join("crak-restore"))
-        .arg("--detach")
-        .arg("--lazy")
-        .arg(&image)
-        .output()
-        .expect("crak-restore --lazy");
-    let lazy = t.elapsed();
-    assert!(
-        out.status.success(),
-        "crak-restore --lazy failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rpid: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-    let before = read_beat(&hb).iterations;
-    std::thread::sleep(Duration::from_millis(300));
-    let after = read_beat(&hb).iterations;
-    let _ = Command::new("kill")
-        .arg("-9")
-        .arg(rpid.to_string())
-        .status();
-    assert!(after > before, "lazily restored workload does not run");
-    wait_gone(rpid);
+    let lazy = restore_and_check(&image, &hb, &["--lazy"]);
     let _ = fs::remove_file(&image);
 
     Row {
