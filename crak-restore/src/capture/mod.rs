@@ -20,6 +20,7 @@
 //! 6. **Kill** (default): only after step 5, so no state is ever lost; a failure anywhere before
 //!    leaves the process running and no image behind.
 
+mod collect;
 pub mod files;
 pub mod freeze;
 pub mod mm;
@@ -30,8 +31,7 @@ use crate::fault;
 use crate::kernel::{self, Kernel};
 use crate::procfs::{self, ProcError};
 use crate::sys::{self, SysError};
-use crak_format::record::header::{Header, ARCH_X86_64};
-use crak_format::record::note::Note;
+use collect::{collect, Metadata};
 use crak_format::record::zero_pages::ZeroRun;
 use crak_format::{Record, Writer, CURRENT_VERSION};
 use freeze::Frozen;
@@ -239,106 +239,6 @@ pub fn preflight(pid: i32) -> Result<u64, Error> {
     files::preflight(pid)?;
     mm::mappings(pid)?;
     Ok(stat.starttime)
-}
-
-/// Everything but the pages, gathered while frozen.
-struct Metadata {
-    records: Vec<Record<'static>>,
-    maps: Vec<mm::Mapping>,
-    fds: usize,
-}
-
-fn header(maps: &[mm::Mapping], page_size: u64) -> Result<Header, Error> {
-    let (release, hostname) = sys::process::uname()?;
-    let xsave_features = sys::cpu::xcr0()
-        .ok_or_else(|| Error::Other("this CPU or kernel does not enable XSAVE".into()))?;
-    let xsave_size = sys::cpu::xsave_size().unwrap_or(0);
-    Ok(Header {
-        arch: ARCH_X86_64,
-        page_size: page_size as u32,
-        capture_time_ns: sys::process::realtime_ns()?,
-        xsave_features,
-        xsave_size,
-        kernel_release: release.into(),
-        hostname: hostname.into(),
-        tool_version: env!("CARGO_PKG_VERSION").into(),
-        special_mappings: mm::special_mappings(maps),
-    })
-}
-
-fn collect(
-    frozen: &mut Frozen,
-    starttime: u64,
-    page_size: u64,
-    opts: &Options,
-) -> Result<Metadata, Error> {
-    let pid = frozen.pid();
-    let stat = procfs::stat(pid)?;
-    if stat.starttime != starttime {
-        return Err(Error::Other(format!(
-            "process {pid} exited and its pid was reused before it could be frozen"
-        )));
-    }
-    if stat.num_threads > 1 {
-        return Err(Error::MultiThreaded {
-            pid,
-            threads: stat.num_threads,
-        });
-    }
-    let status = procfs::status(pid)?;
-    let process = task::process_record(pid, &stat, &status)?;
-    // creds makes the first remote call, which also puts back a mask saved by an interrupted
-    // sigsuspend & co.; task::thread reads the mask after it.
-    let creds = task::creds(frozen, &status)?;
-    let mm_rec = task::mm(frozen, &stat)?;
-    let rlimits = task::rlimits(frozen)?;
-    let sigactions = task::sigactions(frozen)?;
-    let (thread, xsave, mut tqueue) = task::thread(frozen, &status)?;
-    let squeue = task::shared_queue(pid)?;
-    // The last remote call needing memory is done: the address space is the target's own again.
-    frozen.release_scratch()?;
-    let files = files::capture(pid)?;
-    let maps = mm::mappings(pid)?;
-    let mut hdr = header(&maps, page_size)?;
-    if xsave.area.len() != hdr.xsave_size as usize {
-        // The kernel's ptrace XSAVE size is authoritative for the area we store.
-        hdr.xsave_size = xsave.area.len() as u32;
-    }
-    // Signals that arrived during our remote calls were held back: they are pending.
-    tqueue.extend(frozen.deferred_signals().iter().map(|d| d.siginfo));
-
-    let mut records = vec![
-        Record::Header(hdr),
-        Record::Process(process),
-        Record::Creds(creds),
-        Record::Mm(mm_rec),
-        Record::Rlimits(rlimits),
-        Record::Sigactions(sigactions),
-        Record::Thread(thread),
-        Record::Xsave(xsave),
-    ];
-    if !squeue.is_empty() {
-        records.push(Record::Sigqueue(task::sigqueue(pid, 0, squeue)));
-    }
-    if !tqueue.is_empty() {
-        records.push(Record::Sigqueue(task::sigqueue(pid, pid as u32, tqueue)));
-    }
-    let nfds = files.fds.len();
-    records.extend(files.fds.into_iter().map(Record::Fd));
-    records.extend(maps.iter().map(|m| Record::Vma(m.vma.clone())));
-    records.extend(files.pipes.into_iter().map(Record::PipeData));
-    if let Some(cmd) = &opts.command {
-        // NOTEs go last (spec §2.3); kept here and written after the pages.
-        records.push(Record::Note(Note {
-            key: "capture.command".into(),
-            value: cmd.as_str().into(),
-        }));
-    }
-    Ok(Metadata {
-        records,
-        maps,
-        fds: nfds,
-    })
 }
 
 struct WriterSink<'a, W: Write> {
