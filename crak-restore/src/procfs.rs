@@ -225,6 +225,11 @@ pub fn status(pid: i32) -> Result<Status> {
     read_string(pid, "status").map(|s| Status::parse(&s))
 }
 
+/// Reads `/proc/PID/task/TID/status`, the status of one thread.
+pub fn task_status(pid: i32, tid: i32) -> Result<Status> {
+    read_string(pid, &format!("task/{tid}/status")).map(|s| Status::parse(&s))
+}
+
 /// One mapping from `/proc/PID/maps` or `/proc/PID/smaps`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MapEntry {

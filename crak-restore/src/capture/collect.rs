@@ -46,33 +46,36 @@ pub(super) fn collect(
             "process {pid} exited and its pid was reused before it could be frozen"
         )));
     }
-    if stat.num_threads > 1 {
-        return Err(Error::MultiThreaded {
-            pid,
-            threads: stat.num_threads,
-        });
-    }
+    let tids = frozen.tids();
     let status = procfs::status(pid)?;
-    let process = task::process_record(pid, &stat, &status)?;
+    let process = task::process_record(pid, &tids, &stat, &status)?;
     // creds makes the first remote call, which also puts back a mask saved by an interrupted
     // sigsuspend & co.; task::thread reads the mask after it.
     let creds = task::creds(frozen, &status)?;
     let mm_rec = task::mm(frozen, &stat)?;
     let rlimits = task::rlimits(frozen)?;
     let sigactions = task::sigactions(frozen)?;
-    let (thread, xsave, mut tqueue) = task::thread(frozen, &status)?;
+    let mut threads = Vec::with_capacity(tids.len());
+    for &tid in &tids {
+        let tstatus = if tid == pid {
+            status.clone()
+        } else {
+            procfs::task_status(pid, tid)?
+        };
+        threads.push(task::thread(frozen, tid, &tstatus)?);
+    }
     let squeue = task::shared_queue(pid)?;
     // The last remote call needing memory is done: the address space is the target's own again.
     frozen.release_scratch()?;
     let files = files::capture(pid)?;
     let maps = mm::mappings(pid)?;
     let mut hdr = header(&maps, page_size)?;
-    if xsave.area.len() != hdr.xsave_size as usize {
-        // The kernel's ptrace XSAVE size is authoritative for the area we store.
-        hdr.xsave_size = xsave.area.len() as u32;
+    if let Some((_, xsave, _)) = threads.first() {
+        if xsave.area.len() != hdr.xsave_size as usize {
+            // The kernel's ptrace XSAVE size is authoritative for the area we store.
+            hdr.xsave_size = xsave.area.len() as u32;
+        }
     }
-    // Signals that arrived during our remote calls were held back: they are pending.
-    tqueue.extend(frozen.deferred_signals().iter().map(|d| d.siginfo));
 
     let mut records = vec![
         Record::Header(hdr),
@@ -81,15 +84,28 @@ pub(super) fn collect(
         Record::Mm(mm_rec),
         Record::Rlimits(rlimits),
         Record::Sigactions(sigactions),
-        Record::Thread(thread),
-        Record::Xsave(xsave),
     ];
+    let mut queues = Vec::new();
+    for (thread, xsave, mut tqueue) in threads {
+        let tid = thread.tid;
+        // Signals that arrived during our remote calls in this thread were held back: they
+        // are pending.
+        tqueue.extend(
+            frozen
+                .deferred_signals_of(tid as i32)
+                .iter()
+                .map(|d| d.siginfo),
+        );
+        records.push(Record::Thread(thread));
+        records.push(Record::Xsave(xsave));
+        if !tqueue.is_empty() {
+            queues.push(task::sigqueue(pid, tid, tqueue));
+        }
+    }
     if !squeue.is_empty() {
         records.push(Record::Sigqueue(task::sigqueue(pid, 0, squeue)));
     }
-    if !tqueue.is_empty() {
-        records.push(Record::Sigqueue(task::sigqueue(pid, pid as u32, tqueue)));
-    }
+    records.extend(queues.into_iter().map(Record::Sigqueue));
     let nfds = files.fds.len();
     records.extend(files.fds.into_iter().map(Record::Fd));
     records.extend(maps.iter().map(|m| Record::Vma(m.vma.clone())));

@@ -4,7 +4,7 @@
 //! The sequence, and why it is in this order:
 //!
 //! 1. **Preflight** (process untouched): the kernel has what capture needs; the pid exists and is
-//!    a live, single-threaded user process not already traced; every fd and mapping is of a
+//!    a live user process not already traced; every fd and mapping is of a
 //!    supported kind; the temporary output file can be created. Refusals happen here, so the
 //!    target never notices a refused capture.
 //! 2. **Freeze** (`PTRACE_SEIZE` + `PTRACE_INTERRUPT`), and check it is still the process
@@ -52,14 +52,6 @@ pub enum Error {
     /// Kernel threads have no user space.
     #[error("process {0} is a kernel thread")]
     KernelThread(i32),
-    /// Threads are not supported yet.
-    #[error("process {pid} has {threads} threads; multi-threaded processes are not supported yet")]
-    MultiThreaded {
-        /// Target.
-        pid: i32,
-        /// Its thread count.
-        threads: i64,
-    },
     /// Already under a tracer.
     #[error("process {pid} is already traced by process {tracer}")]
     Traced {
@@ -224,12 +216,6 @@ pub fn preflight(pid: i32) -> Result<u64, Error> {
     }
     if stat.flags & procfs::PF_KTHREAD != 0 {
         return Err(Error::KernelThread(pid));
-    }
-    if stat.num_threads > 1 {
-        return Err(Error::MultiThreaded {
-            pid,
-            threads: stat.num_threads,
-        });
     }
     let status = procfs::status(pid)?;
     let tracer = status.decimal("TracerPid").unwrap_or(0);

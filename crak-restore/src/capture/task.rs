@@ -30,7 +30,12 @@ fn status_err(pid: i32, what: String) -> Error {
 }
 
 /// PROCESS (§3.2).
-pub fn process_record(pid: i32, stat: &Stat, status: &Status) -> Result<ProcessRecord, Error> {
+pub fn process_record(
+    pid: i32,
+    tids: &[i32],
+    stat: &Stat,
+    status: &Status,
+) -> Result<ProcessRecord, Error> {
     let personality = procfs::read_string(pid, "personality")?;
     let personality = u32::from_str_radix(personality.trim(), 16)
         .map_err(|_| Error::Other(format!("/proc/{pid}/personality: {personality:?}")))?;
@@ -48,7 +53,7 @@ pub fn process_record(pid: i32, stat: &Stat, status: &Status) -> Result<ProcessR
         root: procfs::readlink(pid, "root")?.into(),
         cmdline: procfs::read(pid, "cmdline")?.into(),
         environ: procfs::read(pid, "environ")?.into(),
-        tids: vec![pid as u32],
+        tids: tids.iter().map(|&t| t as u32).collect(),
     })
 }
 
@@ -177,37 +182,40 @@ pub fn sigactions(frozen: &mut Frozen) -> Result<SigActions, Error> {
     })
 }
 
-/// THREAD, XSAVE and the thread's SIGQUEUE (§3.7–§3.9) of the single thread `pid`. Must run
-/// after some remote call (see the signal mask below); [`creds`] makes one.
+/// THREAD, XSAVE and the thread's SIGQUEUE (§3.7–§3.9) of thread `tid` of the frozen target;
+/// `status` is the thread's own `/proc/PID/task/TID/status`.
 pub fn thread(
     frozen: &mut Frozen,
+    tid: i32,
     status: &Status,
 ) -> Result<(Thread, Xsave<'static>, Vec<ptrace::SigInfo>), Error> {
     let pid = frozen.pid();
-    let gpr = *frozen.regs();
-    // Read after at least one remote call: a thread stopped in sigsuspend/ppoll/pselect shows
-    // the call's temporary mask until it leaves the stop, when the kernel puts the saved mask
-    // back (restore_saved_sigmask); the first remote call does that, so this is the program's
-    // own mask, which the restarted call will save again.
-    let blocked = ptrace::getsigmask(pid)?;
-    let pending = status.hex("SigPnd").map_err(|w| status_err(pid, w))?;
-    let rseq = ptrace::get_rseq_configuration(pid)?;
-    let area = ptrace::get_xstate(pid)?;
-    let queue = ptrace::peeksiginfo(pid, SigQueueKind::Thread)?;
-
-    let s = frozen.scratch(32)?;
+    let gpr = *frozen.regs_of(tid)?;
+    // The remote calls come first: a thread stopped in sigsuspend/ppoll/pselect shows the
+    // call's temporary mask until it leaves the stop, when the kernel puts the saved mask back
+    // (restore_saved_sigmask); the first remote call does that, so the mask read after it is
+    // the program's own, which the restarted call will save again.
+    let s = frozen.scratch_in(tid, 32)?;
     let addr = s.addr();
-    frozen.remote()?.call(libc::SYS_sigaltstack, &[0, addr])?;
+    frozen
+        .remote_in(tid)?
+        .call(libc::SYS_sigaltstack, &[0, addr])?;
     let ss = s.read(0, 24)?;
     frozen
-        .remote()?
+        .remote_in(tid)?
         .call(libc::SYS_prctl, &[PR_GET_TID_ADDRESS, addr])?;
     let ctid = u64_at(&s.read(0, 8)?, 0);
     s.restore()?;
 
+    let blocked = ptrace::getsigmask(tid)?;
+    let pending = status.hex("SigPnd").map_err(|w| status_err(pid, w))?;
+    let rseq = ptrace::get_rseq_configuration(tid)?;
+    let area = ptrace::get_xstate(tid)?;
+    let queue = ptrace::peeksiginfo(tid, SigQueueKind::Thread)?;
+
     let thread = Thread {
         pid: pid as u32,
-        tid: pid as u32,
+        tid: tid as u32,
         gpr,
         blocked,
         pending,
@@ -221,7 +229,7 @@ pub fn thread(
     };
     let xsave = Xsave {
         pid: pid as u32,
-        tid: pid as u32,
+        tid: tid as u32,
         xstate_bv: u64_at(&area, XSTATE_BV_OFFSET),
         area: Blob::from(area),
     };
