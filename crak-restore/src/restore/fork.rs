@@ -197,7 +197,9 @@ fn child_main(
             &mut errpipe,
         )?;
     }
-    let t = &proc.threads[0];
+    let Some(t) = proc.threads.iter().find(|t| t.tid == proc.pid()) else {
+        return Err(("no THREAD record for the leader".into(), errpipe.take()));
+    };
     step(
         clone::set_sigaltstack(
             t.sas_sp,
@@ -207,7 +209,13 @@ fn child_main(
         format!("sigaltstack({:#x}, {})", t.sas_sp, t.sas_size),
         &mut errpipe,
     )?;
-    for q in &proc.sigqueues {
+    // The process-wide queue and the leader's; the other threads' are queued by the parent
+    // once those threads exist (super::threads).
+    for q in proc
+        .sigqueues
+        .iter()
+        .filter(|q| q.tid == 0 || q.tid == proc.pid())
+    {
         for si in &q.siginfos {
             let mut raw = [0u8; 128];
             if si.len() != raw.len() {

@@ -10,9 +10,10 @@
 //! 4. Task state that needs the new memory or the parent's help: rseq registration at the saved
 //!    area, resource limits (`prlimit` from outside: lowering `RLIMIT_NOFILE` or `RLIMIT_AS`
 //!    earlier could have failed stages 2 and 3), the root directory (after stage 3, whose paths
-//!    are host paths).
-//! 5. [`creds`]: credentials last, after everything that needs privilege.
-//! 6. [`regs`]: registers, XSAVE state, blocked mask; detach. This is the point of no return.
+//!    are host paths); then the other threads ([`threads`]), while still privileged.
+//! 5. [`creds`]: credentials last, in every thread, after everything that needs privilege.
+//! 6. [`regs`]: registers, XSAVE state, blocked mask of every thread; detach the leader, then
+//!    the other threads. This is the point of no return.
 //!
 //! Any failure before the point of no return kills the half-built child (and only it) and is
 //! reported; the PTRACE_O_EXITKILL option also kills it if crak-restore itself dies.
@@ -24,6 +25,7 @@ pub mod mm;
 pub mod plan;
 pub mod regs;
 pub mod signals;
+pub mod threads;
 
 pub use mm::ImageFile;
 pub use plan::Options;
@@ -70,9 +72,20 @@ pub fn fault_point(name: &str) -> Result<(), RestoreError> {
     crate::fault::point(name).map_err(|e| RestoreError::failed(name, e.to_string()))
 }
 
-/// Kills a half-built child and reaps it.
+/// Kills a half-built child and reaps it: its other threads first (traced threads must be
+/// reaped by their tracer before the leader's exit is reported), then the leader.
 pub fn kill_child(pid: i32) {
+    let tids = crate::procfs::tids(pid).unwrap_or_default();
     let _ = crate::sys::process::kill(pid, libc::SIGKILL);
+    for tid in tids.into_iter().filter(|&t| t != pid) {
+        loop {
+            match ptrace::waitpid(tid) {
+                Ok(s) if s.is_gone() => break,
+                Ok(_) => continue,
+                Err(_) => break,
+            }
+        }
+    }
     loop {
         match ptrace::waitpid(pid) {
             Ok(s) if s.is_gone() => break,
@@ -168,7 +181,7 @@ fn build(
 ) -> Result<Summary, RestoreError> {
     ptrace::setoptions(
         pid,
-        ptrace::options::TRACESYSGOOD | ptrace::options::EXITKILL,
+        ptrace::options::TRACESYSGOOD | ptrace::options::EXITKILL | ptrace::options::TRACECLONE,
     )
     .map_err(|e| RestoreError::failed("PTRACE_SETOPTIONS", e.to_string()))?;
     fault_point("restore-after-fork")?;
@@ -179,8 +192,9 @@ fn build(
     // Stage 4.
     let thread = proc
         .threads
-        .first()
-        .ok_or_else(|| RestoreError::Invalid("no thread".into()))?;
+        .iter()
+        .find(|t| t.tid == proc.pid())
+        .ok_or_else(|| RestoreError::Invalid("no THREAD record for the leader".into()))?;
     if thread.rseq_len != 0 {
         r.call(
             || format!("rseq(register {:#x})", thread.rseq_addr),
@@ -230,21 +244,35 @@ fn build(
             )?;
         }
     }
+    let mut others = threads::create(&mut r, proc, plan)?;
     // Stage 5.
     if let Some(cr) = &proc.creds {
         creds::restore_creds(&mut r, cr)?;
+        for c in &mut others {
+            creds::restore_creds(&mut c.remote, cr)?;
+        }
     }
     // Stage 6. The pages read from the image file were those whose CRCs were checked only if
     // the file has not changed since.
     if let Some(f) = src {
         f.unchanged()?;
     }
-    let xsave = proc
-        .xsaves
-        .iter()
-        .find(|x| x.tid == thread.tid)
-        .ok_or_else(|| RestoreError::Invalid("no XSAVE".into()))?;
-    regs::finish(pid, plan.trampoline, thread, xsave.area.as_bytes())?;
+    let xsave_of = |tid: u32| {
+        proc.xsaves
+            .iter()
+            .find(|x| x.tid == tid)
+            .ok_or_else(|| RestoreError::Invalid(format!("no XSAVE record for thread {tid}")))
+    };
+    for c in &others {
+        threads::prepare(c, xsave_of(c.thread.tid)?.area.as_bytes())?;
+    }
+    regs::finish(
+        pid,
+        plan.trampoline,
+        thread,
+        xsave_of(thread.tid)?.area.as_bytes(),
+    )?;
+    threads::detach_all(&others)?;
     Ok(Summary {
         pid,
         same_pid: pid as u32 == proc.pid(),

@@ -176,6 +176,51 @@ fn refused(msg: impl Into<String>) -> RestoreError {
     RestoreError::Refused(msg.into())
 }
 
+/// Threads: PROCESS.tids lists the leader (the pid) first and every THREAD record exactly
+/// once; each thread has one XSAVE area of the header's size.
+fn check_threads(image: &Image<'_>, proc: &Process<'_>) -> Result<(), RestoreError> {
+    let pid = proc.pid();
+    let tids = &proc.process.tids;
+    if tids.first() != Some(&pid) {
+        return Err(invalid(format!(
+            "PROCESS record of {pid}: the first tid is {:?}, expected the pid",
+            tids.first()
+        )));
+    }
+    if tids.len() != proc.threads.len() {
+        return Err(invalid(format!(
+            "process {pid} lists {} tids but has {} THREAD records",
+            tids.len(),
+            proc.threads.len()
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for &tid in tids {
+        if tid == 0 || !seen.insert(tid) {
+            return Err(invalid(format!(
+                "PROCESS record of {pid}: tid {tid} is zero or listed twice"
+            )));
+        }
+        if !proc.threads.iter().any(|t| t.tid == tid) {
+            return Err(invalid(format!(
+                "thread {tid} of {pid} has no THREAD record"
+            )));
+        }
+        match proc.xsaves.iter().find(|x| x.tid == tid) {
+            Some(x) if x.area.len() == image.header.xsave_size as usize && x.area.len() >= 576 => {}
+            Some(x) => {
+                return Err(invalid(format!(
+                    "XSAVE area of thread {tid} is {} bytes, header says {}",
+                    x.area.len(),
+                    image.header.xsave_size
+                )))
+            }
+            None => return Err(invalid(format!("thread {tid} has no XSAVE record"))),
+        }
+    }
+    Ok(())
+}
+
 /// Structural checks of the image beyond what the parser checked: the shape this restorer
 /// needs. The format crate's validator runs first; any error finding refuses the image.
 pub fn check_image<'a>(image: &'a Image<'_>) -> Result<&'a Process<'a>, RestoreError> {
@@ -210,32 +255,9 @@ pub fn check_image<'a>(image: &'a Image<'_>) -> Result<&'a Process<'a>, RestoreE
         }
     };
     let pid = proc.pid();
-    if proc.process.tids.len() != 1 || proc.threads.len() != 1 {
-        return Err(refused(format!(
-            "process {pid} has {} threads; multi-threaded images are not supported yet",
-            proc.process.tids.len().max(proc.threads.len())
-        )));
-    }
-    let thread = &proc.threads[0];
-    if thread.tid != pid {
-        return Err(invalid(format!(
-            "THREAD record of process {pid} has tid {}, expected the pid",
-            thread.tid
-        )));
-    }
+    check_threads(image, proc)?;
     if proc.mm.is_none() {
         return Err(invalid(format!("process {pid} has no MM record")));
-    }
-    match proc.xsaves.iter().find(|x| x.tid == pid) {
-        Some(x) if x.area.len() == image.header.xsave_size as usize && x.area.len() >= 576 => {}
-        Some(x) => {
-            return Err(invalid(format!(
-                "XSAVE area of thread {pid} is {} bytes, header says {}",
-                x.area.len(),
-                image.header.xsave_size
-            )))
-        }
-        None => return Err(invalid(format!("thread {pid} has no XSAVE record"))),
     }
     // VMAs: sorted, disjoint, aligned, inside the user address space.
     let mut prev_end = 0u64;
