@@ -14,17 +14,24 @@
 //!    sigactions, sigaltstack, tid address). Gathered completely before the first byte is
 //!    written, because the format puts every metadata record before the pages (spec §2.3).
 //! 4. **Pages**, streamed straight from the frozen target into the writer. With
-//!    `--leave-running` the target is resumed right after its last page was read.
+//!    `--leave-running` a forked snapshot ([`snapshot`]) holds the memory instead: the target is
+//!    resumed right after the injected `fork`, and the pages are read from the snapshot child
+//!    (without a snapshot, the target is resumed right after its last page was read).
 //! 5. **Durability**: a file is written to a temporary name, `fsync`ed, renamed and its
 //!    directory `fsync`ed; standard output is flushed.
 //! 6. **Kill** (default): only after step 5, so no state is ever lost; a failure anywhere before
 //!    leaves the process running and no image behind.
+//!
+//! With a signing key the image is written through [`crak_format::auth::SigningWriter`], which
+//! adds the AUTH record before END. [`supervisor`] repeats forked captures periodically.
 
 mod collect;
 pub mod files;
 pub mod freeze;
 pub mod mm;
 pub mod output;
+pub mod snapshot;
+pub mod supervisor;
 pub mod task;
 
 use crate::fault;
@@ -32,6 +39,7 @@ use crate::kernel::{self, Kernel};
 use crate::procfs::{self, ProcError};
 use crate::sys::{self, SysError};
 use collect::{collect, Metadata};
+use crak_format::auth::{SecretKey, SigningWriter};
 use crak_format::record::zero_pages::ZeroRun;
 use crak_format::{Record, Writer, CURRENT_VERSION};
 use freeze::Frozen;
@@ -132,6 +140,25 @@ pub struct Options {
     pub leave_running: bool,
     /// Command line to record in a NOTE (`capture.command`), if any.
     pub command: Option<String>,
+    /// With `leave_running`: hold the memory in a forked snapshot child and resume the target
+    /// right away ([`snapshot`]), instead of copying every page while it is frozen.
+    pub snapshot: bool,
+    /// Sign the image with this key (an AUTH record, spec §3.17).
+    pub sign: Option<SecretKey>,
+}
+
+impl Options {
+    /// Options for capturing `pid` into `output` and killing it; no NOTE, no signature.
+    pub fn new(pid: i32, output: Output) -> Options {
+        Options {
+            pid,
+            output,
+            leave_running: false,
+            command: None,
+            snapshot: true,
+            sign: None,
+        }
+    }
 }
 
 /// What a capture did.
@@ -155,6 +182,20 @@ pub struct Summary {
     pub left_running: bool,
     /// How long the target was frozen, ms.
     pub frozen_ms: f64,
+    /// Whether the pages came from a forked snapshot child (the target was resumed before
+    /// they were read).
+    pub forked: bool,
+    /// With a forked snapshot: how long the target was frozen a second time, to reap the
+    /// snapshot child in it, ms.
+    pub reap_frozen_ms: f64,
+    /// With a forked snapshot: bytes of pages read while frozen (`MADV_DONTFORK`,
+    /// `MADV_WIPEONFORK` and shared anonymous mappings).
+    pub pre_read_bytes: u64,
+    /// Whether the image carries an AUTH record.
+    pub signed: bool,
+    /// Things the user should know that did not stop the capture (e.g. why no snapshot was
+    /// forked).
+    pub warnings: Vec<String>,
     /// Total time, ms.
     pub total_ms: f64,
 }
@@ -163,7 +204,7 @@ impl Summary {
     /// The one-line human summary.
     pub fn line(&self) -> String {
         format!(
-            "captured pid {} to {}: {} pages stored ({}), {} zero pages, {} mappings, {} fds, image {}; frozen {:.1} ms, total {:.1} ms; process {}",
+            "captured pid {} to {}: {} pages stored ({}), {} zero pages, {} mappings, {} fds, image {}{}; frozen {:.1} ms{}, total {:.1} ms; process {}",
             self.pid,
             self.image,
             self.pages,
@@ -172,7 +213,16 @@ impl Summary {
             self.vmas,
             self.fds,
             human_size(self.bytes),
+            if self.signed { ", signed" } else { "" },
             self.frozen_ms,
+            if self.forked {
+                format!(
+                    " (forked snapshot; {:.1} ms more to reap it)",
+                    self.reap_frozen_ms
+                )
+            } else {
+                String::new()
+            },
             self.total_ms,
             if self.left_running { "left running" } else { "killed" }
         )
@@ -294,9 +344,18 @@ impl<W: Write> mm::PageSink for WriterSink<'_, W> {
     }
 }
 
-/// Writes the whole image of the frozen target to `out`; returns the page statistics.
+/// Where the pages come from.
+enum Pages<'a> {
+    /// The frozen target itself.
+    Frozen(i32),
+    /// A forked snapshot child (and what was read while frozen).
+    Snapshot(&'a snapshot::Snapshot),
+}
+
+/// Writes the whole image to `out`, with PAGES records for `pid`; returns the page statistics.
 fn write_image<W: Write>(
-    frozen: &Frozen,
+    pid: i32,
+    pages: Pages<'_>,
     meta: &Metadata,
     page_size: u64,
     out: W,
@@ -318,13 +377,15 @@ fn write_image<W: Write>(
     }
     let mut sink = WriterSink {
         w: &mut w,
-        pid: frozen.pid() as u32,
+        pid: pid as u32,
         page_size,
         progress: Progress::new(),
     };
-    let stats = mm::dump_pages(frozen.pid(), &meta.maps, page_size, &mut sink, &mut || {
-        fault::point("mid-pages").map_err(Error::from)
-    });
+    let mut mid = || fault::point("mid-pages").map_err(Error::from);
+    let stats = match pages {
+        Pages::Frozen(from) => mm::dump_pages(from, &meta.maps, page_size, &mut sink, &mut mid),
+        Pages::Snapshot(snap) => snap.dump_pages(&meta.maps, page_size, &mut sink, &mut mid),
+    };
     sink.progress.done();
     let stats = stats?;
     for r in notes {
@@ -334,9 +395,38 @@ fn write_image<W: Write>(
     Ok((stats, out))
 }
 
-fn frozen_ref(f: &Option<Frozen>) -> Result<&Frozen, Error> {
-    f.as_ref()
-        .ok_or_else(|| Error::Other("the target is no longer frozen".into()))
+/// [`write_image`], through a [`SigningWriter`] when there is a key.
+fn write_maybe_signed<W: Write>(
+    pid: i32,
+    pages: Pages<'_>,
+    meta: &Metadata,
+    page_size: u64,
+    out: W,
+    key: Option<&SecretKey>,
+) -> Result<(mm::PageStats, W), Error> {
+    match key {
+        None => write_image(pid, pages, meta, page_size, out),
+        Some(key) => {
+            let (stats, sw) = write_image(pid, pages, meta, page_size, SigningWriter::new(out))?;
+            let out = sw.finish(key).map_err(|source| Error::Io {
+                context: "writing the AUTH record".into(),
+                source,
+            })?;
+            Ok((stats, out))
+        }
+    }
+}
+
+fn pages_of<'a>(
+    pid: i32,
+    frozen: &Option<Frozen>,
+    snap: &'a Option<snapshot::Snapshot>,
+) -> Result<Pages<'a>, Error> {
+    match (snap, frozen) {
+        (Some(s), _) => Ok(Pages::Snapshot(s)),
+        (None, Some(_)) => Ok(Pages::Frozen(pid)),
+        (None, None) => Err(Error::Other("the target is no longer frozen".into())),
+    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -363,20 +453,48 @@ pub fn run(opts: &Options) -> Result<Summary, Error> {
     fault::point("after-freeze")?;
     let meta = collect(&mut frozen, starttime, page_size, opts)?;
     let nvmas = meta.maps.len();
+    let mut warnings = Vec::new();
 
-    // With --leave-running the target is resumed as soon as its last page was read: making the
-    // file durable does not need it stopped. Otherwise it stays frozen until it is killed.
-    let mut frozen = Some(frozen);
+    // A forked snapshot holds the memory from here on: the target is resumed at once.
+    let mut snap = None;
     let mut frozen_ms = 0.0;
-    let mut release_early = |frozen: &mut Option<Frozen>| -> Result<(), Error> {
-        if opts.leave_running {
-            if let Some(f) = frozen.take() {
-                frozen_ms = ms(t_frozen.elapsed());
-                f.resume()?;
+    if opts.leave_running && opts.snapshot {
+        match snapshot::take(&mut frozen, &meta, page_size)? {
+            Ok(s) => snap = Some(s),
+            Err(snapshot::Refused(why)) => {
+                warnings.push(format!("{why}; the pages were copied while it was frozen"))
             }
         }
-        Ok(())
-    };
+    }
+    let mut frozen = Some(frozen);
+    if snap.is_some() {
+        if let Some(f) = frozen.take() {
+            frozen_ms = ms(t_frozen.elapsed());
+            f.resume()?;
+        }
+    }
+    let pre_read_bytes = snap.as_ref().map_or(0, |s| s.pre_read_bytes() as u64);
+    let forked = snap.is_some();
+
+    // Without a snapshot and with --leave-running, the target is resumed as soon as its last
+    // page was read: making the file durable does not need it stopped. Otherwise it stays
+    // frozen until it is killed.
+    let mut reap_frozen_ms = 0.0;
+    let mut after_pages =
+        |frozen: &mut Option<Frozen>, snap: &mut Option<snapshot::Snapshot>| -> Result<(), Error> {
+            if let Some(s) = snap.take() {
+                // Every page was read: the child is no longer needed.
+                reap_frozen_ms = s.finish()?.frozen_ms;
+            }
+            if opts.leave_running {
+                if let Some(f) = frozen.take() {
+                    frozen_ms = ms(t_frozen.elapsed());
+                    f.resume()?;
+                }
+            }
+            Ok(())
+        };
+    let key = opts.sign.as_ref();
     let (stats, bytes, image, published) = match &opts.output {
         Output::File(path) => {
             let mut tmp = tmp
@@ -387,9 +505,15 @@ pub fn run(opts: &Options) -> Result<Summary, Error> {
                 inner: BufWriter::with_capacity(1 << 20, file),
                 count: 0,
             };
-            let (stats, mut counting) =
-                write_image(frozen_ref(&frozen)?, &meta, page_size, counting)?;
-            release_early(&mut frozen)?;
+            let (stats, mut counting) = write_maybe_signed(
+                pid,
+                pages_of(pid, &frozen, &snap)?,
+                &meta,
+                page_size,
+                counting,
+                key,
+            )?;
+            after_pages(&mut frozen, &mut snap)?;
             counting.flush().map_err(|e| Error::Io {
                 context: format!("writing {}", path.display()),
                 source: e,
@@ -407,9 +531,15 @@ pub fn run(opts: &Options) -> Result<Summary, Error> {
                 inner: BufWriter::with_capacity(1 << 20, stdout.lock()),
                 count: 0,
             };
-            let (stats, mut counting) =
-                write_image(frozen_ref(&frozen)?, &meta, page_size, counting)?;
-            release_early(&mut frozen)?;
+            let (stats, mut counting) = write_maybe_signed(
+                pid,
+                pages_of(pid, &frozen, &snap)?,
+                &meta,
+                page_size,
+                counting,
+                key,
+            )?;
+            after_pages(&mut frozen, &mut snap)?;
             counting.flush().map_err(|e| Error::Io {
                 context: "writing to standard output".into(),
                 source: e,
@@ -443,6 +573,11 @@ pub fn run(opts: &Options) -> Result<Summary, Error> {
         fds: meta.fds,
         left_running: opts.leave_running,
         frozen_ms,
+        forked,
+        reap_frozen_ms,
+        pre_read_bytes,
+        signed: key.is_some(),
+        warnings,
         total_ms: ms(t0.elapsed()),
     })
 }

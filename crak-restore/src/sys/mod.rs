@@ -7,13 +7,17 @@ pub mod clone;
 pub mod cpu;
 pub mod fdops;
 pub mod fs;
+pub mod fsid;
 pub mod mapfile;
 pub mod mem;
+pub mod openat2;
 pub mod pidfd;
 pub mod prctl;
 pub mod process;
 pub mod ptrace;
 pub mod remote;
+pub mod signalfd;
+pub mod waitid;
 
 use std::io;
 
