@@ -533,14 +533,13 @@ fn refuses_a_socket_naming_the_fd_and_leaves_the_process_alone() {
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
-#[test]
-fn refuses_a_multi_threaded_process() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("m.crak");
+/// A python3 with three threads besides its main one, each printing a counter line per tick
+/// on its own pipe-free log; returns the child once it said READY.
+fn threaded_python() -> Child {
     let mut child = Command::new("python3")
         .args([
             "-c",
-            "import threading,time,sys\nthreading.Thread(target=time.sleep,args=(60,),daemon=True).start()\nprint('READY',flush=True)\ntime.sleep(60)",
+            "import threading,time\ndef tick():\n    while True: time.sleep(0.001)\nfor _ in range(3): threading.Thread(target=tick,daemon=True).start()\nprint('READY',flush=True)\ntime.sleep(600)",
         ])
         .stdout(Stdio::piped())
         .spawn()
@@ -549,14 +548,111 @@ fn refuses_a_multi_threaded_process() {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
+    assert_eq!(line.trim(), "READY");
+    child
+}
+
+fn tids_of(pid: i32) -> Vec<u32> {
+    let mut v: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort_unstable();
+    v
+}
+
+/// Every thread of `pid` runs untraced.
+fn assert_threads_unharmed(pid: i32) {
+    for tid in tids_of(pid) {
+        let st =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap_or_default();
+        assert!(
+            st.lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["TracerPid:", "0"]),
+            "thread {tid} of {pid} is still traced:\n{st}"
+        );
+    }
+}
+
+#[test]
+fn multi_threaded_process_is_captured_with_every_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.crak");
+    let mut child = threaded_python();
     let pid = child.id() as i32;
-    let r = capture(pid, &out, &[], None);
-    let threads_ok = r.stderr.contains("threads");
+    let tids = tids_of(pid);
+    let r = capture(pid, &out, &["--leave-running"], None);
+    let after = tids_of(pid);
+    assert_threads_unharmed(pid);
     let _ = child.kill();
     let _ = child.wait();
-    assert_eq!(r.code, Some(2));
-    assert!(threads_ok, "{}", r.stderr);
-    assert!(!out.exists());
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(tids.len(), 4, "python3 runs 4 threads");
+    assert_eq!(after, tids, "the same threads run after the capture");
+    let bytes = std::fs::read(&out).unwrap();
+    let img = crak_format::parse(&bytes).expect("image parses");
+    let p = &img.image.processes[0];
+    let mut listed = p.process.tids.clone();
+    assert_eq!(
+        listed.first(),
+        Some(&(pid as u32)),
+        "the leader comes first"
+    );
+    listed.sort_unstable();
+    assert_eq!(listed, tids);
+    for tid in &tids {
+        let t = p
+            .threads
+            .iter()
+            .find(|t| t.tid == *tid)
+            .expect("THREAD per tid");
+        assert_ne!(t.gpr.rip, 0, "thread {tid} has registers");
+        assert_ne!(t.gpr.fs_base, 0, "thread {tid} has its own TLS");
+        assert!(p.xsaves.iter().any(|x| x.tid == *tid), "XSAVE of {tid}");
+    }
+    let mut fs: Vec<u64> = p.threads.iter().map(|t| t.gpr.fs_base).collect();
+    fs.sort_unstable();
+    fs.dedup();
+    assert_eq!(fs.len(), 4, "each thread has its own fs_base");
+}
+
+#[test]
+fn failed_capture_of_a_multi_threaded_process_resumes_every_thread() {
+    for point in ["after-freeze", "mid-pages"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("f.crak");
+        let mut child = threaded_python();
+        let pid = child.id() as i32;
+        let tids = tids_of(pid);
+        let r = capture(pid, &out, &[], Some(point));
+        std::thread::sleep(Duration::from_millis(50));
+        let states: Vec<String> = tids
+            .iter()
+            .map(|t| {
+                std::fs::read_to_string(format!("/proc/{pid}/task/{t}/stat"))
+                    .unwrap_or_default()
+                    .rsplit(") ")
+                    .next()
+                    .unwrap_or("")
+                    .chars()
+                    .take(1)
+                    .collect()
+            })
+            .collect();
+        assert_threads_unharmed(pid);
+        let after = tids_of(pid);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(r.code, Some(2), "{point}: {}", r.stderr);
+        assert_eq!(after, tids, "{point}: every thread still runs");
+        assert!(
+            states.iter().all(|s| s == "S" || s == "R"),
+            "{point}: thread states {states:?}"
+        );
+        assert!(!out.exists(), "{point}: no image");
+    }
 }
 
 #[test]

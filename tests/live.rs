@@ -291,6 +291,25 @@ impl Views {
                 task.insert(k.to_string(), v.trim().to_string());
             }
         }
+        // Every thread: its TID, and the per-thread credentials, mask and name.
+        let mut tids: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        tids.sort_unstable();
+        task.insert("tids".into(), format!("{tids:?}"));
+        for tid in tids.into_iter().filter(|&t| t != pid) {
+            let st = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status"))
+                .unwrap_or_default();
+            for line in st.lines() {
+                if STATUS_KEYS.iter().any(|k| line.starts_with(k)) {
+                    let (k, v) = line.split_once(':').unwrap_or((line, ""));
+                    task.insert(format!("thread {tid} {k}"), v.trim().to_string());
+                }
+            }
+        }
         Views {
             maps: maps_of(pid),
             fds: fds_of(pid),
@@ -304,7 +323,7 @@ impl Views {
     /// apart, keeping the fds all three show alike.
     fn of_busy(pid: i32) -> Views {
         let mut v = Views::of(pid);
-        v.task.remove("SigBlk");
+        v.task.retain(|k, _| !k.ends_with("SigBlk"));
         for f in v.fds.values_mut() {
             f.2.clear();
         }
@@ -1209,4 +1228,90 @@ proptest::proptest! {
             let _ = plan::make_plan(&image, proc, &options);
         }
     }
+}
+
+#[test]
+fn threads_counters_condvar_sleep_and_per_thread_state() {
+    need_root!();
+    let _g = serial();
+    zdtm("threads", &[], |_| {}, |_| {});
+}
+
+/// A log of consecutive numbers written by several threads in turn, under a lock.
+const PY_THREADS: &str = "\
+import threading, time
+lock = threading.Lock()
+n = [0]
+def work():
+    while True:
+        with lock:
+            with open('py.log', 'a') as f:
+                f.write(f'{n[0]}\\n')
+            n[0] += 1
+        time.sleep(0.005)
+for _ in range(4):
+    threading.Thread(target=work, daemon=True).start()
+threading.Event().wait()
+";
+
+#[test]
+fn python_threads() {
+    need_root!();
+    let _g = serial();
+    interpreter_loop("python3", &["-c", PY_THREADS], "py.log", |_| {});
+}
+
+/// The same with Rust's std threads, a Mutex and a channel.
+const RUST_THREADS: &str = r#"
+use std::io::Write;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+fn main() {
+    let log = Arc::new(Mutex::new((0u64, std::fs::OpenOptions::new().create(true).append(true).open("rs.log").unwrap())));
+    let (tx, rx) = mpsc::channel::<u64>();
+    for _ in 0..4 {
+        let log = Arc::clone(&log);
+        let tx = tx.clone();
+        std::thread::spawn(move || loop {
+            let n = {
+                let mut g = log.lock().unwrap();
+                let n = g.0;
+                writeln!(g.1, "{n}").unwrap();
+                g.0 += 1;
+                n
+            };
+            tx.send(n).unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+        });
+    }
+    let mut last = None;
+    for n in rx {
+        if let Some(l) = last {
+            assert!(n > l || n + 8 > l, "out of order");
+        }
+        last = Some(n);
+    }
+}
+"#;
+
+#[test]
+fn rust_std_threads() {
+    need_root!();
+    let _g = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("threads.rs");
+    let exe = dir.path().join("rust-threads");
+    std::fs::write(&src, RUST_THREADS).expect("write source");
+    let o = Command::new("rustc")
+        .args(["-O", "--edition", "2021", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .output()
+        .expect("run rustc");
+    assert!(
+        o.status.success(),
+        "rustc failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    interpreter_loop(exe.to_str().expect("utf-8 path"), &[], "rs.log", |_| {});
 }
