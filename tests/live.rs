@@ -1187,32 +1187,91 @@ fn host_mismatches_are_refused_before_forking() {
     case.go_and_expect_pass(restored);
 }
 
+/// A captured threads program (12 threads), for the error-path tests.
+fn captured_threads_program() -> (Case, i32, PathBuf, Vec<u32>) {
+    let mut case = Case::new();
+    let prog = case.compile("threads");
+    let pid = case.spawn(&prog, &[]);
+    case.wait_file("ready", Duration::from_secs(20));
+    let img = case.capture(pid, &[]);
+    let data = std::fs::read(&img).expect("image");
+    let tids = crak_format::read::parse(&data)
+        .expect("parse")
+        .image
+        .processes[0]
+        .process
+        .tids
+        .clone();
+    (case, pid, img, tids)
+}
+
 #[test]
-fn multi_threaded_image_is_refused_clearly() {
+fn failed_multi_threaded_restore_leaves_no_thread_behind() {
     need_root!();
     let _g = serial();
-    let (mut case, pid, img) = captured_memory_program();
-    // Rewrite the image with a second thread id; the restorer must refuse it before forking.
+    let (mut case, pid, img, tids) = captured_threads_program();
+    assert_eq!(tids.len(), 12, "the program runs 12 threads");
+    // A failure once every thread exists kills them all with the process.
+    for point in ["restore-before-detach", "restore-mid-mm"] {
+        let mut cmd = case.restore_cmd(&img, &["--detach"]);
+        cmd.env("CRAK_FAULT", point);
+        let o = case.run(cmd);
+        if o.status.code() != Some(2) || !String::from_utf8_lossy(&o.stderr).contains(point) {
+            case.fail(&format!(
+                "CRAK_FAULT={point}: crak-restore must fail naming it"
+            ));
+        }
+        if let Some(t) = tids.iter().find(|&&t| !is_gone(t as i32)) {
+            case.fail(&format!(
+                "CRAK_FAULT={point}: thread {t} survived a failed restore"
+            ));
+        }
+    }
+    // A thread whose TID is taken (here by this test process) refuses the restore; the threads
+    // already made are killed with the process.
     let data = std::fs::read(&img).expect("image");
     let mut parsed = crak_format::read::parse(&data).expect("parse").image;
-    parsed.processes[0].process.tids.push(pid as u32 + 1);
-    let mut t = parsed.processes[0].threads[0].clone();
-    t.tid = pid as u32 + 1;
-    parsed.processes[0].threads.push(t);
-    let mut x = parsed.processes[0].xsaves[0].clone();
-    x.tid = pid as u32 + 1;
-    parsed.processes[0].xsaves.push(x);
-    let bad = case.path("threads.crak");
+    let taken = std::process::id();
+    let last = parsed.processes[0].process.tids.len() - 1;
+    let old = parsed.processes[0].process.tids[last];
+    parsed.processes[0].process.tids[last] = taken;
+    for t in &mut parsed.processes[0].threads {
+        if t.tid == old {
+            t.tid = taken;
+        }
+    }
+    for x in &mut parsed.processes[0].xsaves {
+        if x.tid == old {
+            x.tid = taken;
+        }
+    }
+    for q in &mut parsed.processes[0].sigqueues {
+        if q.tid == old {
+            q.tid = taken;
+        }
+    }
+    let bad = case.path("taken.crak");
     std::fs::write(&bad, crak_format::write::to_vec(&parsed).expect("encode")).expect("write");
     let cmd = case.restore_cmd(&bad, &["--detach"]);
     let o = case.run(cmd);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    if o.status.success() || !err.contains("multi-threaded") {
-        case.fail("a multi-threaded image must be refused naming the reason");
+    if o.status.success() || !err.contains(&format!("TID {taken}")) || !err.contains("taken") {
+        case.fail("a taken TID must be refused naming it");
     }
-    if !is_gone(pid) {
-        case.fail("a process was created for a refused image");
+    if let Some(t) = tids.iter().find(|&&t| t != old && !is_gone(t as i32)) {
+        case.fail(&format!("thread {t} survived a refused restore"));
     }
+    // Nothing was lost: the good image still restores, every thread with its TID.
+    let restored = case.restore_detached(&img, &[]);
+    assert_eq!(restored, pid);
+    let mut now: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("task dir")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    now.sort_unstable();
+    let mut want = tids.clone();
+    want.sort_unstable();
+    assert_eq!(now, want, "every thread has its TID again");
 }
 
 proptest::proptest! {
