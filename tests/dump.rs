@@ -2093,3 +2093,183 @@ fn seekable_metadata_leaves_page_bytes_unchecked_but_not_their_crc() {
         assert_eq!(e.kind_str(), "truncated", "cut at {cut}: {e}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Page data read from the image file (bounded memory)
+// ---------------------------------------------------------------------------------------------
+
+/// The sample image with one anonymous stored run of `pages` pages whose bytes are `fill`,
+/// written; returns the model, the bytes and the file offset of that run's page data.
+fn image_with_big_run(pages: u64, fill: &dyn Fn(&mut [u8])) -> (Image<'static>, Vec<u8>, u64) {
+    let mut model = sample_without_anon_pages();
+    let p = &mut model.processes[0];
+    let mut data = vec![0u8; (pages * PS) as usize];
+    fill(&mut data);
+    p.vmas[3].end = ANON + pages * PS;
+    p.pages.push(PageRun {
+        pid: 4242,
+        addr: ANON,
+        nr_pages: pages,
+        data: Blob::from(data),
+    });
+    p.pages.sort_by_key(|r| r.addr);
+    let bytes = write(&model);
+    let parsed = crak_format::read::parse(&bytes).expect("valid image");
+    let i = parsed.image.processes[0]
+        .pages
+        .iter()
+        .position(|r| r.addr == ANON)
+        .expect("the run");
+    let span = parsed
+        .layout
+        .find(crak_format::record::kind::PAGES, Some(4242), i)
+        .expect("its record");
+    let data_at = span.payload_offset() + span.length - pages * PS;
+    (model, bytes, data_at)
+}
+
+#[test]
+fn page_data_commands_agree_between_file_and_stdin() {
+    // A 1.6 MiB run (several 1 MiB reads, base64 in pieces that are not multiples of 3).
+    let s = setup();
+    let (_, bytes, _) = image_with_big_run(400, &|d| {
+        for (i, b) in d.iter_mut().enumerate() {
+            *b = (i % 251) as u8 | 1;
+        }
+    });
+    let img = s.file("big.crak", &bytes);
+    let changed = {
+        let (_, b, at) = image_with_big_run(400, &|d| {
+            for (i, b) in d.iter_mut().enumerate() {
+                *b = (i % 251) as u8 | 1;
+            }
+            d[(300 * PS + 5) as usize] = 0;
+        });
+        assert_eq!(b[(at + 300 * PS + 5) as usize], 0);
+        s.file("changed.crak", &b)
+    };
+    let range = format!("{:#x}+{:#x}", ANON + 0x1234, 3 * (1 << 20) / 2);
+    let cases: Vec<Vec<&OsStr>> = vec![
+        args![img, "--json", "--pages"].to_vec(),
+        args!["mem", img, range].to_vec(),
+        args!["mem", img, "--vma", "3", "--raw"].to_vec(),
+        args!["grep", "--json", "-e", img, "[\\x05-\\x07]{3}"].to_vec(),
+        args!["backtrace", "--json", img].to_vec(),
+        args!["diff", "--json", img, changed].to_vec(),
+        args!["diff", "--json", changed, img].to_vec(),
+    ];
+    for a in cases {
+        let from_file = s.run(&a);
+        assert!(
+            from_file.code == 0 || a[0] == "diff",
+            "{}",
+            from_file.describe()
+        );
+        let mut b = a.clone();
+        let at = b.iter().position(|x| *x == img.as_os_str()).expect("IMAGE");
+        b[at] = OsStr::new("-");
+        let from_stdin = s.run_with(&b, &bytes, &[]);
+        assert_eq!(from_file.code, from_stdin.code, "{}", from_stdin.describe());
+        assert!(
+            from_file.stdout == from_stdin.stdout,
+            "{}\n---- from stdin ----\n{}",
+            from_file.describe(),
+            from_stdin.describe()
+        );
+    }
+    // The diff found the one changed page.
+    let r = s.run(args!["diff", "--json", img, changed]);
+    r.expect_code(1);
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).expect("JSON");
+    assert_eq!(v["pages"][0]["pages"], 1, "{}", r.describe());
+    assert_eq!(
+        v["pages"][0]["ranges"][0][0],
+        ANON + 300 * PS,
+        "{}",
+        r.describe()
+    );
+    // core from the file and from stdin: the same file.
+    s.run(args!["core", img, "-o", "a.core"]).expect_code(0);
+    let r = s.run_with(args!["core", "-", "-o", "b.core"], &bytes, &[]);
+    r.expect_code(0);
+    assert!(
+        std::fs::read(s.path("a.core")).unwrap() == std::fs::read(s.path("b.core")).unwrap(),
+        "core files differ"
+    );
+}
+
+#[test]
+fn page_data_commands_check_the_crc_of_each_run_they_read() {
+    let s = setup();
+    let (model, mut bytes, at) = image_with_big_run(64, &|d| d.fill(0x5a));
+    // One byte of page data changed behind an intact CRC: the metadata (and END's digest) are
+    // still right, only the PAGES record's CRC says the data is wrong.
+    bytes[(at + 40 * PS + 7) as usize] ^= 0xff;
+    let bad = s.file("bad.crak", &bytes);
+    let good = s.image("good.crak", &model);
+    s.run(args!["validate", bad]).expect_code(1);
+    let range = format!("{:#x}+16", ANON + 2 * PS);
+    for a in [
+        args!["mem", bad, range].to_vec(),
+        args!["mem", bad, "--vma", "3", "--raw"].to_vec(),
+        args![bad, "--json", "--pages"].to_vec(),
+        args!["grep", "-e", bad, "Z+"].to_vec(),
+        args!["core", bad, "-o", "bad.core"].to_vec(),
+        args!["diff", bad, good].to_vec(),
+        args!["diff", good, bad].to_vec(),
+    ] {
+        s.run(&a)
+            .expect_code(2)
+            .expect_stderr_contains("bad-crc in PAGES record");
+    }
+    assert!(!s.path("bad.core").exists(), "core wrote a file");
+    // A range that reads no stored page of the damaged run does not need its CRC.
+    s.run(args!["mem", bad, format!("{MARKER_ADDR:#x}+16")])
+        .expect_code(0)
+        .expect_stdout_contains("de ad be ef");
+}
+
+#[test]
+fn grep_regex_reads_large_blocks_in_windows() {
+    // A 20 MiB stored block, searched in 8 MiB windows that overlap by 1 MiB: matches right
+    // at, across and just before each window's edges, and one 200 KiB long, are all found once.
+    const MIB: usize = 1 << 20;
+    let planted: Vec<(usize, usize)> = vec![
+        (0, 6),
+        (7 * MIB - 3, 8),
+        (7 * MIB + 10, 6),
+        (8 * MIB - 4, 10),
+        (11 * MIB, 200 * 1024),
+        (14 * MIB - 2, 7),
+        (15 * MIB - 300 * 1024, 200 * 1024),
+        (15 * MIB + 1, 9),
+        (20 * MIB - 6, 6),
+    ];
+    let plant = planted.clone();
+    let (_, bytes, _) = image_with_big_run((20 * MIB) as u64 / PS, &move |d| {
+        d.fill(b'.');
+        for &(at, len) in &plant {
+            let m = &mut d[at..at + len];
+            m.fill(b'7');
+            m[0] = b'<';
+            m[len - 1] = b'>';
+        }
+    });
+    let s = setup();
+    let img = s.file("huge.crak", &bytes);
+    let r = s.run(args!["grep", "--json", "-e", img, "<7*>"]);
+    r.expect_code(0);
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).expect("JSON");
+    let got: Vec<(u64, u64)> = v["matches"]
+        .as_array()
+        .expect("matches")
+        .iter()
+        .map(|m| (m["addr"].as_u64().unwrap(), m["len"].as_u64().unwrap()))
+        .collect();
+    let mut want: Vec<(u64, u64)> = planted
+        .iter()
+        .map(|&(at, len)| (ANON + at as u64, len as u64))
+        .collect();
+    want.sort();
+    assert_eq!(got, want, "{}", r.describe());
+}

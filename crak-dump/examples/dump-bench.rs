@@ -8,10 +8,11 @@
 //! Writes an image of one process with 1 GiB of random page data (`CRAK_BENCH_MIB` changes
 //! the size; a known string is planted in the last page) to a scratch directory, then runs the
 //! real `crak-dump` binary (next to this example's directory) on it: the summary, `--json`,
-//! `--json --pages`, `validate` from the file and from a pipe, `grep`, `strings -n 16`,
-//! `diff` of the image with itself and `core`. Each run's wall time and peak RSS (VmHWM of the
-//! child, sampled from /proc while it runs) is reported with the throughput over the image
-//! size. The baseline, in the same run and from the same (warm) page cache, is `cat IMAGE`
+//! `--json --pages`, `validate` from the file and from a pipe, `grep` (literal and `-e`),
+//! `mem` (the whole mapping raw, and 64 KiB hexdumped), `backtrace`, `strings -n 16`, `diff`
+//! of the image with itself and `core`. Each run's wall time and peak RSS (the child's
+//! `ru_maxrss` from GNU time, else its VmHWM sampled from /proc) is reported with the
+//! throughput over the image size. The baseline, in the same run and from the same (warm) page cache, is `cat IMAGE`
 //! into /dev/null. It prints a table and writes the figures as JSON to OUT.json (default:
 //! `target/bench-dump.json`).
 
@@ -155,8 +156,27 @@ struct Measure {
     code: i32,
 }
 
-/// Runs `cmd` (stdout to /dev/null, stdin from `stdin` when given), sampling its VmHWM.
+/// Runs `cmd` (stdout to /dev/null, stdin from `stdin` when given) and measures its peak
+/// RSS: the child's `ru_maxrss` as GNU time reports it (`/usr/bin/time -f %M`) when that is
+/// installed, else its VmHWM sampled from /proc every 2 ms while it runs (which can miss a peak
+/// just before exit).
 fn measure(name: &str, cmd: &mut Command, stdin: Option<&Path>) -> io::Result<Measure> {
+    let gnu_time = Path::new("/usr/bin/time");
+    let rss_file = std::env::temp_dir().join(format!("crak-dump-bench-rss-{}", std::process::id()));
+    let mut wrapped;
+    let cmd = if gnu_time.exists() {
+        wrapped = Command::new(gnu_time);
+        wrapped
+            .arg("-f")
+            .arg("%M")
+            .arg("-o")
+            .arg(&rss_file)
+            .arg(cmd.get_program())
+            .args(cmd.get_args());
+        &mut wrapped
+    } else {
+        cmd
+    };
     cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
     match stdin {
         Some(p) => cmd.stdin(std::fs::File::open(p)?),
@@ -174,9 +194,18 @@ fn measure(name: &str, cmd: &mut Command, stdin: Option<&Path>) -> io::Result<Me
         }
         std::thread::sleep(Duration::from_millis(2));
     };
+    let seconds = start.elapsed().as_secs_f64();
+    if gnu_time.exists() {
+        // Only the measured command's figure: GNU time's own VmHWM is not wanted.
+        hwm = std::fs::read_to_string(&rss_file)
+            .ok()
+            .and_then(|t| t.lines().last().and_then(|l| l.trim().parse().ok()))
+            .unwrap_or(0);
+        let _ = std::fs::remove_file(&rss_file);
+    }
     Ok(Measure {
         name: name.to_string(),
-        seconds: start.elapsed().as_secs_f64(),
+        seconds,
         hwm_kib: hwm,
         code: status.code().unwrap_or(-1),
     })
@@ -277,6 +306,46 @@ fn real_main() -> io::Result<()> {
             None,
         ),
         (
+            "grep -e (regex)",
+            {
+                let mut c = d();
+                c.arg("grep")
+                    .arg("-e")
+                    .arg(&img)
+                    .arg("crak bench needle [0-9a-f]+");
+                c
+            },
+            None,
+        ),
+        (
+            "mem --vma 0 --raw",
+            {
+                let mut c = d();
+                c.arg("mem").arg(&img).args(["--vma", "0", "--raw"]);
+                c
+            },
+            None,
+        ),
+        (
+            "mem (last 64 KiB)",
+            {
+                let mut c = d();
+                let last = 0x7f00_0000_0000u64 + (mib << 20) - (64 << 10);
+                c.arg("mem").arg(&img).arg(format!("{last:#x}+0x10000"));
+                c
+            },
+            None,
+        ),
+        (
+            "backtrace",
+            {
+                let mut c = d();
+                c.arg("backtrace").arg(&img);
+                c
+            },
+            None,
+        ),
+        (
             "strings -n 16",
             {
                 let mut c = d();
@@ -321,12 +390,12 @@ fn real_main() -> io::Result<()> {
     let gib = size as f64 / (1u64 << 30) as f64;
     println!("image: {:.2} GiB ({size} bytes)", gib);
     println!(
-        "{:<20} {:>9} {:>10} {:>12} {:>5}",
+        "{:<22} {:>9} {:>10} {:>12} {:>5}",
         "command", "seconds", "GiB/s", "peak RSS", "exit"
     );
     for m in &results {
         println!(
-            "{:<20} {:>9.3} {:>10.2} {:>8} MiB {:>5}",
+            "{:<22} {:>9.3} {:>10.2} {:>8} MiB {:>5}",
             m.name,
             m.seconds,
             gib / m.seconds,

@@ -11,7 +11,14 @@ use std::path::PathBuf;
     version,
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
-    after_help = "Exit status: 0 ok, 1 invalid image or no match, 2 error. IMAGE may be `-` for stdin."
+    after_help = "Exit status: 0 ok, 1 invalid image or no match, 2 error. IMAGE may be `-` for stdin.\n\n\
+What is checked: an image file's metadata is read first, with the CRC of every record but \
+PAGES and END's digest (which covers every record header and every stored CRC) checked. Page \
+data is then read only where a command needs it (mem, grep, strings, diff, core, backtrace, \
+--json --pages), with bounded memory, and the CRC of each PAGES record is checked when its \
+data is read: a command fails (exit 2) on a run it read whose CRC differs, but does not read \
+runs it does not need. `validate` checks every CRC. An image from stdin is read whole and \
+every CRC is checked."
 )]
 pub struct Cli {
     /// What to do; without a command, summarize IMAGE.
@@ -39,7 +46,8 @@ pub struct ShowArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// With --json, include page data (base64).
+    /// With --json, include page data (base64), read run by run from an image file; each
+    /// PAGES record's CRC is checked as its data is read.
     #[arg(long, requires = "json")]
     pub pages: bool,
 
@@ -327,7 +335,8 @@ pub struct GrepArgs {
     #[arg(short = 'x', long = "hex", conflicts_with = "regex")]
     pub hex: bool,
 
-    /// PATTERN is a regular expression over bytes (Rust regex syntax).
+    /// PATTERN is a regular expression over bytes (Rust regex syntax). Stored memory is
+    /// searched in 8 MiB windows that overlap by 1 MiB: a match longer than 1 MiB may be cut.
     #[arg(short = 'e', long = "regex")]
     pub regex: bool,
 

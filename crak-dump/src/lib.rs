@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod cmd;
 pub mod elfcore;
+pub mod source;
 pub mod view;
 
 use clap::Parser;

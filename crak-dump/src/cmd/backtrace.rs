@@ -10,6 +10,7 @@
 //! some may be stale values rather than live return addresses.
 
 use crate::cli::BacktraceArgs;
+use crate::source::Source;
 use crate::view::symbols::{self, Module};
 use crate::view::{names, Style};
 use crate::EXIT_OK;
@@ -19,6 +20,7 @@ use crak_format::record::thread::Thread;
 use crak_format::record::vma::{Vma, VmaKind, PROT_EXEC};
 use gimli::{CfaRule, EhFrame, LittleEndian, RegisterRule, UnwindContext, UnwindSection as _};
 use serde::Serialize;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::Write;
 
@@ -88,36 +90,75 @@ pub struct ThreadTrace {
     pub complete: bool,
 }
 
-/// Stored memory of a process, for reading the stack.
-struct Memory<'a> {
-    runs: Vec<(u64, &'a [u8])>,
+/// Stored memory of a process, for reading the stack: 8-byte reads through a one-page cache
+/// over the image's page data.
+struct Memory<'a, 'd> {
+    src: &'a Source,
+    p: &'a Process<'d>,
+    /// `(address, run index, bytes held)` of each stored run, by address.
+    runs: Vec<(u64, usize, u64)>,
+    /// The last page read: its address and bytes.
+    cache: RefCell<Option<(u64, Vec<u8>)>>,
 }
 
-impl<'a> Memory<'a> {
-    fn new(p: &'a Process<'_>) -> Self {
-        let mut runs: Vec<(u64, &[u8])> = p
-            .pages
-            .iter()
-            .filter(|r| !r.data.is_empty())
-            .map(|r| (r.addr, r.data.as_bytes()))
+/// Bytes of the read cache.
+const CACHE: u64 = 4096;
+
+impl<'a, 'd> Memory<'a, 'd> {
+    fn new(src: &'a Source, p: &'a Process<'d>) -> Self {
+        let mut runs: Vec<(u64, usize, u64)> = (0..p.pages.len())
+            .filter_map(|i| {
+                let len = src.run_len(p, i);
+                Some((p.pages.get(i)?.addr, i, len)).filter(|_| len > 0)
+            })
             .collect();
         runs.sort_unstable_by_key(|r| r.0);
-        Memory { runs }
+        Memory {
+            src,
+            p,
+            runs,
+            cache: RefCell::new(None),
+        }
     }
 
     fn read_u64(&self, addr: u64) -> Option<u64> {
         let i = self.runs.partition_point(|r| r.0 <= addr).checked_sub(1)?;
-        let (start, data) = self.runs.get(i)?;
-        let off = usize::try_from(addr - start).ok()?;
-        let b = data.get(off..off.checked_add(8)?)?;
-        Some(u64::from_le_bytes(b.try_into().ok()?))
+        let &(start, run, len) = self.runs.get(i)?;
+        let off = addr - start;
+        if off.checked_add(8)? > len {
+            return None;
+        }
+        let page = off - off % CACHE;
+        let page_addr = start + page;
+        let within = usize::try_from(off - page).ok()?;
+        let mut cache = self.cache.borrow_mut();
+        if cache.as_ref().map(|c| c.0) != Some(page_addr) {
+            let n = usize::try_from(CACHE.min(len - page)).ok()?;
+            let mut buf = vec![0u8; n];
+            if !self.src.read_exact(self.p, run, page, &mut buf).ok()? {
+                return None;
+            }
+            *cache = Some((page_addr, buf));
+        }
+        let bytes = cache.as_ref()?.1.get(within..within.checked_add(8)?);
+        match bytes {
+            Some(b) => Some(u64::from_le_bytes(b.try_into().ok()?)),
+            // The 8 bytes cross the cached page: read them directly.
+            None => {
+                let mut b = [0u8; 8];
+                self.src
+                    .read_exact(self.p, run, off, &mut b)
+                    .ok()?
+                    .then(|| u64::from_le_bytes(b))
+            }
+        }
     }
 }
 
 /// The process's mappings and the modules loaded so far.
 struct Space<'a, 'd> {
+    src: &'a Source,
     p: &'a Process<'d>,
-    page_size: u64,
     vmas: Vec<&'a Vma>,
     modules: HashMap<u64, Module>,
 }
@@ -144,11 +185,11 @@ impl<'a, 'd> Space<'a, 'd> {
             .iter()
             .find(|m| m.kind == VmaKind::File && m.path == v.path && m.ino == v.ino)
             .map_or(v.start, |m| m.start);
-        let (p, ps) = (self.p, self.page_size);
+        let (src, p) = (self.src, self.p);
         let m = self
             .modules
             .entry(key)
-            .or_insert_with(|| symbols::load(p, v, ps));
+            .or_insert_with(|| symbols::load(src, p, v));
         let off = v.pgoff.checked_add(addr - v.start)?;
         let svma = m.offset_to_svma(off)?;
         Some((m, svma))
@@ -216,7 +257,7 @@ fn cfi_step(
     m: &Module,
     svma: u64,
     regs: &Regs,
-    mem: &Memory<'_>,
+    mem: &Memory<'_, '_>,
     ctx: &mut UnwindContext<usize>,
 ) -> Option<Step> {
     let (addr, data) = m.eh_frame.as_ref()?;
@@ -259,7 +300,7 @@ fn cfi_step(
 }
 
 /// One step along the frame-pointer chain.
-fn fp_step(regs: &Regs, mem: &Memory<'_>) -> Option<Step> {
+fn fp_step(regs: &Regs, mem: &Memory<'_, '_>) -> Option<Step> {
     let rbp = regs[RBP].filter(|&v| v != 0 && v % 8 == 0)?;
     let saved = mem.read_u64(rbp)?;
     let ra = mem.read_u64(rbp.checked_add(8)?)?;
@@ -274,7 +315,7 @@ fn fp_step(regs: &Regs, mem: &Memory<'_>) -> Option<Step> {
 }
 
 /// The call chain of `t`.
-fn trace(space: &mut Space<'_, '_>, mem: &Memory<'_>, t: &Thread) -> ThreadTrace {
+fn trace(space: &mut Space<'_, '_>, mem: &Memory<'_, '_>, t: &Thread) -> ThreadTrace {
     let mut ctx = UnwindContext::new();
     let mut regs = initial_regs(t);
     let mut frames = vec![space.frame(t.gpr.rip, t.gpr.rip, How::Registers)];
@@ -332,7 +373,7 @@ fn trace(space: &mut Space<'_, '_>, mem: &Memory<'_>, t: &Thread) -> ThreadTrace
 }
 
 /// Appends the code addresses found on the stack above `from` that resolve to a function.
-fn scan(space: &mut Space<'_, '_>, mem: &Memory<'_>, from: u64, frames: &mut Vec<Frame>) {
+fn scan(space: &mut Space<'_, '_>, mem: &Memory<'_, '_>, from: u64, frames: &mut Vec<Frame>) {
     let Some(stack) = space.vma(from) else {
         return;
     };
@@ -353,17 +394,17 @@ fn scan(space: &mut Space<'_, '_>, mem: &Memory<'_>, from: u64, frames: &mut Vec
     }
 }
 
-/// The call chains of the threads of `p`.
-pub fn process_traces(p: &Process<'_>, page_size: u64) -> Vec<ThreadTrace> {
+/// The call chains of the threads of `p`, a process of `src`.
+pub fn process_traces(src: &Source, p: &Process<'_>) -> Vec<ThreadTrace> {
     let mut vmas: Vec<&Vma> = p.vmas.iter().filter(|v| v.start < v.end).collect();
     vmas.sort_unstable_by_key(|v| v.start);
     let mut space = Space {
+        src,
         p,
-        page_size,
         vmas,
         modules: HashMap::new(),
     };
-    let mem = Memory::new(p);
+    let mem = Memory::new(src, p);
     let mut threads: Vec<&Thread> = p.threads.iter().collect();
     threads.sort_by_key(|t| (t.tid != p.pid(), t.tid));
     threads
@@ -374,9 +415,8 @@ pub fn process_traces(p: &Process<'_>, page_size: u64) -> Vec<ThreadTrace> {
 
 /// Runs the command.
 pub fn run(args: &BacktraceArgs, out: &mut dyn Write, style: Style) -> anyhow::Result<i32> {
-    let bytes = super::load(&args.image)?;
-    let image = &super::open(&args.image, &bytes)?;
-    let page_size = u64::from(image.header.page_size);
+    let src = Source::open(&args.image)?;
+    let image = src.image();
     let procs: Vec<&Process<'_>> = match args.pid {
         Some(pid) => vec![image
             .process(pid)
@@ -385,8 +425,10 @@ pub fn run(args: &BacktraceArgs, out: &mut dyn Write, style: Style) -> anyhow::R
     };
     let traces: Vec<(String, Vec<ThreadTrace>)> = procs
         .iter()
-        .map(|p| (names::text(&p.process.comm), process_traces(p, page_size)))
+        .map(|p| (names::text(&p.process.comm), process_traces(&src, p)))
         .collect();
+    // The CRC of every PAGES run read is checked before anything is shown.
+    src.verify()?;
     if args.json {
         #[derive(Serialize)]
         struct Out<'a> {
@@ -441,6 +483,22 @@ mod tests {
     use crak_format::record::process::ProcessRecord;
     use crak_format::record::vma::{PROT_READ, PROT_WRITE};
 
+    fn source_of(p: Process<'static>) -> Source {
+        let mut image = crak_format::Image::new(crak_format::record::header::Header {
+            arch: crak_format::record::header::ARCH_X86_64,
+            page_size: 4096,
+            capture_time_ns: 0,
+            xsave_features: 0,
+            xsave_size: 0,
+            kernel_release: Default::default(),
+            hostname: Default::default(),
+            tool_version: Default::default(),
+            special_mappings: Vec::new(),
+        });
+        image.processes.push(p);
+        Source::from_image(image)
+    }
+
     fn vma(start: u64, end: u64, prot: u32) -> Vma {
         Vma {
             pid: 7,
@@ -494,7 +552,8 @@ mod tests {
         t.gpr.rsp = STACK + 0xf0;
         t.gpr.rbp = STACK + 0x100;
         p.threads.push(t);
-        let traces = process_traces(&p, 4096);
+        let src = source_of(p);
+        let traces = process_traces(&src, &src.image().processes[0]);
         let frames: Vec<(u64, How)> = traces[0].frames.iter().map(|f| (f.addr, f.how)).collect();
         assert_eq!(
             frames,
@@ -518,7 +577,8 @@ mod tests {
             nr_pages: 1,
             data: Blob::from(vec![1u8; 4096]),
         });
-        let m = Memory::new(&p);
+        let src = source_of(p);
+        let m = Memory::new(&src, &src.image().processes[0]);
         assert_eq!(m.read_u64(0x1000), Some(0x0101_0101_0101_0101));
         assert_eq!(m.read_u64(0x1ff8), Some(0x0101_0101_0101_0101));
         assert_eq!(m.read_u64(0x1ff9), None);

@@ -11,6 +11,7 @@
 
 use crate::cli::CoreArgs;
 use crate::cmd::mem::{pieces, Piece};
+use crate::source::Source;
 use crate::view::core::{self, Segment};
 use crate::EXIT_OK;
 use anyhow::{anyhow, Context as _};
@@ -86,20 +87,21 @@ fn write_zeros(out: &mut dyn Write, mut len: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// Decides each segment's size and writes the core file of `p` to `out`.
-pub fn write_core(out: &mut dyn Write, p: &Process<'_>, page_size: u64) -> anyhow::Result<u64> {
+/// Decides each segment's size and writes the core file of `p` (a process of `src`) to `out`.
+/// Stored pages are read from `src` as they are written, and each PAGES run's CRC is checked
+/// when its data has been read to its end.
+pub fn write_core(out: &mut dyn Write, src: &Source, p: &Process<'_>) -> anyhow::Result<u64> {
+    let page_size = u64::from(src.image().header.page_size);
     let vmas = core::sorted_vmas(p);
     let mut files: HashMap<u64, File> = HashMap::new();
     let mut segments = Vec::with_capacity(vmas.len());
     for v in vmas {
         let file = matching_file(v);
-        let known = pieces(p, page_size, v.start, v.end)
-            .iter()
-            .all(|x| match x {
-                Piece::Stored { .. } | Piece::Zero { .. } => true,
-                Piece::Unrecorded { vma, .. } => unrecorded_is_zero(vma) || file.is_some(),
-                Piece::NotHeld { .. } | Piece::Gap { .. } => false,
-            });
+        let known = pieces(src, p, v.start, v.end).iter().all(|x| match x {
+            Piece::Stored { .. } | Piece::Zero { .. } => true,
+            Piece::Unrecorded { vma, .. } => unrecorded_is_zero(vma) || file.is_some(),
+            Piece::NotHeld { .. } | Piece::Gap { .. } => false,
+        });
         if let Some(f) = file {
             files.insert(v.start, f);
         }
@@ -110,9 +112,18 @@ pub fn write_core(out: &mut dyn Write, p: &Process<'_>, page_size: u64) -> anyho
     }
     let mut buf = vec![0u8; 1 << 16];
     let mut fill = |s: &Segment<'_>, w: &mut dyn Write| -> io::Result<()> {
-        for piece in pieces(p, page_size, s.vma.start, s.vma.end) {
+        for piece in pieces(src, p, s.vma.start, s.vma.end) {
             match piece {
-                Piece::Stored { bytes, .. } => w.write_all(bytes)?,
+                Piece::Stored {
+                    start,
+                    end,
+                    run,
+                    off,
+                } => src
+                    .read(p, run, off, off.saturating_add(end - start), &mut |c| {
+                        w.write_all(c)
+                    })
+                    .map_err(crate::source::to_io)?,
                 Piece::Zero { start, end } => write_zeros(w, end - start)?,
                 Piece::Unrecorded { start, end, vma } => match files.get(&vma.start) {
                     Some(f) if !unrecorded_is_zero(vma) => {
@@ -129,13 +140,14 @@ pub fn write_core(out: &mut dyn Write, p: &Process<'_>, page_size: u64) -> anyho
         Ok(())
     };
     let size = core::write(out, p, page_size, &segments, &mut fill)?;
+    src.verify()?;
     Ok(size)
 }
 
 /// Runs the command.
 pub fn run(args: &CoreArgs, out: &mut dyn Write) -> anyhow::Result<i32> {
-    let bytes = super::load(&args.image)?;
-    let image = &super::open(&args.image, &bytes)?;
+    let src = Source::open(&args.image)?;
+    let image = src.image();
     if image.header.arch != crak_format::record::header::ARCH_X86_64 {
         return Err(anyhow!(
             "the image is for ELF machine {}, not x86_64",
@@ -151,13 +163,12 @@ pub fn run(args: &CoreArgs, out: &mut dyn Write) -> anyhow::Result<i32> {
             .first()
             .context("the image holds no process")?,
     };
-    let page_size = u64::from(image.header.page_size);
     if crate::is_stdin(&args.output) {
-        write_core(out, p, page_size)?;
+        write_core(out, &src, p)?;
     } else {
         super::write_atomically(&args.output, &mut |file| {
             let mut w = BufWriter::with_capacity(1 << 20, file);
-            write_core(&mut w, p, page_size).with_context(|| {
+            write_core(&mut w, &src, p).with_context(|| {
                 format!("{}: cannot write the core file", args.output.display())
             })?;
             w.flush()?;

@@ -10,6 +10,7 @@
 
 use crate::cli::DiffArgs;
 use crate::cmd::mem::{pieces, Piece};
+use crate::source::Source;
 use crate::view::{names, Style};
 use crate::{EXIT_NO, EXIT_OK};
 use crak_format::image::{Image, Process};
@@ -488,18 +489,19 @@ fn fields(out: &mut Vec<Change>, pid: Option<u32>, what: &str, a: &Described, b:
 
 /// What one page holds, for comparison.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum State<'a> {
-    Stored(&'a [u8]),
+enum State {
+    /// Stored: run index and the offset of the current address in its data.
+    Stored(usize, u64),
     Zero,
     Unrecorded,
     Missing,
     Unmapped,
 }
 
-impl State<'_> {
+impl State {
     fn name(self) -> &'static str {
         match self {
-            State::Stored(_) => "stored",
+            State::Stored(..) => "stored",
             State::Zero => "zero",
             State::Unrecorded => "unrecorded",
             State::Missing => "missing",
@@ -509,36 +511,54 @@ impl State<'_> {
 }
 
 /// The state at `addr` given the piece covering it, and where that piece ends.
-fn state_at<'a>(piece: &Piece<'a>, addr: u64) -> (State<'a>, u64) {
+fn state_at(piece: &Piece<'_>, addr: u64) -> (State, u64) {
     match piece {
         Piece::Gap { end, .. } => (State::Unmapped, *end),
         Piece::Zero { end, .. } => (State::Zero, *end),
         Piece::NotHeld { end, .. } => (State::Missing, *end),
         Piece::Unrecorded { end, .. } => (State::Unrecorded, *end),
-        Piece::Stored { start, bytes } => {
-            let off = usize::try_from(addr.saturating_sub(*start)).unwrap_or(usize::MAX);
-            (
-                State::Stored(bytes.get(off..).unwrap_or(&[])),
-                start.saturating_add(bytes.len() as u64),
-            )
-        }
+        Piece::Stored {
+            start,
+            end,
+            run,
+            off,
+        } => (
+            State::Stored(*run, off.saturating_add(addr.saturating_sub(*start))),
+            *end,
+        ),
     }
 }
 
-/// Compares `[start, end)` of two processes page by page.
+/// Bytes of stored data compared at once.
+const COMPARE_CHUNK: u64 = 1 << 20;
+
+/// What [`compare_pages`] found: pages that differ, by kind, and the ranges they form.
+type PageChanges = (u64, BTreeMap<String, u64>, Vec<[u64; 2]>);
+
+/// Compares `[start, end)` of two processes page by page, reading stored bytes from their
+/// sources in bounded chunks.
 fn compare_pages(
-    pa: &Process<'_>,
-    pb: &Process<'_>,
+    (sa_src, pa): (&Source, &Process<'_>),
+    (sb_src, pb): (&Source, &Process<'_>),
     page_size: u64,
     start: u64,
     end: u64,
-) -> (u64, BTreeMap<String, u64>, Vec<[u64; 2]>) {
-    let xa = pieces(pa, page_size, start, end);
-    let xb = pieces(pb, page_size, start, end);
+) -> anyhow::Result<PageChanges> {
+    let xa = pieces(sa_src, pa, start, end);
+    let xb = pieces(sb_src, pb, start, end);
     let (mut ia, mut ib) = (0usize, 0usize);
     let mut count = 0u64;
     let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
     let mut ranges: Vec<[u64; 2]> = Vec::new();
+    let mut note = |kind: String, from: u64, to: u64, n: u64| {
+        count += n;
+        *kinds.entry(kind).or_default() += n;
+        match ranges.last_mut() {
+            Some(r) if r[1] == from => r[1] = to,
+            _ => ranges.push([from, to]),
+        }
+    };
+    let (mut buf_a, mut buf_b) = (Vec::new(), Vec::new());
     let mut cur = start;
     while cur < end {
         let (Some(qa), Some(qb)) = (xa.get(ia), xb.get(ib)) else {
@@ -553,16 +573,10 @@ fn compare_pages(
         // Within [cur, stop) both states are uniform; stored bytes are compared per page.
         // Anything else is one answer for the whole span: walking it page by page would take
         // forever on a VMA as large as the address space.
-        if !matches!((sa, sb), (State::Stored(_), State::Stored(_))) {
+        let (State::Stored(ra, oa), State::Stored(rb, ob)) = (sa, sb) else {
             if sa.name() != sb.name() {
-                let kind = format!("{}->{}", sa.name(), sb.name());
                 let n = (stop - cur).div_ceil(page_size.max(1));
-                count += n;
-                *kinds.entry(kind).or_default() += n;
-                match ranges.last_mut() {
-                    Some(r) if r[1] == cur => r[1] = stop,
-                    _ => ranges.push([cur, stop]),
-                }
+                note(format!("{}->{}", sa.name(), sb.name()), cur, stop, n);
             }
             cur = stop;
             if ea <= cur {
@@ -572,34 +586,37 @@ fn compare_pages(
                 ib += 1;
             }
             continue;
-        }
-        let mut page = cur;
-        while page < stop {
-            let next = page
-                .checked_add(page_size)
-                .map_or(stop, |n| (n - n % page_size).min(stop));
-            let kind = match (sa, sb) {
-                (State::Stored(x), State::Stored(y)) => {
-                    let from = usize::try_from(page - cur).unwrap_or(usize::MAX);
-                    let to = usize::try_from(next - cur).unwrap_or(usize::MAX);
-                    if x.get(from..to) != y.get(from..to) {
-                        Some("bytes".to_string())
-                    } else {
-                        None
-                    }
-                }
-                (x, y) if x.name() == y.name() => None,
-                (x, y) => Some(format!("{}->{}", x.name(), y.name())),
+        };
+        let mut at = cur;
+        while at < stop {
+            // A chunk of whole pages (the last one may end at `stop`).
+            let chunk_end = at.saturating_add(COMPARE_CHUNK.max(page_size)).min(stop);
+            let chunk_end = if chunk_end < stop {
+                chunk_end - chunk_end % page_size.max(1)
+            } else {
+                chunk_end
             };
-            if let Some(kind) = kind {
-                count += 1;
-                *kinds.entry(kind).or_default() += 1;
-                match ranges.last_mut() {
-                    Some(r) if r[1] == page => r[1] = next,
-                    _ => ranges.push([page, next]),
+            let chunk_end = if chunk_end <= at { stop } else { chunk_end };
+            let len = usize::try_from(chunk_end - at)?;
+            buf_a.resize(len, 0);
+            buf_b.resize(len, 0);
+            let da = at - cur;
+            let got_a = sa_src.read_exact(pa, ra, oa.saturating_add(da), &mut buf_a)?;
+            let got_b = sb_src.read_exact(pb, rb, ob.saturating_add(da), &mut buf_b)?;
+            let mut page = at;
+            while page < chunk_end {
+                let next = page
+                    .checked_add(page_size)
+                    .map_or(chunk_end, |n| (n - n % page_size).min(chunk_end));
+                let from = usize::try_from(page - at).unwrap_or(usize::MAX);
+                let to = usize::try_from(next - at).unwrap_or(usize::MAX);
+                let same = got_a && got_b && buf_a.get(from..to) == buf_b.get(from..to);
+                if !same {
+                    note("bytes".to_string(), page, next, 1);
                 }
+                page = next;
             }
-            page = next;
+            at = chunk_end;
         }
         cur = stop;
         if ea <= cur {
@@ -609,11 +626,12 @@ fn compare_pages(
             ib += 1;
         }
     }
-    (count, kinds, ranges)
+    Ok((count, kinds, ranges))
 }
 
-/// Compares two images.
-pub fn diff(a: &Image<'_>, b: &Image<'_>) -> Diff {
+/// Compares two images; page data is read from their sources as it is compared.
+pub fn diff(sa: &Source, sb: &Source) -> anyhow::Result<Diff> {
+    let (a, b) = (sa.image(), sb.image());
     let mut changes = Vec::new();
     fields(&mut changes, None, "header", &header(a), &header(b));
     let procs = |img: &Image<'_>| -> Vec<(u32, String, Described)> {
@@ -720,7 +738,8 @@ pub fn diff(a: &Image<'_>, b: &Image<'_>) -> Diff {
             if !pa.vmas.iter().any(|va| va.start == vb.start) || vb.end <= vb.start {
                 continue;
             }
-            let (count, kinds, ranges) = compare_pages(pa, pb, page_size, vb.start, vb.end);
+            let (count, kinds, ranges) =
+                compare_pages((sa, pa), (sb, pb), page_size, vb.start, vb.end)?;
             if count > 0 {
                 pages.push(PageDiff {
                     pid: pb.pid(),
@@ -766,11 +785,11 @@ pub fn diff(a: &Image<'_>, b: &Image<'_>) -> Diff {
         }))
     };
     compare(&mut changes, None, notes(a), notes(b));
-    Diff {
+    Ok(Diff {
         identical: changes.is_empty() && pages.is_empty(),
         changes,
         pages,
-    }
+    })
 }
 
 fn queue_name(tid: u32) -> String {
@@ -847,11 +866,12 @@ pub fn run(args: &DiffArgs, out: &mut dyn Write, style: Style) -> anyhow::Result
     if crate::is_stdin(&args.a) && crate::is_stdin(&args.b) {
         anyhow::bail!("only one of A and B can be stdin");
     }
-    let bytes_a = super::load(&args.a)?;
-    let bytes_b = super::load(&args.b)?;
-    let a = super::open(&args.a, &bytes_a)?;
-    let b = super::open(&args.b, &bytes_b)?;
-    let d = diff(&a, &b);
+    let a = Source::open(&args.a)?;
+    let b = Source::open(&args.b)?;
+    let d = diff(&a, &b)?;
+    // Every PAGES run compared has had its CRC checked before the answer is given.
+    a.verify()?;
+    b.verify()?;
     if args.json {
         serde_json::to_writer_pretty(&mut *out, &d)?;
         writeln!(out)?;

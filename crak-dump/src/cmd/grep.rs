@@ -6,6 +6,8 @@
 //! run boundary but not a VMA boundary. Exit 0 with matches, 1 without.
 
 use crate::cli::GrepArgs;
+use crate::cmd::mem::{pieces, Piece};
+use crate::source::Source;
 use crate::view::Style;
 use crate::{EXIT_NO, EXIT_OK};
 use anyhow::{anyhow, bail, Context as _};
@@ -13,7 +15,6 @@ use crak_format::image::Process;
 use crak_format::record::vma::Vma;
 use regex::bytes::{Regex, RegexBuilder};
 use serde::Serialize;
-use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::io::Write;
 
@@ -246,22 +247,63 @@ fn perms_match(perms: &str, want: &str) -> bool {
         .all(|c| perms.contains(c))
 }
 
-/// Searches `p`: the selected VMAs, clipped to `span`, through its stored runs.
+/// Bytes of stored memory searched at once by [`search_process`].
+pub const WINDOW: u64 = 8 << 20;
+/// Longest match [`search_process`] is sure to find whole: consecutive windows overlap by this
+/// much, and a match is taken from a window only when it starts before the overlap (or in the
+/// block's last window).
+pub const OVERLAP: u64 = 1 << 20;
+
+/// One stored piece of a block: `[start, end)` from run `run` at `off` into its data.
+#[derive(Clone, Copy)]
+struct Part {
+    start: u64,
+    end: u64,
+    run: usize,
+    off: u64,
+}
+
+/// Reads `[from, from + buf.len())` of a block of contiguous stored parts into `buf`.
+fn read_block(
+    src: &Source,
+    p: &Process<'_>,
+    parts: &[Part],
+    from: u64,
+    buf: &mut [u8],
+) -> anyhow::Result<()> {
+    let to = from.saturating_add(buf.len() as u64);
+    for part in parts {
+        let lo = part.start.max(from);
+        let hi = part.end.min(to);
+        if lo >= hi {
+            continue;
+        }
+        let mut at = usize::try_from(lo - from)?;
+        let off = part.off.saturating_add(lo - part.start);
+        src.read(p, part.run, off, off.saturating_add(hi - lo), &mut |c| {
+            if let Some(d) = buf.get_mut(at..at + c.len()) {
+                d.copy_from_slice(c);
+            }
+            at += c.len();
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+/// Searches `p`, a process of `src`: the selected VMAs, clipped to `span`, through its stored
+/// runs. Contiguous stored runs inside a VMA form one block, searched in windows of
+/// [`WINDOW`] bytes that overlap by [`OVERLAP`], so memory stays bounded however large the
+/// block; a match longer than [`OVERLAP`] may be cut at a window's end.
 pub(crate) fn search_process(
+    src: &Source,
     p: &Process<'_>,
     re: &Regex,
     select: &dyn Fn(usize, &Vma) -> bool,
     span: (u64, u64),
     limit: u64,
     found: &mut Vec<Match>,
-) {
-    let mut runs: Vec<(u64, &[u8])> = p
-        .pages
-        .iter()
-        .filter(|r| !r.data.is_empty())
-        .map(|r| (r.addr, r.data.as_bytes()))
-        .collect();
-    runs.sort_unstable_by_key(|r| r.0);
+) -> anyhow::Result<()> {
     let mut vmas: Vec<(usize, &Vma)> = p
         .vmas
         .iter()
@@ -269,58 +311,85 @@ pub(crate) fn search_process(
         .filter(|(i, v)| select(*i, v))
         .collect();
     vmas.sort_unstable_by_key(|(_, v)| v.start);
+    let mut buf: Vec<u8> = Vec::new();
     for (vi, v) in vmas {
         let lo = v.start.max(span.0);
         let hi = v.end.min(span.1);
         if lo >= hi {
             continue;
         }
-        // Stored runs overlapping [lo, hi), merged into contiguous blocks.
-        let first =
-            runs.partition_point(|&(addr, data)| addr.saturating_add(data.len() as u64) <= lo);
-        let mut blocks: Vec<(u64, Cow<'_, [u8]>)> = Vec::new();
-        for &(addr, data) in runs.get(first..).unwrap_or(&[]) {
-            if addr >= hi {
-                break;
-            }
-            let end = addr.saturating_add(data.len() as u64);
-            let from = lo.max(addr);
-            let to = hi.min(end);
-            let Some(part) = usize::try_from(from - addr)
-                .ok()
-                .zip(usize::try_from(to - addr).ok())
-                .and_then(|(f, t)| data.get(f..t))
+        // Stored parts of [lo, hi), merged into contiguous blocks.
+        let mut blocks: Vec<Vec<Part>> = Vec::new();
+        for piece in pieces(src, p, lo, hi) {
+            let Piece::Stored {
+                start,
+                end,
+                run,
+                off,
+            } = piece
             else {
                 continue;
             };
+            let part = Part {
+                start,
+                end,
+                run,
+                off,
+            };
             match blocks.last_mut() {
-                Some((start, bytes)) if start.saturating_add(bytes.len() as u64) == from => {
-                    bytes.to_mut().extend_from_slice(part);
-                }
-                _ => blocks.push((from, Cow::Borrowed(part))),
+                Some(b) if b.last().is_some_and(|l| l.end == start) => b.push(part),
+                _ => blocks.push(vec![part]),
             }
         }
-        for (start, bytes) in &blocks {
-            for m in re.find_iter(bytes) {
-                if m.is_empty() {
-                    continue;
+        for parts in &blocks {
+            let (Some(first), Some(last)) = (parts.first(), parts.last()) else {
+                continue;
+            };
+            let (block_start, block_end) = (first.start, last.end);
+            let mut pos = block_start;
+            while pos < block_end {
+                let window_end = pos.saturating_add(WINDOW).min(block_end);
+                let len = usize::try_from(window_end - pos)?;
+                buf.resize(len, 0);
+                read_block(src, p, parts, pos, &mut buf)?;
+                let last_window = window_end == block_end;
+                // Matches starting in the overlap are left to the next window.
+                let take_below = if last_window {
+                    len
+                } else {
+                    len.saturating_sub(OVERLAP as usize).max(1)
+                };
+                let mut next = pos.saturating_add(take_below as u64);
+                for m in re.find_iter(&buf) {
+                    if m.start() >= take_below {
+                        break;
+                    }
+                    if m.is_empty() {
+                        continue;
+                    }
+                    if found.len() as u64 >= limit {
+                        return Ok(());
+                    }
+                    let shown = m.as_bytes().get(..4096).unwrap_or(m.as_bytes());
+                    found.push(Match {
+                        pid: p.pid(),
+                        addr: pos.saturating_add(m.start() as u64),
+                        vma: vi,
+                        perms: v.perms(),
+                        path: crate::view::names::text(&v.path),
+                        len: m.len(),
+                        hex: crak_format::bytes::to_hex(shown),
+                    });
+                    next = next.max(pos.saturating_add(m.end() as u64));
                 }
-                if found.len() as u64 >= limit {
-                    return;
+                if last_window {
+                    break;
                 }
-                let shown = m.as_bytes().get(..4096).unwrap_or(m.as_bytes());
-                found.push(Match {
-                    pid: p.pid(),
-                    addr: start.saturating_add(m.start() as u64),
-                    vma: vi,
-                    perms: v.perms(),
-                    path: crate::view::names::text(&v.path),
-                    len: m.len(),
-                    hex: crak_format::bytes::to_hex(shown),
-                });
+                pos = next;
             }
         }
     }
+    Ok(())
 }
 
 /// Runs the command.
@@ -343,14 +412,12 @@ pub fn run(args: &GrepArgs, out: &mut dyn Write, style: Style) -> anyhow::Result
         _ => None,
     };
     let streaming = meta.is_some();
-    let bytes = match meta {
-        Some(_) => Vec::new(),
-        None => super::load(&args.image)?,
+    // Otherwise page data is read from the file as it is searched ([`Source`]).
+    let src = match meta {
+        Some(m) => Source::from_image(m),
+        None => Source::open(&args.image)?,
     };
-    let image = &match meta {
-        Some(m) => m,
-        None => super::open(&args.image, &bytes)?,
-    };
+    let image = src.image();
     let procs: Vec<&Process<'_>> = match (args.pid, args.vma) {
         (Some(pid), _) => vec![image
             .processes
@@ -405,8 +472,9 @@ pub fn run(args: &GrepArgs, out: &mut dyn Write, style: Style) -> anyhow::Result
         })?;
     } else {
         for p in procs {
-            search_process(p, &re, &select, span, limit, &mut found);
+            search_process(&src, p, &re, &select, span, limit, &mut found)?;
         }
+        src.verify()?;
     }
 
     if args.json {

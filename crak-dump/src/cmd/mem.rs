@@ -6,6 +6,7 @@
 //! bytes the image does not determine.
 
 use crate::cli::MemArgs;
+use crate::source::Source;
 use crate::view::{hexdump, names, Style};
 use crate::EXIT_OK;
 use anyhow::{anyhow, bail, Context as _};
@@ -21,11 +22,17 @@ pub const DEFAULT_LEN: u64 = 256;
 pub enum Piece<'a> {
     /// Nothing mapped.
     Gap { start: u64, end: u64 },
-    /// Bytes stored in a PAGES record.
-    Stored { start: u64, bytes: &'a [u8] },
+    /// Bytes stored in a PAGES record: run `run` of the process, from `off` bytes into its
+    /// data (read them with [`Source::read`]).
+    Stored {
+        start: u64,
+        end: u64,
+        run: usize,
+        off: u64,
+    },
     /// Pages a ZERO_PAGES record says are zero.
     Zero { start: u64, end: u64 },
-    /// Stored pages whose data the model does not hold.
+    /// Stored pages whose data the input does not hold.
     NotHeld { start: u64, end: u64 },
     /// Mapped but not recorded; what that means depends on the VMA.
     Unrecorded { start: u64, end: u64, vma: &'a Vma },
@@ -51,25 +58,27 @@ pub fn parse_range(s: &str) -> anyhow::Result<(u64, u64)> {
     Ok((addr, end))
 }
 
-/// A stored or zero run, `[start, end)`, with its data when stored (empty data when the model
-/// was read without page data).
-struct Run<'a> {
+/// A stored or zero run, `[start, end)`: for a stored run, its index in the process's runs
+/// and how many bytes of data the input holds for it.
+struct Run {
     start: u64,
     end: u64,
-    data: Option<&'a [u8]>,
+    stored: Option<(usize, u64)>,
 }
 
 /// Cuts `[start, end)` of `p`'s memory into pieces. `O((vmas + runs) log n)` plus the pieces.
-pub fn pieces<'a>(p: &'a Process<'_>, page_size: u64, start: u64, end: u64) -> Vec<Piece<'a>> {
+/// `p` is a process of `src`'s image.
+pub fn pieces<'a>(src: &Source, p: &'a Process<'_>, start: u64, end: u64) -> Vec<Piece<'a>> {
+    let page_size = u64::from(src.image().header.page_size);
     let mut vmas: Vec<&Vma> = p.vmas.iter().filter(|v| v.start < v.end).collect();
     vmas.sort_unstable_by_key(|v| v.start);
-    let mut runs: Vec<Run<'a>> = Vec::with_capacity(p.pages.len() + p.zero_runs.len());
-    for r in &p.pages {
+    let mut runs: Vec<Run> = Vec::with_capacity(p.pages.len() + p.zero_runs.len());
+    for (i, r) in p.pages.iter().enumerate() {
         if let Some(e) = run_end(r.addr, r.nr_pages, page_size) {
             runs.push(Run {
                 start: r.addr,
                 end: e,
-                data: Some(r.data.as_bytes()),
+                stored: Some((i, src.run_len(p, i))),
             });
         }
     }
@@ -78,7 +87,7 @@ pub fn pieces<'a>(p: &'a Process<'_>, page_size: u64, start: u64, end: u64) -> V
             runs.push(Run {
                 start: r.addr,
                 end: e,
-                data: None,
+                stored: None,
             });
         }
     }
@@ -112,17 +121,24 @@ pub fn pieces<'a>(p: &'a Process<'_>, page_size: u64, start: u64, end: u64) -> V
         match run {
             Some(r) => {
                 let stop = r.end.min(vend);
-                match r.data {
-                    Some(data) => {
-                        let from = usize::try_from(cur - r.start).unwrap_or(usize::MAX);
-                        let to = usize::try_from(stop - r.start).unwrap_or(usize::MAX);
-                        match data.get(from..to) {
-                            Some(bytes) => out.push(Piece::Stored { start: cur, bytes }),
-                            // Stored pages whose data is not held (stream model) or short.
-                            None => out.push(Piece::NotHeld {
+                match r.stored {
+                    Some((run, held)) => {
+                        let off = cur - r.start;
+                        let have = r.start.saturating_add(held).min(stop);
+                        if have > cur {
+                            out.push(Piece::Stored {
                                 start: cur,
+                                end: have,
+                                run,
+                                off,
+                            });
+                        }
+                        if have.max(cur) < stop {
+                            // Stored pages whose data is not held (short data).
+                            out.push(Piece::NotHeld {
+                                start: have.max(cur),
                                 end: stop,
-                            }),
+                            });
                         }
                     }
                     None => out.push(Piece::Zero {
@@ -172,8 +188,8 @@ fn unrecorded_meaning(vma: &Vma) -> Option<String> {
 
 /// Runs the command.
 pub fn run(args: &MemArgs, out: &mut dyn Write, style: Style) -> anyhow::Result<i32> {
-    let bytes = super::load(&args.image)?;
-    let image = &super::open(&args.image, &bytes)?;
+    let src = Source::open(&args.image)?;
+    let image = src.image();
     let p = match args.pid {
         Some(pid) => image
             .processes
@@ -196,8 +212,9 @@ pub fn run(args: &MemArgs, out: &mut dyn Write, style: Style) -> anyhow::Result<
         (Some(r), None) => parse_range(r)?,
         (None, None) => bail!("give ADDR[+LEN] or --vma N"),
     };
-    let page_size = u64::from(image.header.page_size);
-    let pieces = pieces(p, page_size, start, end);
+    let pieces = pieces(&src, p, start, end);
+    // Every PAGES run shown is read to its end and its CRC checked before anything is written.
+    src.verify_range(p, start, end)?;
 
     if args.raw {
         for piece in &pieces {
@@ -219,7 +236,14 @@ pub fn run(args: &MemArgs, out: &mut dyn Write, style: Style) -> anyhow::Result<
         let zeros = [0u8; 4096];
         for piece in &pieces {
             match piece {
-                Piece::Stored { bytes, .. } => out.write_all(bytes)?,
+                Piece::Stored {
+                    start,
+                    end,
+                    run,
+                    off,
+                } => src.read(p, *run, *off, off.saturating_add(end - start), &mut |c| {
+                    out.write_all(c)
+                })?,
                 Piece::Zero { start, end } | Piece::Unrecorded { start, end, .. } => {
                     let mut left = end.saturating_sub(*start);
                     while left > 0 {
@@ -245,7 +269,15 @@ pub fn run(args: &MemArgs, out: &mut dyn Write, style: Style) -> anyhow::Result<
     )?;
     for piece in &pieces {
         match piece {
-            Piece::Stored { start, bytes } => hexdump::dump(out, *start, bytes, style)?,
+            Piece::Stored {
+                start,
+                end,
+                run,
+                off,
+            } => {
+                let input = src.reader(p, *run, *off, off.saturating_add(end - start));
+                hexdump::dump_from(out, *start, input, style)?
+            }
             Piece::Zero { start, end } => {
                 hexdump::note(out, *start, *end, "zero pages (ZERO_PAGES)", style)?
             }

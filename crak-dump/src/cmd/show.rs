@@ -2,8 +2,9 @@
 //!
 //! Neither the summary nor `--json` without `--pages` needs page data, so a crak image in a
 //! file is read with the streaming reader, which checks and drops page data as it goes:
-//! memory stays bounded by the metadata however large the image. `--json --pages`, stdin and
-//! ELF core files read the whole input.
+//! memory stays bounded by the metadata however large the image. `--json --pages` of a file
+//! reads the page data run by run as it writes it ([`crate::source::Source`]); stdin and ELF
+//! core files are read whole.
 
 use crate::cli::ShowArgs;
 use crate::view::table::{summary, SummaryOptions};
@@ -56,6 +57,11 @@ pub fn run(args: &ShowArgs, out: &mut dyn Write, style: Style) -> anyhow::Result
             }
             return Ok(EXIT_OK);
         }
+    }
+    if args.json && args.pages && !crate::is_stdin(path) {
+        let src = crate::source::Source::open(path)?;
+        json::model_streaming(out, &src)?;
+        return Ok(EXIT_OK);
     }
     let bytes = super::load(path)?;
     let image = super::open(path, &bytes)?;

@@ -216,7 +216,8 @@ pub fn run(args: &StringsArgs, out: &mut dyn Write, style: Style) -> anyhow::Res
             input
                 .read_to_end(&mut bytes)
                 .with_context(|| format!("{name}: cannot read"))?;
-            let image = &super::open(&args.image, &bytes)?;
+            let src = crate::source::Source::from_input(name.clone(), bytes)?;
+            let image = src.image();
             let procs: Vec<&Process<'_>> = match args.pid {
                 Some(pid) => vec![image
                     .process(pid)
@@ -225,7 +226,15 @@ pub fn run(args: &StringsArgs, out: &mut dyn Write, style: Style) -> anyhow::Res
             };
             let mut found: Vec<Match> = Vec::new();
             for p in procs {
-                search_process(p, &re, &|_, _| true, (0, u64::MAX), u64::MAX, &mut found);
+                search_process(
+                    &src,
+                    p,
+                    &re,
+                    &|_, _| true,
+                    (0, u64::MAX),
+                    u64::MAX,
+                    &mut found,
+                )?;
             }
             found.into_iter().map(Found::from).collect()
         } else {

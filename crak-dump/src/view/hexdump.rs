@@ -8,6 +8,16 @@ use std::io::{self, Write};
 
 /// Hexdumps `bytes`, labelling each line with its address (`addr` for the first byte).
 pub fn dump(out: &mut dyn Write, addr: u64, bytes: &[u8], style: Style) -> io::Result<()> {
+    dump_from(out, addr, bytes, style)
+}
+
+/// [`dump`] of the bytes `input` gives, read as the dump goes.
+pub fn dump_from(
+    out: &mut dyn Write,
+    addr: u64,
+    input: impl io::Read,
+    style: Style,
+) -> io::Result<()> {
     let mut w: &mut dyn Write = out;
     let mut printer = PrinterBuilder::new(&mut w)
         .show_color(style.color)
@@ -16,7 +26,7 @@ pub fn dump(out: &mut dyn Write, addr: u64, bytes: &[u8], style: Style) -> io::R
         .num_panels(2)
         .build();
     printer.display_offset(addr);
-    printer.print_all(bytes)
+    printer.print_all(input)
 }
 
 /// A line for a range that has no bytes to show: `start-end (size): what`.

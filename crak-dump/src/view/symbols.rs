@@ -7,6 +7,7 @@
 //! `PT_LOAD` segments (to turn a run-time address into a link-time one) and `.eh_frame` (found
 //! through the section headers or through `PT_GNU_EH_FRAME`).
 
+use crate::source::Source as PageSource;
 use crak_format::image::Process;
 use crak_format::record::vma::{Vma, VmaKind};
 use goblin::elf::program_header::{PT_GNU_EH_FRAME, PT_LOAD};
@@ -89,7 +90,7 @@ fn unchanged_on_disk(v: &Vma) -> bool {
 }
 
 /// The file's bytes rebuilt from the stored pages of every mapping of it in `p`.
-fn from_pages(p: &Process<'_>, v: &Vma, page_size: u64) -> Option<Vec<u8>> {
+fn from_pages(src: &PageSource, p: &Process<'_>, v: &Vma) -> Option<Vec<u8>> {
     let maps: Vec<&Vma> = p
         .vmas
         .iter()
@@ -104,18 +105,31 @@ fn from_pages(p: &Process<'_>, v: &Vma, page_size: u64) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; usize::try_from(len).ok()?];
     let mut any = false;
     for m in maps {
-        for piece in crate::cmd::mem::pieces(p, page_size, m.start, m.end) {
-            if let crate::cmd::mem::Piece::Stored { start, bytes } = piece {
+        for piece in crate::cmd::mem::pieces(src, p, m.start, m.end) {
+            if let crate::cmd::mem::Piece::Stored {
+                start,
+                end,
+                run,
+                off: run_off,
+            } = piece
+            {
                 let off = m.pgoff.checked_add(start - m.start)?;
-                let Ok(off) = usize::try_from(off) else {
+                let Ok(mut off) = usize::try_from(off) else {
                     continue;
                 };
-                if let Some(dst) = buf.get_mut(off..) {
-                    let n = dst.len().min(bytes.len());
-                    if let (Some(d), Some(s)) = (dst.get_mut(..n), bytes.get(..n)) {
-                        d.copy_from_slice(s);
+                // Only what fits in the module's bytes is read.
+                let room = buf.len().saturating_sub(off) as u64;
+                let to = run_off.saturating_add((end - start).min(room));
+                let read = src.read(p, run, run_off, to, &mut |c| {
+                    if let Some(d) = buf.get_mut(off..off + c.len()) {
+                        d.copy_from_slice(c);
                         any = true;
                     }
+                    off += c.len();
+                    Ok(())
+                });
+                if read.is_err() {
+                    return None;
                 }
             }
         }
@@ -134,7 +148,7 @@ fn from_pages(p: &Process<'_>, v: &Vma, page_size: u64) -> Option<Vec<u8>> {
 }
 
 /// Reads the module mapped by `v`.
-pub fn load(p: &Process<'_>, v: &Vma, page_size: u64) -> Module {
+pub fn load(src: &PageSource, p: &Process<'_>, v: &Vma) -> Module {
     let path = crate::view::names::text(&v.path);
     let file = std::ffi::OsStr::from_bytes(v.path.as_bytes());
     let small = std::fs::metadata(file).is_ok_and(|md| md.len() <= MAX_MODULE);
@@ -145,7 +159,7 @@ pub fn load(p: &Process<'_>, v: &Vma, page_size: u64) -> Module {
     };
     let (source, bytes) = match disk {
         Some(b) => (Source::Disk, Some(b)),
-        None => match from_pages(p, v, page_size) {
+        None => match from_pages(src, p, v) {
             Some(b) => (Source::Image, Some(b)),
             None => (Source::None, None),
         },
