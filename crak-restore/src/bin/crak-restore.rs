@@ -1,7 +1,14 @@
 //! `crak-restore IMAGE`: recreate a checkpointed process with its PID, as a child of this
 //! command, and wait for it (exit with its status, or 128 + the signal that ended it).
 //!
-//! Exit codes before the process runs: 1 when the image is invalid, 2 for any other error.
+//! Exit codes before the process runs: 1 when the image is invalid (a parse error, a validator
+//! error, a validator warning without `--force`, or with `--verify` a missing or broken
+//! signature), 2 for any other error.
+//!
+//! Safety (README, "Restore safety"): crak-restore refuses to run set-user-ID or set-group-ID;
+//! every image is validated before anything is created, and `--force` accepts warnings, never
+//! errors; the image's credentials must be ones this user may give; every path the image names
+//! is opened with the image's filesystem identity and without following symbolic links.
 //!
 //! A regular image file is mapped, not read: it is parsed and CRC-checked in place, and the
 //! restored process reads its pages from the file itself (or maps them, `--lazy`). Standard
@@ -28,7 +35,12 @@ use std::process::ExitCode;
                   the memory size. The image must then stay in place, unmodified and not \
                   truncated, while the restored process lives (replacing it by rename or \
                   deleting it is safe: the mapping holds the old file); the restored process \
-                  shows those mappings as the image file in /proc/PID/maps."
+                  shows those mappings as the image file in /proc/PID/maps.\n\n\
+                  Safety: the image is validated first; errors always refuse it, warnings unless \
+                  --force. With --verify, an unsigned image or one altered since it was signed is \
+                  refused, naming the first record that differs. An unprivileged user restores \
+                  only images with its own credentials; every file the image names is opened \
+                  with the image's filesystem identity and never through a symbolic link."
 )]
 struct Cli {
     /// Image file, or `-` for standard input.
@@ -50,6 +62,14 @@ struct Cli {
     /// them (a regular file only); the image must stay in place while the process lives.
     #[arg(long)]
     lazy: bool,
+    /// Restore only an image signed by this public key (as written by `crak-dump keygen`):
+    /// an unsigned image, or one altered since, is refused naming the first record that
+    /// differs.
+    #[arg(long, value_name = "PUBKEY")]
+    verify: Option<std::path::PathBuf>,
+    /// Restore an image although the validator warns about it (errors are never overridden).
+    #[arg(long)]
+    force: bool,
 }
 
 /// The image's bytes: a mapping of a regular file, or what was read from anything else.
@@ -112,9 +132,61 @@ fn report(json: bool, kind: &str, msg: &str, code: u8) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// `--verify PUBKEY`: the image must carry a valid signature by the key (crak-format's
+/// `auth::verify`, the check `crak-dump validate --verify` makes).
+fn verify_signature(key_path: &std::path::Path, data: &[u8]) -> Result<(), (String, u8)> {
+    let text = std::fs::read_to_string(key_path).map_err(|e| {
+        (
+            format!("{}: cannot read the key: {e}", key_path.display()),
+            2,
+        )
+    })?;
+    let key = crak_format::auth::PublicKey::parse_hex(&text).map_err(|e| {
+        (
+            format!("{}: not a crak public key: {e}", key_path.display()),
+            2,
+        )
+    })?;
+    crak_format::auth::verify(data, &key)
+        .map(drop)
+        .map_err(|e| (format!("the image is not verified: {e}"), 1))
+}
+
+/// The validator's verdict: every error refuses the image; warnings refuse it unless `force`.
+fn check_findings(parsed: &crak_format::Parsed<'_>, force: bool) -> Result<(), String> {
+    let report = crak_format::validate::validate(&parsed.image, Some(&parsed.layout));
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    if let Some(f) = report.errors().next() {
+        return Err(format!(
+            "invalid image: {f} ({} error{} in total; --force never overrides errors)",
+            report.errors,
+            plural(report.errors)
+        ));
+    }
+    if !force {
+        if let Some(f) = report.warnings().next() {
+            return Err(format!(
+                "the validator warns about the image: {f} ({} warning{} in total); restore with --force to accept warnings",
+                report.warnings,
+                plural(report.warnings)
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let t0 = std::time::Instant::now();
     let cli = Cli::parse();
+    if crak_restore::sys::fsid::is_setid() {
+        // Whoever runs it would get crak-restore's privileges to give any credentials.
+        return report(
+            cli.json,
+            "refused",
+            "crak-restore refuses to run set-user-ID, set-group-ID or with file capabilities; run it as root or as the image's user",
+            2,
+        );
+    }
     let source = match open_image(&cli.image) {
         Ok(d) => d,
         Err(e) => return report(cli.json, "io", &format!("{e:#}"), 2),
@@ -123,6 +195,12 @@ fn main() -> ExitCode {
         let msg = format!("--lazy needs a regular image file, not {}", cli.image);
         return report(cli.json, "usage", &msg, 2);
     }
+    if let Some(key) = &cli.verify {
+        if let Err((msg, code)) = verify_signature(key, source.bytes()) {
+            let kind = if code == 1 { "unverified" } else { "io" };
+            return report(cli.json, kind, &format!("{}: {msg}", cli.image), code);
+        }
+    }
     let parsed = match crak_format::read::parse(source.bytes()) {
         Ok(p) => p,
         Err(e) => {
@@ -130,6 +208,9 @@ fn main() -> ExitCode {
             return report(cli.json, "invalid", &msg, 1);
         }
     };
+    if let Err(msg) = check_findings(&parsed, cli.force) {
+        return report(cli.json, "invalid", &format!("{}: {msg}", cli.image), 1);
+    }
     let options = Options {
         new_pid: cli.new_pid,
         shell_job: cli.shell_job,

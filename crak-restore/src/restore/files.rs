@@ -7,6 +7,12 @@
 //! (so that creating one object can never clobber a descriptor already placed: `pipe2` returns
 //! two numbers at once), and only when all exist are they moved to their final numbers with
 //! `dup3`, which also sets close-on-exec.
+//!
+//! The child runs with the image's filesystem identity by now ([`super::creds`]), so each open
+//! is checked by the kernel against the image's user. Paths were checked by the plan (absolute,
+//! no `.` or `..`); they are opened with `openat2` refusing every symbolic link, and a regular
+//! file or device is compared with the image once open (device and inode, or device number), so
+//! that a file swapped in since the plan's check is refused rather than handed over.
 
 use crate::sys::fdops;
 use crak_format::record::fd::{Fd, FdKind, FD_CLOEXEC};
@@ -110,8 +116,9 @@ fn open_one(
         FdKind::Reg | FdKind::Chr => {
             // O_NONBLOCK while opening: a device must not block the restore; the saved status
             // flags are set right after.
-            let fd = fdops::open_raw(f.path.as_bytes(), flags | libc::O_NONBLOCK, 0)
+            let fd = open_image_path(f.path.as_bytes(), flags | libc::O_NONBLOCK, 0)
                 .map_err(|e| err(f, "open", e))?;
+            same_object(f, &fd)?;
             fdops::set_status_flags(fd.as_fd(), status_flags(f.open_flags))
                 .map_err(|e| err(f, "F_SETFL", e))?;
             if f.kind == FdKind::Reg && f.mode & libc::S_IFMT != libc::S_IFDIR {
@@ -127,8 +134,12 @@ fn open_one(
             } else {
                 tty.ok_or_else(|| err(f, "terminal", "no terminal to attach to"))?
             };
-            let fd = fdops::open_raw(path, flags | libc::O_NONBLOCK, 0)
-                .map_err(|e| err(f, "open terminal", e))?;
+            // The terminal is crak-restore's own, given by its choice (`--shell-job`): opened
+            // with crak-restore's identity, not the image's.
+            let fd = crate::sys::fsid::as_effective(|| {
+                fdops::open_raw(path, flags | libc::O_NONBLOCK | libc::O_NOCTTY, 0)
+            })
+            .map_err(|e| err(f, "open terminal", e))?;
             fdops::set_status_flags(fd.as_fd(), status_flags(f.open_flags))
                 .map_err(|e| err(f, "F_SETFL", e))?;
             Ok(fd)
@@ -141,40 +152,88 @@ fn open_one(
 /// A deleted-but-open file: recreated from its saved contents at its old path (so that
 /// `/proc/PID/fd` shows the same `... (deleted)` name), opened with the saved flags, then
 /// unlinked. When that path is taken by a new file, an unnamed `O_TMPFILE` file in the same
-/// directory is used instead.
+/// directory is used instead. The file is created owner-only (`0600`, `O_EXCL`, no symbolic
+/// link on the way), filled, reopened through its own descriptor, and only then given the
+/// saved permission bits, without set-user-ID, set-group-ID and sticky bits: a restore never
+/// leaves a set-ID file behind, even for the moment the file has a name.
 fn open_deleted(f: &Fd<'_>, flags: i32) -> ChildResult<OwnedFd> {
-    let mode = f.mode & 0o7777;
+    let mode = f.mode & 0o777;
     let path = f.path.as_bytes();
     let path = path.strip_suffix(b" (deleted)").unwrap_or(path);
-    match fdops::open_raw(path, libc::O_CREAT | libc::O_EXCL | libc::O_RDWR, mode) {
-        Ok(w) => {
-            let fill = write_all(&w, f.contents.as_bytes());
-            let opened = fdops::open_raw(path, flags, 0);
-            let _ = std::fs::remove_file(bytes_path(path));
-            fill.map_err(|e| err(f, "writing the deleted file's contents", e))?;
-            let fd = opened.map_err(|e| err(f, "reopening the deleted file", e))?;
-            fdops::seek_to(fd.as_fd(), f.pos).map_err(|e| err(f, "lseek", e))?;
-            Ok(fd)
-        }
+    let flags = flags & !libc::O_TMPFILE;
+    let (w, named) = match open_image_path(path, libc::O_CREAT | libc::O_EXCL | libc::O_RDWR, 0o600)
+    {
+        Ok(w) => (w, true),
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
             let dir = bytes_path(path)
                 .parent()
                 .ok_or_else(|| err(f, "deleted file", "no directory"))?;
             use std::os::unix::ffi::OsStrExt;
-            let w = fdops::open_raw(
+            let w = open_image_path(
                 dir.as_os_str().as_bytes(),
                 libc::O_TMPFILE | libc::O_RDWR,
-                mode,
+                0o600,
             )
             .map_err(|e| err(f, "O_TMPFILE", e))?;
-            write_all(&w, f.contents.as_bytes()).map_err(|e| err(f, "writing contents", e))?;
-            let me = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&w));
-            let fd = fdops::open_raw(me.as_bytes(), flags, 0)
-                .map_err(|e| err(f, "reopening the O_TMPFILE file", e))?;
-            fdops::seek_to(fd.as_fd(), f.pos).map_err(|e| err(f, "lseek", e))?;
-            Ok(fd)
+            (w, false)
         }
-        Err(e) => Err(err(f, "recreating the deleted file", e)),
+        Err(e) => return Err(err(f, "recreating the deleted file", e)),
+    };
+    let filled = write_all(&w, f.contents.as_bytes());
+    // Reopened through the descriptor: the same inode whatever the path names by now.
+    let me = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&w));
+    let opened = fdops::open_raw(me.as_bytes(), flags, 0);
+    if named {
+        let _ = std::fs::remove_file(bytes_path(path));
+    }
+    filled.map_err(|e| err(f, "writing the deleted file's contents", e))?;
+    let fd = opened.map_err(|e| err(f, "reopening the deleted file", e))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let file = std::fs::File::from(w);
+        file.set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(|e| err(f, "fchmod", e))?;
+    }
+    fdops::seek_to(fd.as_fd(), f.pos).map_err(|e| err(f, "lseek", e))?;
+    Ok(fd)
+}
+
+/// Opens a path the image names: `openat2` refusing every symbolic link on the way
+/// ([`crate::sys::openat2`]); see the module doc.
+fn open_image_path(path: &[u8], flags: i32, mode: u32) -> std::io::Result<OwnedFd> {
+    crate::sys::openat2::open_no_symlinks(path, flags, mode).map_err(|e| {
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            std::io::Error::new(
+                e.kind(),
+                format!("{e}: a symbolic link is on the path, which the image names resolved"),
+            )
+        } else {
+            e
+        }
+    })
+}
+
+/// Checks that an opened regular file or device is the one the image names (device and inode,
+/// or device number), so that a file swapped in after the plan's checks is not handed over.
+fn same_object(f: &Fd<'_>, fd: &OwnedFd) -> ChildResult<()> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let md = std::fs::File::from(fd.try_clone().map_err(|e| err(f, "dup", e))?)
+        .metadata()
+        .map_err(|e| err(f, "fstat", e))?;
+    let same = match f.kind {
+        FdKind::Chr => {
+            md.file_type().is_char_device() && super::plan::dev_matches(f.rdev, md.rdev())
+        }
+        _ => super::plan::dev_matches(f.dev, md.dev()) && md.ino() == f.ino,
+    };
+    if same {
+        Ok(())
+    } else {
+        Err(err(
+            f,
+            "open",
+            "another file than the image names is at this path now",
+        ))
     }
 }
 
@@ -192,10 +251,19 @@ fn bytes_path(p: &[u8]) -> &std::path::Path {
 /// sides present while the end is opened, and refills the saved bytes.
 fn open_fifo(f: &Fd<'_>, flags: i32, pipes: &[PipeData<'_>]) -> ChildResult<OwnedFd> {
     let path = f.path.as_bytes();
-    let rw = fdops::open_raw(path, libc::O_RDWR | libc::O_NONBLOCK, 0)
+    let rw = open_image_path(path, libc::O_RDWR | libc::O_NONBLOCK, 0)
         .map_err(|e| err(f, "open FIFO", e))?;
     let fd =
-        fdops::open_raw(path, flags | libc::O_NONBLOCK, 0).map_err(|e| err(f, "open FIFO", e))?;
+        open_image_path(path, flags | libc::O_NONBLOCK, 0).map_err(|e| err(f, "open FIFO", e))?;
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let md = std::fs::File::from(fd.try_clone().map_err(|e| err(f, "dup", e))?)
+            .metadata()
+            .map_err(|e| err(f, "fstat", e))?;
+        if !md.file_type().is_fifo() {
+            return Err(err(f, "open FIFO", "no FIFO is at this path now"));
+        }
+    }
     fdops::set_status_flags(fd.as_fd(), status_flags(f.open_flags))
         .map_err(|e| err(f, "F_SETFL", e))?;
     if let Some(p) = pipes.iter().find(|p| p.pipe_id == f.ino) {
@@ -244,4 +312,28 @@ fn open_pipe_end(
     fdops::set_status_flags(mine.as_fd(), status_flags(f.open_flags))
         .map_err(|e| err(f, "F_SETFL", e))?;
     mine.try_clone().map_err(|e| err(f, "dup pipe end", e))
+}
+
+/// `openat2(AT_FDCWD, path, flags | O_CLOEXEC)` run by the stopped child (stage 3: mapped files
+/// and the exe), refusing every symbolic link on the way like the child's own opens; the child
+/// has the image's filesystem identity. Returns the new fd in the child.
+pub fn remote_open(
+    r: &mut super::mm::Remote,
+    path: &[u8],
+    flags: i32,
+) -> Result<u64, super::RestoreError> {
+    use crate::sys::openat2::{open_how_bytes, RESOLVE_STRICT};
+    let mut z = path.to_vec();
+    z.push(0);
+    let how = open_how_bytes(flags | libc::O_CLOEXEC, 0, RESOLVE_STRICT);
+    // The path at the start of the scratch area, the open_how after it (8-byte aligned).
+    let how_at = (z.len() as u64).div_ceil(8) * 8;
+    let a = r.put(0, &z)?;
+    let h = r.put(how_at, &how)?;
+    let shown = String::from_utf8_lossy(path).into_owned();
+    r.call(
+        || format!("openat2({shown}, RESOLVE_NO_SYMLINKS)"),
+        libc::SYS_openat2,
+        &[libc::AT_FDCWD as u64, a, h, how.len() as u64],
+    )
 }

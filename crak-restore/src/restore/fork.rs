@@ -144,6 +144,10 @@ fn child_main(
     if let Err(e) = clone::block_all_signals() {
         return Err((format!("blocking signals: {e}"), Some(errpipe)));
     }
+    // 1b. The image's filesystem identity, before any path of the image is used (creds.rs).
+    if let Err(e) = super::creds::enter_fs_identity(proc.creds.as_ref()) {
+        return Err((e, Some(errpipe)));
+    }
     // 2. Task attributes.
     if let Err(e) = prctl::set_personality(p.personality) {
         return Err((

@@ -462,7 +462,8 @@ fn map_and_fill(
             let fd = match files.get(&key) {
                 Some(fd) => *fd,
                 None => {
-                    let fd = r.open(
+                    let fd = super::files::remote_open(
+                        r,
                         v.path.as_bytes(),
                         if rw { libc::O_RDWR } else { libc::O_RDONLY },
                     )?;
@@ -499,7 +500,9 @@ fn map_and_fill(
     let img = match src {
         Some(s) => {
             let path = format!("/proc/{}/fd/{}", std::process::id(), s.file.as_raw_fd());
-            Some((s, r.open(path.as_bytes(), libc::O_RDONLY)?))
+            // The image is crak-restore's own file: opened with its identity (creds.rs).
+            let fd = super::creds::as_restorer(r, |r| r.open(path.as_bytes(), libc::O_RDONLY))?;
+            Some((s, fd))
         }
         None => None,
     };
@@ -671,7 +674,13 @@ fn set_mm_map(r: &mut Remote, proc: &Process<'_>) -> Result<(), RestoreError> {
             MAX_AUXV_BYTES / 16
         )));
     }
-    let exe_fd = r.open(proc.process.exe.as_bytes(), libc::O_RDONLY)?;
+    // Changing the exe link needs CAP_CHECKPOINT_RESTORE (creds.rs); an unprivileged restore
+    // keeps crak-restore's (exe_fd -1: unchanged).
+    let exe_fd = if super::creds::may_checkpoint_restore() {
+        super::files::remote_open(r, proc.process.exe.as_bytes(), libc::O_RDONLY)?
+    } else {
+        u64::from(u32::MAX)
+    };
     let auxv_addr = r.put(4096, &auxv)?;
     let map = PrctlMmMap {
         start_code: mm.start_code,
@@ -701,7 +710,9 @@ fn set_mm_map(r: &mut Remote, proc: &Process<'_>) -> Result<(), RestoreError> {
             0,
         ],
     );
-    r.close(exe_fd)?;
+    if exe_fd != u64::from(u32::MAX) {
+        r.close(exe_fd)?;
+    }
     res.map(drop)
 }
 

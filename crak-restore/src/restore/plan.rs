@@ -327,7 +327,7 @@ pub fn check_image<'a>(image: &'a Image<'_>) -> Result<&'a Process<'a>, RestoreE
         }
     }
     for q in &proc.sigqueues {
-        if q.tid != 0 && q.tid != pid {
+        if q.tid != 0 && !proc.process.tids.contains(&q.tid) {
             return Err(invalid(format!("SIGQUEUE names unknown thread {}", q.tid)));
         }
         for si in &q.siginfos {
@@ -412,19 +412,68 @@ fn bytes_path(p: &[u8]) -> &std::path::Path {
     std::path::Path::new(std::ffi::OsStr::from_bytes(p))
 }
 
+/// Checks an image path before anything uses it: absolute, without NUL bytes, `.` or `..`
+/// components, and shorter than `PATH_MAX`. Paths in an image come from the kernel, which
+/// writes them resolved; anything else was made by hand, and its meaning would depend on the
+/// restorer's working directory or on symbolic links along the way (README, "Restore safety").
+pub fn check_path(what: &str, path: &[u8]) -> Result<(), RestoreError> {
+    let shown = String::from_utf8_lossy(path);
+    let bad = |why: &str| Err(invalid(format!("{what} {shown:?}: {why}")));
+    if !path.starts_with(b"/") {
+        return bad("not an absolute path");
+    }
+    if path.contains(&0) {
+        return bad("the path holds a NUL byte");
+    }
+    if path.len() >= 4096 {
+        return bad("the path is longer than PATH_MAX");
+    }
+    if path.split(|&b| b == b'/').any(|c| c == b"." || c == b"..") {
+        return bad("the path has a `.` or `..` component");
+    }
+    Ok(())
+}
+
+/// Opens an image path in this process as the plan's checks need it: `openat2` refusing
+/// every symbolic link ([`crate::sys::openat2`]), with the caller's filesystem identity (the
+/// image's, see [`make_plan`]). `O_PATH` needs only search permission on the directories.
+fn open_checked(what: &str, path: &[u8], flags: i32) -> Result<std::fs::File, RestoreError> {
+    let shown = String::from_utf8_lossy(path);
+    // openat2 refuses other flags beside O_PATH; a real open must neither block nor take a
+    // controlling terminal.
+    let flags = if flags & libc::O_PATH != 0 {
+        flags
+    } else {
+        flags | libc::O_NOCTTY | libc::O_NONBLOCK
+    };
+    crate::sys::openat2::open_no_symlinks(path, flags, 0)
+        .map(std::fs::File::from)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                refused(format!(
+                    "{what} {shown}: a symbolic link is on the path (the image names resolved paths)"
+                ))
+            } else {
+                refused(format!("{what} {shown}: {e}"))
+            }
+        })
+}
+
 /// Checks that the file at `path` is the one the image saw: same device, inode, size and
-/// modification time.
+/// modification time, and that it opens with `flags` (its access mode) as the image's user.
 fn check_same_file(
     what: &str,
     path: &[u8],
+    flags: i32,
     dev: u64,
     ino: u64,
     size: u64,
     mtime: i64,
 ) -> Result<(), RestoreError> {
     let shown = String::from_utf8_lossy(path);
-    let md =
-        std::fs::metadata(bytes_path(path)).map_err(|e| refused(format!("{what} {shown}: {e}")))?;
+    let md = open_checked(what, path, libc::O_PATH)?
+        .metadata()
+        .map_err(|e| refused(format!("{what} {shown}: {e}")))?;
     if !md.is_file() {
         // Opening anything else (a FIFO, a device) could block or have effects.
         return Err(refused(format!("{what} {shown} is not a regular file")));
@@ -439,14 +488,207 @@ fn check_same_file(
     if mtime_ns(&md) != mtime {
         diffs.push("its modification time changed".to_string());
     }
-    if diffs.is_empty() {
-        Ok(())
-    } else {
-        Err(refused(format!(
+    if !diffs.is_empty() {
+        return Err(refused(format!(
             "{what} {shown} changed since the capture: {}",
             diffs.join(", ")
-        )))
+        )));
     }
+    // The same file: now whether the image's user may open it so.
+    drop(open_checked(what, path, flags)?);
+    Ok(())
+}
+
+/// Every path check of [`make_plan`], made with the image's filesystem identity (fsuid, fsgid,
+/// groups; this thread only, put back when done) so that a file the image's user could not
+/// open, or could not even find, is refused here as it would be in the restore child, and
+/// the checks reveal nothing about files beyond that user's reach.
+fn check_files(proc: &Process<'_>, options: &Options) -> Result<(), RestoreError> {
+    let own = crate::sys::fsid::current()
+        .map_err(|e| RestoreError::failed("reading the filesystem identity", e.to_string()))?;
+    let Some(cr) = proc.creds.as_ref() else {
+        return Err(invalid(format!(
+            "process {} has no CREDS record",
+            proc.pid()
+        )));
+    };
+    crate::sys::fsid::enter(&super::creds::fs_identity(cr)).map_err(|e| {
+        refused(format!(
+            "cannot take on the image's filesystem identity (fsuid {}, fsgid {}): {e}",
+            cr.fsuid, cr.fsgid
+        ))
+    })?;
+    let result = check_files_as_image(proc, options);
+    crate::sys::fsid::enter(&own).map_err(|e| {
+        RestoreError::failed(
+            "restoring crak-restore's filesystem identity",
+            e.to_string(),
+        )
+    })?;
+    result
+}
+
+fn check_files_as_image(proc: &Process<'_>, options: &Options) -> Result<(), RestoreError> {
+    // The working directory, the root and the executable (PR_SET_MM_MAP's exe) must exist.
+    let p = &proc.process;
+    let cwd =
+        open_checked("the working directory", p.cwd.as_bytes(), libc::O_PATH).map_err(|e| {
+            refused(format!(
+                "{e} (it does not exist on this host or is not reachable)"
+            ))
+        })?;
+    if !cwd.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err(refused(format!(
+            "the working directory {} is not a directory",
+            p.cwd
+        )));
+    }
+    if !p.root.as_bytes().is_empty() {
+        let root = open_checked("the root directory", p.root.as_bytes(), libc::O_PATH)?;
+        if !root.metadata().is_ok_and(|m| m.is_dir()) {
+            return Err(refused(format!(
+                "the root directory {} is not a directory",
+                p.root
+            )));
+        }
+    }
+    let exe = open_checked("the executable", p.exe.as_bytes(), libc::O_PATH).map_err(|e| {
+        refused(format!(
+            "{e} (it does not exist on this host or is not reachable)"
+        ))
+    })?;
+    if !exe.metadata().is_ok_and(|m| m.is_file()) {
+        return Err(refused(format!(
+            "the executable {} is not a regular file",
+            p.exe
+        )));
+    }
+
+    // Files: every mapped file and every open regular file must be the one captured.
+    for v in &proc.vmas {
+        if v.kind == VmaKind::File {
+            let rw = v.flags & crak_format::record::vma::MAP_SHARED != 0
+                && v.prot & crak_format::record::vma::PROT_WRITE != 0;
+            check_same_file(
+                "mapped file",
+                v.path.as_bytes(),
+                if rw { libc::O_RDWR } else { libc::O_RDONLY },
+                v.dev,
+                v.ino,
+                v.size,
+                v.mtime_ns,
+            )?;
+        }
+    }
+    for f in &proc.fds {
+        let shown = f.path.to_string_lossy();
+        let access = (f.open_flags as i32) & libc::O_ACCMODE;
+        match f.kind {
+            FdKind::Reg if !f.deleted => {
+                let what = format!("file of fd {}", f.fd);
+                let is_dir = f.mode & libc::S_IFMT == libc::S_IFDIR;
+                if is_dir {
+                    // Directories change size and mtime with their entries; identity suffices.
+                    let md =
+                        open_checked(&what, f.path.as_bytes(), libc::O_RDONLY | libc::O_DIRECTORY)?
+                            .metadata()
+                            .map_err(|e| refused(format!("{what} {shown}: {e}")))?;
+                    if !dev_matches(f.dev, md.dev()) || md.ino() != f.ino {
+                        return Err(refused(format!("{what} {shown} is another directory now")));
+                    }
+                } else {
+                    check_same_file(
+                        &what,
+                        f.path.as_bytes(),
+                        access,
+                        f.dev,
+                        f.ino,
+                        f.size,
+                        f.mtime_ns,
+                    )?;
+                }
+            }
+            FdKind::Reg => {
+                let path = f.path.as_bytes();
+                let path = path.strip_suffix(b" (deleted)").unwrap_or(path);
+                let dir = bytes_path(path).parent();
+                use std::os::unix::ffi::OsStrExt;
+                let dir_ok = dir.is_some_and(|d| {
+                    open_checked(
+                        "",
+                        d.as_os_str().as_bytes(),
+                        libc::O_PATH | libc::O_DIRECTORY,
+                    )
+                    .is_ok()
+                });
+                if !dir_ok {
+                    return Err(refused(format!(
+                        "deleted file of fd {} ({shown}): its directory is gone or not reachable",
+                        f.fd
+                    )));
+                }
+            }
+            FdKind::Chr => {
+                let md = open_checked(
+                    &format!("device of fd {}", f.fd),
+                    f.path.as_bytes(),
+                    libc::O_PATH,
+                )?
+                .metadata()
+                .map_err(|e| refused(format!("device of fd {} {shown}: {e}", f.fd)))?;
+                if !md.file_type().is_char_device() || !dev_matches(f.rdev, md.rdev()) {
+                    return Err(refused(format!(
+                        "device of fd {} {shown} is another device now",
+                        f.fd
+                    )));
+                }
+            }
+            FdKind::Fifo => {
+                let md = open_checked(
+                    &format!("FIFO of fd {}", f.fd),
+                    f.path.as_bytes(),
+                    libc::O_PATH,
+                )?
+                .metadata()
+                .map_err(|e| refused(format!("FIFO of fd {} {shown}: {e}", f.fd)))?;
+                if !md.file_type().is_fifo() {
+                    return Err(refused(format!("fd {} {shown} is no FIFO now", f.fd)));
+                }
+            }
+            FdKind::Tty if !options.shell_job => {
+                return Err(refused(format!(
+                    "fd {} is the terminal {shown}; restore with --shell-job to attach the process to this terminal",
+                    f.fd
+                )));
+            }
+            FdKind::Tty | FdKind::Pipe => {}
+        }
+    }
+    Ok(())
+}
+
+/// Every path of the image that the restore opens, checked by [`check_path`].
+fn check_paths(proc: &Process<'_>) -> Result<(), RestoreError> {
+    let p = &proc.process;
+    check_path("the working directory", p.cwd.as_bytes())?;
+    check_path("the executable", p.exe.as_bytes())?;
+    if !p.root.as_bytes().is_empty() {
+        check_path("the root directory", p.root.as_bytes())?;
+    }
+    for v in &proc.vmas {
+        if v.kind == VmaKind::File {
+            check_path(
+                &format!("mapped file of VMA {:#x}", v.start),
+                v.path.as_bytes(),
+            )?;
+        }
+    }
+    for f in &proc.fds {
+        if matches!(f.kind, FdKind::Reg | FdKind::Chr | FdKind::Fifo) {
+            check_path(&format!("file of fd {}", f.fd), f.path.as_bytes())?;
+        }
+    }
+    Ok(())
 }
 
 /// Host checks: the PID, the vDSO, the files; then picks the free areas.
@@ -459,6 +701,8 @@ pub fn make_plan(
     let pid_i32 = i32::try_from(pid).map_err(|_| invalid(format!("pid {pid} out of range")))?;
     let taken = pid_taken(pid);
     let want_pid = match (taken, options.new_pid) {
+        // clone3's set_tid needs CAP_CHECKPOINT_RESTORE: without it, --new-pid means any PID.
+        (false, true) if !super::creds::may_checkpoint_restore() => None,
         (false, _) => Some(pid_i32),
         (true, true) => None,
         (true, false) => {
@@ -472,20 +716,13 @@ pub fn make_plan(
         }
     };
 
-    // The working directory and the executable (PR_SET_MM_MAP's exe) must exist.
-    let cwd = bytes_path(proc.process.cwd.as_bytes());
-    if !cwd.is_dir() {
-        return Err(refused(format!(
-            "the working directory {} does not exist on this host",
-            proc.process.cwd
-        )));
+    // Credentials first: an image this restorer may not give its credentials is refused
+    // before any of its paths is looked at.
+    if let Some(cr) = proc.creds.as_ref() {
+        super::creds::check_allowed(cr)?;
     }
-    if !bytes_path(proc.process.exe.as_bytes()).is_file() {
-        return Err(refused(format!(
-            "the executable {} does not exist on this host",
-            proc.process.exe
-        )));
-    }
+    check_paths(proc)?;
+    check_files(proc, options)?;
 
     check_xsave(image, proc)?;
 
@@ -546,71 +783,6 @@ pub fn make_plan(
         }
     }
 
-    // Files: every mapped file and every open regular file must be the one captured.
-    for v in &proc.vmas {
-        if v.kind == VmaKind::File {
-            check_same_file(
-                "mapped file",
-                v.path.as_bytes(),
-                v.dev,
-                v.ino,
-                v.size,
-                v.mtime_ns,
-            )?;
-        }
-    }
-    for f in &proc.fds {
-        let shown = f.path.to_string_lossy();
-        match f.kind {
-            FdKind::Reg if !f.deleted => {
-                let what = format!("file of fd {}", f.fd);
-                let is_dir = f.mode & libc::S_IFMT == libc::S_IFDIR;
-                if is_dir {
-                    // Directories change size and mtime with their entries; identity suffices.
-                    let md = std::fs::metadata(bytes_path(f.path.as_bytes()))
-                        .map_err(|e| refused(format!("{what} {shown}: {e}")))?;
-                    if !dev_matches(f.dev, md.dev()) || md.ino() != f.ino {
-                        return Err(refused(format!("{what} {shown} is another directory now")));
-                    }
-                } else {
-                    check_same_file(&what, f.path.as_bytes(), f.dev, f.ino, f.size, f.mtime_ns)?;
-                }
-            }
-            FdKind::Reg => {
-                let dir = bytes_path(f.path.as_bytes()).parent();
-                if !dir.is_some_and(|d| d.is_dir()) {
-                    return Err(refused(format!(
-                        "deleted file of fd {} ({shown}): its directory is gone",
-                        f.fd
-                    )));
-                }
-            }
-            FdKind::Chr => {
-                let md = std::fs::metadata(bytes_path(f.path.as_bytes()))
-                    .map_err(|e| refused(format!("device of fd {} {shown}: {e}", f.fd)))?;
-                if !md.file_type().is_char_device() || !dev_matches(f.rdev, md.rdev()) {
-                    return Err(refused(format!(
-                        "device of fd {} {shown} is another device now",
-                        f.fd
-                    )));
-                }
-            }
-            FdKind::Fifo => {
-                let md = std::fs::metadata(bytes_path(f.path.as_bytes()))
-                    .map_err(|e| refused(format!("FIFO of fd {} {shown}: {e}", f.fd)))?;
-                if !md.file_type().is_fifo() {
-                    return Err(refused(format!("fd {} {shown} is no FIFO now", f.fd)));
-                }
-            }
-            FdKind::Tty if !options.shell_job => {
-                return Err(refused(format!(
-                    "fd {} is the terminal {shown}; restore with --shell-job to attach the process to this terminal",
-                    f.fd
-                )));
-            }
-            FdKind::Tty | FdKind::Pipe => {}
-        }
-    }
     let tty_path = if options.shell_job {
         find_own_tty()
     } else {
@@ -784,6 +956,25 @@ mod tests {
         assert!(!covered(&vmas, u64::MAX - 0xfff, 0x2000), "overflow");
         assert_eq!(vma_of(&vmas, 0x6000, 0x2000), Some(2));
         assert_eq!(vma_of(&vmas, 0x2000, 0x2000), None);
+    }
+
+    #[test]
+    fn image_paths_must_be_absolute_and_plain() {
+        assert!(check_path("f", b"/usr/lib/x86_64-linux-gnu/libc.so.6").is_ok());
+        assert!(check_path("f", b"/tmp/a..b/.hidden").is_ok());
+        for bad in [
+            &b"etc/shadow"[..],
+            b"",
+            b"/tmp/../etc/shadow",
+            b"/tmp/..",
+            b"/./etc",
+            b"/tmp/a\0b",
+        ] {
+            let e = check_path("f", bad).unwrap_err();
+            assert!(matches!(e, RestoreError::Invalid(_)), "{e}");
+        }
+        let long = [b'/'; 4096];
+        assert!(check_path("f", &long).is_err());
     }
 
     #[test]
