@@ -5,6 +5,12 @@
 //! filesystem for capture, and reading the image into fresh memory for restore; then the same
 //! image restored with `--lazy` (column `lazy`, not compared with a baseline).
 //!
+//! The capture is `--leave-running`, which forks a copy-on-write snapshot: column `downtime` is
+//! the longest gap the program itself saw in its heartbeat (it beats every ~100 µs) around the
+//! capture, `frozen` the freeze crak-capture reports (up to the resume after the fork) and
+//! `reap` its second, short freeze to reap the snapshot child. `nofork` is the program's
+//! downtime for the same capture with `--no-snapshot` (pages copied while frozen).
+//!
 //! `cargo build --release --bins && cargo run -p crak-restore --release --example bench -- [SIZES_MIB...] [--json PATH]`
 //! Prints a table and writes JSON (default `target/bench-engine.json`). Needs root (ptrace).
 
@@ -93,11 +99,46 @@ struct Row {
     base_read_ms: f64,
     base_write_ms: f64,
     capture_ms: f64,
-    frozen_ms: f64,
+    downtime_ms: f64,
+    tool_frozen_ms: f64,
+    reap_ms: f64,
+    nofork_downtime_ms: f64,
+    nofork_capture_ms: f64,
     image_bytes: u64,
     base_restore_ms: f64,
     restore_ms: f64,
     lazy_ms: f64,
+}
+
+/// One `crak-capture PID -o IMAGE --leave-running --json EXTRA`: its wall time, the longest
+/// heartbeat gap the program saw meanwhile, and crak-capture's JSON summary.
+fn capture(
+    pid: i32,
+    image: &Path,
+    hb: &Path,
+    extra: &[&str],
+) -> (Duration, Duration, serde_json::Value) {
+    set_reset(hb);
+    std::thread::sleep(Duration::from_millis(20));
+    let t = Instant::now();
+    let out = Command::new(bin_dir().join("crak-capture"))
+        .arg(pid.to_string())
+        .arg("-o")
+        .arg(image)
+        .args(["--leave-running", "--json"])
+        .args(extra)
+        .output()
+        .expect("crak-capture");
+    let wall = t.elapsed();
+    assert!(
+        out.status.success(),
+        "crak-capture {extra:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(50));
+    let gap = Duration::from_nanos(read_beat(hb).max_gap_ns);
+    let summary = serde_json::from_slice(out.stderr.trim_ascii()).expect("crak-capture --json");
+    (wall, gap, summary)
 }
 
 fn anon_ranges(pid: i32, min: u64) -> Vec<(u64, usize)> {
@@ -212,22 +253,17 @@ fn run_one(work: &Path, workload: &Path, mib: u64) -> Row {
     drop(buf);
     let _ = fs::remove_file(work.join("baseline.bin"));
 
-    // Capture (kills the workload once the image is durable); frozen time from its heartbeat.
+    // Captures that leave the workload running: first with --no-snapshot (pages copied while
+    // frozen), then forked; downtime from its heartbeat. The forked image is restored below.
     let image = work.join("bench.crak");
-    set_reset(&hb);
-    std::thread::sleep(Duration::from_millis(20));
-    let t = Instant::now();
-    let st = Command::new(bin_dir().join("crak-capture"))
-        .arg(pid.to_string())
-        .arg("-o")
-        .arg(&image)
-        .arg("--leave-running")
-        .status()
-        .expect("crak-capture");
-    let capture = t.elapsed();
-    assert!(st.success(), "crak-capture failed");
-    std::thread::sleep(Duration::from_millis(50));
-    let frozen = Duration::from_nanos(read_beat(&hb).max_gap_ns);
+    let (nofork_capture, nofork_downtime, _) = capture(pid, &image, &hb, &["--no-snapshot"]);
+    let (capture, downtime, summary) = capture(pid, &image, &hb, &[]);
+    assert_eq!(
+        summary["forked"], true,
+        "the capture did not fork: {summary}"
+    );
+    let tool_frozen_ms = summary["frozen_ms"].as_f64().unwrap_or(f64::NAN);
+    let reap_ms = summary["reap_frozen_ms"].as_f64().unwrap_or(f64::NAN);
     let _ = child.kill();
     let _ = child.wait();
     let image_bytes = fs::metadata(&image).unwrap().len();
@@ -263,7 +299,11 @@ fn run_one(work: &Path, workload: &Path, mib: u64) -> Row {
         base_read_ms: ms(base_read),
         base_write_ms: ms(base_write),
         capture_ms: ms(capture),
-        frozen_ms: ms(frozen),
+        downtime_ms: ms(downtime),
+        tool_frozen_ms,
+        reap_ms,
+        nofork_downtime_ms: ms(nofork_downtime),
+        nofork_capture_ms: ms(nofork_capture),
         image_bytes,
         base_restore_ms: ms(base_restore),
         restore_ms: ms(restore),
@@ -303,13 +343,17 @@ fn main() {
         .map(|&m| run_one(&work, &workload, m))
         .collect();
     println!(
-        "{:>6} {:>10} {:>10} {:>10} {:>10} {:>8} {:>10} {:>10} {:>10} {:>8} {:>10} {:>10}",
+        "{:>6} {:>9} {:>9} {:>9} {:>8} {:>9} {:>8} {:>6} {:>9} {:>10} {:>10} {:>9} {:>9} {:>8} {:>9} {:>10}",
         "MiB",
         "read ms",
         "write ms",
         "capture",
         "cap/base",
+        "downtime",
         "frozen",
+        "reap",
+        "nofork",
+        "nofork cap",
         "image MiB",
         "base rst",
         "restore",
@@ -322,13 +366,17 @@ fn main() {
         let cap_ratio = r.capture_ms / (r.base_read_ms + r.base_write_ms);
         let rst_ratio = r.restore_ms / r.base_restore_ms;
         println!(
-            "{:>6} {:>10.1} {:>10.1} {:>10.1} {:>10.2} {:>8.1} {:>10.1} {:>10.1} {:>10.1} {:>8.2} {:>10.1} {:>10}",
+            "{:>6} {:>9.1} {:>9.1} {:>9.1} {:>8.2} {:>9.1} {:>8.1} {:>6.1} {:>9.1} {:>10.1} {:>10.1} {:>9.1} {:>9.1} {:>8.2} {:>9.1} {:>10}",
             r.mib,
             r.base_read_ms,
             r.base_write_ms,
             r.capture_ms,
             cap_ratio,
-            r.frozen_ms,
+            r.downtime_ms,
+            r.tool_frozen_ms,
+            r.reap_ms,
+            r.nofork_downtime_ms,
+            r.nofork_capture_ms,
             r.image_bytes as f64 / (1 << 20) as f64,
             r.base_restore_ms,
             r.restore_ms,
@@ -343,7 +391,11 @@ fn main() {
             "baseline_write_fsync_ms": r.base_write_ms,
             "capture_ms": r.capture_ms,
             "capture_ratio_to_read_plus_write": cap_ratio,
-            "frozen_ms": r.frozen_ms,
+            "downtime_ms": r.downtime_ms,
+            "frozen_ms": r.tool_frozen_ms,
+            "reap_frozen_ms": r.reap_ms,
+            "no_snapshot_downtime_ms": r.nofork_downtime_ms,
+            "no_snapshot_capture_ms": r.nofork_capture_ms,
             "image_bytes": r.image_bytes,
             "baseline_read_image_ms": r.base_restore_ms,
             "restore_ms": r.restore_ms,
