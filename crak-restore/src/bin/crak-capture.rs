@@ -29,6 +29,10 @@ struct Cli {
     /// forking a snapshot (longer freeze, no extra memory).
     #[arg(long)]
     no_snapshot: bool,
+    /// Refuse a process that has children, instead of capturing it with all its descendants
+    /// (the default: the image holds the whole tree, restored with the same PIDs).
+    #[arg(long)]
+    no_tree: bool,
     /// Capture periodically, leaving the process running: at start and then every INTERVAL
     /// (`30s`, `5m`, `1h`), into DIR/crak-PID-<UTC time>.crak, until the process exits or
     /// SIGINT/SIGTERM/SIGHUP.
@@ -92,6 +96,7 @@ fn capture_once(cli: &Cli, sign: Option<SecretKey>, command: String) -> ExitCode
         command: Some(command),
         snapshot: !cli.no_snapshot,
         sign,
+        tree: !cli.no_tree,
         ..Options::new(cli.pid, output)
     };
     let result = capture::run(&opts);

@@ -10,9 +10,23 @@ use crak_format::Record;
 
 /// Everything but the pages, gathered while frozen.
 pub(super) struct Metadata {
+    /// Every record but PAGES, ZERO_PAGES and END, in writing order (NOTEs last).
     pub(super) records: Vec<Record<'static>>,
+    /// The target's mappings, for its pages.
     pub(super) maps: Vec<mm::Mapping>,
+    /// File descriptors over all processes.
     pub(super) fds: usize,
+    /// The target's descendants (spec §2.3 order), with their mappings, for their pages.
+    pub(super) others: Vec<(i32, Vec<mm::Mapping>)>,
+}
+
+/// The records of one process, its mappings and its pipes' contents.
+struct ProcessMeta {
+    records: Vec<Record<'static>>,
+    maps: Vec<mm::Mapping>,
+    fds: usize,
+    pipes: Vec<crak_format::record::pipe_data::PipeData<'static>>,
+    xsave_size: Option<usize>,
 }
 
 fn header(maps: &[mm::Mapping], page_size: u64) -> Result<Header, Error> {
@@ -33,15 +47,62 @@ fn header(maps: &[mm::Mapping], page_size: u64) -> Result<Header, Error> {
     })
 }
 
+/// Gathers the metadata of the frozen target (`starttime` as preflight saw it) and of its
+/// frozen descendants `rest`.
 pub(super) fn collect(
     frozen: &mut Frozen,
+    rest: &mut [Frozen],
     starttime: u64,
     page_size: u64,
     opts: &Options,
 ) -> Result<Metadata, Error> {
+    let root = collect_process(frozen, Some(starttime))?;
+    let mut hdr = header(&root.maps, page_size)?;
+    if let Some(n) = root.xsave_size {
+        if n != hdr.xsave_size as usize {
+            // The kernel's ptrace XSAVE size is authoritative for the area we store.
+            hdr.xsave_size = n as u32;
+        }
+    }
+    let mut records = vec![Record::Header(hdr)];
+    let mut fds = root.fds;
+    let mut pipes = root.pipes;
+    records.extend(root.records);
+    let mut others = Vec::with_capacity(rest.len());
+    for f in rest.iter_mut() {
+        let p = collect_process(f, None)?;
+        records.extend(p.records);
+        fds += p.fds;
+        // A pipe held by several processes is stored once.
+        for d in p.pipes {
+            if !pipes.iter().any(|q| q.pipe_id == d.pipe_id) {
+                pipes.push(d);
+            }
+        }
+        others.push((f.pid(), p.maps));
+    }
+    records.extend(pipes.into_iter().map(Record::PipeData));
+    if let Some(cmd) = &opts.command {
+        // NOTEs go last (spec §2.3); kept here and written after the pages.
+        records.push(Record::Note(Note {
+            key: "capture.command".into(),
+            value: cmd.as_str().into(),
+        }));
+    }
+    Ok(Metadata {
+        records,
+        maps: root.maps,
+        fds,
+        others,
+    })
+}
+
+/// The records of one frozen process; `starttime`, when known, tells it from a later process
+/// that reused its pid.
+fn collect_process(frozen: &mut Frozen, starttime: Option<u64>) -> Result<ProcessMeta, Error> {
     let pid = frozen.pid();
     let stat = procfs::stat(pid)?;
-    if stat.starttime != starttime {
+    if starttime.is_some_and(|t| t != stat.starttime) {
         return Err(Error::Other(format!(
             "process {pid} exited and its pid was reused before it could be frozen"
         )));
@@ -69,16 +130,9 @@ pub(super) fn collect(
     frozen.release_scratch()?;
     let files = files::capture(pid)?;
     let maps = mm::mappings(pid)?;
-    let mut hdr = header(&maps, page_size)?;
-    if let Some((_, xsave, _)) = threads.first() {
-        if xsave.area.len() != hdr.xsave_size as usize {
-            // The kernel's ptrace XSAVE size is authoritative for the area we store.
-            hdr.xsave_size = xsave.area.len() as u32;
-        }
-    }
+    let xsave_size = threads.first().map(|(_, x, _)| x.area.len());
 
     let mut records = vec![
-        Record::Header(hdr),
         Record::Process(process),
         Record::Creds(creds),
         Record::Mm(mm_rec),
@@ -109,17 +163,11 @@ pub(super) fn collect(
     let nfds = files.fds.len();
     records.extend(files.fds.into_iter().map(Record::Fd));
     records.extend(maps.iter().map(|m| Record::Vma(m.vma.clone())));
-    records.extend(files.pipes.into_iter().map(Record::PipeData));
-    if let Some(cmd) = &opts.command {
-        // NOTEs go last (spec §2.3); kept here and written after the pages.
-        records.push(Record::Note(Note {
-            key: "capture.command".into(),
-            value: cmd.as_str().into(),
-        }));
-    }
-    Ok(Metadata {
+    Ok(ProcessMeta {
         records,
         maps,
         fds: nfds,
+        pipes: files.pipes,
+        xsave_size,
     })
 }

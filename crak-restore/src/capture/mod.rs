@@ -33,6 +33,7 @@ pub mod output;
 pub mod snapshot;
 pub mod supervisor;
 pub mod task;
+pub mod tree;
 
 use crate::fault;
 use crate::kernel::{self, Kernel};
@@ -145,6 +146,8 @@ pub struct Options {
     pub snapshot: bool,
     /// Sign the image with this key (an AUTH record, spec §3.17).
     pub sign: Option<SecretKey>,
+    /// Capture the target's descendants with it (else a target with children is refused).
+    pub tree: bool,
 }
 
 impl Options {
@@ -157,6 +160,7 @@ impl Options {
             command: None,
             snapshot: true,
             sign: None,
+            tree: true,
         }
     }
 }
@@ -174,6 +178,8 @@ pub struct Summary {
     pub zero_pages: u64,
     /// Image size in bytes.
     pub bytes: u64,
+    /// Processes captured (the target and its descendants).
+    pub processes: usize,
     /// Mappings.
     pub vmas: usize,
     /// File descriptors.
@@ -204,8 +210,12 @@ impl Summary {
     /// The one-line human summary.
     pub fn line(&self) -> String {
         format!(
-            "captured pid {} to {}: {} pages stored ({}), {} zero pages, {} mappings, {} fds, image {}{}; frozen {:.1} ms{}, total {:.1} ms; process {}",
+            "captured pid {}{} to {}: {} pages stored ({}), {} zero pages, {} mappings, {} fds, image {}{}; frozen {:.1} ms{}, total {:.1} ms; process {}",
             self.pid,
+            match self.processes {
+                0 | 1 => String::new(),
+                n => format!(" and {} descendant{}", n - 1, if n > 2 { "s" } else { "" }),
+            },
             self.image,
             self.pages,
             human_size(self.pages * sys::process::page_size()),
@@ -386,6 +396,19 @@ fn write_image<W: Write>(
         Pages::Frozen(from) => mm::dump_pages(from, &meta.maps, page_size, &mut sink, &mut mid),
         Pages::Snapshot(snap) => snap.dump_pages(&meta.maps, page_size, &mut sink, &mut mid),
     };
+    let mut stats = stats;
+    for (opid, maps) in &meta.others {
+        let Ok(total) = stats.as_mut() else { break };
+        sink.pid = *opid as u32;
+        let more = mm::dump_pages(*opid, maps, page_size, &mut sink, &mut mid);
+        match more {
+            Ok(s) => {
+                total.stored += s.stored;
+                total.zero += s.zero;
+            }
+            Err(e) => stats = Err(e),
+        }
+    }
     sink.progress.done();
     let stats = stats?;
     for r in notes {
@@ -439,6 +462,7 @@ pub fn run(opts: &Options) -> Result<Summary, Error> {
     Kernel::probe().require_capture()?;
     let pid = opts.pid;
     let starttime = preflight(pid)?;
+    tree::preflight_descendants(pid, opts.tree)?;
     let page_size = sys::process::page_size();
 
     // The temporary file is made before the target is touched: an output that cannot be
@@ -449,16 +473,23 @@ pub fn run(opts: &Options) -> Result<Summary, Error> {
     };
 
     let mut frozen = Frozen::freeze(pid)?;
+    let mut rest = tree::freeze_descendants(&frozen, opts.tree)?;
     let t_frozen = Instant::now();
     fault::point("after-freeze")?;
-    let meta = collect(&mut frozen, starttime, page_size, opts)?;
-    let nvmas = meta.maps.len();
+    let meta = collect(&mut frozen, &mut rest, starttime, page_size, opts)?;
+    let nvmas = meta.maps.len() + meta.others.iter().map(|(_, m)| m.len()).sum::<usize>();
+    let processes = 1 + meta.others.len();
     let mut warnings = Vec::new();
 
     // A forked snapshot holds the memory from here on: the target is resumed at once.
     let mut snap = None;
     let mut frozen_ms = 0.0;
-    if opts.leave_running && opts.snapshot {
+    if opts.leave_running && opts.snapshot && !rest.is_empty() {
+        warnings.push(
+            "forked snapshots take single processes; the tree's pages were copied while it was frozen"
+                .to_string(),
+        );
+    } else if opts.leave_running && opts.snapshot {
         match snapshot::take(&mut frozen, &meta, page_size)? {
             Ok(s) => snap = Some(s),
             Err(snapshot::Refused(why)) => {
@@ -480,20 +511,26 @@ pub fn run(opts: &Options) -> Result<Summary, Error> {
     // page was read: making the file durable does not need it stopped. Otherwise it stays
     // frozen until it is killed.
     let mut reap_frozen_ms = 0.0;
-    let mut after_pages =
-        |frozen: &mut Option<Frozen>, snap: &mut Option<snapshot::Snapshot>| -> Result<(), Error> {
-            if let Some(s) = snap.take() {
-                // Every page was read: the child is no longer needed.
-                reap_frozen_ms = s.finish()?.frozen_ms;
-            }
-            if opts.leave_running {
-                if let Some(f) = frozen.take() {
-                    frozen_ms = ms(t_frozen.elapsed());
-                    f.resume()?;
+    let mut after_pages = |frozen: &mut Option<Frozen>,
+                           snap: &mut Option<snapshot::Snapshot>,
+                           rest: &mut Vec<Frozen>|
+     -> Result<(), Error> {
+        if let Some(s) = snap.take() {
+            // Every page was read: the child is no longer needed.
+            reap_frozen_ms = s.finish()?.frozen_ms;
+        }
+        if opts.leave_running {
+            if let Some(f) = frozen.take() {
+                frozen_ms = ms(t_frozen.elapsed());
+                // Children first: a parent resumed first could see one still stopped.
+                for d in rest.drain(..).rev() {
+                    d.resume()?;
                 }
+                f.resume()?;
             }
-            Ok(())
-        };
+        }
+        Ok(())
+    };
     let key = opts.sign.as_ref();
     let (stats, bytes, image, published) = match &opts.output {
         Output::File(path) => {
@@ -513,7 +550,7 @@ pub fn run(opts: &Options) -> Result<Summary, Error> {
                 counting,
                 key,
             )?;
-            after_pages(&mut frozen, &mut snap)?;
+            after_pages(&mut frozen, &mut snap, &mut rest)?;
             counting.flush().map_err(|e| Error::Io {
                 context: format!("writing {}", path.display()),
                 source: e,
@@ -539,7 +576,7 @@ pub fn run(opts: &Options) -> Result<Summary, Error> {
                 counting,
                 key,
             )?;
-            after_pages(&mut frozen, &mut snap)?;
+            after_pages(&mut frozen, &mut snap, &mut rest)?;
             counting.flush().map_err(|e| Error::Io {
                 context: "writing to standard output".into(),
                 source: e,
@@ -553,6 +590,11 @@ pub fn run(opts: &Options) -> Result<Summary, Error> {
             .map_err(Error::from)
             .and_then(|()| {
                 frozen_ms = ms(t_frozen.elapsed());
+                // Descendants first: each is reaped by its own (still frozen) parent later,
+                // or by init.
+                for d in rest.drain(..).rev() {
+                    d.kill()?;
+                }
                 f.kill()
             });
         if let Err(e) = killed {
@@ -569,6 +611,7 @@ pub fn run(opts: &Options) -> Result<Summary, Error> {
         pages: stats.stored,
         zero_pages: stats.zero,
         bytes,
+        processes,
         vmas: nvmas,
         fds: meta.fds,
         left_running: opts.leave_running,

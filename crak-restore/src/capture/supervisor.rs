@@ -235,6 +235,7 @@ pub fn run(
             command: opts.command.clone(),
             snapshot: opts.snapshot,
             sign: opts.sign.clone(),
+            tree: true,
         };
         let result = super::run(&copts);
         if result.is_err() && target_gone(opts.pid, starttime) {
