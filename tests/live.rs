@@ -487,6 +487,12 @@ fn credentials_of_an_unprivileged_process() {
         |dir| {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+            // The restore opens the program's files as its (unprivileged) user.
+            for log in ["out.log", "err.log"] {
+                let p = dir.join(log);
+                std::fs::write(&p, "").expect("create log");
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+            }
         },
         |_| {},
     );
@@ -503,6 +509,11 @@ fn credentials_from_an_edited_image() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(case.dir.path(), std::fs::Permissions::from_mode(0o777))
             .expect("chmod");
+        // The restore opens the program's files as the edited (unprivileged) user.
+        for log in ["out.log", "err.log"] {
+            std::fs::set_permissions(case.path(log), std::fs::Permissions::from_mode(0o666))
+                .expect("chmod");
+        }
     }
     let data = std::fs::read(&img).expect("image");
     let mut image = crak_format::read::parse(&data).expect("parse").image;
