@@ -33,7 +33,7 @@ fn err(fd: &Fd<'_>, what: &str, e: impl std::fmt::Display) -> String {
 
 /// Status flags of the open file description to set with `F_SETFL` (what `open` cannot set
 /// reliably, e.g. `O_NONBLOCK` on a pipe end).
-fn status_flags(open_flags: u32) -> i32 {
+pub(super) fn status_flags(open_flags: u32) -> i32 {
     (open_flags as i32) & (libc::O_APPEND | libc::O_NONBLOCK | libc::O_DIRECT | libc::O_NOATIME)
 }
 
@@ -47,6 +47,18 @@ pub fn restore_fds(
     helper: OwnedFd,
     tty: Option<&[u8]>,
 ) -> Result<OwnedFd, (String, Option<OwnedFd>)> {
+    restore_fds_keeping(fds, pipes, helper, tty, &[])
+}
+
+/// [`restore_fds`], leaving the inherited descriptors `keep` open too (they must lie above the
+/// image's range: the objects a process tree shares, see [`super::tree`]).
+pub fn restore_fds_keeping(
+    fds: &[Fd<'_>],
+    pipes: &[PipeData<'_>],
+    helper: OwnedFd,
+    tty: Option<&[u8]>,
+    keep: &[RawFd],
+) -> Result<OwnedFd, (String, Option<OwnedFd>)> {
     let max_target = fds.iter().map(|f| f.fd as i32).max().unwrap_or(-1);
     let base = max_target.saturating_add(1).max(3);
     // The helper goes above the image's range; temporaries are numbered from there upwards too.
@@ -59,7 +71,7 @@ pub fn restore_fds(
     };
     // Close the old number now: dropped later, it could close a restored fd of that number.
     drop(helper);
-    match place_all(fds, pipes, &moved, base, tty) {
+    match place_all(fds, pipes, &moved, base, tty, keep) {
         Ok(()) => Ok(moved),
         Err(msg) => Err((msg, Some(moved))),
     }
@@ -71,15 +83,16 @@ fn place_all(
     helper: &OwnedFd,
     base: i32,
     tty: Option<&[u8]>,
+    keep: &[RawFd],
 ) -> ChildResult<()> {
     let helper_no = std::os::fd::AsRawFd::as_raw_fd(helper);
-    // Close everything inherited but the helper.
+    // Close everything inherited but the helper and `keep`.
     let inherited: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
         .map_err(|e| format!("listing /proc/self/fd: {e}"))?
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect();
     for n in inherited {
-        if n != helper_no {
+        if n != helper_no && !keep.contains(&n) {
             // The listing's own directory fd is already closed: EBADF is fine.
             let _ = fdops::close_inherited(n);
         }

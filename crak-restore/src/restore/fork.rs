@@ -11,14 +11,19 @@
 //!    the child because file descriptors are the child's own table.
 //! 4. Signal dispositions, the alternate stack, queued signals, `clear_child_tid` and the name:
 //!    per-task state the kernel keeps outside the address space, so it survives stage 3.
-//! 5. Map the trampoline area at the address the plan chose (free in both layouts), close the
-//!    error pipe, `PTRACE_TRACEME` and stop with `SIGSTOP`.
+//! 5. Its children, when the image holds a tree ([`super::tree`]): each created with its saved
+//!    PID, running this same sequence for its own process.
+//! 6. Map the trampoline area at the address the plan chose (free in both layouts), close the
+//!    error pipe, then: the root calls `PTRACE_TRACEME` and stops with `SIGSTOP`; any other
+//!    process waits to be seized (its parent is the restored program, which must not see a
+//!    stopped child).
 //!
 //! A failure in the child is written to the error pipe and the child exits; the parent reports
 //! it. The child never returns into crak-restore's `main`.
 
 use super::files;
 use super::plan::{Plan, PAGE, TRAMPOLINE_CODE, TRAMPOLINE_LEN};
+use super::tree::{self, Family, Pool};
 use super::RestoreError;
 use crate::sys::clone::{self, Forked, KernelSigaction};
 use crate::sys::prctl;
@@ -29,9 +34,14 @@ use std::os::fd::OwnedFd;
 /// Exit code of a restore child that failed before stopping.
 const CHILD_FAILED: i32 = 121;
 
-/// Creates the child and waits until it is stopped and traced by this process. Returns its
-/// pid.
-pub fn spawn(image: &Image<'_>, proc: &Process<'_>, plan: &Plan) -> Result<i32, RestoreError> {
+/// Creates the root of `family` (which creates the rest) and waits until it is stopped and
+/// traced by this process and every other process is ready to be seized. Returns its pid.
+pub fn spawn(image: &Image<'_>, family: &Family<'_>) -> Result<i32, RestoreError> {
+    let root = family
+        .members
+        .first()
+        .ok_or_else(|| RestoreError::Invalid("image holds no process".into()))?;
+    let (proc, plan) = (root.proc, &root.plan);
     let (mut reader, writer) =
         std::io::pipe().map_err(|e| RestoreError::failed("pipe", e.to_string()))?;
     let forked = clone::clone3_process(plan.want_pid).map_err(|e| {
@@ -52,27 +62,29 @@ pub fn spawn(image: &Image<'_>, proc: &Process<'_>, plan: &Plan) -> Result<i32, 
     match forked {
         Forked::Child => {
             drop(reader);
-            let writer = OwnedFd::from(writer);
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                child_main(image, proc, plan, writer)
-            }));
-            match result {
-                Ok(Ok(never)) => match never {},
-                Ok(Err((msg, Some(fd)))) => {
-                    let mut f = std::fs::File::from(fd);
-                    let _ = f.write_all(msg.as_bytes());
-                    clone::exit_now(CHILD_FAILED)
-                }
-                _ => clone::exit_now(CHILD_FAILED + 1),
-            }
+            run_child(image, family, proc, plan, OwnedFd::from(writer), None)
         }
         Forked::Parent(pid) => {
             drop(writer);
             let status = wait_for_stop(pid)?;
             let mut msg = String::new();
-            let _ = reader.read_to_string(&mut msg);
+            if family.members.len() > 1 {
+                // Every process of the tree holds a copy of the error pipe until it is ready.
+                if let Err(e) = read_to_eof(&mut reader, &mut msg) {
+                    tree::kill_tree(pid);
+                    return Err(RestoreError::failed("preparing the processes", e));
+                }
+            } else {
+                let _ = reader.read_to_string(&mut msg);
+            }
             use crate::sys::ptrace::WaitStatus;
             match status {
+                WaitStatus::Stopped { signal, .. }
+                    if signal == libc::SIGSTOP && !msg.is_empty() =>
+                {
+                    tree::kill_tree(pid);
+                    Err(RestoreError::failed("preparing the processes", msg))
+                }
                 WaitStatus::Stopped { signal, .. } if signal == libc::SIGSTOP => Ok(pid),
                 WaitStatus::Exited { code, .. } => Err(RestoreError::failed(
                     "preparing the process",
@@ -90,6 +102,55 @@ pub fn spawn(image: &Image<'_>, proc: &Process<'_>, plan: &Plan) -> Result<i32, 
                     ))
                 }
             }
+        }
+    }
+}
+
+/// Runs the restore child code for `proc` in a new process and ends it: it never returns.
+fn run_child(
+    image: &Image<'_>,
+    family: &Family<'_>,
+    proc: &Process<'_>,
+    plan: &Plan,
+    errpipe: OwnedFd,
+    pool: Option<&Pool>,
+) -> ! {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        child_main(image, family, proc, plan, errpipe, pool)
+    }));
+    match result {
+        Ok(Ok(never)) => match never {},
+        Ok(Err((msg, Some(fd)))) => {
+            let mut f = std::fs::File::from(fd);
+            let _ = f.write_all(format!("process {}: {msg}", proc.pid()).as_bytes());
+            clone::exit_now(CHILD_FAILED)
+        }
+        _ => clone::exit_now(CHILD_FAILED + 1),
+    }
+}
+
+/// Reads the error pipe until every copy is closed, for at most [`CHILD_SETUP_TIMEOUT`].
+fn read_to_eof(reader: &mut std::io::PipeReader, msg: &mut String) -> Result<(), String> {
+    use std::os::fd::AsFd;
+    crate::sys::fdops::set_status_flags(reader.as_fd(), libc::O_NONBLOCK)
+        .map_err(|e| format!("error pipe: {e}"))?;
+    let t0 = std::time::Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => msg.push_str(&String::from_utf8_lossy(&buf[..n])),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if t0.elapsed() > CHILD_SETUP_TIMEOUT {
+                    return Err(format!(
+                        "the processes did not finish their setup within {} s",
+                        CHILD_SETUP_TIMEOUT.as_secs()
+                    ));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("error pipe: {e}")),
         }
     }
 }
@@ -135,11 +196,14 @@ type ChildErr = (String, Option<OwnedFd>);
 
 fn child_main(
     image: &Image<'_>,
+    family: &Family<'_>,
     proc: &Process<'_>,
     plan: &Plan,
     errpipe: OwnedFd,
+    pool: Option<&Pool>,
 ) -> Result<Never, ChildErr> {
     let p = &proc.process;
+    let is_root = pool.is_none();
     // 1. Nothing may be delivered from now on.
     if let Err(e) = clone::block_all_signals() {
         return Err((format!("blocking signals: {e}"), Some(errpipe)));
@@ -155,9 +219,19 @@ fn child_main(
             Some(errpipe),
         ));
     }
-    if !plan.options.shell_job {
+    if is_root {
+        if !plan.options.shell_job {
+            if let Err(e) = clone::new_session() {
+                return Err((format!("setsid: {e}"), Some(errpipe)));
+            }
+        }
+    } else if p.sid == p.pid {
         if let Err(e) = clone::new_session() {
             return Err((format!("setsid: {e}"), Some(errpipe)));
+        }
+    } else if let Some(g) = tree::group_to_join(family, proc) {
+        if let Err(e) = clone::set_pgid(0, g) {
+            return Err((format!("setpgid(0, {g}): {e}"), Some(errpipe)));
         }
     }
     {
@@ -168,8 +242,25 @@ fn child_main(
         }
     }
     clone::set_umask(p.umask);
-    // 3. Files.
-    let errpipe = files::restore_fds(&proc.fds, &image.pipes, errpipe, plan.tty_path.as_deref())?;
+    // 3. Files; the root makes the pipes the tree shares first.
+    let mut made: Option<Pool> = None;
+    let pool: &Pool = match pool {
+        Some(p) => p,
+        None => match tree::make_pool(family, image) {
+            Ok(p) => made.insert(p),
+            Err(e) => return Err((e, Some(errpipe))),
+        },
+    };
+    let errpipe = files::restore_fds_keeping(
+        &proc.fds,
+        &image.pipes,
+        errpipe,
+        plan.tty_path.as_deref(),
+        &tree::pool_fds(pool),
+    )?;
+    if let Err(e) = tree::place_shared_pipes(&proc.fds, pool) {
+        return Err((e, Some(errpipe)));
+    }
     let errpipe = Some(errpipe);
     let step = |r: std::io::Result<()>,
                 what: String,
@@ -240,7 +331,43 @@ fn child_main(
         "PR_SET_NAME".into(),
         &mut errpipe,
     )?;
-    // 5. The trampoline, then hand over to the tracer.
+    // 5. The children.
+    for child in family.children_of(proc.pid()) {
+        let c = child.proc;
+        let forked = clone::clone3_process(child.plan.want_pid);
+        match forked {
+            Ok(Forked::Child) => match errpipe.take() {
+                Some(fd) => run_child(image, family, c, &child.plan, fd, Some(pool)),
+                None => clone::exit_now(CHILD_FAILED + 1),
+            },
+            Ok(Forked::Parent(cpid)) => {
+                if let Some(g) = tree::group_to_join(family, c) {
+                    step(
+                        clone::set_pgid(cpid, g),
+                        format!("setpgid({cpid}, {g})"),
+                        &mut errpipe,
+                    )?;
+                }
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                return Err((
+                    format!("creating child {}: its PID was taken just now", c.pid()),
+                    errpipe.take(),
+                ))
+            }
+            Err(e) => {
+                return Err((
+                    format!("creating child {} (clone3): {e}", c.pid()),
+                    errpipe.take(),
+                ))
+            }
+        }
+    }
+    // Every child holds its copy of the pool: this process needs it no more. (Closed by number:
+    // a child's pool is its parent's, seen in the inherited memory.)
+    tree::close_pool(pool);
+    std::mem::forget(made.take());
+    // 6. The trampoline, then hand over to the tracer.
     let mut code = vec![0xccu8; PAGE as usize];
     code[..TRAMPOLINE_CODE.len()].copy_from_slice(&TRAMPOLINE_CODE);
     step(
@@ -248,6 +375,11 @@ fn child_main(
         format!("mapping the trampoline at {:#x}", plan.trampoline),
         &mut errpipe,
     )?;
+    if !is_root {
+        // Closing the error pipe tells crak-restore this process is ready.
+        drop(errpipe.take());
+        clone::wait_for_tracer();
+    }
     step(clone::trace_me(), "PTRACE_TRACEME".into(), &mut errpipe)?;
     let fd = errpipe.take();
     drop(fd);

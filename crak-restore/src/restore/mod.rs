@@ -26,6 +26,7 @@ pub mod plan;
 pub mod regs;
 pub mod signals;
 pub mod threads;
+pub mod tree;
 
 pub use mm::ImageFile;
 pub use plan::Options;
@@ -102,6 +103,8 @@ pub struct Summary {
     pub pid: i32,
     /// Whether it got the PID it had at capture.
     pub same_pid: bool,
+    /// Processes restored (the root and its descendants).
+    pub processes: usize,
     /// Pages written from the image.
     pub pages: u64,
     /// Bytes written from the image.
@@ -150,21 +153,29 @@ fn restore_inner(
     crate::kernel::Kernel::probe()
         .require_restore()
         .map_err(|e| RestoreError::Refused(e.to_string()))?;
-    let proc = plan::check_image(image)?;
-    let plan = plan::make_plan(image, proc, options)?;
+    let family = tree::family(image, options)?;
     // Stage 2.
-    let pid = fork::spawn(image, proc, &plan)?;
-    match build(proc, &plan, pid, src) {
+    let pid = fork::spawn(image, &family)?;
+    match build(&family, pid, src) {
         Ok(mut summary) => {
             summary.elapsed = t0.elapsed();
             Ok(summary)
         }
         Err(e) => {
-            kill_child(pid);
+            if family.members.len() > 1 {
+                tree::kill_tree(pid);
+            } else {
+                kill_child(pid);
+            }
+            let what = if family.members.len() > 1 {
+                format!("the half-built process tree under {pid} was killed")
+            } else {
+                format!("the half-built process {pid} was killed")
+            };
             Err(match e {
                 RestoreError::Failed { stage, detail } => RestoreError::Failed {
                     stage,
-                    detail: format!("{detail}; the half-built process {pid} was killed"),
+                    detail: format!("{detail}; {what}"),
                 },
                 other => other,
             })
@@ -172,19 +183,73 @@ fn restore_inner(
     }
 }
 
-/// Stages 3 to 6 on the stopped child.
+/// Stages 3 to 6 on every process of the stopped tree (`root` is the root's pid).
 fn build(
-    proc: &crak_format::Process<'_>,
-    plan: &plan::Plan,
-    pid: i32,
+    family: &tree::Family<'_>,
+    root: i32,
     src: Option<&ImageFile<'_>>,
 ) -> Result<Summary, RestoreError> {
     ptrace::setoptions(
-        pid,
+        root,
         ptrace::options::TRACESYSGOOD | ptrace::options::EXITKILL | ptrace::options::TRACECLONE,
     )
     .map_err(|e| RestoreError::failed("PTRACE_SETOPTIONS", e.to_string()))?;
     fault_point("restore-after-fork")?;
+    // The other processes wait to be seized (the pid is theirs: trees keep their PIDs).
+    for m in family.members.iter().skip(1) {
+        tree::seize(m.proc.pid() as i32)?;
+    }
+    let mut ready = Vec::with_capacity(family.members.len());
+    for (i, m) in family.members.iter().enumerate() {
+        let pid = if i == 0 { root } else { m.proc.pid() as i32 };
+        ready.push(prepare(m.proc, &m.plan, pid, src)?);
+    }
+    // Stage 6. The pages read from the image file were those whose CRCs were checked only if
+    // the file has not changed since.
+    if let Some(f) = src {
+        f.unchanged()?;
+    }
+    let mut summary = Summary {
+        pid: root,
+        same_pid: family
+            .members
+            .first()
+            .is_some_and(|m| m.proc.pid() == root as u32),
+        processes: family.members.len(),
+        pages: 0,
+        bytes: 0,
+        lazy_bytes: 0,
+        vmas: 0,
+        fds: 0,
+        elapsed: Duration::ZERO,
+    };
+    // Children before their parents: a parent never runs while a child is still stopped.
+    for (m, p) in family.members.iter().zip(&ready).rev() {
+        finish(m.proc, &m.plan, p)?;
+        summary.pages += p.stats.pages;
+        summary.bytes += p.stats.bytes;
+        summary.lazy_bytes += p.stats.lazy_bytes;
+        summary.vmas += p.stats.vmas;
+        summary.fds += m.proc.fds.len();
+    }
+    Ok(summary)
+}
+
+/// A process with its memory, threads and credentials in place, still stopped.
+struct Prepared<'a> {
+    pid: i32,
+    thread: &'a crak_format::record::thread::Thread,
+    others: Vec<threads::Created<'a>>,
+    stats: mm::MmStats,
+}
+
+/// Stages 3 to 5 on the stopped process `pid`.
+fn prepare<'a>(
+    proc: &'a crak_format::Process<'a>,
+    plan: &plan::Plan,
+    pid: i32,
+    src: Option<&ImageFile<'_>>,
+) -> Result<Prepared<'a>, RestoreError> {
     let mut r = mm::Remote::new(pid, plan.trampoline);
     // Stage 3.
     mm::unregister_own_rseq(&mut r)?;
@@ -252,37 +317,37 @@ fn build(
             creds::restore_creds(&mut c.remote, cr)?;
         }
     }
-    // Stage 6. The pages read from the image file were those whose CRCs were checked only if
-    // the file has not changed since.
-    if let Some(f) = src {
-        f.unchanged()?;
-    }
+    Ok(Prepared {
+        pid,
+        thread,
+        others,
+        stats,
+    })
+}
+
+/// Stage 6 on a prepared process: registers, XSAVE and mask of every thread; the leader is
+/// detached, then the other threads.
+fn finish(
+    proc: &crak_format::Process<'_>,
+    plan: &plan::Plan,
+    p: &Prepared<'_>,
+) -> Result<(), RestoreError> {
     let xsave_of = |tid: u32| {
         proc.xsaves
             .iter()
             .find(|x| x.tid == tid)
             .ok_or_else(|| RestoreError::Invalid(format!("no XSAVE record for thread {tid}")))
     };
-    for c in &others {
+    for c in &p.others {
         threads::prepare(c, xsave_of(c.thread.tid)?.area.as_bytes())?;
     }
     regs::finish(
-        pid,
+        p.pid,
         plan.trampoline,
-        thread,
-        xsave_of(thread.tid)?.area.as_bytes(),
+        p.thread,
+        xsave_of(p.thread.tid)?.area.as_bytes(),
     )?;
-    threads::detach_all(&others)?;
-    Ok(Summary {
-        pid,
-        same_pid: pid as u32 == proc.pid(),
-        pages: stats.pages,
-        bytes: stats.bytes,
-        lazy_bytes: stats.lazy_bytes,
-        vmas: stats.vmas,
-        fds: proc.fds.len(),
-        elapsed: Duration::ZERO,
-    })
+    threads::detach_all(&p.others)
 }
 
 /// The conventional name of an `RLIMIT_*` resource.

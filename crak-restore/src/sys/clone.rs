@@ -94,6 +94,27 @@ pub fn stop_self() -> io::Result<()> {
     Ok(())
 }
 
+/// Waits, forever, for a tracer to seize the calling process: `pause(2)` in a loop. With every
+/// signal blocked nothing but `SIGKILL` or a ptrace stop interrupts it; the tracer replaces the
+/// registers before the process runs again.
+pub fn wait_for_tracer() -> ! {
+    loop {
+        // SAFETY: pause takes no arguments.
+        unsafe { libc::pause() };
+    }
+}
+
+/// Moves process `pid` (0: the caller) into process group `pgid` (0: its own pid):
+/// `setpgid(2)`.
+pub fn set_pgid(pid: i32, pgid: i32) -> io::Result<()> {
+    // SAFETY: setpgid takes two integers.
+    let r = unsafe { libc::setpgid(pid, pgid) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Blocks every signal that can be blocked in the calling thread: `rt_sigprocmask(2)` with
 /// `SIG_SETMASK` and a full set.
 pub fn block_all_signals() -> io::Result<()> {

@@ -1,0 +1,285 @@
+//! Process trees: an image with several processes is restored as the same tree, with the same
+//! PIDs, each process a child of its saved parent.
+//!
+//! The root is created by crak-restore ([`super::fork`]); every other process is created by its
+//! own parent, inside the parent's restore child code, right after the parent set up its files
+//! and signals and before it stops: so `getppid()`, `wait()` and the inherited descriptors are
+//! the real ones. A child sets up its own state the same way, creates its own children, and then
+//! waits for crak-restore to seize it (it never stops itself: a stop would be reported to its
+//! parent, which is the restored program).
+//!
+//! Pipes held by more than one process are created once, by the root, before any other process
+//! exists ("the pool", above every descriptor number the image uses), filled with their saved
+//! contents, and inherited down the tree: each process puts the ends it had at their numbers
+//! and closes the rest, so every holder shares the one pipe (and each end's open file
+//! description) as before the capture.
+//!
+//! Process groups and sessions: a process that led its session calls `setsid`; one whose group
+//! is led by a process of the tree joins that group (its parent moves it there right after
+//! creating it, as a shell does, and it does so itself too, so that neither order can race);
+//! otherwise it stays in its parent's group.
+
+use super::plan::{self, Options, Plan};
+use super::RestoreError;
+use crate::sys::fdops;
+use crate::sys::ptrace::{self, WaitStatus};
+use crak_format::record::fd::{Fd, FdKind, FD_CLOEXEC};
+use crak_format::{Image, Process};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+
+/// One process to restore and its plan.
+pub struct Member<'a> {
+    /// Its records.
+    pub proc: &'a Process<'a>,
+    /// Its plan (addresses, PID).
+    pub plan: Plan,
+}
+
+/// The processes of an image in creation order (the root first, every parent before its
+/// children) with what they share.
+pub struct Family<'a> {
+    /// The processes.
+    pub members: Vec<Member<'a>>,
+    /// Inodes of the pipes held by more than one process.
+    pub shared_pipes: Vec<u64>,
+    /// Lowest descriptor number of the pool (above every number the image uses).
+    pub pool_base: i32,
+}
+
+/// Checks the image and plans every process; see the module documentation.
+pub fn family<'a>(image: &'a Image<'_>, options: &Options) -> Result<Family<'a>, RestoreError> {
+    if image.processes.len() <= 1 {
+        let proc = plan::check_image(image)?;
+        let plan = plan::make_plan(image, proc, options)?;
+        return Ok(Family {
+            members: vec![Member { proc, plan }],
+            shared_pipes: Vec::new(),
+            pool_base: 0,
+        });
+    }
+    let report = crak_format::validate::validate(image, None);
+    if let Some(f) = report.errors().next() {
+        return Err(RestoreError::Invalid(f.to_string()));
+    }
+    if options.new_pid {
+        return Err(RestoreError::Refused(
+            "--new-pid is not supported for process trees: every process keeps its PID".into(),
+        ));
+    }
+    let order = creation_order(image)?;
+    let mut members = Vec::with_capacity(order.len());
+    for proc in order {
+        // The per-process checks and plan, on an image holding this process alone.
+        let mut one = Image::new(image.header.clone());
+        one.version = image.version;
+        one.flags = image.flags;
+        one.processes = vec![proc.clone()];
+        one.pipes = image.pipes.clone();
+        plan::check_image(&one).map_err(|e| in_process(proc.pid(), e))?;
+        let plan = plan::make_plan(&one, proc, options).map_err(|e| in_process(proc.pid(), e))?;
+        members.push(Member { proc, plan });
+    }
+    let mut holders: std::collections::HashMap<u64, Vec<u32>> = Default::default();
+    let mut max_fd = 2i32;
+    for m in &members {
+        for f in &m.proc.fds {
+            max_fd = max_fd.max(i32::try_from(f.fd).unwrap_or(i32::MAX));
+            if f.kind == FdKind::Pipe {
+                let h = holders.entry(f.ino).or_default();
+                if !h.contains(&f.pid) {
+                    h.push(f.pid);
+                }
+            }
+        }
+    }
+    let mut shared_pipes: Vec<u64> = holders
+        .into_iter()
+        .filter(|(_, h)| h.len() > 1)
+        .map(|(ino, _)| ino)
+        .collect();
+    shared_pipes.sort_unstable();
+    let pool_base = max_fd
+        .checked_add(64)
+        .ok_or_else(|| RestoreError::Invalid("fd numbers too large".into()))?;
+    Ok(Family {
+        members,
+        shared_pipes,
+        pool_base,
+    })
+}
+
+fn in_process(pid: u32, e: RestoreError) -> RestoreError {
+    match e {
+        RestoreError::Invalid(m) => RestoreError::Invalid(format!("process {pid}: {m}")),
+        RestoreError::Refused(m) => RestoreError::Refused(format!("process {pid}: {m}")),
+        other => other,
+    }
+}
+
+/// The root (the one process whose parent is not in the image) first, then breadth first.
+fn creation_order<'a>(image: &'a Image<'_>) -> Result<Vec<&'a Process<'a>>, RestoreError> {
+    let pids: Vec<u32> = image.processes.iter().map(|p| p.pid()).collect();
+    let roots: Vec<&Process<'_>> = image
+        .processes
+        .iter()
+        .filter(|p| !pids.contains(&p.process.ppid) || p.process.ppid == p.pid())
+        .collect();
+    let [root] = roots.as_slice() else {
+        return Err(RestoreError::Refused(format!(
+            "the image holds {} separate process trees; crak restores one tree at a time",
+            roots.len()
+        )));
+    };
+    let mut order: Vec<&Process<'_>> = vec![root];
+    let mut i = 0;
+    while let Some(p) = order.get(i).copied() {
+        order.extend(
+            image
+                .processes
+                .iter()
+                .filter(|c| c.process.ppid == p.pid() && c.pid() != p.pid()),
+        );
+        i += 1;
+    }
+    if order.len() != image.processes.len() {
+        return Err(RestoreError::Invalid(
+            "the processes' ppid links do not form one tree".into(),
+        ));
+    }
+    Ok(order)
+}
+
+impl<'a> Family<'a> {
+    /// The member with `pid`.
+    pub fn member(&self, pid: u32) -> Option<&Member<'a>> {
+        self.members.iter().find(|m| m.proc.pid() == pid)
+    }
+
+    /// The members whose parent is `pid`, in creation order.
+    pub fn children_of(&self, pid: u32) -> impl Iterator<Item = &Member<'a>> {
+        self.members
+            .iter()
+            .filter(move |m| m.proc.process.ppid == pid && m.proc.pid() != pid)
+    }
+
+    /// Whether `pid` is a process of the tree.
+    pub fn has(&self, pid: u32) -> bool {
+        self.member(pid).is_some()
+    }
+}
+
+/// The shared pipes, created by the root: (inode, read end, write end), at numbers from the
+/// pool base up.
+pub type Pool = Vec<(u64, OwnedFd, OwnedFd)>;
+
+/// Creates and fills the shared pipes (in the root's restore child).
+pub fn make_pool(family: &Family<'_>, image: &Image<'_>) -> Result<Pool, String> {
+    let mut pool = Pool::new();
+    for &ino in &family.shared_pipes {
+        let e = |what: &str, err: std::io::Error| format!("shared pipe {ino}: {what}: {err}");
+        let (r, w) = std::io::pipe().map_err(|x| e("pipe2", x))?;
+        let r = fdops::dup_at_least(OwnedFd::from(r).as_fd(), family.pool_base)
+            .map_err(|x| e("dup", x))?;
+        let w = fdops::dup_at_least(OwnedFd::from(w).as_fd(), family.pool_base)
+            .map_err(|x| e("dup", x))?;
+        if let Some(p) = image.pipes.iter().find(|p| p.pipe_id == ino) {
+            if p.capacity > 0 {
+                let cap = i32::try_from(p.capacity).unwrap_or(i32::MAX);
+                fdops::set_pipe_size(w.as_fd(), cap).map_err(|x| e("F_SETPIPE_SZ", x))?;
+            }
+            // Non-blocking while refilling: data beyond the capacity must fail, not hang.
+            fdops::set_status_flags(w.as_fd(), libc::O_NONBLOCK).map_err(|x| e("F_SETFL", x))?;
+            let mut f = std::fs::File::from(w.try_clone().map_err(|x| e("dup", x))?);
+            std::io::Write::write_all(&mut f, p.data.as_bytes()).map_err(|x| e("refilling", x))?;
+            fdops::set_status_flags(w.as_fd(), 0).map_err(|x| e("F_SETFL", x))?;
+        }
+        pool.push((ino, r, w));
+    }
+    Ok(pool)
+}
+
+/// The pool's descriptor numbers, to keep open while the files are set up.
+pub fn pool_fds(pool: &Pool) -> Vec<RawFd> {
+    pool.iter()
+        .flat_map(|(_, r, w)| [r.as_raw_fd(), w.as_raw_fd()])
+        .collect()
+}
+
+/// Closes the pool's descriptors by number.
+pub fn close_pool(pool: &Pool) {
+    for fd in pool_fds(pool) {
+        let _ = fdops::close_inherited(fd);
+    }
+}
+
+/// Puts this process's ends of the shared pipes at their numbers, over what
+/// [`super::files::restore_fds_keeping`] made for them.
+pub fn place_shared_pipes(fds: &[Fd<'_>], pool: &Pool) -> Result<(), String> {
+    for f in fds.iter().filter(|f| f.kind == FdKind::Pipe) {
+        let Some((_, r, w)) = pool.iter().find(|(ino, _, _)| *ino == f.ino) else {
+            continue;
+        };
+        let is_write = (f.open_flags as i32) & libc::O_ACCMODE == libc::O_WRONLY;
+        let end = if is_write { w } else { r };
+        fdops::set_status_flags(end.as_fd(), super::files::status_flags(f.open_flags))
+            .map_err(|e| format!("fd {} (shared pipe {}): F_SETFL: {e}", f.fd, f.ino))?;
+        let target = RawFd::try_from(f.fd).map_err(|_| format!("fd {} out of range", f.fd))?;
+        fdops::place_at(end.as_fd(), target, f.fd_flags & FD_CLOEXEC != 0)
+            .map_err(|e| format!("fd {} (shared pipe {}): dup3: {e}", f.fd, f.ino))?;
+    }
+    Ok(())
+}
+
+/// The process group `proc` must join, when a process of the tree leads it (its own pid
+/// included); `None` when it leads its session (it calls `setsid`) or stays in its parent's
+/// group.
+pub fn group_to_join(family: &Family<'_>, proc: &Process<'_>) -> Option<i32> {
+    let p = &proc.process;
+    if p.sid == p.pid {
+        return None;
+    }
+    if p.pgid == p.pid || family.has(p.pgid) {
+        return i32::try_from(p.pgid).ok();
+    }
+    None
+}
+
+/// Seizes a process of the tree that is waiting for it (after its setup) and stops it.
+pub fn seize(pid: i32) -> Result<(), RestoreError> {
+    let fail = |what: &str, e: String| RestoreError::failed(format!("{what} of process {pid}"), e);
+    ptrace::seize(
+        pid,
+        ptrace::options::TRACESYSGOOD | ptrace::options::EXITKILL | ptrace::options::TRACECLONE,
+    )
+    .map_err(|e| fail("PTRACE_SEIZE", e.to_string()))?;
+    ptrace::interrupt(pid).map_err(|e| fail("PTRACE_INTERRUPT", e.to_string()))?;
+    loop {
+        match ptrace::waitpid(pid).map_err(|e| fail("waitpid", e.to_string()))? {
+            WaitStatus::Event { .. } => return Ok(()),
+            WaitStatus::Stopped { .. } | WaitStatus::SyscallStop { .. } => {
+                ptrace::cont(pid, 0).map_err(|e| fail("PTRACE_CONT", e.to_string()))?
+            }
+            WaitStatus::Continued { .. } => {}
+            other => return Err(fail("stopping", format!("it ended ({other:?})"))),
+        }
+    }
+}
+
+/// Kills the half-built tree under `root` (and only it), deepest processes first, and reaps
+/// what this process may reap.
+pub fn kill_tree(root: i32) {
+    let mut all = vec![root];
+    let mut i = 0;
+    while let Some(p) = all.get(i).copied() {
+        if let Ok(kids) = crate::capture::tree::children(p) {
+            all.extend(kids);
+        }
+        i += 1;
+    }
+    for &p in all.iter().rev() {
+        let _ = crate::sys::process::kill(p, libc::SIGKILL);
+    }
+    for &p in all.iter().rev() {
+        super::kill_child(p);
+    }
+}
