@@ -491,7 +491,8 @@ fn credentials_of_an_unprivileged_process() {
             for log in ["out.log", "err.log"] {
                 let p = dir.join(log);
                 std::fs::write(&p, "").expect("create log");
-                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666))
+                    .expect("chmod");
             }
         },
         |_| {},
@@ -1384,4 +1385,123 @@ fn rust_std_threads() {
         String::from_utf8_lossy(&o.stderr)
     );
     interpreter_loop(exe.to_str().expect("utf-8 path"), &[], "rs.log", |_| {});
+}
+
+/// The children of `pid`, from `/proc/PID/task/PID/children`.
+fn children_of(pid: i32) -> Vec<i32> {
+    let mut v: Vec<i32> = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// The parent pid of `pid`, from `/proc/PID/stat`.
+fn ppid_of(pid: i32) -> Option<i32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s.rsplit(") ")
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn process_tree_pipeline_shared_memory_groups_and_sessions() {
+    need_root!();
+    let _g = serial();
+    let mut case = Case::new();
+    let prog = case.compile("tree");
+    let pid = case.spawn(&prog, &[]);
+    case.wait_file("ready", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(200));
+    let kids = children_of(pid);
+    if kids.len() != 3 {
+        case.fail(&format!("the parent has children {kids:?}, expected 3"));
+    }
+    let before = Views::of_busy(pid);
+    let kid_views: Vec<Views> = kids.iter().map(|&k| Views::of_busy(k)).collect();
+    let img = case.capture(pid, &[]);
+    for &k in &kids {
+        if !wait_gone(k, Duration::from_secs(5)) {
+            case.fail(&format!("child {k} survived the capture"));
+        }
+    }
+    let restored = case.restore_detached(&img, &[]);
+    case.pids.extend(kids.iter().copied());
+    assert_eq!(restored, pid);
+    if children_of(pid) != kids {
+        case.fail(&format!(
+            "children after restore {:?}, before {kids:?}",
+            children_of(pid)
+        ));
+    }
+    for (&k, v) in kids.iter().zip(&kid_views) {
+        if ppid_of(k) != Some(pid) {
+            case.fail(&format!("child {k} has parent {:?}", ppid_of(k)));
+        }
+        v.assert_same(&Views::of_busy(k), &case);
+    }
+    before.assert_same(&Views::of_busy(restored), &case);
+    std::thread::sleep(Duration::from_millis(300));
+    case.go_and_expect_pass(restored);
+}
+
+#[test]
+fn shell_pipeline_checkpointed_midway() {
+    need_root!();
+    let _g = serial();
+    const PIPELINE: &str = "seq 1 30000000 | gzip -1 | wc -c";
+    let o = Command::new("bash")
+        .args(["-c", PIPELINE])
+        .output()
+        .expect("run the pipeline");
+    let expected = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert!(
+        !expected.is_empty(),
+        "the uninterrupted pipeline printed nothing"
+    );
+    let mut case = Case::new();
+    let script = format!("{PIPELINE} > wc.out");
+    let pid = case.spawn(Path::new("bash"), &["-c", &script]);
+    let t0 = Instant::now();
+    while children_of(pid).len() < 3 {
+        if t0.elapsed() > Duration::from_secs(10) {
+            case.fail("the pipeline never started");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    let kids = children_of(pid);
+    let img = case.capture(pid, &[]);
+    for &k in &kids {
+        if !wait_gone(k, Duration::from_secs(5)) {
+            case.fail(&format!("pipeline process {k} survived the capture"));
+        }
+    }
+    if std::fs::metadata(case.path("wc.out")).map_or(0, |m| m.len()) != 0 {
+        case.fail("the pipeline had finished before the capture");
+    }
+    let restored = case.restore_detached(&img, &[]);
+    case.pids.extend(kids.iter().copied());
+    assert_eq!(restored, pid);
+    let t0 = Instant::now();
+    let got = loop {
+        let s = std::fs::read_to_string(case.path("wc.out")).unwrap_or_default();
+        if s.ends_with('\n') {
+            break s.trim().to_string();
+        }
+        if t0.elapsed() > Duration::from_secs(60) {
+            case.fail("the restored pipeline did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    if got != expected {
+        case.fail(&format!(
+            "the restored pipeline printed {got}, an uninterrupted run {expected}"
+        ));
+    }
 }

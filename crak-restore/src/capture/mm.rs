@@ -171,6 +171,12 @@ pub fn mappings(pid: i32) -> Result<Vec<Mapping>, Error> {
             }
             VmaKind::Anon => {
                 v.path = Default::default();
+                if e.shared {
+                    // The shared memory object: mappings of it in other processes of the
+                    // tree have the same inode, and the offset says which part this is.
+                    v.ino = e.inode;
+                    v.pgoff = e.offset;
+                }
             }
             _ => {}
         }

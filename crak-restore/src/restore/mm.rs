@@ -22,7 +22,9 @@ use crate::sys::mem;
 use crate::sys::prctl::{PrctlMmMap, MAX_AUXV_BYTES, PR_SET_MM, PR_SET_MM_MAP};
 use crate::sys::ptrace;
 use crate::sys::remote::RemoteSyscall;
-use crak_format::record::vma::{madv, Vma, VmaKind, MAP_GROWSDOWN, MAP_SHARED, PROT_WRITE};
+use crak_format::record::vma::{
+    madv, Vma, VmaKind, MAP_GROWSDOWN, MAP_SHARED, PROT_READ, PROT_WRITE,
+};
 use crak_format::Process;
 use std::collections::HashMap;
 use std::fs::File;
@@ -271,15 +273,61 @@ pub fn rebuild(
     plan: &Plan,
     src: Option<&ImageFile<'_>>,
 ) -> Result<MmStats, RestoreError> {
-    unmap_all_but_trampoline(r, plan)?;
+    rebuild_sharing(r, proc, plan, src, &[])
+}
+
+/// A shared anonymous memory object of a process tree (spec §3.10: the same `ino` in VMAs of
+/// several processes). The root maps it at `temp` before the other processes exist; they
+/// inherit that mapping, and each moves the parts it maps into place (`mremap`), so that all
+/// share the one object as they did before the capture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedAnon {
+    /// The object's inode at capture.
+    pub ino: u64,
+    /// Where the root mapped it.
+    pub temp: u64,
+    /// Its size in bytes (page-aligned).
+    pub size: u64,
+}
+
+/// [`rebuild`] for a process of a tree whose `shared` objects are mapped at their temporary
+/// addresses.
+pub fn rebuild_sharing(
+    r: &mut Remote,
+    proc: &Process<'_>,
+    plan: &Plan,
+    src: Option<&ImageFile<'_>>,
+    shared: &[SharedAnon],
+) -> Result<MmStats, RestoreError> {
+    unmap_all_but_trampoline(r, plan, shared)?;
     move_specials(r, plan)?;
     super::fault_point("restore-mid-mm")?;
-    let stats = map_and_fill(r, proc, src)?;
+    let stats = map_and_fill(r, proc, src, shared)?;
+    // What this process does not map of a shared object goes.
+    for s in shared {
+        r.call(
+            || format!("munmap(shared memory {:#x}+{:#x})", s.temp, s.size),
+            libc::SYS_munmap,
+            &[s.temp, s.size],
+        )?;
+    }
     set_mm_map(r, proc)?;
     Ok(stats)
 }
 
-fn unmap_all_but_trampoline(r: &mut Remote, plan: &Plan) -> Result<(), RestoreError> {
+/// The shared object `v` is a part of, when it is one the tree shares.
+fn shared_of<'s>(shared: &'s [SharedAnon], v: &Vma) -> Option<&'s SharedAnon> {
+    if v.kind != VmaKind::Anon || v.flags & MAP_SHARED == 0 || v.ino == 0 {
+        return None;
+    }
+    shared.iter().find(|s| s.ino == v.ino)
+}
+
+fn unmap_all_but_trampoline(
+    r: &mut Remote,
+    plan: &Plan,
+    shared: &[SharedAnon],
+) -> Result<(), RestoreError> {
     let mut keep: Vec<(u64, u64)> = plan
         .host_specials
         .list()
@@ -287,6 +335,7 @@ fn unmap_all_but_trampoline(r: &mut Remote, plan: &Plan) -> Result<(), RestoreEr
         .map(|(_, x)| x)
         .collect();
     keep.push((plan.trampoline, plan.trampoline + TRAMPOLINE_LEN));
+    keep.extend(shared.iter().map(|s| (s.temp, s.temp + s.size)));
     keep.sort_unstable();
     let mut from = 0u64;
     let mut gaps = Vec::new();
@@ -410,6 +459,7 @@ fn map_and_fill(
     r: &mut Remote,
     proc: &Process<'_>,
     src: Option<&ImageFile<'_>>,
+    tree_shared: &[SharedAnon],
 ) -> Result<MmStats, RestoreError> {
     let vmas = &proc.vmas;
     let mut needs = vec![Needs::default(); vmas.len()];
@@ -450,6 +500,46 @@ fn map_and_fill(
             flags |= libc::MAP_GROWSDOWN;
         }
         let len = v.end - v.start;
+        if let Some(s) = shared_of(tree_shared, v) {
+            if v.pgoff % PAGE != 0 || v.pgoff.checked_add(len).is_none_or(|e| e > s.size) {
+                return Err(RestoreError::Invalid(format!(
+                    "VMA {:#x}-{:#x}: offset {:#x} lies outside the shared memory object {}",
+                    v.start, v.end, v.pgoff, v.ino
+                )));
+            }
+            let from = s.temp + v.pgoff;
+            let got = r.call(
+                || {
+                    format!(
+                        "mremap(shared memory {from:#x} to {:#x}-{:#x})",
+                        v.start, v.end
+                    )
+                },
+                libc::SYS_mremap,
+                &[
+                    from,
+                    len,
+                    len,
+                    (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64,
+                    v.start,
+                ],
+            )?;
+            if got != v.start {
+                return Err(RestoreError::failed(
+                    "mapping memory",
+                    format!("shared VMA {:#x} landed at {got:#x}", v.start),
+                ));
+            }
+            if prot != PROT_READ | PROT_WRITE {
+                r.call(
+                    || format!("mprotect({:#x}-{:#x})", v.start, v.end),
+                    libc::SYS_mprotect,
+                    &[v.start, len, u64::from(prot)],
+                )?;
+            }
+            stats.vmas += 1;
+            continue;
+        }
         let (fd, off) = if v.kind == VmaKind::File {
             if v.pgoff % PAGE != 0 {
                 return Err(RestoreError::Invalid(format!(

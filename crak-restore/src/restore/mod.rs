@@ -202,7 +202,7 @@ fn build(
     let mut ready = Vec::with_capacity(family.members.len());
     for (i, m) in family.members.iter().enumerate() {
         let pid = if i == 0 { root } else { m.proc.pid() as i32 };
-        ready.push(prepare(m.proc, &m.plan, pid, src)?);
+        ready.push(prepare(m.proc, &m.plan, pid, src, &family.shared_anon)?);
     }
     // Stage 6. The pages read from the image file were those whose CRCs were checked only if
     // the file has not changed since.
@@ -249,11 +249,12 @@ fn prepare<'a>(
     plan: &plan::Plan,
     pid: i32,
     src: Option<&ImageFile<'_>>,
+    shared: &[mm::SharedAnon],
 ) -> Result<Prepared<'a>, RestoreError> {
     let mut r = mm::Remote::new(pid, plan.trampoline);
     // Stage 3.
     mm::unregister_own_rseq(&mut r)?;
-    let stats = mm::rebuild(&mut r, proc, plan, src)?;
+    let stats = mm::rebuild_sharing(&mut r, proc, plan, src, shared)?;
     // Stage 4.
     let thread = proc
         .threads

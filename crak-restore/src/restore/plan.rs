@@ -870,7 +870,7 @@ fn pid_taken(pid: u32) -> bool {
 /// A start address of `len` free bytes (with a 16 MiB margin either side, so no stack guard
 /// gap or growing heap is near), searched in 4 GiB steps from 16 TiB upwards, avoiding `busy`
 /// (sorted ranges) and anything below `after`.
-fn find_free(busy: &[(u64, u64)], len: u64, after: u64) -> Option<u64> {
+pub(super) fn find_free(busy: &[(u64, u64)], len: u64, after: u64) -> Option<u64> {
     const MARGIN: u64 = 16 << 20;
     let mut a: u64 = 0x1000_0000_0000;
     while a + len + MARGIN < TASK_SIZE {

@@ -19,11 +19,13 @@
 //! creating it, as a shell does, and it does so itself too, so that neither order can race);
 //! otherwise it stays in its parent's group.
 
-use super::plan::{self, Options, Plan};
+use super::mm::SharedAnon;
+use super::plan::{self, Options, Plan, PAGE, TRAMPOLINE_LEN};
 use super::RestoreError;
 use crate::sys::fdops;
 use crate::sys::ptrace::{self, WaitStatus};
 use crak_format::record::fd::{Fd, FdKind, FD_CLOEXEC};
+use crak_format::record::vma::{VmaKind, MAP_SHARED};
 use crak_format::{Image, Process};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
@@ -44,6 +46,8 @@ pub struct Family<'a> {
     pub shared_pipes: Vec<u64>,
     /// Lowest descriptor number of the pool (above every number the image uses).
     pub pool_base: i32,
+    /// Anonymous memory shared by several processes, and where the root maps it.
+    pub shared_anon: Vec<SharedAnon>,
 }
 
 /// Checks the image and plans every process; see the module documentation.
@@ -55,6 +59,7 @@ pub fn family<'a>(image: &'a Image<'_>, options: &Options) -> Result<Family<'a>,
             members: vec![Member { proc, plan }],
             shared_pipes: Vec::new(),
             pool_base: 0,
+            shared_anon: Vec::new(),
         });
     }
     let report = crak_format::validate::validate(image, None);
@@ -101,11 +106,69 @@ pub fn family<'a>(image: &'a Image<'_>, options: &Options) -> Result<Family<'a>,
     let pool_base = max_fd
         .checked_add(64)
         .ok_or_else(|| RestoreError::Invalid("fd numbers too large".into()))?;
+    let shared_anon = plan_shared_anon(&members)?;
     Ok(Family {
         members,
         shared_pipes,
         pool_base,
+        shared_anon,
     })
+}
+
+/// The shared anonymous memory objects mapped by more than one process (the same `ino`, spec
+/// §3.10), each with a temporary address free in every process's layout, every plan's and
+/// crak-restore's own.
+fn plan_shared_anon(members: &[Member<'_>]) -> Result<Vec<SharedAnon>, RestoreError> {
+    let mut objects: Vec<(u64, u64, Vec<u32>)> = Vec::new();
+    for m in members {
+        for v in &m.proc.vmas {
+            if v.kind != VmaKind::Anon || v.flags & MAP_SHARED == 0 || v.ino == 0 {
+                continue;
+            }
+            let end = v
+                .pgoff
+                .checked_add(v.end.saturating_sub(v.start))
+                .ok_or_else(|| {
+                    RestoreError::Invalid(format!("VMA {:#x}: offset overflows", v.start))
+                })?;
+            match objects.iter_mut().find(|o| o.0 == v.ino) {
+                Some(o) => {
+                    o.1 = o.1.max(end);
+                    if !o.2.contains(&v.pid) {
+                        o.2.push(v.pid);
+                    }
+                }
+                None => objects.push((v.ino, end, vec![v.pid])),
+            }
+        }
+    }
+    objects.retain(|o| o.2.len() > 1);
+    if objects.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut busy: Vec<(u64, u64)> = Vec::new();
+    let mut after = 0u64;
+    for m in members {
+        busy.extend(m.proc.vmas.iter().map(|v| (v.start, v.end)));
+        busy.push((m.plan.trampoline, m.plan.trampoline + TRAMPOLINE_LEN));
+        busy.push((m.plan.special_tmp, m.plan.special_tmp + (16 << 20)));
+        after = after.max(m.plan.trampoline + TRAMPOLINE_LEN);
+        after = after.max(m.plan.special_tmp + (16 << 20));
+    }
+    let own = crate::procfs::maps(std::process::id() as i32)
+        .map_err(|e| RestoreError::failed("reading /proc/self/maps", e.to_string()))?;
+    busy.extend(own.iter().map(|m| (m.start, m.end)));
+    let mut out = Vec::with_capacity(objects.len());
+    for (ino, end, _) in objects {
+        let size = end.div_ceil(PAGE) * PAGE;
+        busy.sort_unstable();
+        let temp = plan::find_free(&busy, size, after).ok_or_else(|| {
+            RestoreError::Refused("no free address range for the shared memory".into())
+        })?;
+        busy.push((temp, temp + size));
+        out.push(SharedAnon { ino, temp, size });
+    }
+    Ok(out)
 }
 
 fn in_process(pid: u32, e: RestoreError) -> RestoreError {
@@ -172,8 +235,17 @@ impl<'a> Family<'a> {
 /// pool base up.
 pub type Pool = Vec<(u64, OwnedFd, OwnedFd)>;
 
-/// Creates and fills the shared pipes (in the root's restore child).
+/// Creates and fills the shared pipes and maps the shared memory (in the root's restore
+/// child).
 pub fn make_pool(family: &Family<'_>, image: &Image<'_>) -> Result<Pool, String> {
+    for s in &family.shared_anon {
+        crate::sys::clone::map_shared_anon(s.temp, s.size as usize).map_err(|e| {
+            format!(
+                "mapping the shared memory {} at {:#x}+{:#x}: {e}",
+                s.ino, s.temp, s.size
+            )
+        })?;
+    }
     let mut pool = Pool::new();
     for &ino in &family.shared_pipes {
         let e = |what: &str, err: std::io::Error| format!("shared pipe {ino}: {what}: {err}");

@@ -94,6 +94,36 @@ pub fn stop_self() -> io::Result<()> {
     Ok(())
 }
 
+/// Maps `len` bytes of new shared anonymous memory at exactly `addr` (`mmap(2)` with
+/// `MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE`, read+write). Used by the root of a
+/// restored tree for the memory its processes share; the caller never touches it itself.
+pub fn map_shared_anon(addr: u64, len: usize) -> io::Result<()> {
+    if addr & 0xfff != 0 || len & 0xfff != 0 || len == 0 {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping, so no memory in use can
+    // be clobbered; the result is checked to be exactly `addr`.
+    let p = unsafe {
+        libc::mmap(
+            addr as *mut libc::c_void,
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    if p as u64 != addr {
+        // SAFETY: `p` is the mapping just created, of `len` bytes.
+        unsafe { libc::munmap(p, len) };
+        return Err(io::Error::from_raw_os_error(libc::EEXIST));
+    }
+    Ok(())
+}
+
 /// Waits, forever, for a tracer to seize the calling process: `pause(2)` in a loop. With every
 /// signal blocked nothing but `SIGKILL` or a ptrace stop interrupts it; the tracer replaces the
 /// registers before the process runs again.
