@@ -3,7 +3,8 @@
 //!
 //! - Every `.bin` under `spec/vectors/` and every file under `fuzz/regressions/<target>/` runs
 //!   through the same functions the fuzz targets call (`fuzz/src/checks.rs`, included here), so
-//!   the stable test run keeps checking what the fuzzers once found.
+//!   the stable test run keeps checking what the fuzzers once found (edit and rewrite take a
+//!   length-prefixed image followed by operations or profiles; elfcore takes ELF core files).
 //! - Hostile images (lengths near 2^64, list counts of 2^32 - 1, page runs past the end of the
 //!   address space, heavily overlapping VMAs and page runs, cycles in the process tree) go
 //!   through `crak-dump IMAGE`, `--json`, `validate`, `mem` and `grep` as separate processes
@@ -77,6 +78,26 @@ fn corpus_validate() {
 fn corpus_dump_views() {
     each(&vectors("bin"), checks::check_dump_views);
     each(&regressions("dump_views"), checks::check_dump_views);
+}
+
+#[test]
+fn corpus_edit() {
+    each(&vectors("bin"), checks::check_edit);
+    each(&regressions("edit"), checks::check_edit);
+}
+
+#[test]
+fn corpus_rewrite() {
+    each(&vectors("bin"), checks::check_rewrite);
+    each(&regressions("rewrite"), checks::check_rewrite);
+}
+
+#[test]
+fn corpus_elfcore() {
+    each(&vectors("bin"), checks::check_elfcore);
+    let cores = regressions("elfcore");
+    assert!(!cores.is_empty(), "no committed ELF cores");
+    each(&cores, checks::check_elfcore);
 }
 
 #[test]
