@@ -533,6 +533,52 @@ fn refuses_a_socket_naming_the_fd_and_leaves_the_process_alone() {
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
+#[test]
+fn a_pipe_to_a_process_outside_the_tree_is_named_and_refused_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("p.crak");
+    // `sleep | cat`: the target's stdout is read by a process outside its tree.
+    let mut cat = Command::new("cat")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("cat");
+    let to_cat = cat.stdin.take().unwrap();
+    let mut sleeper = Command::new("sleep")
+        .arg("60")
+        .stdout(Stdio::from(to_cat))
+        .spawn()
+        .expect("sleep");
+    let pid = sleeper.id() as i32;
+    std::thread::sleep(Duration::from_millis(100));
+    let r = capture(pid, &out, &["--refuse-external-pipes"], None);
+    let unharmed = std::panic::catch_unwind(|| assert_unharmed(pid));
+    let accepted = capture(pid, &out, &["--leave-running"], None);
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    let _ = cat.kill();
+    let _ = cat.wait();
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("fd 1 is a pipe")
+            && r.stderr
+                .contains(&format!("held by process {} (cat)", cat.id())),
+        "the refusal names the fd and the outside holder: {}",
+        r.stderr
+    );
+    assert!(unharmed.is_ok(), "the refused target runs on untraced");
+    assert!(!out.exists() || accepted.code == Some(0));
+    // By default: captured, with a warning naming the pipe.
+    assert_eq!(accepted.code, Some(0), "{}", accepted.stderr);
+    assert!(
+        accepted.stderr.contains("warning")
+            && accepted.stderr.contains("fd 1 is a pipe")
+            && accepted.stderr.contains("closed"),
+        "{}",
+        accepted.stderr
+    );
+}
+
 /// A python3 with three threads besides its main one, each printing a counter line per tick
 /// on its own pipe-free log; returns the child once it said READY.
 fn threaded_python() -> Child {

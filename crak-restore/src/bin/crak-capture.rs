@@ -33,6 +33,11 @@ struct Cli {
     /// (the default: the image holds the whole tree, restored with the same PIDs).
     #[arg(long)]
     no_tree: bool,
+    /// Refuse pipes whose other end is held by a process outside the captured tree, naming
+    /// them. By default they are captured with a warning naming each: after a restore that end
+    /// is closed (a reader sees end-of-file after the saved data, a writer gets EPIPE).
+    #[arg(long)]
+    refuse_external_pipes: bool,
     /// Capture periodically, leaving the process running: at start and then every INTERVAL
     /// (`30s`, `5m`, `1h`), into DIR/crak-PID-<UTC time>.crak, until the process exits or
     /// SIGINT/SIGTERM/SIGHUP.
@@ -97,6 +102,7 @@ fn capture_once(cli: &Cli, sign: Option<SecretKey>, command: String) -> ExitCode
         snapshot: !cli.no_snapshot,
         sign,
         tree: !cli.no_tree,
+        external_pipes: !cli.refuse_external_pipes,
         ..Options::new(cli.pid, output)
     };
     let result = capture::run(&opts);
@@ -115,6 +121,7 @@ fn supervise(cli: &Cli, every: Duration, sign: Option<SecretKey>, command: Strin
         return ExitCode::from(2);
     }
     let opts = supervisor::Options {
+        external_pipes: !cli.refuse_external_pipes,
         pid: cli.pid,
         dir: cli.output.clone(),
         every,

@@ -148,6 +148,9 @@ pub struct Options {
     pub sign: Option<SecretKey>,
     /// Capture the target's descendants with it (else a target with children is refused).
     pub tree: bool,
+    /// Accept pipes with an end held outside the captured tree (that end is closed after a
+    /// restore; each is named in a warning); else such a pipe refuses the capture.
+    pub external_pipes: bool,
 }
 
 impl Options {
@@ -161,6 +164,7 @@ impl Options {
             snapshot: true,
             sign: None,
             tree: true,
+            external_pipes: true,
         }
     }
 }
@@ -462,7 +466,7 @@ pub fn run(opts: &Options) -> Result<Summary, Error> {
     Kernel::probe().require_capture()?;
     let pid = opts.pid;
     let starttime = preflight(pid)?;
-    tree::preflight_descendants(pid, opts.tree)?;
+    let pipe_warnings = tree::preflight_descendants(pid, opts.tree, opts.external_pipes)?;
     let page_size = sys::process::page_size();
 
     // The temporary file is made before the target is touched: an output that cannot be
@@ -479,7 +483,7 @@ pub fn run(opts: &Options) -> Result<Summary, Error> {
     let meta = collect(&mut frozen, &mut rest, starttime, page_size, opts)?;
     let nvmas = meta.maps.len() + meta.others.iter().map(|(_, m)| m.len()).sum::<usize>();
     let processes = 1 + meta.others.len();
-    let mut warnings = Vec::new();
+    let mut warnings = pipe_warnings;
 
     // A forked snapshot holds the memory from here on: the target is resumed at once.
     let mut snap = None;

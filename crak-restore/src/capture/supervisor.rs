@@ -27,6 +27,8 @@ pub const STOP_SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 /// What to supervise and how.
 #[derive(Clone, Debug)]
 pub struct Options {
+    /// Accept pipes with an end outside the target's tree (see [`super::Options`]).
+    pub external_pipes: bool,
     /// The target.
     pub pid: Pid,
     /// Directory of the images (created if missing).
@@ -236,6 +238,7 @@ pub fn run(
             snapshot: opts.snapshot,
             sign: opts.sign.clone(),
             tree: true,
+            external_pipes: opts.external_pipes,
         };
         let result = super::run(&copts);
         if result.is_err() && target_gone(opts.pid, starttime) {

@@ -32,18 +32,99 @@ pub fn children(pid: i32) -> Result<Vec<i32>, Error> {
 }
 
 /// Checks every current descendant of `pid` as [`preflight`] checks the target, without
-/// touching any; `tree` false refuses a target with children.
-pub fn preflight_descendants(pid: i32, tree: bool) -> Result<(), Error> {
+/// touching any; `tree` false refuses a target with children. A pipe of the tree with an end
+/// held by a process outside it cannot be restored whole (that end is closed after a restore):
+/// with `external_pipes` each is named in a returned warning, without it they refuse the
+/// capture.
+pub fn preflight_descendants(
+    pid: i32,
+    tree: bool,
+    external_pipes: bool,
+) -> Result<Vec<String>, Error> {
     let mut queue = std::collections::VecDeque::from(children(pid)?);
     if !tree && !queue.is_empty() {
         return Err(has_children(pid, queue.make_contiguous()));
     }
+    let mut all = vec![pid];
     while let Some(c) = queue.pop_front() {
         check_child(pid, c)?;
         preflight(c)?;
+        all.push(c);
         queue.extend(children(c)?);
     }
-    Ok(())
+    let list: Vec<String> = external_pipe_ends(&all)?
+        .iter()
+        .map(|(p, fd, ino, holder)| {
+            let comm = procfs::read_string(*holder, "comm").unwrap_or_default();
+            format!(
+                "process {p}: fd {fd} is a pipe (inode {ino}) also held by process {holder} ({}) outside the captured tree",
+                comm.trim()
+            )
+        })
+        .collect();
+    if external_pipes {
+        Ok(list
+            .into_iter()
+            .map(|w| format!("{w}; after a restore that end is closed"))
+            .collect())
+    } else if list.is_empty() {
+        Ok(Vec::new())
+    } else {
+        Err(Error::Other(format!(
+            "{}; such a pipe cannot be restored whole: capture a tree holding both ends, or leave out --refuse-external-pipes to accept that the restored end is closed",
+            list.join("; ")
+        )))
+    }
+}
+
+/// The pipe inode `/proc/PID/fd/N` names, if it is a pipe.
+fn pipe_ino(pid: i32, fd: &str) -> Option<u64> {
+    let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
+    let s = link.to_str()?;
+    s.strip_prefix("pipe:[")?.strip_suffix(']')?.parse().ok()
+}
+
+/// Pipes of the processes `pids` with an end held by another process: (pid, fd, inode,
+/// holder), found by scanning the descriptors of every process this one may inspect.
+pub fn external_pipe_ends(pids: &[i32]) -> Result<Vec<(i32, i32, u64, i32)>, Error> {
+    let mut ours: std::collections::HashMap<u64, (i32, i32)> = Default::default();
+    for &p in pids {
+        for fd in procfs::fds(p)? {
+            if let Some(ino) = pipe_ino(p, &fd.to_string()) {
+                ours.entry(ino).or_insert((p, fd));
+            }
+        }
+    }
+    if ours.is_empty() {
+        return Ok(Vec::new());
+    }
+    let me = std::process::id() as i32;
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Ok(out);
+    };
+    for e in dir.filter_map(|e| e.ok()) {
+        let Some(other) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if other == me || pids.contains(&other) {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{other}/fd")) else {
+            continue;
+        };
+        for f in fds.filter_map(|f| f.ok()) {
+            let name = f.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(ino) = pipe_ino(other, name) {
+                if let Some(&(p, fd)) = ours.get(&ino) {
+                    out.push((p, fd, ino, other));
+                    ours.remove(&ino);
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn has_children(pid: i32, kids: &[i32]) -> Error {
