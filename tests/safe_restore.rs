@@ -648,3 +648,63 @@ fn verify_accepts_signed_refuses_unsigned_and_tampered() {
 
     case.restore_and_pass(true, &signed_path, &["--new-pid", "--verify", &pubkey]);
 }
+
+/// A deleted file is recreated by the image's user and never with set-ID bits, whatever mode
+/// the image claims; root restoring it still runs the program as the user.
+#[test]
+fn deleted_file_is_the_users_and_never_set_id() {
+    let Some((_g, mut case, img)) = start("crak-sfr-setid") else {
+        return;
+    };
+    let edited = case.edited(&img, "setid.crak", |i| {
+        let f = fd_of(i, 4);
+        assert!(f.deleted, "fd 4 is the deleted file");
+        f.mode = 0o100000 | 0o6755;
+    });
+    let _ = std::fs::remove_file(case.path("result"));
+    let o = case.restore(false, &edited, &[]);
+    if !o.status.success() {
+        case.fail("crak-restore failed");
+    }
+    let pid: i32 = String::from_utf8_lossy(&o.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| case.fail("no PID"));
+    case.pids.push(pid);
+    let md = std::fs::metadata(format!("/proc/{pid}/fd/4")).expect("stat the deleted file");
+    if md.mode() & 0o7777 != 0o755 || md.uid() != case.user.uid {
+        case.fail(&format!(
+            "the deleted file has mode {:o} and owner {}, want 755 and {}",
+            md.mode() & 0o7777,
+            md.uid(),
+            case.user.uid
+        ));
+    }
+    let _ = crak_restore::sys::process::kill(pid, libc::SIGUSR2);
+    if case.wait_file("result").trim() != "PASS" {
+        case.fail("the program failed");
+    }
+}
+
+/// crak-restore installed set-user-ID root would let any user give any credentials: it
+/// refuses to run so.
+#[test]
+fn set_user_id_crak_restore_refuses_to_run() {
+    let Some((_g, mut case, img)) = start("crak-sfr-suid") else {
+        return;
+    };
+    let suid = case.path("crak-restore-suid");
+    std::fs::copy(bin("crak-restore"), &suid).expect("copy crak-restore");
+    std::fs::set_permissions(&suid, std::fs::Permissions::from_mode(0o4755)).expect("chmod");
+    let mine = case.user_copy(&img, "mine.crak");
+    let mut cmd = case.user.command(&suid);
+    cmd.args(["--detach", "--new-pid"]).arg(&mine);
+    let o = case.run(cmd);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    if o.status.code() != Some(2) || !err.contains("set-user-ID") {
+        case.fail("a set-user-ID crak-restore ran");
+    }
+    if !program_pids().is_empty() {
+        case.fail("a process was restored");
+    }
+}
