@@ -254,6 +254,8 @@ impl Case {
         ) else {
             self.fail(&format!("bad READY line {text:?}"));
         };
+        // Its child (and, after a restore, the restored one) is killed at the end.
+        self.pids.push(kid);
         // Let it sweep for a while.
         std::thread::sleep(Duration::from_millis(200));
         (
@@ -478,6 +480,9 @@ fn forked_snapshot_is_one_point_in_time_and_invisible_to_the_target() {
             children_of(pid),
             ready.kid
         ));
+    }
+    if !children_of(ready.kid).is_empty() {
+        case.fail("the program's child has children after the capture");
     }
     let tl = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
     if tl.split_whitespace().collect::<Vec<_>>() != vec![ready.kid.to_string()] {
@@ -721,7 +726,7 @@ fn supervisor_rotates_and_stops_on_sigterm() {
     }
     let _g = serial();
     let mut case = Case::new();
-    let (pid, _) = case.start();
+    let (pid, ready) = case.start();
     let dir = case.path("images");
     let mut sup = start_supervisor(&mut case, pid, &dir, "2");
     std::thread::sleep(Duration::from_millis(4500));
@@ -752,7 +757,12 @@ fn supervisor_rotates_and_stops_on_sigterm() {
     if !o.status.success() {
         case.fail("the newest image does not validate");
     }
+    // The image holds the tree (the program and its child): both PIDs must be free.
     case.kill(pid);
+    let _ = crak_restore::sys::process::kill(ready.kid, libc::SIGKILL);
+    if !wait_gone(ready.kid, Duration::from_secs(5)) {
+        case.fail("the program's child is still there");
+    }
     let rpid = case.restore(&newest);
     case.verdict(rpid, libc::SIGUSR1);
     case.kill(rpid);

@@ -80,7 +80,8 @@ pub fn classify(pid: i32, e: &MapEntry) -> Result<(VmaKind, PagePolicy), Error> 
     })
 }
 
-fn madvise_bits(e: &MapEntry) -> u32 {
+/// The VMA record's `madvise` bits of a smaps entry (its `VmFlags`).
+pub fn madvise_bits(e: &MapEntry) -> u32 {
     let mut m = 0;
     for (flag, bit) in [
         ("dc", madv::DONTFORK),
@@ -97,11 +98,67 @@ fn madvise_bits(e: &MapEntry) -> u32 {
     m
 }
 
+thread_local! {
+    /// smaps entries of a process read earlier, whose `VmFlags` [`mappings`] uses instead of
+    /// reading smaps again (see [`with_flags_hint`]).
+    static FLAGS_HINT: std::cell::RefCell<Option<(i32, Vec<MapEntry>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with `entries` (the smaps of `pid`, read before it was frozen) as the source of
+/// the `VmFlags` that [`mappings`] of `pid` needs, on this thread. smaps walks every page table
+/// (about 20 ms per GiB), `maps` does not: with the hint, [`mappings`] reads `maps` and takes
+/// each mapping's flags from the entry with the same range, permissions, offset, inode and path
+/// (reading smaps after all when one has none). The flags may have changed in between without
+/// the range changing (a `madvise` of a whole mapping): the caller must check them afterwards
+/// (a forked snapshot checks them against the snapshot child's smaps).
+pub fn with_flags_hint<T>(pid: i32, entries: Vec<MapEntry>, f: impl FnOnce() -> T) -> T {
+    FLAGS_HINT.with(|h| *h.borrow_mut() = Some((pid, entries)));
+    let r = f();
+    FLAGS_HINT.with(|h| *h.borrow_mut() = None);
+    r
+}
+
+/// The mapping entries of `pid` with their `VmFlags`: from smaps, or from maps and the hint.
+fn entries(pid: i32) -> Result<Vec<MapEntry>, Error> {
+    let hinted = FLAGS_HINT.with(|h| -> Result<Option<Vec<MapEntry>>, Error> {
+        let h = h.borrow();
+        let Some((_, hint)) = h.as_ref().filter(|(p, _)| *p == pid) else {
+            return Ok(None);
+        };
+        let mut maps = procfs::maps(pid)?;
+        for e in &mut maps {
+            let same = hint.iter().find(|x| {
+                x.start == e.start
+                    && x.end == e.end
+                    && (x.read, x.write, x.exec, x.shared) == (e.read, e.write, e.exec, e.shared)
+                    && x.offset == e.offset
+                    && x.inode == e.inode
+                    && x.path == e.path
+            });
+            match same {
+                Some(x) => e.vm_flags = x.vm_flags.clone(),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(maps))
+    })?;
+    match hinted {
+        Some(m) => Ok(m),
+        None => Ok(procfs::smaps(pid)?),
+    }
+}
+
 /// Reads the target's mappings and classifies them; an unsupported one is an error naming it.
 pub fn mappings(pid: i32) -> Result<Vec<Mapping>, Error> {
-    let entries = procfs::smaps(pid)?;
+    mappings_of(pid, &entries(pid)?)
+}
+
+/// Classifies the mapping `entries` (from smaps) of `pid`; an unsupported one is an error
+/// naming it.
+pub fn mappings_of(pid: i32, entries: &[MapEntry]) -> Result<Vec<Mapping>, Error> {
     let mut out = Vec::with_capacity(entries.len());
-    for e in &entries {
+    for e in entries {
         let (kind, policy) = classify(pid, e)?;
         let mut prot = 0;
         if e.read {

@@ -262,6 +262,11 @@ pub fn human_size(n: u64) -> String {
 /// Checks, without touching the process, that `pid` can be captured. Returns its start time,
 /// which tells it apart from a later process that reuses the pid.
 pub fn preflight(pid: i32) -> Result<u64, Error> {
+    preflight_entries(pid).map(|(t, _)| t)
+}
+
+/// [`preflight`], also returning the smaps entries it read.
+fn preflight_entries(pid: i32) -> Result<(u64, Vec<procfs::MapEntry>), Error> {
     if pid <= 0 {
         return Err(Error::NoSuchProcess(pid));
     }
@@ -287,8 +292,9 @@ pub fn preflight(pid: i32) -> Result<u64, Error> {
         return Err(Error::Traced { pid, tracer });
     }
     files::preflight(pid)?;
-    mm::mappings(pid)?;
-    Ok(stat.starttime)
+    let entries = procfs::smaps(pid)?;
+    mm::mappings_of(pid, &entries)?;
+    Ok((stat.starttime, entries))
 }
 
 struct WriterSink<'a, W: Write> {
@@ -360,10 +366,11 @@ impl<W: Write> mm::PageSink for WriterSink<'_, W> {
 
 /// Where the pages come from.
 enum Pages<'a> {
-    /// The frozen target itself.
+    /// The frozen processes themselves.
     Frozen(i32),
-    /// A forked snapshot child (and what was read while frozen).
-    Snapshot(&'a snapshot::Snapshot),
+    /// Forked snapshot children (and what was read while frozen): the target's, then one per
+    /// process of `Metadata::others`, in that order.
+    Snapshots(&'a [snapshot::Snapshot]),
 }
 
 /// Writes the whole image to `out`, with PAGES records for `pid`; returns the page statistics.
@@ -398,13 +405,22 @@ fn write_image<W: Write>(
     let mut mid = || fault::point("mid-pages").map_err(Error::from);
     let stats = match pages {
         Pages::Frozen(from) => mm::dump_pages(from, &meta.maps, page_size, &mut sink, &mut mid),
-        Pages::Snapshot(snap) => snap.dump_pages(&meta.maps, page_size, &mut sink, &mut mid),
+        Pages::Snapshots(snaps) => match snaps.first() {
+            Some(snap) => snap.dump_pages(&meta.maps, page_size, &mut sink, &mut mid),
+            None => Err(Error::Other("no snapshot of the target".into())),
+        },
     };
     let mut stats = stats;
-    for (opid, maps) in &meta.others {
+    for (i, (opid, maps)) in meta.others.iter().enumerate() {
         let Ok(total) = stats.as_mut() else { break };
         sink.pid = *opid as u32;
-        let more = mm::dump_pages(*opid, maps, page_size, &mut sink, &mut mid);
+        let more = match pages {
+            Pages::Frozen(_) => mm::dump_pages(*opid, maps, page_size, &mut sink, &mut mid),
+            Pages::Snapshots(snaps) => match snaps.get(i + 1) {
+                Some(snap) => snap.dump_pages(maps, page_size, &mut sink, &mut mid),
+                None => Err(Error::Other(format!("no snapshot of process {opid}"))),
+            },
+        };
         match more {
             Ok(s) => {
                 total.stored += s.stored;
@@ -447,12 +463,56 @@ fn write_maybe_signed<W: Write>(
 fn pages_of<'a>(
     pid: i32,
     frozen: &Option<Frozen>,
-    snap: &'a Option<snapshot::Snapshot>,
+    snaps: &'a [snapshot::Snapshot],
 ) -> Result<Pages<'a>, Error> {
-    match (snap, frozen) {
-        (Some(s), _) => Ok(Pages::Snapshot(s)),
-        (None, Some(_)) => Ok(Pages::Frozen(pid)),
-        (None, None) => Err(Error::Other("the target is no longer frozen".into())),
+    match (snaps.is_empty(), frozen) {
+        (false, _) => Ok(Pages::Snapshots(snaps)),
+        (true, Some(_)) => Ok(Pages::Frozen(pid)),
+        (true, None) => Err(Error::Other("the target is no longer frozen".into())),
+    }
+}
+
+/// A forked snapshot of every frozen process (the target, then `rest` in order), or none: when
+/// the kernel refuses one, those already made are ended (while still frozen) and the reason is
+/// returned, so that the pages are copied while frozen instead.
+fn take_snapshots(
+    frozen: &mut Frozen,
+    rest: &mut [Frozen],
+    meta: &Metadata,
+    page_size: u64,
+) -> Result<Result<Vec<snapshot::Snapshot>, String>, Error> {
+    let mut snaps: Vec<snapshot::Snapshot> = Vec::with_capacity(1 + rest.len());
+    let mut outcome = Ok(());
+    {
+        let targets = std::iter::once((&mut *frozen, &meta.maps))
+            .chain(rest.iter_mut().zip(meta.others.iter().map(|(_, m)| m)));
+        for (f, maps) in targets {
+            match snapshot::take(f, maps, page_size) {
+                Ok(Ok(s)) => snaps.push(s),
+                Ok(Err(snapshot::Refused(why))) => {
+                    outcome = Err(Ok(why));
+                    break;
+                }
+                Err(e) => {
+                    outcome = Err(Err(e));
+                    break;
+                }
+            }
+        }
+    }
+    match outcome {
+        Ok(()) => Ok(Ok(snaps)),
+        Err(why) => {
+            // The processes are still frozen: end each child in its frozen parent.
+            let all = std::iter::once(frozen).chain(rest.iter_mut());
+            for (s, f) in snaps.into_iter().zip(all) {
+                s.end_while_frozen(f)?;
+            }
+            match why {
+                Ok(why) => Ok(Err(why)),
+                Err(e) => Err(e),
+            }
+        }
     }
 }
 
@@ -465,8 +525,9 @@ pub fn run(opts: &Options) -> Result<Summary, Error> {
     let t0 = Instant::now();
     Kernel::probe().require_capture()?;
     let pid = opts.pid;
-    let starttime = preflight(pid)?;
+    let (starttime, entries) = preflight_entries(pid)?;
     let pipe_warnings = tree::preflight_descendants(pid, opts.tree, opts.external_pipes)?;
+    let forking = opts.leave_running && opts.snapshot;
     let page_size = sys::process::page_size();
 
     // The temporary file is made before the target is touched: an output that cannot be
@@ -480,48 +541,64 @@ pub fn run(opts: &Options) -> Result<Summary, Error> {
     let mut rest = tree::freeze_descendants(&frozen, opts.tree)?;
     let t_frozen = Instant::now();
     fault::point("after-freeze")?;
-    let meta = collect(&mut frozen, &mut rest, starttime, page_size, opts)?;
+    // With a snapshot, the target's mapping flags come from the smaps read above instead of a
+    // second smaps read (a walk of every page table) while frozen; the snapshot child checks
+    // them afterwards (Snapshot::check_mappings).
+    let meta = if forking {
+        mm::with_flags_hint(pid, entries, || {
+            collect(&mut frozen, &mut rest, starttime, page_size, opts)
+        })?
+    } else {
+        drop(entries);
+        collect(&mut frozen, &mut rest, starttime, page_size, opts)?
+    };
     let nvmas = meta.maps.len() + meta.others.iter().map(|(_, m)| m.len()).sum::<usize>();
     let processes = 1 + meta.others.len();
     let mut warnings = pipe_warnings;
 
-    // A forked snapshot holds the memory from here on: the target is resumed at once.
-    let mut snap = None;
+    // Forked snapshots hold the memory from here on: the processes are resumed at once.
+    let mut snaps = Vec::new();
     let mut frozen_ms = 0.0;
-    if opts.leave_running && opts.snapshot && !rest.is_empty() {
-        warnings.push(
-            "forked snapshots take single processes; the tree's pages were copied while it was frozen"
-                .to_string(),
-        );
-    } else if opts.leave_running && opts.snapshot {
-        match snapshot::take(&mut frozen, &meta, page_size)? {
-            Ok(s) => snap = Some(s),
-            Err(snapshot::Refused(why)) => {
-                warnings.push(format!("{why}; the pages were copied while it was frozen"))
-            }
+    if forking {
+        match take_snapshots(&mut frozen, &mut rest, &meta, page_size)? {
+            Ok(s) => snaps = s,
+            Err(why) => warnings.push(format!("{why}; the pages were copied while frozen")),
         }
     }
     let mut frozen = Some(frozen);
-    if snap.is_some() {
+    if !snaps.is_empty() {
         if let Some(f) = frozen.take() {
             frozen_ms = ms(t_frozen.elapsed());
+            // Children first: a parent resumed first could see one still stopped.
+            for d in rest.drain(..).rev() {
+                d.resume()?;
+            }
             f.resume()?;
         }
+        for (s, maps) in snaps
+            .iter()
+            .zip(std::iter::once(&meta.maps).chain(meta.others.iter().map(|(_, m)| m)))
+        {
+            s.check_mappings(maps)?;
+        }
     }
-    let pre_read_bytes = snap.as_ref().map_or(0, |s| s.pre_read_bytes() as u64);
-    let forked = snap.is_some();
+    let pre_read_bytes = snaps.iter().map(|s| s.pre_read_bytes() as u64).sum();
+    let forked = !snaps.is_empty();
 
     // Without a snapshot and with --leave-running, the target is resumed as soon as its last
     // page was read: making the file durable does not need it stopped. Otherwise it stays
     // frozen until it is killed.
     let mut reap_frozen_ms = 0.0;
     let mut after_pages = |frozen: &mut Option<Frozen>,
-                           snap: &mut Option<snapshot::Snapshot>,
+                           snaps: &mut Vec<snapshot::Snapshot>,
                            rest: &mut Vec<Frozen>|
      -> Result<(), Error> {
-        if let Some(s) = snap.take() {
-            // Every page was read: the child is no longer needed.
-            reap_frozen_ms = s.finish()?.frozen_ms;
+        // Every page was read: the snapshot children are no longer needed.
+        for s in snaps.drain(..) {
+            let f = s.finish()?.frozen_ms;
+            if f > reap_frozen_ms {
+                reap_frozen_ms = f;
+            }
         }
         if opts.leave_running {
             if let Some(f) = frozen.take() {
@@ -548,13 +625,13 @@ pub fn run(opts: &Options) -> Result<Summary, Error> {
             };
             let (stats, mut counting) = write_maybe_signed(
                 pid,
-                pages_of(pid, &frozen, &snap)?,
+                pages_of(pid, &frozen, &snaps)?,
                 &meta,
                 page_size,
                 counting,
                 key,
             )?;
-            after_pages(&mut frozen, &mut snap, &mut rest)?;
+            after_pages(&mut frozen, &mut snaps, &mut rest)?;
             counting.flush().map_err(|e| Error::Io {
                 context: format!("writing {}", path.display()),
                 source: e,
@@ -574,13 +651,13 @@ pub fn run(opts: &Options) -> Result<Summary, Error> {
             };
             let (stats, mut counting) = write_maybe_signed(
                 pid,
-                pages_of(pid, &frozen, &snap)?,
+                pages_of(pid, &frozen, &snaps)?,
                 &meta,
                 page_size,
                 counting,
                 key,
             )?;
-            after_pages(&mut frozen, &mut snap, &mut rest)?;
+            after_pages(&mut frozen, &mut snaps, &mut rest)?;
             counting.flush().map_err(|e| Error::Io {
                 context: "writing to standard output".into(),
                 source: e,

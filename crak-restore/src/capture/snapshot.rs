@@ -39,7 +39,6 @@
 //! cgroup). When the kernel refuses the `clone` (`RLIMIT_NPROC`, `pids.max`, strict
 //! overcommit), the capture falls back to copying the pages while frozen.
 
-use super::collect::Metadata;
 use super::freeze::Frozen;
 use super::mm::{self, Mapping, PagePolicy, PageSink, PageStats};
 use super::Error;
@@ -240,24 +239,26 @@ fn kill_and_reap(child: Pid) -> Result<(), Error> {
     }
 }
 
-/// Makes a snapshot child of the frozen target: see the module documentation. `maps` are the
-/// mappings recorded in the image. `Ok(Err(Refused))` when the kernel refused the `clone`, so
-/// that the caller can fall back to a frozen copy.
-pub(super) fn take(
+/// Makes a snapshot child of the frozen process: see the module documentation. `maps` are its
+/// mappings as recorded in the image. `Ok(Err(Refused))` when the kernel refused the `clone`
+/// (or the process has a seccomp filter), so that the caller can fall back to a frozen copy.
+pub fn take(
     frozen: &mut Frozen,
-    meta: &Metadata,
+    maps: &[Mapping],
     page_size: u64,
 ) -> Result<Result<Snapshot, Refused>, Error> {
     let target = frozen.pid();
     let target_starttime = procfs::stat(target)?.starttime;
+    // A seccomp filter may forbid clone or close_range, or kill the process for trying.
+    let seccomp = procfs::status(target)?.decimal("Seccomp").unwrap_or(0);
+    if seccomp != 0 {
+        return Ok(Err(Refused(format!(
+            "process {target} runs under seccomp (mode {seccomp}), which may forbid the fork of a snapshot"
+        ))));
+    }
 
     // 1. What fork does not copy, read from the target while frozen.
-    let pre_maps: Vec<Mapping> = meta
-        .maps
-        .iter()
-        .filter(|m| needs_pre_read(m))
-        .cloned()
-        .collect();
+    let pre_maps: Vec<Mapping> = maps.iter().filter(|m| needs_pre_read(m)).cloned().collect();
     let mut pre_read = PreRead::default();
     if !pre_maps.is_empty() {
         mm::dump_pages(target, &pre_maps, page_size, &mut pre_read, &mut || Ok(()))?;
@@ -340,6 +341,58 @@ impl Snapshot {
     /// Bytes of page data read while frozen.
     pub fn pre_read_bytes(&self) -> usize {
         self.pre_read.bytes()
+    }
+
+    /// Checks the recorded mappings against the snapshot child's, which are the target's as of
+    /// the fork: those marked `MADV_DONTFORK` are exactly the ones it lacks, and every other
+    /// one has the same range and `madvise` bits (`VM_LOCKED` apart: fork does not copy it).
+    /// The flags were read before the target was frozen ([`mm::with_flags_hint`]), and a
+    /// `madvise` in between would otherwise go unnoticed.
+    pub fn check_mappings(&self, maps: &[Mapping]) -> Result<(), Error> {
+        let theirs = procfs::smaps(self.child)?;
+        let changed = |what: String| {
+            Err(Error::Other(format!(
+                "process {} changed its mappings while being captured ({what}); try again",
+                self.target
+            )))
+        };
+        let mut kept = 0usize;
+        for m in maps {
+            let v = &m.vma;
+            let other = theirs.iter().find(|e| e.start == v.start);
+            if v.madvise & madv::DONTFORK != 0 {
+                if other.is_some() {
+                    return changed(format!("{:#x} is no longer MADV_DONTFORK", v.start));
+                }
+                continue;
+            }
+            kept += 1;
+            let Some(e) = other else {
+                return changed(format!("{:#x} became MADV_DONTFORK", v.start));
+            };
+            let bits = mm::madvise_bits(e) & !madv::LOCKED;
+            if e.end != v.end || bits != v.madvise & !madv::LOCKED {
+                return changed(format!(
+                    "{:#x}-{:#x} madvise {:#x} is now {:#x}-{:#x} madvise {bits:#x}",
+                    v.start, v.end, v.madvise, e.start, e.end
+                ));
+            }
+        }
+        if kept != theirs.len() {
+            return changed(format!(
+                "{kept} mappings recorded besides MADV_DONTFORK ones, {} in the snapshot",
+                theirs.len()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Ends the child while its parent is still frozen by `frozen` (a capture that falls back
+    /// to a frozen copy): kill, reap, reap in the parent.
+    pub fn end_while_frozen(mut self, frozen: &mut Frozen) -> Result<(), Error> {
+        self.done = true;
+        kill_and_reap(self.child)?;
+        reap_in(frozen, self.child_in_target)
     }
 
     /// Streams the selected pages of `maps` (the image's mappings, in address order) into
