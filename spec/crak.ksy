@@ -99,6 +99,7 @@ types:
             'record_kind::fd': rec_fd
             'record_kind::pipe_data': rec_pipe_data
             'record_kind::note': rec_note
+            'record_kind::auth': rec_auth
             'record_kind::end': rec_end
         doc: |
           Kind-specific payload. A kind this description does not know stays raw bytes: a reader
@@ -685,8 +686,8 @@ types:
   rec_auth:
     doc-ref: spec/crak-format.md#auth
     doc: |
-      AUTH (0x0011, not critical): a signature over the records before it. Version 1.0
-      readers skip it as an unknown non-critical record, so it is not in the record switch.
+      AUTH (0x0011, not critical): a signature over the records before it (§3.17). A reader
+      that does not verify signatures may skip it; at most one per image (duplicate).
     seq:
       - id: algorithm
         type: u2
@@ -695,12 +696,13 @@ types:
         type: u2
       - id: key_id
         size: 8
-      - id: count
+      - id: num_entries
         type: u4
+        doc: Entries that follow, one per record before AUTH.
       - id: entries
         type: auth_entry
         repeat: expr
-        repeat-expr: count
+        repeat-expr: num_entries
       - id: signature
         size: 64
 
@@ -754,6 +756,7 @@ enums:
     0x000d: fd
     0x000e: pipe_data
     0x0010: note
+    0x0011: auth
     0x00ff: end
   vma_kind:
     1: anon

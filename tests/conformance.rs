@@ -21,6 +21,8 @@
 //! writer; defects are made by re-framing the written records with the small independent
 //! framing code in this file (CRCs, END and page padding recomputed), then breaking one thing.
 
+use crak_format::image::{RecordExtra, UnknownRecord};
+use crak_format::read::RecordSpan;
 use crak_format::record::creds::Creds;
 use crak_format::record::end::End;
 use crak_format::record::fd::{Fd, FdKind};
@@ -285,6 +287,9 @@ fn image(processes: Vec<Process<'static>>) -> Image<'static> {
         processes,
         pipes: Vec::new(),
         notes: Vec::new(),
+        auth: None,
+        unknown: Vec::new(),
+        extras: Vec::new(),
     }
 }
 
@@ -908,19 +913,58 @@ fn valid_vectors() -> Vec<Valid> {
         m
     };
     let raw = RawImage::split(&write(&base));
+    // Where each record of `base` goes in the model, in file order (END excluded).
+    let spans: Vec<RecordSpan> = {
+        let bytes = write(&base);
+        let parsed = crak_format::read::parse(&bytes).expect("base parses");
+        parsed
+            .layout
+            .records
+            .into_iter()
+            .filter(|s| s.kind != kind::END)
+            .collect()
+    };
+    assert_eq!(spans.len(), raw.records.len());
+    let extra = |span: &RecordSpan, flags: u16, bytes: Vec<u8>| RecordExtra {
+        kind: span.kind,
+        pid: span.pid,
+        index: span.index,
+        flags,
+        extra: Blob::from(bytes),
+    };
 
     add(
         "011-unknown-noncritical-records",
-        "records of unknown kinds with CRITICAL clear (0x0011, 0x8000, 0xFFFE), empty and \
-         not, between known records: skipped (§2.2)",
-        base.clone(),
+        "records of unknown kinds with CRITICAL clear (0x0012, 0x8000, 0xFFFE), empty and \
+         not, between known records: skipped (§2.2), kept in the model's `unknown` with the \
+         number of known records before each",
+        {
+            let mut m = base.clone();
+            let unknown = |after, kind, flags, payload: Vec<u8>| UnknownRecord {
+                after,
+                kind,
+                flags,
+                payload: Blob::from(payload),
+            };
+            m.unknown = vec![
+                unknown(1, 0x8000, 0, Vec::new()),
+                unknown(
+                    raw.find(kind::VMA, 0) as u64,
+                    0x0012,
+                    0,
+                    b"a future record".to_vec(),
+                ),
+                unknown(raw.records.len() as u64, 0xfffe, 0xfffe, vec![0xff; 33]),
+            ];
+            m
+        },
         Some({
             let mut r = raw.clone();
             let at = r.find(kind::VMA, 0);
             r.records.insert(
                 at,
                 RawRecord {
-                    kind: 0x0011,
+                    kind: 0x0012,
                     flags: 0,
                     payload: b"a future record".to_vec(),
                     verbatim: false,
@@ -969,6 +1013,23 @@ fn valid_vectors() -> Vec<Valid> {
         {
             let mut m = base.clone();
             m.version.minor = 3;
+            // Each tail, with the record's place, in `extras` (§5).
+            for (i, span) in spans.iter().enumerate() {
+                if span.kind != kind::PAGES {
+                    m.extras.push(extra(
+                        span,
+                        kind::default_flags(span.kind),
+                        vec![0xee; 1 + i % 13],
+                    ));
+                }
+            }
+            m.extras.push(RecordExtra {
+                kind: kind::END,
+                pid: None,
+                index: 0,
+                flags: kind::default_flags(kind::END),
+                extra: Blob::from(vec![0xee; 24]),
+            });
             m
         },
         Some({
@@ -1000,8 +1061,15 @@ fn valid_vectors() -> Vec<Valid> {
     add(
         "015-known-records-not-critical",
         "known records written with CRITICAL clear and reserved flag bits set: not rejected \
-         because of their flags (§2.2)",
-        base.clone(),
+         because of their flags (§2.2), kept in the model's `extras`",
+        {
+            let mut m = base.clone();
+            for span in &spans {
+                let flags = if span.kind == kind::NOTE { 0xfffe } else { 0 };
+                m.extras.push(extra(span, flags, Vec::new()));
+            }
+            m
+        },
         Some({
             let mut r = raw.clone();
             for rec in r.records.iter_mut() {
@@ -1009,6 +1077,24 @@ fn valid_vectors() -> Vec<Valid> {
             }
             r.to_bytes()
         }),
+    );
+    let key = crak_format::auth::SecretKey::from_seed([7; 32]);
+    let signed = crak_format::auth::sign(&write(&base), &key).expect("sign");
+    crak_format::auth::verify(&signed, &key.public()).expect("the signature verifies");
+    add(
+        "016-signed",
+        "an image signed with the Ed25519 key whose seed is 32 bytes of 0x07: AUTH (0x0011, \
+         not critical, one entry per record) last before END, in the model's `auth` (§3.17)",
+        {
+            let mut m = base.clone();
+            let parsed = crak_format::read::parse(&signed).expect("signed image parses");
+            let auth = parsed.image.auth.expect("AUTH decoded");
+            assert_eq!(auth.key_id, key.public().key_id());
+            assert_eq!(auth.entries.len(), raw.records.len());
+            m.auth = Some(auth);
+            m
+        },
+        Some(signed),
     );
     v
 }
@@ -1182,14 +1268,14 @@ fn invalid_vectors() -> Vec<Invalid> {
     );
     add(
         "012-unknown-critical-record",
-        "a record of unknown kind 0x0011 with CRITICAL set (§2.2)",
+        "a record of unknown kind 0x0012 with CRITICAL set (§2.2)",
         {
             let mut r = raw.clone();
             let at = r.find(kind::VMA, 0);
             r.records.insert(
                 at,
                 RawRecord {
-                    kind: 0x0011,
+                    kind: 0x0012,
                     flags: 1,
                     payload: b"must understand".to_vec(),
                     verbatim: false,
@@ -1597,7 +1683,7 @@ fn invalid_vectors() -> Vec<Invalid> {
             r.records.insert(
                 0,
                 RawRecord {
-                    kind: 0x0011,
+                    kind: 0x0012,
                     flags: 0,
                     payload: Vec::new(),
                     verbatim: false,
@@ -2358,7 +2444,7 @@ fn kaitai_and_rust_agree_on_mutated_images() {
     // A record relabelled as another kind, known or not: every parser meets foreign payloads.
     let kinds = [
         0x0001, 0x0002, 0x0003, 0x0004, 0x0005, 0x0006, 0x0007, 0x0008, 0x0009, 0x000a, 0x000b,
-        0x000c, 0x000d, 0x000e, 0x0010, 0x00ff, 0x0011, 0x9000,
+        0x000c, 0x000d, 0x000e, 0x0010, 0x00ff, 0x0011, 0x0012, 0x9000,
     ];
     for i in 0..raw.records.len() {
         for _ in 0..3 {
@@ -2897,6 +2983,9 @@ mod gen {
                     .into_iter()
                     .map(|(key, value)| Note { key, value })
                     .collect(),
+                auth: None,
+                unknown: Vec::new(),
+                extras: Vec::new(),
             })
     }
 }

@@ -490,6 +490,9 @@ pub fn image() -> impl Strategy<Value = Image<'static>> {
                 processes,
                 pipes,
                 notes,
+                auth: None,
+                unknown: Vec::new(),
+                extras: Vec::new(),
             })
     })
 }

@@ -1,5 +1,6 @@
 //! The assembled image: every record grouped by process (spec §2.3).
 
+use crate::bytes::Blob;
 use crate::record::{
     creds::Creds, fd::Fd, header::Header, mm::Mm, note::Note, pages::PageRun, pages::ZeroRun,
     pipe_data::PipeData, process::ProcessRecord, rlimits::Rlimits, sigactions::SigActions,
@@ -34,6 +35,75 @@ pub struct Image<'data> {
     pub pipes: Vec<PipeData<'data>>,
     /// NOTE records.
     pub notes: Vec<Note>,
+    /// The AUTH record (§3.17), if the image is signed. Written last before END.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<crate::record::auth::Auth>,
+    /// Records of kinds this version does not define (not critical, so skipped by readers,
+    /// §2.2), kept with their place so that the image is written back as it was.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unknown: Vec<UnknownRecord<'data>>,
+    /// Known records whose flags differ from the ones a writer uses or whose payload holds
+    /// bytes past the fields this version defines (§5), so that they are written back as they
+    /// were.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extras: Vec<RecordExtra<'data>>,
+}
+
+/// A record of a kind this version does not define, CRITICAL clear (§2.2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnknownRecord<'data> {
+    /// How many known records (HEADER included, END not) precede it in the file: the writer
+    /// writes it once it has written that many.
+    pub after: u64,
+    /// Record kind.
+    pub kind: u16,
+    /// Record flags.
+    pub flags: u16,
+    /// The payload as stored.
+    pub payload: Blob<'data>,
+}
+
+/// The flags and trailing payload bytes of one known record, when they are not what a
+/// writer of this version makes of the model (§2.2, §5).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordExtra<'data> {
+    /// Record kind.
+    pub kind: u16,
+    /// The pid of a per-process record, `None` for HEADER, PIPE_DATA, NOTE, AUTH and END.
+    pub pid: Option<u32>,
+    /// Position in the list the record is in (as [`crate::read::RecordSpan::index`]): the
+    /// process's `threads`, `vmas`, ... or the image's `pipes`, `notes`; 0 for a record that
+    /// appears once.
+    pub index: usize,
+    /// Record flags as stored.
+    pub flags: u16,
+    /// Payload bytes past the fields this version defines.
+    pub extra: Blob<'data>,
+}
+
+impl UnknownRecord<'_> {
+    /// A copy that does not borrow the parsed bytes.
+    pub fn into_owned(self) -> UnknownRecord<'static> {
+        UnknownRecord {
+            after: self.after,
+            kind: self.kind,
+            flags: self.flags,
+            payload: self.payload.into_owned(),
+        }
+    }
+}
+
+impl RecordExtra<'_> {
+    /// A copy that does not borrow the parsed bytes.
+    pub fn into_owned(self) -> RecordExtra<'static> {
+        RecordExtra {
+            kind: self.kind,
+            pid: self.pid,
+            index: self.index,
+            flags: self.flags,
+            extra: self.extra.into_owned(),
+        }
+    }
 }
 
 impl<'data> Image<'data> {
@@ -46,6 +116,9 @@ impl<'data> Image<'data> {
             processes: Vec::new(),
             pipes: Vec::new(),
             notes: Vec::new(),
+            auth: None,
+            unknown: Vec::new(),
+            extras: Vec::new(),
         }
     }
 
@@ -72,6 +145,9 @@ impl<'data> Image<'data> {
                 .collect(),
             pipes: self.pipes.into_iter().map(|p| p.into_owned()).collect(),
             notes: self.notes,
+            auth: self.auth,
+            unknown: self.unknown.into_iter().map(|u| u.into_owned()).collect(),
+            extras: self.extras.into_iter().map(|x| x.into_owned()).collect(),
         }
     }
 

@@ -5,7 +5,12 @@
 //! An object with the fields of [`Image`]: `version` (`{"major", "minor"}`), `flags`, `header`,
 //! `processes` (each with `process`, `creds`, `mm`, `rlimits`, `sigactions` — `null` when
 //! absent — and the lists `threads`, `xsaves`, `sigqueues`, `fds`, `vmas`, `pages`,
-//! `zero_runs`), `pipes` and `notes`. Every record is an object whose keys are the model's
+//! `zero_runs`), `pipes` and `notes`, then, only when the image has them, `auth` (the AUTH
+//! record; `key_id`, `signature` and each entry's `sha256` in hex), `unknown` (records of kinds
+//! this version does not define: `after`, `kind`, `flags`, `payload`) and `extras` (known
+//! records' non-default `flags` and payload bytes past the known fields: `kind`, `pid`,
+//! `index`, `flags`, `extra`), which let [`from_json`] and the writer give back the same bytes.
+//! Every record is an object whose keys are the model's
 //! field names; enums are snake_case strings (`"vdso"`, `"reg"`); `auxv` entries are
 //! `[key, value]` pairs; a thread's `gpr` is an object keyed by register name.
 //!
@@ -14,7 +19,7 @@
 //!
 //! With `include_pages = false` ([`to_json`]) each blob is replaced by its length in bytes, a
 //! JSON number, in place: `pages[].data`, `xsaves[].area`, `fds[].contents`, `pipes[].data`,
-//! and each element of `sigqueues[].siginfos`. That form is for reading, not for
+//! `unknown[].payload`, `extras[].extra` and each element of `sigqueues[].siginfos`. That form is for reading, not for
 //! [`from_json`], which needs the full form and rejects a number where a blob belongs.
 //!
 //! [`from_json`] of [`to_json`]`(image, true)` gives back `image` exactly.
@@ -46,6 +51,23 @@ pub fn to_json(image: &Image<'_>, include_pages: bool) -> Value {
             })
             .collect(),
         notes: image.notes.clone(),
+        auth: image.auth.clone(),
+        unknown: image
+            .unknown
+            .iter()
+            .map(|u| crate::image::UnknownRecord {
+                payload: Blob::default(),
+                ..u.clone()
+            })
+            .collect(),
+        extras: image
+            .extras
+            .iter()
+            .map(|x| crate::image::RecordExtra {
+                extra: Blob::default(),
+                ..x.clone()
+            })
+            .collect(),
     };
     let mut v = serde_json::to_value(&stripped).unwrap_or(Value::Null);
     let len = |b: &Blob<'_>| Value::from(b.len());
@@ -74,6 +96,18 @@ pub fn to_json(image: &Image<'_>, include_pages: bool) -> Value {
         "pipes",
         "data",
         image.pipes.iter().map(|p| len(&p.data)),
+    );
+    set_each(
+        &mut v,
+        "unknown",
+        "payload",
+        image.unknown.iter().map(|u| len(&u.payload)),
+    );
+    set_each(
+        &mut v,
+        "extras",
+        "extra",
+        image.extras.iter().map(|x| len(&x.extra)),
     );
     v
 }

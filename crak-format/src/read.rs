@@ -9,7 +9,7 @@
 //! semantic rules of §4 are the validator's.
 
 use crate::error::{Error, ErrorKind};
-use crate::image::{Image, Process, Version};
+use crate::image::{Image, Process, RecordExtra, UnknownRecord, Version};
 use crate::record::end::End;
 use crate::record::header::Header;
 use crate::record::pages::{self, PagesHeader};
@@ -415,6 +415,7 @@ pub(crate) struct Tracker {
     pages: u64,
     page_size: Option<u32>,
     procs: HashMap<u32, ProcState>,
+    auth: bool,
 }
 
 impl Tracker {
@@ -425,6 +426,7 @@ impl Tracker {
             pages: 0,
             page_size: None,
             procs: HashMap::new(),
+            auth: false,
         }
     }
 
@@ -477,6 +479,15 @@ impl Tracker {
                     .with_detail("there must be exactly one HEADER (§2.3)"));
             }
             self.page_size = k.page_size;
+            return Ok(());
+        }
+        if k.kind == kind::AUTH {
+            if std::mem::replace(&mut self.auth, true) {
+                return Err(Error::new(ErrorKind::Duplicate)
+                    .with_record(k.kind, offset)
+                    .with_field("kind", offset)
+                    .with_detail("there must be at most one AUTH (§3.17)"));
+            }
             return Ok(());
         }
         if k.kind == kind::PAGES {
@@ -637,6 +648,22 @@ pub(crate) struct Builder<'data> {
     notes: Vec<crate::record::note::Note>,
     layout: Layout,
     unknown: HashMap<u16, usize>,
+    auth: Option<crate::record::auth::Auth>,
+    unknown_records: Vec<UnknownRecord<'data>>,
+    extras: Vec<RecordExtra<'data>>,
+    known: u64,
+}
+
+/// The payload bytes of `rec` past the fields this version defines (§5): what follows the
+/// bytes its parser read, whose length is that of the record's encoding. Empty for PAGES
+/// (whose length its data fixes) and unknown kinds.
+pub(crate) fn tail_of<'a>(rec: &Record<'_>, payload: &'a [u8]) -> &'a [u8] {
+    if matches!(rec, Record::Pages(_) | Record::Unknown { .. }) {
+        return &[];
+    }
+    let mut known = Vec::new();
+    rec.encode(&mut known);
+    payload.get(known.len()..).unwrap_or_default()
 }
 
 impl<'data> Builder<'data> {
@@ -651,6 +678,23 @@ impl<'data> Builder<'data> {
             notes: Vec::new(),
             layout: Layout::default(),
             unknown: HashMap::new(),
+            auth: None,
+            unknown_records: Vec::new(),
+            extras: Vec::new(),
+            known: 0,
+        }
+    }
+
+    /// Keeps a known record's flags and payload tail when a writer would not reproduce them.
+    fn extra(&mut self, span: &RecordSpan, extra: Blob<'data>) {
+        if span.flags != kind::default_flags(span.kind) || !extra.is_empty() {
+            self.extras.push(RecordExtra {
+                kind: span.kind,
+                pid: span.pid,
+                index: span.index,
+                flags: span.flags,
+                extra,
+            });
         }
     }
 
@@ -665,22 +709,45 @@ impl<'data> Builder<'data> {
         }
     }
 
-    /// Records a skipped unknown record.
-    pub(crate) fn skip(&mut self, kind: u16, flags: u16, offset: u64, length: u64) {
+    /// Records a skipped unknown record, keeping it for the model.
+    pub(crate) fn skip(
+        &mut self,
+        kind: u16,
+        flags: u16,
+        offset: u64,
+        length: u64,
+        payload: Blob<'data>,
+    ) {
         let n = self.unknown.entry(kind).or_insert(0);
         let mut s = Self::span(kind, flags, offset, length);
         s.index = *n;
         *n += 1;
         self.layout.push(s);
+        self.unknown_records.push(UnknownRecord {
+            after: self.known,
+            kind,
+            flags,
+            payload,
+        });
     }
 
-    /// Adds a record that [`Tracker::check`] accepted.
-    pub(crate) fn add(&mut self, rec: Record<'data>, flags: u16, offset: u64, length: u64) {
+    /// Adds a record that [`Tracker::check`] accepted; `extra` is its payload past the fields
+    /// this version defines ([`tail_of`]).
+    pub(crate) fn add(
+        &mut self,
+        rec: Record<'data>,
+        flags: u16,
+        offset: u64,
+        length: u64,
+        extra: Blob<'data>,
+    ) {
         let mut span = Self::span(rec.kind(), flags, offset, length);
         span.pid = rec.pid();
+        self.known += 1;
         if let Record::Process(p) = rec {
             self.by_pid.insert(p.pid, self.processes.len());
             self.processes.push(Process::new(p));
+            self.extra(&span, extra);
             self.layout.push(span);
             return;
         }
@@ -699,6 +766,10 @@ impl<'data> Builder<'data> {
             }
             (Record::PipeData(d), _) => put(&mut self.pipes, d),
             (Record::Note(n), _) => put(&mut self.notes, n),
+            (Record::Auth(a), _) => {
+                self.auth = Some(a);
+                0
+            }
             (Record::Creds(c), Some(p)) => {
                 p.creds = Some(c);
                 0
@@ -726,6 +797,7 @@ impl<'data> Builder<'data> {
             // have their process (the tracker checked it).
             _ => 0,
         };
+        self.extra(&span, extra);
         self.layout.push(span);
     }
 
@@ -735,14 +807,16 @@ impl<'data> Builder<'data> {
         flags: u16,
         offset: u64,
         length: u64,
+        extra: Blob<'data>,
     ) -> Result<Parsed<'data>, Error> {
+        let span = Self::span(kind::END, flags, offset, length);
+        self.extra(&span, extra);
+        self.layout.push(span);
         let Some(header) = self.header else {
             return Err(Error::new(ErrorKind::OrphanRecord)
                 .with_record(kind::END, offset)
                 .with_detail("the image has no HEADER"));
         };
-        self.layout
-            .push(Self::span(kind::END, flags, offset, length));
         Ok(Parsed {
             image: Image {
                 version: self.version,
@@ -751,6 +825,9 @@ impl<'data> Builder<'data> {
                 processes: self.processes,
                 pipes: self.pipes,
                 notes: self.notes,
+                auth: self.auth,
+                unknown: self.unknown_records,
+                extras: self.extras,
             },
             layout: self.layout,
             end,
@@ -781,6 +858,7 @@ pub fn parse(data: &[u8]) -> Result<Parsed<'_>, Error> {
             let end = crate::record::end::parse(raw.payload)
                 .map_err(|e| e.in_record(raw.kind, raw.offset))?;
             tracker.check_end(&end, raw.offset)?;
+            let extra = tail_of(&Record::End(end.clone()), raw.payload);
             let after = records.offset();
             if after < data.len() {
                 return Err(Error::new(ErrorKind::TrailingData)
@@ -790,16 +868,23 @@ pub fn parse(data: &[u8]) -> Result<Parsed<'_>, Error> {
                         data.len() - after
                     )));
             }
-            return builder.finish(end, raw.flags, raw.offset, raw.length());
+            return builder.finish(end, raw.flags, raw.offset, raw.length(), extra.into());
         }
         tracker.account(raw.header_bytes(), raw.crc);
         if !known {
-            builder.skip(raw.kind, raw.flags, raw.offset, raw.length());
+            builder.skip(
+                raw.kind,
+                raw.flags,
+                raw.offset,
+                raw.length(),
+                raw.payload.into(),
+            );
             continue;
         }
         let rec = raw.decode(tracker.page_size())?;
         tracker.check(&RecordKey::of(&rec), raw.offset)?;
-        builder.add(rec, raw.flags, raw.offset, raw.length());
+        let extra = tail_of(&rec, raw.payload);
+        builder.add(rec, raw.flags, raw.offset, raw.length(), extra.into());
     }
 }
 
@@ -829,6 +914,9 @@ pub enum StreamItem {
         span: RecordSpan,
         /// The decoded record.
         record: Record<'static>,
+        /// The payload bytes past the fields this version defines (§5); empty for an unknown
+        /// kind, whose payload is in [`Record::Unknown`].
+        extra: Vec<u8>,
     },
     /// A PAGES record: its fixed fields. Pull the page data with
     /// [`StreamReader::read_page_data`]; its CRC is checked when the data ends.
@@ -1101,9 +1189,11 @@ impl<R: Read> StreamReader<R> {
                     .with_detail("bytes follow the END record"));
             }
             self.state = StreamState::Done;
+            let extra = tail_of(&rec, &payload).to_vec();
             return Ok(Some(StreamItem::Record {
                 span,
                 record: rec.into_owned(),
+                extra,
             }));
         }
         self.tracker.account(&hb, stored);
@@ -1114,6 +1204,7 @@ impl<R: Read> StreamReader<R> {
                     kind: h.kind,
                     payload: Blob::from(payload),
                 },
+                extra: Vec::new(),
             }));
         }
         let rec = raw.decode(self.tracker.page_size())?;
@@ -1122,9 +1213,11 @@ impl<R: Read> StreamReader<R> {
             pid: rec.pid(),
             ..span
         };
+        let extra = tail_of(&rec, &payload).to_vec();
         Ok(Some(StreamItem::Record {
             span,
             record: rec.into_owned(),
+            extra,
         }))
     }
 
@@ -1372,16 +1465,21 @@ fn collect_metadata<R: Read>(
                     p.span.flags,
                     p.span.offset,
                     p.span.length,
+                    Blob::default(),
                 )
             }
-            Some(StreamItem::Record { span, record }) => match record {
+            Some(StreamItem::Record {
+                span,
+                record,
+                extra,
+            }) => match record {
                 Record::End(end) => {
-                    return builder.finish(end, span.flags, span.offset, span.length)
+                    return builder.finish(end, span.flags, span.offset, span.length, extra.into())
                 }
-                Record::Unknown { kind, .. } => {
-                    builder.skip(kind, span.flags, span.offset, span.length)
+                Record::Unknown { kind, payload } => {
+                    builder.skip(kind, span.flags, span.offset, span.length, payload)
                 }
-                rec => builder.add(rec, span.flags, span.offset, span.length),
+                rec => builder.add(rec, span.flags, span.offset, span.length, extra.into()),
             },
         }
     }

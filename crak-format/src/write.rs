@@ -5,16 +5,18 @@
 //! [`Writer`] is the low-level interface (raw records for tests and fuzzers, streamed page
 //! data for the capture engine); [`write_image`] and [`to_vec`] write a whole [`Image`].
 
+use crate::bytes::Blob;
 use crate::error::FieldError;
-use crate::image::{Image, Process, Version};
+use crate::image::{Image, Process, RecordExtra, UnknownRecord, Version};
 use crate::read::{RecordKey, Tracker};
 use crate::record::end::{self, End};
 use crate::record::pages::{PagesHeader, PAGES_HEADER_SIZE};
 use crate::record::{
-    creds, fd, header, kind, mm, note, pages, pipe_data, process, rlimits, sigactions, sigqueue,
-    thread, vma, xsave, zero_pages, Record,
+    auth, creds, fd, header, kind, mm, note, pages, pipe_data, process, rlimits, sigactions,
+    sigqueue, thread, vma, xsave, zero_pages, Record,
 };
 use crate::{FILE_HEADER_LEN, MAGIC, RECORD_HEADER_LEN};
+use std::collections::HashMap;
 use std::io::{self, BufWriter, Write};
 
 fn invalid(msg: impl Into<String>) -> io::Error {
@@ -144,6 +146,19 @@ impl<W: Write> Writer<W> {
         enc: impl FnOnce(&mut Vec<u8>),
         same: impl FnOnce(&[u8]) -> Result<bool, FieldError>,
     ) -> io::Result<u64> {
+        self.write_checked_as(kind, kind::default_flags(kind), &[], enc, same)
+    }
+
+    /// [`Writer::write_checked`] with `flags` and `extra` bytes appended to the payload after
+    /// the check (§5: a reader ignores them).
+    fn write_checked_as(
+        &mut self,
+        kind: u16,
+        flags: u16,
+        extra: &[u8],
+        enc: impl FnOnce(&mut Vec<u8>),
+        same: impl FnOnce(&[u8]) -> Result<bool, FieldError>,
+    ) -> io::Result<u64> {
         let mut buf = std::mem::take(&mut self.scratch);
         buf.clear();
         enc(&mut buf);
@@ -156,7 +171,8 @@ impl<W: Write> Writer<W> {
             ))),
             Err(e) => Err(invalid(format!("{name} record cannot be written: {e}"))),
         };
-        let r = checked.and_then(|()| self.write_raw_record(kind, kind::default_flags(kind), &buf));
+        buf.extend_from_slice(extra);
+        let r = checked.and_then(|()| self.write_raw_record(kind, flags, &buf));
         self.scratch = buf;
         r
     }
@@ -232,7 +248,7 @@ impl<W: Write> Writer<W> {
                 data.len()
             )));
         }
-        let mut pw = self.start_pages(ph, data_len)?;
+        let mut pw = self.start_pages(ph, data_len, kind::default_flags(kind::PAGES))?;
         pw.write_all(data)?;
         pw.finish()
     }
@@ -247,13 +263,18 @@ impl<W: Write> Writer<W> {
         nr_pages: u64,
     ) -> io::Result<PageWriter<'_, W>> {
         let (ph, data_len) = self.pages_header(pid, addr, nr_pages)?;
-        self.start_pages(ph, data_len)
+        self.start_pages(ph, data_len, kind::default_flags(kind::PAGES))
     }
 
-    fn start_pages(&mut self, ph: PagesHeader, data_len: u64) -> io::Result<PageWriter<'_, W>> {
+    fn start_pages(
+        &mut self,
+        ph: PagesHeader,
+        data_len: u64,
+        flags: u16,
+    ) -> io::Result<PageWriter<'_, W>> {
         let at = self.offset;
         let length = u64::from(ph.data_offset) + data_len;
-        let h = Self::record_header(kind::PAGES, kind::default_flags(kind::PAGES), length);
+        let h = Self::record_header(kind::PAGES, flags, length);
         self.scratch.clear();
         pages::write_header(&ph, &mut self.scratch);
         let crc = crc32c::crc32c_append(crc32c::crc32c(&h), &self.scratch);
@@ -280,15 +301,18 @@ impl<W: Write> Writer<W> {
 
     /// Writes `end` as given (for tests that need a wrong END), flushes, and gives back the
     /// underlying writer.
-    pub fn finish_with_end(mut self, end: &End) -> io::Result<W> {
+    pub fn finish_with_end(self, end: &End) -> io::Result<W> {
+        self.finish_end_as(end, kind::default_flags(kind::END), &[])
+    }
+
+    /// Writes `end` with `flags` and `extra` bytes after its fields, flushes, and gives back
+    /// the underlying writer.
+    fn finish_end_as(mut self, end: &End, flags: u16, extra: &[u8]) -> io::Result<W> {
         self.ready()?;
-        let mut payload = Vec::with_capacity(end::END_SIZE);
+        let mut payload = Vec::with_capacity(end::END_SIZE + extra.len());
         end::write(end, &mut payload);
-        let h = Self::record_header(
-            kind::END,
-            kind::default_flags(kind::END),
-            payload.len() as u64,
-        );
+        payload.extend_from_slice(extra);
+        let h = Self::record_header(kind::END, flags, payload.len() as u64);
         let crc = crc32c::crc32c_append(crc32c::crc32c(&h), &payload);
         self.w.write_all(&h)?;
         self.w.write_all(&payload)?;
@@ -404,9 +428,46 @@ fn write_unbuffered<W: Write>(image: &Image<'_>, w: W) -> io::Result<W> {
     if image.flags & 0xffff != 0 {
         return Err(invalid("critical file flags are not defined by version 1"));
     }
+    let mut extras = HashMap::new();
+    for x in &image.extras {
+        if extras.insert((x.kind, x.pid, x.index), x).is_some() {
+            return Err(invalid(format!(
+                "two extras for the {} record of pid {:?} at index {}",
+                kind::name(x.kind).unwrap_or("?"),
+                x.pid,
+                x.index
+            )));
+        }
+        if !kind::is_known(x.kind) {
+            return Err(invalid(format!(
+                "extras name kind {:#06x}, which this version does not define",
+                x.kind
+            )));
+        }
+    }
+    let mut unknown: Vec<&UnknownRecord<'_>> = image.unknown.iter().collect();
+    unknown.sort_by_key(|u| u.after);
+    for u in &unknown {
+        if kind::is_known(u.kind) {
+            return Err(invalid(format!(
+                "an unknown record of kind {:#06x}, which this version defines",
+                u.kind
+            )));
+        }
+        if u.flags & crate::FLAG_CRITICAL != 0 {
+            return Err(invalid(format!(
+                "an unknown record of kind {:#06x} with CRITICAL set: no reader would accept the image",
+                u.kind
+            )));
+        }
+    }
     let mut iw = ImageWriter {
         w: Writer::new(w, image.version, image.flags)?,
         tracker: Tracker::new(&[]),
+        extras,
+        counts: HashMap::new(),
+        unknown: unknown.into_iter().peekable(),
+        known: 0,
     };
     let h = &image.header;
     iw.put(
@@ -444,15 +505,38 @@ fn write_unbuffered<W: Write>(image: &Image<'_>, w: W) -> io::Result<W> {
             |b| Ok(note::parse(b)? == *n),
         )?;
     }
-    iw.w.finish()
+    if let Some(a) = &image.auth {
+        iw.put(
+            RecordKey {
+                kind: kind::AUTH,
+                ..RecordKey::default()
+            },
+            |o| auth::write(a, o),
+            |b| Ok(auth::parse(b)? == *a),
+        )?;
+    }
+    iw.unknown_until(u64::MAX)?;
+    let end = iw.w.end();
+    match iw.extras.get(&(kind::END, None, 0)) {
+        Some(x) => iw.w.finish_end_as(&end, x.flags, x.extra.as_bytes()),
+        None => iw.w.finish(),
+    }
 }
 
-struct ImageWriter<W: Write> {
+struct ImageWriter<'i, W: Write> {
     w: Writer<W>,
     tracker: Tracker,
+    /// Flags and payload tails of known records, by (kind, pid, index).
+    extras: HashMap<(u16, Option<u32>, usize), &'i RecordExtra<'i>>,
+    /// Records written so far per (kind, pid): the index of the next one.
+    counts: HashMap<(u16, Option<u32>), usize>,
+    /// Unknown records still to write, by `after`.
+    unknown: std::iter::Peekable<std::vec::IntoIter<&'i UnknownRecord<'i>>>,
+    /// Known records written so far.
+    known: u64,
 }
 
-impl<W: Write> ImageWriter<W> {
+impl<W: Write> ImageWriter<'_, W> {
     fn put(
         &mut self,
         key: RecordKey,
@@ -460,11 +544,44 @@ impl<W: Write> ImageWriter<W> {
         same: impl FnOnce(&[u8]) -> Result<bool, FieldError>,
     ) -> io::Result<()> {
         self.order(&key)?;
-        self.w.write_checked(key.kind, enc, same)?;
+        let (flags, extra) = self.next_extra(&key);
+        self.w
+            .write_checked_as(key.kind, flags, extra.as_bytes(), enc, same)?;
+        self.known += 1;
+        Ok(())
+    }
+
+    /// The flags and payload tail of the next record of `key`'s kind and pid.
+    fn next_extra(&mut self, key: &RecordKey) -> (u16, Blob<'static>) {
+        let pid = if key.kind == kind::HEADER || key.kind == kind::AUTH {
+            None
+        } else {
+            key.pid
+        };
+        let n = self.counts.entry((key.kind, pid)).or_insert(0);
+        let index = *n;
+        *n += 1;
+        match self.extras.get(&(key.kind, pid, index)) {
+            Some(x) => (x.flags, Blob::from(x.extra.as_bytes().to_vec())),
+            None => (kind::default_flags(key.kind), Blob::default()),
+        }
+    }
+
+    /// Writes the unknown records to be placed after at most `known` known records (all of
+    /// them for `u64::MAX`); none before HEADER.
+    fn unknown_until(&mut self, known: u64) -> io::Result<()> {
+        if self.known == 0 {
+            return Ok(());
+        }
+        while let Some(u) = self.unknown.next_if(|u| u.after <= known) {
+            self.w
+                .write_raw_record(u.kind, u.flags, u.payload.as_bytes())?;
+        }
         Ok(())
     }
 
     fn order(&mut self, key: &RecordKey) -> io::Result<()> {
+        self.unknown_until(self.known)?;
         let at = self.w.offset();
         self.tracker
             .frame(key.kind, kind::default_flags(key.kind), at)
@@ -589,14 +706,26 @@ impl<W: Write> ImageWriter<W> {
                         r.pid
                     )));
                 }
-                self.order(&RecordKey {
+                let key = RecordKey {
                     kind: kind::PAGES,
                     pid: Some(pid),
                     nr_pages: r.nr_pages,
                     ..RecordKey::default()
-                })?;
-                self.w
-                    .write_pages(r.pid, r.addr, r.nr_pages, r.data.as_bytes())?;
+                };
+                self.order(&key)?;
+                let (flags, _) = self.next_extra(&key);
+                let (ph, data_len) = self.w.pages_header(r.pid, r.addr, r.nr_pages)?;
+                if r.data.len() as u64 != data_len {
+                    return Err(invalid(format!(
+                        "PAGES of {} pages needs {data_len} bytes of data, got {}",
+                        r.nr_pages,
+                        r.data.len()
+                    )));
+                }
+                let mut pw = self.w.start_pages(ph, data_len, flags)?;
+                pw.write_all(r.data.as_bytes())?;
+                pw.finish()?;
+                self.known += 1;
             } else {
                 let Some(z) = zeros.next() else { continue };
                 if z.pid != pid {

@@ -12,6 +12,10 @@ before its payload is used (bad-crc), unknown CRITICAL records (unknown-critical
 ordering rules of §2.3 (orphan-record, duplicate), END's counts and digest (bad-end,
 bad-digest), a missing END (truncated) and bytes after END (trailing-data).
 
+The model includes, as crak-dump's does, the AUTH record (`auth`), records of unknown kinds
+with the number of known records before each (`unknown`), and known records' non-default
+flags and payload bytes past the fields the .ksy reads (`extras`).
+
 Output: the model as JSON on stdout and exit status 0; or, for an image a reader must reject,
 `{"error": KIND, "offset": N, "record": NAME, "field": NAME, "message": TEXT}` on stdout and
 exit status 1. Exit status 2 is a usage or environment error.
@@ -66,12 +70,20 @@ RECORD_NAMES = {
     0x000D: "FD",
     0x000E: "PIPE_DATA",
     0x0010: "NOTE",
+    0x0011: "AUTH",
     0x00FF: "END",
 }
 KIND_HEADER = 0x0001
 KIND_PROCESS = 0x0002
 KIND_PAGES = 0x000B
+KIND_NOTE = 0x0010
+KIND_AUTH = 0x0011
 KIND_END = 0x00FF
+
+
+def default_flags(kind):
+    """The record flags a writer uses (§2.2): CRITICAL for every known kind but NOTE and AUTH."""
+    return 0 if kind in (KIND_NOTE, KIND_AUTH) else 1
 
 # Kinds whose payload carries page-sized data (spec §2.2); every other kind is metadata.
 BULK_KINDS = {0x000B, 0x000D, 0x000E}
@@ -405,6 +417,18 @@ def model_note(n):
     return {"key": byte_string(n.key), "value": byte_string(n.value)}
 
 
+def model_auth(a):
+    return {
+        "algorithm": a.algorithm,
+        "key_id": a.key_id.hex(),
+        "entries": [
+            {"kind": e.kind, "flags": e.flags, "offset": e.offset, "sha256": e.sha256.hex()}
+            for e in a.entries
+        ],
+        "signature": a.signature.hex(),
+    }
+
+
 def new_process(record):
     return {
         "process": record,
@@ -454,6 +478,10 @@ def elide(image):
             p["data"] = len(base64.b64decode(p["data"]))
     for p in out["pipes"]:
         p["data"] = len(base64.b64decode(p["data"]))
+    for u in out.get("unknown", []):
+        u["payload"] = len(base64.b64decode(u["payload"]))
+    for x in out.get("extras", []):
+        x["extra"] = len(base64.b64decode(x["extra"]))
     return out
 
 
@@ -569,8 +597,14 @@ class Reader:
             if kind == KIND_PAGES:
                 self.check_payload_extent(rec, name, payload_off)
 
+            # Payload bytes past the fields the parser read (§5), kept with non-default flags
+            # so that the model can be written back as it was; PAGES has none.
+            extra = b""
+            if kind in RECORD_NAMES and kind != KIND_PAGES:
+                extra = rec._raw_payload[rec.payload._io.pos():]
             if kind == KIND_END:
                 self.check_end(rec.payload, offset, payload_off, image, digest)
+                image.extra(kind, None, 0, rflags, extra)
                 after = crc_off + CRC_LEN
                 if after != size:
                     raise Reject("trailing-data", after, None, None,
@@ -578,7 +612,10 @@ class Reader:
                 self.whole_file_parse(len(root.records))
                 return image
             if kind in RECORD_NAMES:
-                image.add(kind, name, rec.payload, payload_off)
+                image.add(kind, name, rec.payload, payload_off, rflags, extra)
+            else:
+                image.unknown.append({"after": image.known, "kind": kind, "flags": rflags,
+                                      "payload": blob(rec.payload)})
             if self.check_crc:
                 digest.update(data[offset:payload_off])
                 digest.update(data[crc_off:crc_off + CRC_LEN])
@@ -677,13 +714,34 @@ class Image:
         self.record_count = 0
         self.page_count = 0
         self.seen_once = set()
+        self.auth = None
+        self.unknown = []
+        self.extras = []
+        self.known = 0
 
-    def add(self, kind, name, p, payload_off):
+    def extra(self, kind, pid, index, flags, extra):
+        """Keeps a record's flags and payload tail when a writer would not reproduce them."""
+        if flags != default_flags(kind) or extra:
+            self.extras.append({"kind": kind, "pid": pid, "index": index, "flags": flags,
+                                "extra": blob(extra)})
+
+    def add(self, kind, name, p, payload_off, flags=None, extra=b""):
+        if flags is None:
+            flags = default_flags(kind)
+        self.known += 1
         if kind == KIND_HEADER:
             if self.header is not None:
                 raise Reject("duplicate", payload_off - RECORD_HEADER_LEN, name, "kind",
                              "a second HEADER record")
             self.header = model_header(p)
+            self.extra(kind, None, 0, flags, extra)
+            return
+        if kind == KIND_AUTH:
+            if self.auth is not None:
+                raise Reject("duplicate", payload_off - RECORD_HEADER_LEN, name, "kind",
+                             "a second AUTH record")
+            self.auth = model_auth(p)
+            self.extra(kind, None, 0, flags, extra)
             return
         if kind == KIND_PROCESS:
             if p.pid in self.by_pid:
@@ -692,11 +750,14 @@ class Image:
             proc = new_process(model_process(p))
             self.by_pid[p.pid] = proc
             self.processes.append(proc)
+            self.extra(kind, p.pid, 0, flags, extra)
             return
         if kind == 0x000E:
+            self.extra(kind, None, len(self.pipes), flags, extra)
             self.pipes.append(model_pipe_data(p))
             return
-        if kind == 0x0010:
+        if kind == KIND_NOTE:
+            self.extra(kind, None, len(self.notes), flags, extra)
             self.notes.append(model_note(p))
             return
         convert, slot, once, once_per_thread = PER_PROCESS[kind]
@@ -704,6 +765,7 @@ class Image:
         if proc is None:
             raise Reject("orphan-record", payload_off, name, "pid",
                          "no PROCESS record precedes pid %d" % p.pid)
+        index = 0 if once else len(proc[slot])
         if once:
             if proc[slot] is not None:
                 raise Reject("duplicate", payload_off, name, "pid",
@@ -732,9 +794,10 @@ class Image:
             proc[slot].append(convert(p))
         if kind == KIND_PAGES:
             self.page_count += p.nr_pages
+        self.extra(kind, p.pid, index, flags, extra)
 
     def to_json(self):
-        return {
+        out = {
             "version": self.version,
             "flags": self.flags,
             "header": self.header,
@@ -742,6 +805,14 @@ class Image:
             "pipes": self.pipes,
             "notes": self.notes,
         }
+        # Present only when the image has them, as serde skips them otherwise.
+        if self.auth is not None:
+            out["auth"] = self.auth
+        if self.unknown:
+            out["unknown"] = self.unknown
+        if self.extras:
+            out["extras"] = self.extras
+        return out
 
 
 # --------------------------------------------------------------------------- main

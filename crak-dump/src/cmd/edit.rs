@@ -208,6 +208,7 @@ pub fn run(args: &EditArgs, out: &mut dyn Write) -> anyhow::Result<i32> {
         ));
         image.version = current;
     }
+    done.extend(super::drop_what_this_version_does_not_write(&mut image));
     super::write_valid_image(&image, &args.output, "edited", out)?;
     if crate::is_stdin(&args.output) {
         return Ok(EXIT_OK);

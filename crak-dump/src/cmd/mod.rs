@@ -44,6 +44,28 @@ pub(crate) fn parse<'a>(path: &Path, bytes: &'a [u8]) -> anyhow::Result<Parsed<'
         .with_context(|| format!("{}: not a valid crak image", crate::display_name(path)))
 }
 
+/// Drops from an image about to be edited or rewritten what the writer of this version does
+/// not carry over into a changed image (spec §5): the signature (AUTH, which no longer matches
+/// once anything changed), records of unknown kinds, and record tails and flags of another
+/// version. Returns what was dropped, in words.
+pub(crate) fn drop_what_this_version_does_not_write(
+    image: &mut crak_format::Image<'_>,
+) -> Vec<String> {
+    let mut dropped = Vec::new();
+    if image.auth.take().is_some() {
+        dropped.push("signature (AUTH) dropped".to_string());
+    }
+    if !image.unknown.is_empty() {
+        dropped.push(format!(
+            "{} records of unknown kinds dropped",
+            image.unknown.len()
+        ));
+        image.unknown.clear();
+    }
+    image.extras.clear();
+    dropped
+}
+
 /// Writes an edited or rewritten image to `dest` (`-` = `out`), but only when the validator
 /// finds no error in it; `what` names the change in the refusal ("edited", "rewritten").
 pub(crate) fn write_valid_image(

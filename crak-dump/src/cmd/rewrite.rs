@@ -31,6 +31,7 @@ pub fn run(args: &RewriteArgs, out: &mut dyn Write) -> anyhow::Result<i32> {
     let mut image = parsed.image;
     let done = crak_format::rewrite::rewrite(&mut image, &target, source.as_ref())
         .with_context(|| format!("{name}: cannot rewrite for {}", target.kernel_release))?;
+    super::drop_what_this_version_does_not_write(&mut image);
     super::write_valid_image(&image, &args.output, "rewritten", out)?;
     if crate::is_stdin(&args.output) {
         return Ok(EXIT_OK);

@@ -3,6 +3,7 @@
 
 use crate::error::{ErrorKind, FieldError};
 use crate::record::wire::{self, PResult};
+use serde::{Deserialize, Serialize};
 
 /// `algorithm`: Ed25519 (RFC 8032) over the signed message of §3.17.
 pub const ALG_ED25519: u16 = 1;
@@ -14,8 +15,8 @@ pub const ENTRY_SIZE: usize = 48;
 pub const SIGNATURE_SIZE: usize = 64;
 
 /// One signed record: its kind, flags and file offset and the SHA-256 of its bytes (record
-/// header, payload and CRC).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// header, payload and CRC). In JSON the hash is lowercase hex.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     /// Record kind.
     pub kind: u16,
@@ -24,20 +25,42 @@ pub struct Entry {
     /// File offset of the record header.
     pub offset: u64,
     /// SHA-256 of the whole record.
+    #[serde(with = "hex_array")]
     pub sha256: [u8; 32],
 }
 
-/// The AUTH record (§3.17).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The AUTH record (§3.17). In JSON `key_id` and `signature` are lowercase hex.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Auth {
     /// [`ALG_ED25519`].
     pub algorithm: u16,
     /// The first 8 bytes of the SHA-256 of the public key.
+    #[serde(with = "hex_array")]
     pub key_id: [u8; 8],
     /// Every record before AUTH, in file order.
     pub entries: Vec<Entry>,
     /// The signature over the file header and payload bytes `0..16 + 48 × count`.
+    #[serde(with = "hex_array")]
     pub signature: [u8; SIGNATURE_SIZE],
+}
+
+/// Fixed-size byte arrays as lowercase hex strings.
+mod hex_array {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer, const N: usize>(v: &[u8; N], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::bytes::to_hex(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
+        d: D,
+    ) -> Result<[u8; N], D::Error> {
+        let text = String::deserialize(d)?;
+        let bytes =
+            crate::bytes::from_hex(&text).ok_or_else(|| serde::de::Error::custom("invalid hex"))?;
+        <[u8; N]>::try_from(bytes.as_slice())
+            .map_err(|_| serde::de::Error::custom(format!("{N} bytes of hex expected")))
+    }
 }
 
 /// Parses an AUTH payload (`spec/crak-format.md#auth`). The entry count is bounded by the
@@ -50,13 +73,16 @@ fn fields(i: &[u8]) -> PResult<'_, Auth> {
     let (r, algorithm) = wire::u16f("algorithm")(i)?;
     let (r, ()) = wire::reserved("reserved", 2)(r)?;
     let (r, key_id) = array::<8>("key_id", r)?;
-    let (r, count) = wire::u32f("count")(r)?;
-    let fits = (r.len().saturating_sub(SIGNATURE_SIZE) / ENTRY_SIZE) as u64;
+    // A list is one field named after its contents, at its count (§2.5); the count is
+    // bounded by the bytes that remain before anything is allocated.
+    let at_count = r;
+    let (r, count) = wire::u32f("entries")(r)?;
+    let fits = (r.len() / ENTRY_SIZE) as u64;
     if u64::from(count) > fits {
         return wire::fail(
             ErrorKind::Truncated,
             "entries",
-            r,
+            at_count,
             format!("{count} entries do not fit in the payload"),
         );
     }

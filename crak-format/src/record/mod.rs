@@ -41,8 +41,9 @@ pub mod kind {
     pub const FD: u16 = 0x000D;
     pub const PIPE_DATA: u16 = 0x000E;
     pub const NOTE: u16 = 0x0010;
-    /// AUTH (§3.17), not critical. Version 1.0 readers skip it as an unknown non-critical
-    /// record; [`crate::auth::verify`] reads it.
+    /// AUTH (§3.17), not critical: a reader that does not verify signatures may skip it;
+    /// this crate's readers decode it into [`crate::Image::auth`], and
+    /// [`crate::auth::verify`] checks it.
     pub const AUTH: u16 = 0x0011;
     pub const END: u16 = 0x00FF;
 
@@ -64,6 +65,7 @@ pub mod kind {
             FD => "FD",
             PIPE_DATA => "PIPE_DATA",
             NOTE => "NOTE",
+            AUTH => "AUTH",
             END => "END",
             _ => return None,
         })
@@ -75,9 +77,10 @@ pub mod kind {
     }
 
     /// The record flags a writer uses for `kind`: [`crate::FLAG_CRITICAL`] for every kind of
-    /// this version except NOTE (§2.2), none for a kind this version does not define.
+    /// this version except NOTE and AUTH (§2.2, §3.17), none for a kind this version does not
+    /// define.
     pub fn default_flags(kind: u16) -> u16 {
-        if kind == NOTE || !is_known(kind) {
+        if kind == NOTE || kind == AUTH || !is_known(kind) {
             0
         } else {
             crate::FLAG_CRITICAL
@@ -113,6 +116,7 @@ pub enum Record<'data> {
     Fd(fd::Fd<'data>),
     PipeData(pipe_data::PipeData<'data>),
     Note(note::Note),
+    Auth(auth::Auth),
     End(end::End),
     /// A record of a kind this version does not define, kept as raw payload.
     Unknown {
@@ -150,6 +154,7 @@ impl<'data> Record<'data> {
             kind::FD => Record::Fd(fd::parse(payload)?),
             kind::PIPE_DATA => Record::PipeData(pipe_data::parse(payload)?),
             kind::NOTE => Record::Note(note::parse(payload)?),
+            kind::AUTH => Record::Auth(auth::parse(payload)?),
             kind::END => Record::End(end::parse(payload)?),
             other => Record::Unknown {
                 kind: other,
@@ -177,6 +182,7 @@ impl<'data> Record<'data> {
             Record::Fd(r) => fd::write(r, out),
             Record::PipeData(r) => pipe_data::write(r, out),
             Record::Note(r) => note::write(r, out),
+            Record::Auth(r) => auth::write(r, out),
             Record::End(r) => end::write(r, out),
             Record::Unknown { payload, .. } => out.extend_from_slice(payload.as_bytes()),
         }
@@ -200,6 +206,7 @@ impl<'data> Record<'data> {
             Record::Fd(_) => kind::FD,
             Record::PipeData(_) => kind::PIPE_DATA,
             Record::Note(_) => kind::NOTE,
+            Record::Auth(_) => kind::AUTH,
             Record::End(_) => kind::END,
             Record::Unknown { kind, .. } => *kind,
         }
@@ -211,7 +218,7 @@ impl<'data> Record<'data> {
     }
 
     /// The record flags a writer uses for this record: CRITICAL for every kind of this version
-    /// except NOTE (§2.2); none for an unknown kind.
+    /// except NOTE and AUTH (§2.2); none for an unknown kind.
     pub fn default_flags(&self) -> u16 {
         kind::default_flags(self.kind())
     }
@@ -253,6 +260,7 @@ impl<'data> Record<'data> {
             Record::Fd(r) => Record::Fd(r.into_owned()),
             Record::PipeData(r) => Record::PipeData(r.into_owned()),
             Record::Note(r) => Record::Note(r),
+            Record::Auth(r) => Record::Auth(r),
             Record::End(r) => Record::End(r),
             Record::Unknown { kind, payload } => Record::Unknown {
                 kind,

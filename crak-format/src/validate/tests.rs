@@ -250,6 +250,9 @@ fn good() -> Image<'static> {
             data: Blob::from(b"hello".to_vec()),
         }],
         notes: Vec::new(),
+        auth: None,
+        unknown: Vec::new(),
+        extras: Vec::new(),
     }
 }
 
