@@ -775,3 +775,7 @@ enums:
     3: fifo
     4: chr
     5: tty
+    6: eventfd
+    7: signalfd
+    8: timerfd
+    9: epoll

@@ -532,6 +532,7 @@ fn fd(pid: u32, n: u32, kind: FdKind, path: &str, flags: u32, ino: u64) -> Fd<'s
             FdKind::Pipe => 0o10600,
             FdKind::Fifo => 0o10644,
             FdKind::Chr | FdKind::Tty => 0o20620,
+            FdKind::Eventfd | FdKind::Signalfd | FdKind::Timerfd | FdKind::Epoll => 0o600,
         },
         deleted: false,
         path: path.into(),

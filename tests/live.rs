@@ -1505,3 +1505,18 @@ fn shell_pipeline_checkpointed_midway() {
         ));
     }
 }
+
+#[test]
+fn event_loop_epoll_eventfd_timerfd_signalfd() {
+    need_root!();
+    let _g = serial();
+    zdtm(
+        "events",
+        &[],
+        |_| {},
+        |pid| {
+            // Arrives through the signalfd of the restored process.
+            signal(pid, libc::SIGUSR1);
+        },
+    );
+}

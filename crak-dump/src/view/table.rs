@@ -188,6 +188,10 @@ fn fd_kind(k: FdKind) -> &'static str {
         FdKind::Fifo => "fifo",
         FdKind::Chr => "chr",
         FdKind::Tty => "tty",
+        FdKind::Eventfd => "eventfd",
+        FdKind::Signalfd => "signalfd",
+        FdKind::Timerfd => "timerfd",
+        FdKind::Epoll => "epoll",
     }
 }
 

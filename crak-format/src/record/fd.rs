@@ -20,6 +20,10 @@ pub enum FdKind {
     Fifo = 3,
     Chr = 4,
     Tty = 5,
+    Eventfd = 6,
+    Signalfd = 7,
+    Timerfd = 8,
+    Epoll = 9,
 }
 
 impl FdKind {
@@ -31,8 +35,172 @@ impl FdKind {
             3 => FdKind::Fifo,
             4 => FdKind::Chr,
             5 => FdKind::Tty,
+            6 => FdKind::Eventfd,
+            7 => FdKind::Signalfd,
+            8 => FdKind::Timerfd,
+            9 => FdKind::Epoll,
             _ => return None,
         })
+    }
+
+    /// Whether the fd is a kernel object with no path, whose state is its `contents`
+    /// ([`FdState`]).
+    pub fn is_anon(self) -> bool {
+        matches!(
+            self,
+            FdKind::Eventfd | FdKind::Signalfd | FdKind::Timerfd | FdKind::Epoll
+        )
+    }
+}
+
+/// `EFD_SEMAPHORE` in [`FdState::Eventfd`]'s flags.
+pub const EVENTFD_SEMAPHORE: u32 = 1;
+/// Bytes of one epoll registration in [`FdState::Epoll`]'s encoding.
+pub const EPOLL_ENTRY_SIZE: usize = 16;
+
+/// One fd registered in an epoll instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpollEntry {
+    /// The registered descriptor number.
+    pub fd: u32,
+    /// `EPOLL*` event bits (with `EPOLLET`, `EPOLLONESHOT`, …).
+    pub events: u32,
+    /// The user data returned with its events.
+    pub data: u64,
+}
+
+/// The state of an anonymous-inode fd, stored in FD `contents` (spec §3.13).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FdState {
+    /// Counter and flags ([`EVENTFD_SEMAPHORE`]).
+    Eventfd {
+        /// The counter.
+        count: u64,
+        /// Flags.
+        flags: u32,
+    },
+    /// The signal set it reads.
+    Signalfd {
+        /// Bit n−1 for signal n.
+        mask: u64,
+    },
+    /// Clock, timer and expirations not yet read.
+    Timerfd {
+        /// `CLOCK_*`.
+        clockid: u32,
+        /// `TFD_TIMER_*` of the last `timerfd_settime`.
+        settime_flags: u32,
+        /// Time to the next expiry, ns (0: disarmed).
+        value_ns: u64,
+        /// Period, ns (0: one-shot).
+        interval_ns: u64,
+        /// Expirations not yet read.
+        ticks: u64,
+    },
+    /// The registered fds.
+    Epoll(Vec<EpollEntry>),
+}
+
+impl FdState {
+    /// The `contents` bytes of this state.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self {
+            FdState::Eventfd { count, flags } => {
+                wire::put_u64(&mut out, *count);
+                wire::put_u32(&mut out, *flags);
+            }
+            FdState::Signalfd { mask } => wire::put_u64(&mut out, *mask),
+            FdState::Timerfd {
+                clockid,
+                settime_flags,
+                value_ns,
+                interval_ns,
+                ticks,
+            } => {
+                wire::put_u32(&mut out, *clockid);
+                wire::put_u32(&mut out, *settime_flags);
+                wire::put_u64(&mut out, *value_ns);
+                wire::put_u64(&mut out, *interval_ns);
+                wire::put_u64(&mut out, *ticks);
+            }
+            FdState::Epoll(entries) => {
+                for e in entries {
+                    wire::put_u32(&mut out, e.fd);
+                    wire::put_u32(&mut out, e.events);
+                    wire::put_u64(&mut out, e.data);
+                }
+            }
+        }
+        out
+    }
+
+    /// Decodes the `contents` of an fd of `kind`; `Err` says what is wrong (a size that does
+    /// not fit the kind), `Ok(None)` for kinds without such state.
+    pub fn decode(kind: FdKind, b: &[u8]) -> Result<Option<FdState>, String> {
+        let u32_at = |o: usize| -> u32 {
+            b.get(o..o + 4)
+                .and_then(|s| s.try_into().ok())
+                .map_or(0, u32::from_le_bytes)
+        };
+        let u64_at = |o: usize| -> u64 {
+            b.get(o..o + 8)
+                .and_then(|s| s.try_into().ok())
+                .map_or(0, u64::from_le_bytes)
+        };
+        let want = |n: usize| -> Result<(), String> {
+            if b.len() == n {
+                Ok(())
+            } else {
+                Err(format!("{} bytes, expected {n}", b.len()))
+            }
+        };
+        Ok(Some(match kind {
+            FdKind::Eventfd => {
+                want(12)?;
+                FdState::Eventfd {
+                    count: u64_at(0),
+                    flags: u32_at(8),
+                }
+            }
+            FdKind::Signalfd => {
+                want(8)?;
+                FdState::Signalfd { mask: u64_at(0) }
+            }
+            FdKind::Timerfd => {
+                want(32)?;
+                FdState::Timerfd {
+                    clockid: u32_at(0),
+                    settime_flags: u32_at(4),
+                    value_ns: u64_at(8),
+                    interval_ns: u64_at(16),
+                    ticks: u64_at(24),
+                }
+            }
+            FdKind::Epoll => {
+                if b.len() % EPOLL_ENTRY_SIZE != 0 {
+                    return Err(format!(
+                        "{} bytes, not a multiple of {EPOLL_ENTRY_SIZE}",
+                        b.len()
+                    ));
+                }
+                FdState::Epoll(
+                    (0..b.len() / EPOLL_ENTRY_SIZE)
+                        .map(|i| {
+                            let o = i * EPOLL_ENTRY_SIZE;
+                            EpollEntry {
+                                fd: u32_at(o),
+                                events: u32_at(o + 4),
+                                data: u64_at(o + 8),
+                            }
+                        })
+                        .collect(),
+                )
+            }
+            FdKind::Reg | FdKind::Pipe | FdKind::Fifo | FdKind::Chr | FdKind::Tty => {
+                return Ok(None)
+            }
+        }))
     }
 }
 
@@ -70,7 +238,7 @@ pub struct Fd<'data> {
     pub deleted: bool,
     /// Path.
     pub path: ByteString,
-    /// Contents of a deleted file.
+    /// Contents of a deleted file; the state of an anonymous-inode fd ([`FdState`]).
     pub contents: Blob<'data>,
 }
 
@@ -121,7 +289,7 @@ fn fields(i: &[u8]) -> PResult<'_, Fd<'_>> {
             ErrorKind::BadValue,
             "kind",
             r,
-            format!("{k} is not an fd kind (1-5)"),
+            format!("{k} is not an fd kind (1-9)"),
         );
     };
     let (r, ()) = wire::reserved("reserved", 2)(r2)?;
@@ -216,11 +384,55 @@ mod tests {
     }
 
     #[test]
+    fn anon_state_round_trips_and_sizes_are_checked() {
+        let states = [
+            (
+                FdKind::Eventfd,
+                FdState::Eventfd {
+                    count: u64::MAX - 1,
+                    flags: EVENTFD_SEMAPHORE,
+                },
+            ),
+            (FdKind::Signalfd, FdState::Signalfd { mask: 1 << 9 }),
+            (
+                FdKind::Timerfd,
+                FdState::Timerfd {
+                    clockid: 1,
+                    settime_flags: 1,
+                    value_ns: 5,
+                    interval_ns: 20_000_000,
+                    ticks: 3,
+                },
+            ),
+            (
+                FdKind::Epoll,
+                FdState::Epoll(vec![EpollEntry {
+                    fd: 7,
+                    events: 0x8000_0001,
+                    data: 42,
+                }]),
+            ),
+        ];
+        for (kind, s) in states {
+            let b = s.encode();
+            assert_eq!(FdState::decode(kind, &b), Ok(Some(s)));
+            assert!(FdState::decode(kind, &b[..b.len() - 1]).is_err());
+        }
+        assert_eq!(
+            FdState::decode(FdKind::Epoll, &[]),
+            Ok(Some(FdState::Epoll(vec![])))
+        );
+        assert_eq!(FdState::decode(FdKind::Reg, b"x"), Ok(None));
+    }
+
+    #[test]
     fn rejects_bad_kind_fd_and_deleted() {
         let mut b = Vec::new();
         write(&example(), &mut b);
         let mut k = b.clone();
-        k[12] = 9;
+        k[12] = 10;
+        assert_eq!(parse(&k).unwrap_err().field, "kind");
+        k[12] = 0;
         assert_eq!(parse(&k).unwrap_err().field, "kind");
         let mut d = b.clone();
         d[76] = 2;

@@ -1,9 +1,10 @@
 //! FD and PIPE_DATA rules: unique descriptors, absolute paths, contents only for deleted
-//! regular files, and one PIPE_DATA per pipe that some fd refers to
+//! regular files and as the state of anonymous-inode fds (whose epoll registrations name fds of
+//! the process), and one PIPE_DATA per pipe that some fd refers to
 //! (`spec/crak-format.md#fd`, `#pipe-data`).
 
 use super::{bytes_len, is_absolute, At, Cx, Field};
-use crate::record::fd::FdKind;
+use crate::record::fd::{FdKind, FdState};
 use crate::record::kind;
 use std::collections::{HashMap, HashSet};
 
@@ -73,7 +74,7 @@ pub(super) fn check(cx: &mut Cx<'_, '_>) {
                     format!("fd {} is not below {MAX_FD}", f.fd),
                 );
             }
-            if f.kind != FdKind::Pipe && !is_absolute(f.path.as_bytes()) {
+            if f.kind != FdKind::Pipe && !f.kind.is_anon() && !is_absolute(f.path.as_bytes()) {
                 cx.warn(
                     "path-not-absolute",
                     at,
@@ -89,14 +90,40 @@ pub(super) fn check(cx: &mut Cx<'_, '_>) {
                     format!("fd {} is {:?} but marked deleted (REG only)", f.fd, f.kind),
                 );
             }
-            if !f.deleted && !f.contents.is_empty() {
+            let contents_at = Field::At(
+                "contents",
+                80u64.saturating_add(bytes_len(f.path.as_bytes())),
+            );
+            if f.kind.is_anon() {
+                match FdState::decode(f.kind, f.contents.as_bytes()) {
+                    Err(why) => cx.error(
+                        "bad-fd-state",
+                        at,
+                        contents_at,
+                        format!("fd {} ({:?}): its state is {why}", f.fd, f.kind),
+                    ),
+                    Ok(Some(FdState::Epoll(entries))) => {
+                        for e in entries {
+                            if !p.fds.iter().any(|g| g.fd == e.fd) {
+                                cx.error(
+                                    "epoll-target-missing",
+                                    at,
+                                    contents_at.clone(),
+                                    format!(
+                                        "epoll fd {} watches fd {}, which process {pid} does not have",
+                                        f.fd, e.fd
+                                    ),
+                                );
+                            }
+                        }
+                    }
+                    Ok(_) => {}
+                }
+            } else if !f.deleted && !f.contents.is_empty() {
                 cx.error(
                     "contents-not-deleted",
                     at,
-                    Field::At(
-                        "contents",
-                        80u64.saturating_add(bytes_len(f.path.as_bytes())),
-                    ),
+                    contents_at,
                     format!(
                         "fd {} carries {} bytes of contents but its file is not deleted",
                         f.fd,

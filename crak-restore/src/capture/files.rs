@@ -1,14 +1,15 @@
 //! Open file descriptors (spec §3.13) and pipe buffers (§3.14).
 //!
 //! Kinds: regular files (deleted ones with their contents), directories (as REG), pipes, FIFOs,
-//! character devices and terminals. Anything else is refused with the fd number and its kind.
+//! character devices, terminals, and eventfd, signalfd, timerfd and epoll instances (their state
+//! from `/proc/PID/fdinfo/N`). Anything else is refused with the fd number and its kind.
 //! Pipe contents are read without consuming them: the pipe is opened through
 //! `/proc/PID/fd/N`, `tee(2)`d into a private pipe, and that copy is read.
 
 use super::Error;
 use crate::procfs;
 use crate::sys::fs as sysfs;
-use crak_format::record::fd::{Fd, FdKind, FD_CLOEXEC};
+use crak_format::record::fd::{EpollEntry, Fd, FdKind, FdState, EVENTFD_SEMAPHORE, FD_CLOEXEC};
 use crak_format::record::pipe_data::PipeData;
 use crak_format::Blob;
 use std::collections::BTreeMap;
@@ -55,12 +56,19 @@ pub fn classify(pid: i32, fd: i32) -> Result<(Class, Vec<u8>, Option<std::fs::Me
     }
     if let Some(rest) = text.strip_prefix("anon_inode:") {
         let name = rest.trim_start_matches('[').trim_end_matches(']');
+        let supported = match name {
+            "eventfd" => Some(FdKind::Eventfd),
+            "eventpoll" => Some(FdKind::Epoll),
+            "signalfd" => Some(FdKind::Signalfd),
+            "timerfd" => Some(FdKind::Timerfd),
+            _ => None,
+        };
+        if let Some(k) = supported {
+            let md = std::fs::metadata(procfs::path(pid, &format!("fd/{fd}"))).ok();
+            return Ok((Class::Supported(k), link, md));
+        }
         let kind = match name {
-            "eventfd" => "an eventfd".to_string(),
-            "eventpoll" => "an epoll instance".to_string(),
             "inotify" => "an inotify instance".to_string(),
-            "signalfd" => "a signalfd".to_string(),
-            "timerfd" => "a timerfd".to_string(),
             "pidfd" => "a pidfd".to_string(),
             "io_uring" => "an io_uring".to_string(),
             "fanotify" => "a fanotify instance".to_string(),
@@ -257,6 +265,15 @@ pub fn capture(pid: i32) -> Result<Files, Error> {
                 });
             }
         }
+        if kind.is_anon() {
+            let text = procfs::read_string(pid, &format!("fdinfo/{fd}"))?;
+            let state = anon_state(kind, &text).map_err(|what| {
+                Error::Other(format!("fdinfo of fd {fd} of process {pid}: {what}"))
+            })?;
+            rec.contents = Blob::from(state.encode());
+            rec.dev = 0;
+            rec.ino = 0;
+        }
         if deleted {
             let mut data = Vec::new();
             std::fs::File::open(procfs::path(pid, &format!("fd/{fd}")))
@@ -273,9 +290,135 @@ pub fn capture(pid: i32) -> Result<Files, Error> {
     Ok(out)
 }
 
+/// The value of `key:` in fdinfo text, trimmed.
+fn field<'t>(text: &'t str, key: &str) -> Option<&'t str> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k.trim() == key).then(|| v.trim())
+    })
+}
+
+fn hex(text: &str, key: &str) -> Result<u64, String> {
+    let v = field(text, key).ok_or_else(|| format!("no {key}"))?;
+    u64::from_str_radix(v, 16).map_err(|_| format!("{key} {v:?}"))
+}
+
+fn dec(text: &str, key: &str) -> Result<u64, String> {
+    let v = field(text, key).ok_or_else(|| format!("no {key}"))?;
+    v.parse().map_err(|_| format!("{key} {v:?}"))
+}
+
+/// `(sec, nsec)` of a timerfd fdinfo line, in ns.
+fn pair_ns(text: &str, key: &str) -> Result<u64, String> {
+    let v = field(text, key).ok_or_else(|| format!("no {key}"))?;
+    let inner = v.trim_start_matches('(').trim_end_matches(')');
+    let (s, n) = inner
+        .split_once(',')
+        .ok_or_else(|| format!("{key} {v:?}"))?;
+    let s: u64 = s.trim().parse().map_err(|_| format!("{key} {v:?}"))?;
+    let n: u64 = n.trim().parse().map_err(|_| format!("{key} {v:?}"))?;
+    Ok(s.saturating_mul(1_000_000_000).saturating_add(n))
+}
+
+/// The state of an eventfd, signalfd, timerfd or epoll fd from its fdinfo text.
+pub fn anon_state(kind: FdKind, text: &str) -> Result<FdState, String> {
+    Ok(match kind {
+        FdKind::Eventfd => FdState::Eventfd {
+            count: hex(text, "eventfd-count")?,
+            flags: if dec(text, "eventfd-semaphore").unwrap_or(0) != 0 {
+                EVENTFD_SEMAPHORE
+            } else {
+                0
+            },
+        },
+        FdKind::Signalfd => FdState::Signalfd {
+            mask: hex(text, "sigmask")?,
+        },
+        FdKind::Timerfd => {
+            let flags = field(text, "settime flags").ok_or("no settime flags")?;
+            FdState::Timerfd {
+                clockid: dec(text, "clockid")? as u32,
+                settime_flags: u32::from_str_radix(flags, 8)
+                    .map_err(|_| format!("settime flags {flags:?}"))?,
+                value_ns: pair_ns(text, "it_value")?,
+                interval_ns: pair_ns(text, "it_interval")?,
+                ticks: dec(text, "ticks")?,
+            }
+        }
+        FdKind::Epoll => {
+            let mut entries = Vec::new();
+            for l in text.lines().filter(|l| l.starts_with("tfd:")) {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                let get = |key: &str| -> Result<&str, String> {
+                    w.iter()
+                        .position(|x| *x == key)
+                        .and_then(|i| w.get(i + 1).copied())
+                        .ok_or_else(|| format!("epoll line without {key} {l:?}"))
+                };
+                entries.push(EpollEntry {
+                    fd: get("tfd:")?.parse().map_err(|_| format!("tfd in {l:?}"))?,
+                    events: u32::from_str_radix(get("events:")?, 16)
+                        .map_err(|_| format!("events in {l:?}"))?,
+                    data: u64::from_str_radix(get("data:")?, 16)
+                        .map_err(|_| format!("data in {l:?}"))?,
+                });
+            }
+            FdState::Epoll(entries)
+        }
+        FdKind::Reg | FdKind::Pipe | FdKind::Fifo | FdKind::Chr | FdKind::Tty => {
+            return Err(format!("{kind:?} has no fdinfo state"))
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn anon_fdinfo_parsing() {
+        let ev = "pos:\t0\nflags:\t02\nmnt_id:\t17\nino:\t18\neventfd-count:                5\neventfd-id: 1\neventfd-semaphore: 1\n";
+        assert_eq!(
+            anon_state(FdKind::Eventfd, ev),
+            Ok(FdState::Eventfd {
+                count: 5,
+                flags: EVENTFD_SEMAPHORE
+            })
+        );
+        let tf = "pos:\t0\nflags:\t02\nclockid: 1\nticks: 3\nsettime flags: 01\nit_value: (1, 500)\nit_interval: (0, 50000000)\n";
+        assert_eq!(
+            anon_state(FdKind::Timerfd, tf),
+            Ok(FdState::Timerfd {
+                clockid: 1,
+                settime_flags: 1,
+                value_ns: 1_000_000_500,
+                interval_ns: 50_000_000,
+                ticks: 3
+            })
+        );
+        let ep = "pos:\t0\nflags:\t02000002\ntfd:        4 events: 80000019 data:                4  pos:0 ino:cb8aa sdev:f\ntfd:       10 events:       1 data: ffffffffffffffff  pos:0 ino:1 sdev:f\n";
+        assert_eq!(
+            anon_state(FdKind::Epoll, ep),
+            Ok(FdState::Epoll(vec![
+                EpollEntry {
+                    fd: 4,
+                    events: 0x8000_0019,
+                    data: 4
+                },
+                EpollEntry {
+                    fd: 10,
+                    events: 1,
+                    data: u64::MAX
+                }
+            ]))
+        );
+        let sf = "pos:\t0\nflags:\t02\nsigmask:\t0000000000000200\n";
+        assert_eq!(
+            anon_state(FdKind::Signalfd, sf),
+            Ok(FdState::Signalfd { mask: 0x200 })
+        );
+        assert!(anon_state(FdKind::Eventfd, "pos: 0\n").is_err());
+    }
 
     #[test]
     fn device_numbers() {

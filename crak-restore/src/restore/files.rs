@@ -15,7 +15,7 @@
 //! that a file swapped in since the plan's check is refused rather than handed over.
 
 use crate::sys::fdops;
-use crak_format::record::fd::{Fd, FdKind, FD_CLOEXEC};
+use crak_format::record::fd::{Fd, FdKind, FdState, EVENTFD_SEMAPHORE, FD_CLOEXEC};
 use crak_format::record::pipe_data::PipeData;
 use std::collections::HashMap;
 use std::io::Write;
@@ -159,7 +159,55 @@ fn open_one(
         }
         FdKind::Fifo => open_fifo(f, flags, pipes),
         FdKind::Pipe => open_pipe_end(f, pipes, pipe_ends),
+        FdKind::Eventfd | FdKind::Signalfd | FdKind::Timerfd | FdKind::Epoll => open_anon(f),
     }
+}
+
+/// An eventfd, signalfd, timerfd or (empty) epoll instance with the saved state; epoll
+/// registrations are added once every fd is at its number ([`register_epoll`]).
+fn open_anon(f: &Fd<'_>) -> ChildResult<OwnedFd> {
+    use crate::sys::anonfd;
+    let state = FdState::decode(f.kind, f.contents.as_bytes())
+        .map_err(|e| err(f, "state", e))?
+        .ok_or_else(|| err(f, "state", "missing"))?;
+    let fd = match state {
+        FdState::Eventfd { count, flags } => anonfd::eventfd(count, flags & EVENTFD_SEMAPHORE != 0)
+            .map_err(|e| err(f, "eventfd", e))?,
+        FdState::Signalfd { mask } => anonfd::signalfd(mask).map_err(|e| err(f, "signalfd", e))?,
+        FdState::Timerfd {
+            clockid,
+            value_ns,
+            interval_ns,
+            ticks,
+            ..
+        } => {
+            // A periodic timer that expired and waits for its ticks to be read shows no time
+            // left: it goes on one period later.
+            let value_ns = if value_ns == 0 { interval_ns } else { value_ns };
+            anonfd::timerfd(clockid, value_ns, interval_ns, ticks)
+                .map_err(|e| err(f, "timerfd", e))?
+        }
+        FdState::Epoll(_) => anonfd::epoll().map_err(|e| err(f, "epoll_create1", e))?,
+    };
+    fdops::set_status_flags(fd.as_fd(), status_flags(f.open_flags))
+        .map_err(|e| err(f, "F_SETFL", e))?;
+    Ok(fd)
+}
+
+/// Registers the saved fds of every epoll instance, by their final numbers: once every fd,
+/// shared pipes included, is in place.
+pub(super) fn register_epoll(fds: &[Fd<'_>]) -> ChildResult<()> {
+    for f in fds.iter().filter(|f| f.kind == FdKind::Epoll) {
+        let Ok(Some(FdState::Epoll(entries))) = FdState::decode(f.kind, f.contents.as_bytes())
+        else {
+            return Err(err(f, "epoll state", "undecodable"));
+        };
+        for e in entries {
+            crate::sys::anonfd::epoll_add(f.fd as RawFd, e.fd as RawFd, e.events, e.data)
+                .map_err(|x| err(f, &format!("epoll_ctl(ADD, fd {})", e.fd), x))?;
+        }
+    }
+    Ok(())
 }
 
 /// A deleted-but-open file: recreated from its saved contents at its old path (so that

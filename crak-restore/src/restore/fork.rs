@@ -261,6 +261,9 @@ fn child_main(
     if let Err(e) = tree::place_shared_pipes(&proc.fds, pool) {
         return Err((e, Some(errpipe)));
     }
+    if let Err(e) = files::register_epoll(&proc.fds) {
+        return Err((e, Some(errpipe)));
+    }
     let errpipe = Some(errpipe);
     let step = |r: std::io::Result<()>,
                 what: String,

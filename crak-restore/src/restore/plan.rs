@@ -661,7 +661,12 @@ fn check_files_as_image(proc: &Process<'_>, options: &Options) -> Result<(), Res
                     f.fd
                 )));
             }
-            FdKind::Tty | FdKind::Pipe => {}
+            FdKind::Tty
+            | FdKind::Pipe
+            | FdKind::Eventfd
+            | FdKind::Signalfd
+            | FdKind::Timerfd
+            | FdKind::Epoll => {}
         }
     }
     Ok(())

@@ -3,6 +3,7 @@
 //! Every wrapper is safe to call, names the system call and its man page in its doc comment,
 //! and reports failure as a [`SysError`] that carries the call's name and the `errno`.
 
+pub mod anonfd;
 pub mod clone;
 pub mod cpu;
 pub mod fdops;
