@@ -423,6 +423,9 @@ fn own_image_restores_as_the_user_and_as_root() {
     // its own identity), at the saved PID, and the process still runs as the user.
     std::fs::set_permissions(&img, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     case.restore_and_pass(false, &img, &[]);
+    // --lazy maps the image file into the process: only a file its user may read.
+    case.restore_refused(false, &img, &["--lazy"], 2, &["--lazy", "may not read"]);
+    case.restore_and_pass(false, &mine, &["--lazy"]);
 }
 
 #[test]

@@ -175,6 +175,43 @@ fn check_findings(parsed: &crak_format::Parsed<'_>, force: bool) -> Result<(), S
     Ok(())
 }
 
+/// `--lazy` maps the image file into the restored process, which could then read more of the
+/// file than its own pages (`mremap` grows a file mapping forward): allowed only when every
+/// process's user may read the image file itself. The file is opened by its path with that
+/// user's filesystem identity and compared with the one mapped.
+fn check_lazy(
+    path: &str,
+    file: &std::fs::File,
+    image: &crak_format::Image<'_>,
+) -> Result<(), String> {
+    use crak_restore::sys::fsid;
+    use std::os::unix::fs::MetadataExt;
+    let mapped = file.metadata().map_err(|e| format!("fstat {path}: {e}"))?;
+    let own = fsid::current().map_err(|e| format!("reading the filesystem identity: {e}"))?;
+    for p in &image.processes {
+        let Some(cr) = p.creds.as_ref() else { continue };
+        let id = restore::creds::fs_identity(cr);
+        if id == own {
+            continue;
+        }
+        fsid::enter(&id).map_err(|e| format!("taking on fsuid {}: {e}", cr.fsuid))?;
+        let opened =
+            crak_restore::sys::openat2::open_no_symlinks(path.as_bytes(), libc::O_RDONLY, 0);
+        fsid::enter(&own).map_err(|e| format!("restoring the filesystem identity: {e}"))?;
+        let same = opened
+            .ok()
+            .and_then(|fd| std::fs::File::from(fd).metadata().ok())
+            .is_some_and(|m| m.dev() == mapped.dev() && m.ino() == mapped.ino());
+        if !same {
+            return Err(format!(
+                "--lazy would map {path} into a process of uid {}, who may not read it; restore without --lazy",
+                cr.fsuid
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let t0 = std::time::Instant::now();
     let cli = Cli::parse();
@@ -210,6 +247,11 @@ fn main() -> ExitCode {
     };
     if let Err(msg) = check_findings(&parsed, cli.force) {
         return report(cli.json, "invalid", &format!("{}: {msg}", cli.image), 1);
+    }
+    if let (true, Source::Mapped(file, _)) = (cli.lazy, &source) {
+        if let Err(msg) = check_lazy(&cli.image, file, &parsed.image) {
+            return report(cli.json, "refused", &msg, 2);
+        }
     }
     let options = Options {
         new_pid: cli.new_pid,
