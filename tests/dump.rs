@@ -2317,3 +2317,73 @@ fn grep_regex_reads_large_blocks_in_windows() {
     want.sort();
     assert_eq!(got, want, "{}", r.describe());
 }
+
+/// Peak RSS in KiB of `crak-dump ARGS`, measured by GNU time; `None` without /usr/bin/time.
+fn peak_rss_kib(s: &Scratch, args: &[&OsStr]) -> Option<(u64, Run)> {
+    let time = Path::new("/usr/bin/time");
+    if !time.exists() {
+        return None;
+    }
+    let report = s.path("rss.txt");
+    let mut c = Command::new(time);
+    c.arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&report)
+        .arg(crak_tests::bin("crak-dump"))
+        .args(args)
+        .current_dir(s.dir.path())
+        .stdin(Stdio::null());
+    let out = c.output().expect("run crak-dump under time");
+    let run = Run {
+        cmd: format!("{args:?}"),
+        code: out.status.code().unwrap_or(-1),
+        stdout: Vec::new(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    let kib = std::fs::read_to_string(&report)
+        .ok()?
+        .lines()
+        .last()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some((kib, run))
+}
+
+#[test]
+fn page_data_commands_stay_within_64_mib_on_a_larger_image() {
+    // 96 MiB of stored pages in one mapping: a command that held the image (or one run's
+    // worth of copies) would pass 64 MiB.
+    let s = setup();
+    let pages = (96 << 20) / PS;
+    let (_, bytes, _) = image_with_big_run(pages, &|d| {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for c in d.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            c.copy_from_slice(&x.to_le_bytes()[..c.len()]);
+        }
+    });
+    let img = s.file("big.crak", &bytes);
+    drop(bytes);
+    let end = format!("{:#x}+0x1000", ANON + pages * PS - PS);
+    let cases: Vec<Vec<&OsStr>> = vec![
+        args![img, "--json", "--pages"].to_vec(),
+        args!["mem", img, "--vma", "3", "--raw"].to_vec(),
+        args!["mem", img, end].to_vec(),
+        args!["grep", "-e", img, "crak [m]arker"].to_vec(),
+        args!["diff", img, img].to_vec(),
+        args!["core", img, "-o", "big.core"].to_vec(),
+        args!["backtrace", img].to_vec(),
+    ];
+    for a in cases {
+        let Some((kib, run)) = peak_rss_kib(&s, &a) else {
+            eprintln!("no /usr/bin/time: peak RSS not measured");
+            return;
+        };
+        assert!(run.code == 0, "{}", run.describe());
+        assert!(kib < 64 * 1024, "{a:?}: peak RSS {kib} KiB");
+    }
+}
