@@ -66,7 +66,9 @@ pub enum Command {
     Mem(MemArgs),
     /// Search stored memory for text, bytes (-x) or a regex (-e); exit 1 when nothing matches.
     Grep(GrepArgs),
-    /// Turn the JSON model (`--json --pages`, edited or not) back into an image.
+    /// Turn the JSON model (`--json --pages`, edited or not) back into an image; unedited, the
+    /// same bytes as the image it came from (unknown records, later-version fields and AUTH
+    /// included).
     Encode(EncodeArgs),
     /// Show what differs between two images; exit 0 when identical, 1 when they differ.
     Diff(DiffArgs),

@@ -1,8 +1,10 @@
 //! `crak-dump encode JSON -o IMAGE`: the JSON model (`crak-dump IMAGE --json --pages`, edited or
 //! not) written back as an image with crak-format's writer.
 //!
-//! The writer checks the model against the spec's bounds as it writes, so an edit that breaks
-//! the format is refused. The output is written to a temporary file next to IMAGE and renamed
+//! The model keeps records of unknown kinds, payload fields of a later minor version, record
+//! flags and the AUTH record (`unknown`, `extras`, `auth`), so the JSON of an image encodes
+//! back to the same bytes when it is not edited. The writer checks the model against the
+//! spec's bounds as it writes, so an edit that breaks the format is refused. The output is written to a temporary file next to IMAGE and renamed
 //! over it only once complete, so IMAGE is never left half-written (`-o -` writes stdout).
 
 use crate::cli::EncodeArgs;
