@@ -661,9 +661,37 @@ pub(crate) fn tail_of<'a>(rec: &Record<'_>, payload: &'a [u8]) -> &'a [u8] {
     if matches!(rec, Record::Pages(_) | Record::Unknown { .. }) {
         return &[];
     }
+    // The encoding's length, without copying a large blob: the record (whose blobs borrow the
+    // payload, so cloning is cheap) is encoded with the blob emptied, and the blob's length
+    // added back.
     let mut known = Vec::new();
-    rec.encode(&mut known);
-    payload.get(known.len()..).unwrap_or_default()
+    let blob = match rec {
+        Record::Fd(f) => {
+            let mut g = f.clone();
+            let n = std::mem::take(&mut g.contents).len();
+            Record::Fd(g).encode(&mut known);
+            n
+        }
+        Record::PipeData(d) => {
+            let mut g = d.clone();
+            let n = std::mem::take(&mut g.data).len();
+            Record::PipeData(g).encode(&mut known);
+            n
+        }
+        Record::Xsave(x) => {
+            let mut g = x.clone();
+            let n = std::mem::take(&mut g.area).len();
+            Record::Xsave(g).encode(&mut known);
+            n
+        }
+        _ => {
+            rec.encode(&mut known);
+            0
+        }
+    };
+    payload
+        .get(known.len().saturating_add(blob)..)
+        .unwrap_or_default()
 }
 
 impl<'data> Builder<'data> {
