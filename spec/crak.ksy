@@ -779,3 +779,4 @@ enums:
     7: signalfd
     8: timerfd
     9: epoll
+    10: unix

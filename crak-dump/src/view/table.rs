@@ -192,6 +192,7 @@ fn fd_kind(k: FdKind) -> &'static str {
         FdKind::Signalfd => "signalfd",
         FdKind::Timerfd => "timerfd",
         FdKind::Epoll => "epoll",
+        FdKind::Unix => "unix",
     }
 }
 

@@ -24,6 +24,7 @@ pub enum FdKind {
     Signalfd = 7,
     Timerfd = 8,
     Epoll = 9,
+    Unix = 10,
 }
 
 impl FdKind {
@@ -39,6 +40,7 @@ impl FdKind {
             7 => FdKind::Signalfd,
             8 => FdKind::Timerfd,
             9 => FdKind::Epoll,
+            10 => FdKind::Unix,
             _ => return None,
         })
     }
@@ -48,7 +50,7 @@ impl FdKind {
     pub fn is_anon(self) -> bool {
         matches!(
             self,
-            FdKind::Eventfd | FdKind::Signalfd | FdKind::Timerfd | FdKind::Epoll
+            FdKind::Eventfd | FdKind::Signalfd | FdKind::Timerfd | FdKind::Epoll | FdKind::Unix
         )
     }
 }
@@ -99,6 +101,16 @@ pub enum FdState {
     },
     /// The registered fds.
     Epoll(Vec<EpollEntry>),
+    /// One end of a connected pair of Unix sockets (`ino` of the FD is this end's inode).
+    Unix {
+        /// `SOCK_STREAM` (1), `SOCK_DGRAM` (2) or `SOCK_SEQPACKET` (5).
+        sock_type: u32,
+        /// Inode of the other end.
+        peer: u64,
+        /// What was queued to be read on this end: one entry per message (all the bytes in
+        /// one entry for a stream socket).
+        queue: Vec<Vec<u8>>,
+    },
 }
 
 impl FdState {
@@ -129,6 +141,19 @@ impl FdState {
                     wire::put_u32(&mut out, e.fd);
                     wire::put_u32(&mut out, e.events);
                     wire::put_u64(&mut out, e.data);
+                }
+            }
+            FdState::Unix {
+                sock_type,
+                peer,
+                queue,
+            } => {
+                wire::put_u32(&mut out, *sock_type);
+                wire::put_u64(&mut out, *peer);
+                wire::put_u32(&mut out, queue.len() as u32);
+                for m in queue {
+                    wire::put_u32(&mut out, m.len() as u32);
+                    out.extend_from_slice(m);
                 }
             }
         }
@@ -196,6 +221,36 @@ impl FdState {
                         })
                         .collect(),
                 )
+            }
+            FdKind::Unix => {
+                if b.len() < 16 {
+                    return Err(format!("{} bytes, at least 16 expected", b.len()));
+                }
+                let sock_type = u32_at(0);
+                if !matches!(sock_type, 1 | 2 | 5) {
+                    return Err(format!("socket type {sock_type}"));
+                }
+                let count = u32_at(12) as usize;
+                let mut queue = Vec::new();
+                let mut at = 16usize;
+                for i in 0..count {
+                    let len = u32_at(at) as usize;
+                    let msg = at
+                        .checked_add(4)
+                        .and_then(|s| Some((s, s.checked_add(len)?)))
+                        .and_then(|(s, e)| b.get(s..e))
+                        .ok_or_else(|| format!("message {i} of {count} runs past the end"))?;
+                    queue.push(msg.to_vec());
+                    at += 4 + len;
+                }
+                if at != b.len() {
+                    return Err(format!("{} bytes after the queued messages", b.len() - at));
+                }
+                FdState::Unix {
+                    sock_type,
+                    peer: u64_at(4),
+                    queue,
+                }
             }
             FdKind::Reg | FdKind::Pipe | FdKind::Fifo | FdKind::Chr | FdKind::Tty => {
                 return Ok(None)
@@ -289,7 +344,7 @@ fn fields(i: &[u8]) -> PResult<'_, Fd<'_>> {
             ErrorKind::BadValue,
             "kind",
             r,
-            format!("{k} is not an fd kind (1-9)"),
+            format!("{k} is not an fd kind (1-10)"),
         );
     };
     let (r, ()) = wire::reserved("reserved", 2)(r2)?;
@@ -422,6 +477,17 @@ mod tests {
             FdState::decode(FdKind::Epoll, &[]),
             Ok(Some(FdState::Epoll(vec![])))
         );
+        let unix = FdState::Unix {
+            sock_type: 2,
+            peer: 77,
+            queue: vec![b"one".to_vec(), vec![], b"three".to_vec()],
+        };
+        let b = unix.encode();
+        assert_eq!(FdState::decode(FdKind::Unix, &b), Ok(Some(unix)));
+        assert!(FdState::decode(FdKind::Unix, &b[..b.len() - 1]).is_err());
+        let mut huge = b.clone();
+        huge[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(FdState::decode(FdKind::Unix, &huge).is_err());
         assert_eq!(FdState::decode(FdKind::Reg, b"x"), Ok(None));
     }
 
@@ -430,7 +496,7 @@ mod tests {
         let mut b = Vec::new();
         write(&example(), &mut b);
         let mut k = b.clone();
-        k[12] = 10;
+        k[12] = 11;
         assert_eq!(parse(&k).unwrap_err().field, "kind");
         k[12] = 0;
         assert_eq!(parse(&k).unwrap_err().field, "kind");

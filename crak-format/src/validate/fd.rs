@@ -102,6 +102,24 @@ pub(super) fn check(cx: &mut Cx<'_, '_>) {
                         contents_at,
                         format!("fd {} ({:?}): its state is {why}", f.fd, f.kind),
                     ),
+                    Ok(Some(FdState::Unix { peer, .. })) => {
+                        let found = image.processes.iter().any(|q| {
+                            q.fds
+                                .iter()
+                                .any(|g| g.kind == FdKind::Unix && g.ino == peer)
+                        });
+                        if !found {
+                            cx.error(
+                                "unix-peer-missing",
+                                at,
+                                contents_at.clone(),
+                                format!(
+                                    "fd {} is a Unix socket whose peer (inode {peer}) no fd of the image holds",
+                                    f.fd
+                                ),
+                            );
+                        }
+                    }
                     Ok(Some(FdState::Epoll(entries))) => {
                         for e in entries {
                             if !p.fds.iter().any(|g| g.fd == e.fd) {

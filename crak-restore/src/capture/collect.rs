@@ -81,6 +81,7 @@ pub(super) fn collect(
         }
         others.push((f.pid(), p.maps));
     }
+    check_unix_peers(&records)?;
     records.extend(pipes.into_iter().map(Record::PipeData));
     if let Some(cmd) = &opts.command {
         // NOTEs go last (spec §2.3); kept here and written after the pages.
@@ -95,6 +96,36 @@ pub(super) fn collect(
         fds,
         others,
     })
+}
+
+/// Every connected Unix socket's peer must be in the image: the pair is restored whole or not
+/// at all.
+fn check_unix_peers(records: &[Record<'static>]) -> Result<(), Error> {
+    use crak_format::record::fd::{FdKind, FdState};
+    let held: std::collections::HashSet<u64> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Fd(f) if f.kind == FdKind::Unix => Some(f.ino),
+            _ => None,
+        })
+        .collect();
+    for r in records {
+        let Record::Fd(f) = r else { continue };
+        if let Ok(Some(FdState::Unix { peer, .. })) = FdState::decode(f.kind, f.contents.as_bytes())
+        {
+            if !held.contains(&peer) {
+                return Err(Error::UnsupportedFd {
+                    pid: f.pid as i32,
+                    fd: f.fd as i32,
+                    kind: format!(
+                        "a Unix socket connected to socket inode {peer}, which no process of the captured tree holds"
+                    ),
+                    link: format!("socket:[{}]", f.ino),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The records of one frozen process; `starttime`, when known, tells it from a later process

@@ -51,8 +51,13 @@ pub fn classify(pid: i32, fd: i32) -> Result<(Class, Vec<u8>, Option<std::fs::Me
         let md = std::fs::metadata(procfs::path(pid, &format!("fd/{fd}"))).ok();
         return Ok((Class::Supported(FdKind::Pipe), link, md));
     }
-    if text.starts_with("socket:[") {
-        return Ok((Class::Unsupported("a socket".into()), link, None));
+    if let Some(ino) = text
+        .strip_prefix("socket:[")
+        .and_then(|s| s.strip_suffix(']'))
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        let md = std::fs::metadata(procfs::path(pid, &format!("fd/{fd}"))).ok();
+        return Ok((classify_socket(ino), link, md));
     }
     if let Some(rest) = text.strip_prefix("anon_inode:") {
         let name = rest.trim_start_matches('[').trim_end_matches(']');
@@ -110,6 +115,62 @@ pub fn classify(pid: i32, fd: i32) -> Result<(Class, Vec<u8>, Option<std::fs::Me
         _ => Class::Unsupported(format!("a file of type {ft:#o}")),
     };
     Ok((class, link, Some(md)))
+}
+
+/// A socket: a connected Unix socket (one end of a pair, or of a connection) is supported;
+/// anything else is named.
+fn classify_socket(ino: u64) -> Class {
+    match crate::sys::unixsock::diag(ino) {
+        // Not a Unix socket (sock_diag knows it by inode only in its own family).
+        Err(_) => Class::Unsupported("a socket (not a Unix one)".into()),
+        Ok(d) if d.state == UNIX_LISTEN => Class::Unsupported("a listening Unix socket".into()),
+        Ok(d) if d.peer == 0 => Class::Unsupported("an unconnected Unix socket".into()),
+        Ok(d)
+            if !matches!(
+                i32::from(d.sock_type),
+                libc::SOCK_STREAM | libc::SOCK_DGRAM | libc::SOCK_SEQPACKET
+            ) =>
+        {
+            Class::Unsupported(format!("a Unix socket of type {}", d.sock_type))
+        }
+        Ok(_) => Class::Supported(FdKind::Unix),
+    }
+}
+
+/// `TCP_LISTEN`, the state `sock_diag` gives a listening Unix socket.
+const UNIX_LISTEN: u8 = 10;
+
+/// The state of a connected Unix socket: type, peer and what is queued on it (read without
+/// consuming it, through a duplicate taken with `pidfd_getfd`).
+fn unix_socket_state(pid: i32, fd: i32, ino: u64) -> Result<FdState, Error> {
+    use crate::sys::{pidfd, unixsock};
+    let d = unixsock::diag(ino).map_err(|e| Error::Io {
+        context: format!("sock_diag of fd {fd} of process {pid}"),
+        source: e,
+    })?;
+    let pfd = pidfd::pidfd_open(pid)?;
+    let dup = pidfd::pidfd_getfd(&pfd, fd)?;
+    let stream = i32::from(d.sock_type) == libc::SOCK_STREAM;
+    let queue = unixsock::peek_queue(std::os::fd::AsFd::as_fd(&dup), stream).map_err(|e| {
+        if e.raw_os_error() == Some(libc::EBADMSG) {
+            Error::UnsupportedFd {
+                pid,
+                fd,
+                kind: "a Unix socket with file descriptors or credentials in flight".into(),
+                link: format!("socket:[{ino}]"),
+            }
+        } else {
+            Error::Io {
+                context: format!("reading the queue of socket fd {fd} of process {pid}"),
+                source: e,
+            }
+        }
+    })?;
+    Ok(FdState::Unix {
+        sock_type: u32::from(d.sock_type),
+        peer: d.peer,
+        queue,
+    })
 }
 
 /// Checks every fd of `pid` without touching the process; an unsupported one is an error
@@ -265,7 +326,11 @@ pub fn capture(pid: i32) -> Result<Files, Error> {
                 });
             }
         }
-        if kind.is_anon() {
+        if kind == FdKind::Unix {
+            let state = unix_socket_state(pid, fd, md.ino())?;
+            rec.contents = Blob::from(state.encode());
+            rec.dev = 0;
+        } else if kind.is_anon() {
             let text = procfs::read_string(pid, &format!("fdinfo/{fd}"))?;
             let state = anon_state(kind, &text).map_err(|what| {
                 Error::Other(format!("fdinfo of fd {fd} of process {pid}: {what}"))
@@ -365,7 +430,7 @@ pub fn anon_state(kind: FdKind, text: &str) -> Result<FdState, String> {
             }
             FdState::Epoll(entries)
         }
-        FdKind::Reg | FdKind::Pipe | FdKind::Fifo | FdKind::Chr | FdKind::Tty => {
+        FdKind::Reg | FdKind::Pipe | FdKind::Fifo | FdKind::Chr | FdKind::Tty | FdKind::Unix => {
             return Err(format!("{kind:?} has no fdinfo state"))
         }
     })

@@ -101,15 +101,17 @@ fn place_all(
     // Create every object at a temporary number >= base.
     let mut temps: Vec<(u32, bool, OwnedFd)> = Vec::with_capacity(fds.len());
     let mut pipe_ends: HashMap<(u64, bool), OwnedFd> = HashMap::new();
+    let mut sock_ends: HashMap<u64, OwnedFd> = HashMap::new();
     let mut order: Vec<&Fd<'_>> = fds.iter().collect();
     order.sort_by_key(|f| f.fd);
     for f in order {
-        let obj = open_one(f, pipes, &mut pipe_ends, tty)?;
+        let obj = open_one(f, fds, pipes, &mut pipe_ends, &mut sock_ends, tty)?;
         let t = fdops::dup_at_least(obj.as_fd(), base).map_err(|e| err(f, "dup", e))?;
         drop(obj);
         temps.push((f.fd, f.fd_flags & FD_CLOEXEC != 0, t));
     }
     drop(pipe_ends);
+    drop(sock_ends);
     for (target, cloexec, t) in &temps {
         fdops::place_at(t.as_fd(), *target as RawFd, *cloexec)
             .map_err(|e| format!("fd {target}: dup3: {e}"))?;
@@ -119,8 +121,10 @@ fn place_all(
 
 fn open_one(
     f: &Fd<'_>,
+    all: &[Fd<'_>],
     pipes: &[PipeData<'_>],
     pipe_ends: &mut HashMap<(u64, bool), OwnedFd>,
+    sock_ends: &mut HashMap<u64, OwnedFd>,
     tty: Option<&[u8]>,
 ) -> ChildResult<OwnedFd> {
     let flags = (f.open_flags as i32) & !OPEN_TIME_FLAGS & !libc::O_CLOEXEC;
@@ -160,7 +164,63 @@ fn open_one(
         FdKind::Fifo => open_fifo(f, flags, pipes),
         FdKind::Pipe => open_pipe_end(f, pipes, pipe_ends),
         FdKind::Eventfd | FdKind::Signalfd | FdKind::Timerfd | FdKind::Epoll => open_anon(f),
+        FdKind::Unix => {
+            if !sock_ends.contains_key(&f.ino) {
+                let (mine, peer_ino, peer) = unix_pair(f, all)?;
+                sock_ends.insert(f.ino, mine);
+                if let Some(p) = peer {
+                    sock_ends.insert(peer_ino, p);
+                }
+            }
+            let end = sock_ends
+                .get(&f.ino)
+                .ok_or_else(|| err(f, "socket", "lost end"))?;
+            fdops::set_status_flags(end.as_fd(), status_flags(f.open_flags))
+                .map_err(|e| err(f, "F_SETFL", e))?;
+            end.try_clone().map_err(|e| err(f, "dup socket", e))
+        }
     }
+}
+
+/// The queue and socket type of a Unix socket fd's state.
+fn unix_state(f: &Fd<'_>) -> ChildResult<(i32, u64, Vec<Vec<u8>>)> {
+    match FdState::decode(f.kind, f.contents.as_bytes()).map_err(|e| err(f, "state", e))? {
+        Some(FdState::Unix {
+            sock_type,
+            peer,
+            queue,
+        }) => Ok((sock_type as i32, peer, queue)),
+        _ => Err(err(f, "state", "not a Unix socket")),
+    }
+}
+
+/// A connected pair of Unix sockets for `f` and its peer, each holding what was queued on it
+/// (data queued on one end is sent from the other). The peer's queue comes from its FD record
+/// in `others` (any process's); without one, the peer end is returned with nothing queued for
+/// it. Returns (f's end, the peer's inode, the peer's end).
+pub(super) fn unix_pair(
+    f: &Fd<'_>,
+    others: &[Fd<'_>],
+) -> ChildResult<(OwnedFd, u64, Option<OwnedFd>)> {
+    use crate::sys::unixsock;
+    let (sock_type, peer_ino, queue) = unix_state(f)?;
+    let (mine, theirs) = unixsock::socketpair(sock_type).map_err(|e| err(f, "socketpair", e))?;
+    let stream = sock_type == libc::SOCK_STREAM;
+    for m in &queue {
+        unixsock::send_all(theirs.as_fd(), m, stream)
+            .map_err(|e| err(f, "refilling the socket's queue", e))?;
+    }
+    if let Some(p) = others
+        .iter()
+        .find(|g| g.kind == FdKind::Unix && g.ino == peer_ino)
+    {
+        let (_, _, pq) = unix_state(p)?;
+        for m in &pq {
+            unixsock::send_all(mine.as_fd(), m, stream)
+                .map_err(|e| err(p, "refilling the socket's queue", e))?;
+        }
+    }
+    Ok((mine, peer_ino, Some(theirs)))
 }
 
 /// An eventfd, signalfd, timerfd or (empty) epoll instance with the saved state; epoll
@@ -188,6 +248,7 @@ fn open_anon(f: &Fd<'_>) -> ChildResult<OwnedFd> {
                 .map_err(|e| err(f, "timerfd", e))?
         }
         FdState::Epoll(_) => anonfd::epoll().map_err(|e| err(f, "epoll_create1", e))?,
+        FdState::Unix { .. } => return Err(err(f, "state", "a socket, not an anonymous inode")),
     };
     fdops::set_status_flags(fd.as_fd(), status_flags(f.open_flags))
         .map_err(|e| err(f, "F_SETFL", e))?;

@@ -258,7 +258,7 @@ fn child_main(
         plan.tty_path.as_deref(),
         &tree::pool_fds(pool),
     )?;
-    if let Err(e) = tree::place_shared_pipes(&proc.fds, pool) {
+    if let Err(e) = tree::place_shared(&proc.fds, pool) {
         return Err((e, Some(errpipe)));
     }
     if let Err(e) = files::register_epoll(&proc.fds) {

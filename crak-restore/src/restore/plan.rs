@@ -232,6 +232,13 @@ pub fn check_image<'a>(image: &'a Image<'_>) -> Result<&'a Process<'a>, RestoreE
             if report.errors == 1 { "" } else { "s" }
         )));
     }
+    check_structure(image)
+}
+
+/// [`check_image`] without the validator: for the processes of a tree, each checked on an
+/// image of its own after the whole image was validated (a process of a tree alone can name
+/// objects its relatives hold).
+pub fn check_structure<'a>(image: &'a Image<'_>) -> Result<&'a Process<'a>, RestoreError> {
     if image.header.arch != crak_format::record::header::ARCH_X86_64 {
         return Err(refused(format!(
             "image is for machine {}, this restorer handles x86_64 (62) only",
@@ -666,7 +673,8 @@ fn check_files_as_image(proc: &Process<'_>, options: &Options) -> Result<(), Res
             | FdKind::Eventfd
             | FdKind::Signalfd
             | FdKind::Timerfd
-            | FdKind::Epoll => {}
+            | FdKind::Epoll
+            | FdKind::Unix => {}
         }
     }
     Ok(())

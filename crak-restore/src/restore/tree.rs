@@ -8,11 +8,11 @@
 //! waits for crak-restore to seize it (it never stops itself: a stop would be reported to its
 //! parent, which is the restored program).
 //!
-//! Pipes held by more than one process are created once, by the root, before any other process
-//! exists ("the pool", above every descriptor number the image uses), filled with their saved
-//! contents, and inherited down the tree: each process puts the ends it had at their numbers
-//! and closes the rest, so every holder shares the one pipe (and each end's open file
-//! description) as before the capture.
+//! Pipes and Unix socket pairs held by more than one process are created once, by the root,
+//! before any other process exists ("the pool", above every descriptor number the image uses),
+//! filled with their saved contents, and inherited down the tree: each process puts the ends it
+//! had at their numbers and closes the rest, so every holder shares the one pipe or socket (and
+//! each end's open file description) as before the capture.
 //!
 //! Process groups and sessions: a process that led its session calls `setsid`; one whose group
 //! is led by a process of the tree joins that group (its parent moves it there right after
@@ -44,6 +44,8 @@ pub struct Family<'a> {
     pub members: Vec<Member<'a>>,
     /// Inodes of the pipes held by more than one process.
     pub shared_pipes: Vec<u64>,
+    /// Connected Unix socket pairs with ends in more than one process: (end, other end).
+    pub shared_socks: Vec<(u64, u64)>,
     /// Lowest descriptor number of the pool (above every number the image uses).
     pub pool_base: i32,
     /// Anonymous memory shared by several processes, and where the root maps it.
@@ -58,13 +60,18 @@ pub fn family<'a>(image: &'a Image<'_>, options: &Options) -> Result<Family<'a>,
         return Ok(Family {
             members: vec![Member { proc, plan }],
             shared_pipes: Vec::new(),
+            shared_socks: Vec::new(),
             pool_base: 0,
             shared_anon: Vec::new(),
         });
     }
     let report = crak_format::validate::validate(image, None);
     if let Some(f) = report.errors().next() {
-        return Err(RestoreError::Invalid(f.to_string()));
+        return Err(RestoreError::Invalid(format!(
+            "{f} ({} error{} in total)",
+            report.errors,
+            if report.errors == 1 { "" } else { "s" }
+        )));
     }
     if options.new_pid {
         return Err(RestoreError::Refused(
@@ -80,7 +87,7 @@ pub fn family<'a>(image: &'a Image<'_>, options: &Options) -> Result<Family<'a>,
         one.flags = image.flags;
         one.processes = vec![proc.clone()];
         one.pipes = image.pipes.clone();
-        plan::check_image(&one).map_err(|e| in_process(proc.pid(), e))?;
+        plan::check_structure(&one).map_err(|e| in_process(proc.pid(), e))?;
         let plan = plan::make_plan(&one, proc, options).map_err(|e| in_process(proc.pid(), e))?;
         members.push(Member { proc, plan });
     }
@@ -97,6 +104,25 @@ pub fn family<'a>(image: &'a Image<'_>, options: &Options) -> Result<Family<'a>,
             }
         }
     }
+    // Unix socket pairs: both ends, and every process holding either.
+    let mut pairs: std::collections::BTreeMap<(u64, u64), Vec<u32>> = Default::default();
+    for m in &members {
+        for f in m.proc.fds.iter().filter(|f| f.kind == FdKind::Unix) {
+            if let Ok(Some(crak_format::record::fd::FdState::Unix { peer, .. })) =
+                crak_format::record::fd::FdState::decode(f.kind, f.contents.as_bytes())
+            {
+                let h = pairs.entry((f.ino.min(peer), f.ino.max(peer))).or_default();
+                if !h.contains(&f.pid) {
+                    h.push(f.pid);
+                }
+            }
+        }
+    }
+    let shared_socks: Vec<(u64, u64)> = pairs
+        .into_iter()
+        .filter(|(_, h)| h.len() > 1)
+        .map(|(k, _)| k)
+        .collect();
     let mut shared_pipes: Vec<u64> = holders
         .into_iter()
         .filter(|(_, h)| h.len() > 1)
@@ -110,6 +136,7 @@ pub fn family<'a>(image: &'a Image<'_>, options: &Options) -> Result<Family<'a>,
     Ok(Family {
         members,
         shared_pipes,
+        shared_socks,
         pool_base,
         shared_anon,
     })
@@ -231,9 +258,14 @@ impl<'a> Family<'a> {
     }
 }
 
-/// The shared pipes, created by the root: (inode, read end, write end), at numbers from the
-/// pool base up.
-pub type Pool = Vec<(u64, OwnedFd, OwnedFd)>;
+/// What the tree shares, created by the root at numbers from the pool base up.
+#[derive(Default)]
+pub struct Pool {
+    /// Pipes: (inode, read end, write end).
+    pipes: Vec<(u64, OwnedFd, OwnedFd)>,
+    /// Unix socket ends: (inode of the end, the end).
+    socks: Vec<(u64, OwnedFd)>,
+}
 
 /// Creates and fills the shared pipes and maps the shared memory (in the root's restore
 /// child).
@@ -246,7 +278,30 @@ pub fn make_pool(family: &Family<'_>, image: &Image<'_>) -> Result<Pool, String>
             )
         })?;
     }
-    let mut pool = Pool::new();
+    let mut pool = Pool::default();
+    let all_fds: Vec<Fd<'_>> = family
+        .members
+        .iter()
+        .flat_map(|m| m.proc.fds.iter().cloned())
+        .collect();
+    for &(a, b) in &family.shared_socks {
+        let Some(fa) = all_fds
+            .iter()
+            .find(|f| f.kind == FdKind::Unix && (f.ino == a || f.ino == b))
+        else {
+            continue;
+        };
+        let (mine, peer_ino, theirs) = super::files::unix_pair(fa, &all_fds)
+            .map_err(|e| format!("shared socket pair {a}/{b}: {e}"))?;
+        let up = |fd: OwnedFd| {
+            fdops::dup_at_least(fd.as_fd(), family.pool_base)
+                .map_err(|e| format!("shared socket pair {a}/{b}: dup: {e}"))
+        };
+        pool.socks.push((fa.ino, up(mine)?));
+        if let Some(t) = theirs {
+            pool.socks.push((peer_ino, up(t)?));
+        }
+    }
     for &ino in &family.shared_pipes {
         let e = |what: &str, err: std::io::Error| format!("shared pipe {ino}: {what}: {err}");
         let (r, w) = std::io::pipe().map_err(|x| e("pipe2", x))?;
@@ -265,15 +320,17 @@ pub fn make_pool(family: &Family<'_>, image: &Image<'_>) -> Result<Pool, String>
             std::io::Write::write_all(&mut f, p.data.as_bytes()).map_err(|x| e("refilling", x))?;
             fdops::set_status_flags(w.as_fd(), 0).map_err(|x| e("F_SETFL", x))?;
         }
-        pool.push((ino, r, w));
+        pool.pipes.push((ino, r, w));
     }
     Ok(pool)
 }
 
 /// The pool's descriptor numbers, to keep open while the files are set up.
 pub fn pool_fds(pool: &Pool) -> Vec<RawFd> {
-    pool.iter()
+    pool.pipes
+        .iter()
         .flat_map(|(_, r, w)| [r.as_raw_fd(), w.as_raw_fd()])
+        .chain(pool.socks.iter().map(|(_, s)| s.as_raw_fd()))
         .collect()
 }
 
@@ -284,20 +341,34 @@ pub fn close_pool(pool: &Pool) {
     }
 }
 
-/// Puts this process's ends of the shared pipes at their numbers, over what
+/// Puts this process's ends of the shared pipes and sockets at their numbers, over what
 /// [`super::files::restore_fds_keeping`] made for them.
-pub fn place_shared_pipes(fds: &[Fd<'_>], pool: &Pool) -> Result<(), String> {
-    for f in fds.iter().filter(|f| f.kind == FdKind::Pipe) {
-        let Some((_, r, w)) = pool.iter().find(|(ino, _, _)| *ino == f.ino) else {
-            continue;
+pub fn place_shared(fds: &[Fd<'_>], pool: &Pool) -> Result<(), String> {
+    for f in fds
+        .iter()
+        .filter(|f| matches!(f.kind, FdKind::Pipe | FdKind::Unix))
+    {
+        let end = if f.kind == FdKind::Unix {
+            match pool.socks.iter().find(|(ino, _)| *ino == f.ino) {
+                Some((_, s)) => s,
+                None => continue,
+            }
+        } else {
+            let Some((_, r, w)) = pool.pipes.iter().find(|(ino, _, _)| *ino == f.ino) else {
+                continue;
+            };
+            let is_write = (f.open_flags as i32) & libc::O_ACCMODE == libc::O_WRONLY;
+            if is_write {
+                w
+            } else {
+                r
+            }
         };
-        let is_write = (f.open_flags as i32) & libc::O_ACCMODE == libc::O_WRONLY;
-        let end = if is_write { w } else { r };
         fdops::set_status_flags(end.as_fd(), super::files::status_flags(f.open_flags))
-            .map_err(|e| format!("fd {} (shared pipe {}): F_SETFL: {e}", f.fd, f.ino))?;
+            .map_err(|e| format!("fd {} (shared {}): F_SETFL: {e}", f.fd, f.ino))?;
         let target = RawFd::try_from(f.fd).map_err(|_| format!("fd {} out of range", f.fd))?;
         fdops::place_at(end.as_fd(), target, f.fd_flags & FD_CLOEXEC != 0)
-            .map_err(|e| format!("fd {} (shared pipe {}): dup3: {e}", f.fd, f.ino))?;
+            .map_err(|e| format!("fd {} (shared {}): dup3: {e}", f.fd, f.ino))?;
     }
     Ok(())
 }

@@ -18,6 +18,7 @@ pub mod process;
 pub mod ptrace;
 pub mod remote;
 pub mod signalfd;
+pub mod unixsock;
 pub mod waitid;
 
 use std::io;
