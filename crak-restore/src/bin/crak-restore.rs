@@ -291,9 +291,13 @@ fn main() -> ExitCode {
         eprintln!("{v}");
     } else {
         eprintln!(
-            "crak-restore: restored pid {}{}: {} pages ({}{}), {} VMAs, {} fds; restore {:.1} ms, total {:.1} ms",
+            "crak-restore: restored pid {}{}{}: {} pages ({}{}), {} VMAs, {} fds; restore {:.1} ms, total {:.1} ms",
             summary.pid,
             if summary.same_pid { "" } else { " (new pid)" },
+            match summary.processes {
+                0 | 1 => String::new(),
+                n => format!(" and {} descendant{}", n - 1, if n > 2 { "s" } else { "" }),
+            },
             summary.pages,
             human_bytes(summary.bytes),
             if summary.lazy_bytes != 0 {
