@@ -665,6 +665,86 @@ fn signed_forked_capture_verifies() {
     case.kill(pid);
 }
 
+#[test]
+fn a_refused_fork_falls_back_to_a_frozen_copy() {
+    if skip() {
+        return;
+    }
+    let _g = serial();
+    let mut case = Case::new();
+    let (pid, ready) = case.start();
+    let img = case.path("fallback.crak");
+    let mut cmd = Command::new(bin("crak-capture"));
+    cmd.env("CRAK_FAULT", "snapshot-refused")
+        .arg(pid.to_string())
+        .arg("-o")
+        .arg(&img)
+        .args(["--leave-running", "--json"]);
+    let o = case.run(cmd);
+    if !o.status.success() {
+        case.fail("crak-capture failed instead of falling back");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_slice(o.stderr.trim_ascii()).unwrap_or_else(|_| case.fail("no JSON"));
+    let warned = summary["warnings"].as_array().is_some_and(|w| {
+        w.iter()
+            .any(|w| w.as_str().unwrap_or("").contains("refused"))
+    });
+    if summary["forked"] != false || !warned {
+        case.fail("no fallback with a warning");
+    }
+    let data = std::fs::read(&img).expect("read image");
+    let mem = Mem::of(&data, pid);
+    let g = mem.u64_at(ready.done_gen).unwrap_or(0);
+    if (0..SWEEP_PAGES).any(|i| {
+        let v = mem.u64_at(ready.sweep + i * PAGE).unwrap_or(0);
+        v != g && v != g + 1
+    }) {
+        case.fail("the frozen copy is not one point in time");
+    }
+    case.verdict(pid, libc::SIGUSR2);
+    case.reap(pid);
+}
+
+#[test]
+fn a_capture_failing_after_the_fork_leaves_no_child_and_no_image() {
+    if skip() {
+        return;
+    }
+    let _g = serial();
+    let mut case = Case::new();
+    let (pid, ready) = case.start();
+    let img = case.path("never.crak");
+    let mut cmd = Command::new(bin("crak-capture"));
+    cmd.env("CRAK_FAULT", "mid-pages")
+        .arg(pid.to_string())
+        .arg("-o")
+        .arg(&img)
+        .arg("--leave-running");
+    let o = case.run(cmd);
+    if o.status.code() != Some(2) {
+        case.fail("the injected fault did not fail the capture");
+    }
+    let leftovers: Vec<String> = std::fs::read_dir(case.dir.path())
+        .expect("read_dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("never.crak"))
+        .collect();
+    if !leftovers.is_empty() {
+        case.fail(&format!("left behind: {leftovers:?}"));
+    }
+    if children_of(pid) != vec![ready.kid] || !children_of(ready.kid).is_empty() {
+        case.fail("a snapshot child was left behind");
+    }
+    if status_field(pid, "TracerPid:") != "0" {
+        case.fail("the target is still traced");
+    }
+    // Its own children and wait statuses are as they were.
+    case.verdict(pid, libc::SIGUSR2);
+    case.reap(pid);
+}
+
 /// Files in `dir`: (images of `pid`, everything else).
 fn dir_listing(dir: &Path, pid: i32) -> (Vec<String>, Vec<String>) {
     let mut images = Vec::new();

@@ -37,7 +37,8 @@
 //! Costs: the child's page tables (the `fork`, a few ms at 1 GiB), and one page copy for every
 //! page the target writes while the image is being written (charged to the target's memory
 //! cgroup). When the kernel refuses the `clone` (`RLIMIT_NPROC`, `pids.max`, strict
-//! overcommit), the capture falls back to copying the pages while frozen.
+//! overcommit), the capture falls back to copying the pages while frozen (`CRAK_FAULT=
+//! snapshot-refused` makes it so, for tests).
 
 use super::freeze::Frozen;
 use super::mm::{self, Mapping, PagePolicy, PageSink, PageStats};
@@ -249,6 +250,12 @@ pub fn take(
 ) -> Result<Result<Snapshot, Refused>, Error> {
     let target = frozen.pid();
     let target_starttime = procfs::stat(target)?.starttime;
+    // `CRAK_FAULT=snapshot-refused`: the kernel's refusal, for the fallback's tests.
+    if crate::fault::armed("snapshot-refused") {
+        return Ok(Err(Refused(format!(
+            "the fork of process {target} for a snapshot was refused (injected fault)"
+        ))));
+    }
     // A seccomp filter may forbid clone or close_range, or kill the process for trying.
     let seccomp = procfs::status(target)?.decimal("Seccomp").unwrap_or(0);
     if seccomp != 0 {
