@@ -1,22 +1,28 @@
-/* Holds one resource crak cannot capture yet, named by argv[1] (epoll, eventfd, inotify, sysv,
+/* Holds one resource crak cannot capture yet, named by argv[1] (inotify, unix-listen, sysv,
  * memfd-map), prints "READY <fd or address>" and waits. */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/shm.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 int main(int argc, char **argv) {
     if (argc < 2) return 2;
     const char *k = argv[1];
     long v = -1;
-    if (!strcmp(k, "epoll")) v = epoll_create1(0);
-    else if (!strcmp(k, "eventfd")) v = eventfd(0, 0);
-    else if (!strcmp(k, "inotify")) v = inotify_init1(0);
+    if (!strcmp(k, "inotify")) v = inotify_init1(0);
+    else if (!strcmp(k, "unix-listen")) {
+        /* Bound to an abstract name: nothing in the filesystem to clean up. */
+        struct sockaddr_un a = {.sun_family = AF_UNIX};
+        int n = snprintf(a.sun_path + 1, sizeof a.sun_path - 1, "crak-test-%d", (int)getpid());
+        v = socket(AF_UNIX, SOCK_STREAM, 0);
+        if (v < 0 || bind(v, (struct sockaddr *)&a, sizeof(sa_family_t) + 1 + n) || listen(v, 1))
+            return 2;
+    }
     else if (!strcmp(k, "sysv")) {
         int id = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
         void *p = shmat(id, NULL, 0);

@@ -16,6 +16,7 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+#include <stddef.h>
 
 static volatile sig_atomic_t go;
 
@@ -80,4 +81,17 @@ static __attribute__((unused)) double now_mono(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* glibc's rseq registration (2.35+). */
+extern const ptrdiff_t __rseq_offset __attribute__((weak));
+extern const unsigned int __rseq_size __attribute__((weak));
+
+/* rseq(area, 32, 0, RSEQ_SIG) on the calling thread's area: -EBUSY when this very area is
+ * registered. */
+static __attribute__((unused)) long rseq_probe(void) {
+    if (!&__rseq_offset || !&__rseq_size || __rseq_size == 0) return 0;
+    void *area = (char *)__builtin_thread_pointer() + __rseq_offset;
+    long r = syscall(SYS_rseq, area, 32, 0, 0x53053053);
+    return r < 0 ? -errno : r;
 }

@@ -7,18 +7,6 @@
 #include <stddef.h>
 #include <sys/prctl.h>
 
-/* glibc's rseq registration (2.35+). */
-extern const ptrdiff_t __rseq_offset __attribute__((weak));
-extern const unsigned int __rseq_size __attribute__((weak));
-
-/* rseq(area, 32, 0, RSEQ_SIG): -EBUSY when this very area is registered. */
-static long rseq_probe(void) {
-    if (!&__rseq_offset || !&__rseq_size || __rseq_size == 0) return 0;
-    void *area = (char *)__builtin_thread_pointer() + __rseq_offset;
-    long r = syscall(SYS_rseq, area, 32, 0, 0x53053053);
-    return r < 0 ? -errno : r;
-}
-
 static volatile sig_atomic_t usr1, term;
 
 static void on_term(int sig) { (void)sig; term++; }

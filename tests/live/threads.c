@@ -13,17 +13,6 @@
 #define WORKERS 8
 #define SLEEP_S 3
 
-extern const ptrdiff_t __rseq_offset __attribute__((weak));
-extern const unsigned int __rseq_size __attribute__((weak));
-
-/* rseq(area, 32, 0, RSEQ_SIG) on the calling thread's area: -EBUSY when it is registered. */
-static long rseq_probe(void) {
-    if (!&__rseq_offset || !&__rseq_size || __rseq_size == 0) return 0;
-    void *area = (char *)__builtin_thread_pointer() + __rseq_offset;
-    long r = syscall(SYS_rseq, area, 32, 0, 0x53053053);
-    return r < 0 ? -errno : r;
-}
-
 static volatile unsigned long counters[WORKERS];
 static unsigned long shared;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;

@@ -94,13 +94,17 @@ pub fn stop_self() -> io::Result<()> {
     Ok(())
 }
 
-/// Maps `len` bytes of new shared anonymous memory at exactly `addr` (`mmap(2)` with
-/// `MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE`, read+write). Used by the root of a
-/// restored tree for the memory its processes share; the caller never touches it itself.
-pub fn map_shared_anon(addr: u64, len: usize) -> io::Result<()> {
+/// New anonymous read+write memory of `len` bytes at exactly `addr`, never replacing a mapping
+/// (`MAP_FIXED_NOREPLACE`); `shared` picks `MAP_SHARED` over `MAP_PRIVATE`. Returns its address.
+fn map_anon_at(addr: u64, len: usize, shared: bool) -> io::Result<*mut libc::c_void> {
     if addr & 0xfff != 0 || len & 0xfff != 0 || len == 0 {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
+    let kind = if shared {
+        libc::MAP_SHARED
+    } else {
+        libc::MAP_PRIVATE
+    };
     // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping, so no memory in use can
     // be clobbered; the result is checked to be exactly `addr`.
     let p = unsafe {
@@ -108,7 +112,7 @@ pub fn map_shared_anon(addr: u64, len: usize) -> io::Result<()> {
             addr as *mut libc::c_void,
             len,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+            kind | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
             -1,
             0,
         )
@@ -117,11 +121,19 @@ pub fn map_shared_anon(addr: u64, len: usize) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     if p as u64 != addr {
+        // Old kernels ignore MAP_FIXED_NOREPLACE and treat it as a hint.
         // SAFETY: `p` is the mapping just created, of `len` bytes.
         unsafe { libc::munmap(p, len) };
         return Err(io::Error::from_raw_os_error(libc::EEXIST));
     }
-    Ok(())
+    Ok(p)
+}
+
+/// Maps `len` bytes of new shared anonymous memory at exactly `addr` (read+write). Used by the
+/// root of a restored tree for the memory its processes share; the caller never touches it
+/// itself.
+pub fn map_shared_anon(addr: u64, len: usize) -> io::Result<()> {
+    map_anon_at(addr, len, true).map(drop)
 }
 
 /// Waits, forever, for a tracer to seize the calling process: `pause(2)` in a loop. With every
@@ -368,30 +380,10 @@ pub fn trace_me() -> io::Result<()> {
 /// (`mprotect(2)`). Used by a restore child to hold the trampoline and scratch area its tracer
 /// drives; the caller never jumps there itself.
 pub fn map_trampoline(addr: u64, len: usize, code: &[u8]) -> io::Result<()> {
-    if code.len() > len || addr & 0xfff != 0 || len & 0xfff != 0 || len == 0 {
+    if code.len() > len {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
-    // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping, so no memory the program
-    // uses can be clobbered; the result is checked to be exactly `addr`.
-    let p = unsafe {
-        libc::mmap(
-            addr as *mut libc::c_void,
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    if p as u64 != addr {
-        // Old kernels ignore MAP_FIXED_NOREPLACE and treat it as a hint.
-        // SAFETY: `p` is the mapping just created, of `len` bytes.
-        unsafe { libc::munmap(p, len) };
-        return Err(io::Error::from_raw_os_error(libc::EEXIST));
-    }
+    let p = map_anon_at(addr, len, false)?;
     // SAFETY: `p` is a fresh writable mapping of `len` >= code.len() bytes, owned by us.
     unsafe {
         std::ptr::copy_nonoverlapping(code.as_ptr(), p as *mut u8, code.len());
