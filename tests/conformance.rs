@@ -1096,6 +1096,94 @@ fn valid_vectors() -> Vec<Valid> {
         },
         Some(signed),
     );
+    add(
+        "017-event-fds-and-unix-sockets",
+        "FD kinds 6-10 with their state in `contents` (§3.13): an eventfd in semaphore mode, a \
+         signalfd, a periodic timerfd with a pending tick, an epoll instance watching two of \
+         them, and both ends of a datagram socket pair with queued messages",
+        {
+            use crak_format::record::fd::{EpollEntry, FdState, EVENTFD_SEMAPHORE};
+            let mut m = image(vec![full_process(PID, 1)]);
+            let anon = |n: u32, kind: FdKind, path: &str, state: FdState| {
+                let mut f = fd(PID, n, kind, path);
+                f.dev = 0;
+                f.mode = 0o600;
+                f.contents = Blob::from(state.encode());
+                f
+            };
+            let fds = &mut m.processes[0].fds;
+            fds.push(anon(
+                10,
+                FdKind::Eventfd,
+                "anon_inode:[eventfd]",
+                FdState::Eventfd {
+                    count: 7,
+                    flags: EVENTFD_SEMAPHORE,
+                },
+            ));
+            fds.push(anon(
+                11,
+                FdKind::Signalfd,
+                "anon_inode:[signalfd]",
+                FdState::Signalfd { mask: 1 << 9 },
+            ));
+            fds.push(anon(
+                12,
+                FdKind::Timerfd,
+                "anon_inode:[timerfd]",
+                FdState::Timerfd {
+                    clockid: 1,
+                    settime_flags: 0,
+                    value_ns: 12_500_000,
+                    interval_ns: 20_000_000,
+                    ticks: 1,
+                },
+            ));
+            fds.push(anon(
+                13,
+                FdKind::Epoll,
+                "anon_inode:[eventpoll]",
+                FdState::Epoll(vec![
+                    EpollEntry {
+                        fd: 10,
+                        events: 0x8000_0001,
+                        data: 0x1111,
+                    },
+                    EpollEntry {
+                        fd: 12,
+                        events: 1,
+                        data: 0x2222,
+                    },
+                ]),
+            ));
+            let mut a = anon(
+                14,
+                FdKind::Unix,
+                "socket:[9100]",
+                FdState::Unix {
+                    sock_type: 2,
+                    peer: 9101,
+                    queue: vec![b"a".to_vec(), b"bb".to_vec()],
+                },
+            );
+            a.ino = 9100;
+            let mut b = anon(
+                15,
+                FdKind::Unix,
+                "socket:[9101]",
+                FdState::Unix {
+                    sock_type: 2,
+                    peer: 9100,
+                    queue: vec![],
+                },
+            );
+            b.ino = 9101;
+            fds.push(a);
+            fds.push(b);
+            m
+        },
+        None,
+    );
     v
 }
 
