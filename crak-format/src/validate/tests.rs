@@ -848,6 +848,48 @@ fn fd_contents_rules() {
 }
 
 #[test]
+fn anonymous_fd_state_rules() {
+    use crate::record::fd::{EpollEntry, FdState};
+    let state = |img: &mut Image<'static>, n: u32, kind: FdKind, st: &FdState, ino: u64| {
+        let mut f = fd(100, n, kind, "anon_inode:[x]", ino);
+        f.contents = Blob::from(st.encode());
+        p0(img).fds.push(f);
+    };
+    // A well-formed eventfd, epoll and socket pair: no finding (not even a relative path).
+    let mut img = good();
+    let ev = FdState::Eventfd { count: 1, flags: 0 };
+    state(&mut img, 20, FdKind::Eventfd, &ev, 0);
+    let ep = FdState::Epoll(vec![EpollEntry {
+        fd: 20,
+        events: 1,
+        data: 9,
+    }]);
+    state(&mut img, 21, FdKind::Epoll, &ep, 0);
+    let end = |peer| FdState::Unix {
+        sock_type: 1,
+        peer,
+        queue: vec![b"x".to_vec()],
+    };
+    state(&mut img, 22, FdKind::Unix, &end(501), 500);
+    state(&mut img, 23, FdKind::Unix, &end(500), 501);
+    let report = validate(&img, None);
+    assert!(report.findings.is_empty(), "{report:#?}");
+
+    let mut bad = img.clone();
+    p0(&mut bad).fds.retain(|f| f.fd != 20);
+    expect(&bad, "epoll-target-missing", Severity::Error);
+    let mut bad = img.clone();
+    p0(&mut bad).fds.retain(|f| f.fd != 23);
+    expect(&bad, "unix-peer-missing", Severity::Error);
+    let mut bad = img;
+    if let Some(f) = p0(&mut bad).fds.iter_mut().find(|f| f.fd == 20) {
+        f.contents = Blob::from(vec![0u8; 11]);
+    }
+    let f = expect(&bad, "bad-fd-state", Severity::Error);
+    assert_eq!(f.field, "contents");
+}
+
+#[test]
 fn fd_number_too_large() {
     let mut img = good();
     p0(&mut img).fds[2].fd = 1 << 20;
