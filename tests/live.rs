@@ -1301,6 +1301,9 @@ proptest::proptest! {
             let options = plan::Options { new_pid: true, shell_job: false };
             let _ = plan::make_plan(&image, proc, &options);
         }
+        // The same for trees: the per-process checks, the shared pipes, sockets and memory.
+        let options = plan::Options { new_pid: false, shell_job: false };
+        let _ = crak_restore::restore::tree::family(&image, &options);
     }
 }
 

@@ -187,7 +187,13 @@ fn plan_shared_anon(members: &[Member<'_>]) -> Result<Vec<SharedAnon>, RestoreEr
     busy.extend(own.iter().map(|m| (m.start, m.end)));
     let mut out = Vec::with_capacity(objects.len());
     for (ino, end, _) in objects {
-        let size = end.div_ceil(PAGE) * PAGE;
+        let size = end
+            .div_ceil(PAGE)
+            .checked_mul(PAGE)
+            .filter(|&n| n <= plan::TASK_SIZE)
+            .ok_or_else(|| {
+                RestoreError::Invalid(format!("shared memory object {ino} is too large"))
+            })?;
         busy.sort_unstable();
         let temp = plan::find_free(&busy, size, after).ok_or_else(|| {
             RestoreError::Refused("no free address range for the shared memory".into())
