@@ -91,7 +91,7 @@ pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Duration) -> Result<Vec<bo
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let ms = i32::try_from(
             left.as_millis()
-                .saturating_add(u128::from(left.subsec_nanos() % 1_000_000 != 0)),
+                .saturating_add(u128::from(!left.subsec_nanos().is_multiple_of(1_000_000))),
         )
         .unwrap_or(i32::MAX);
         // SAFETY: the pointer and length describe `pfds`, a live vector of pollfd structs that
