@@ -618,8 +618,11 @@ types:
         type: u2
       - id: open_flags
         type: u4
-      - id: reserved1
+      - id: description
         type: u4
+        doc: |
+          Open file description: fds with the same nonzero value share one (format 1.1; a
+          1.0 writer leaves it 0).
       - id: pos
         type: u8
       - id: dev

@@ -480,6 +480,7 @@ fn fd(pid: u32, n: u32, kind: FdKind, path: &str) -> Fd<'static> {
         deleted: false,
         path: bs(path),
         contents: Blob::default(),
+        description: 0,
     }
 }
 
@@ -1100,7 +1101,8 @@ fn valid_vectors() -> Vec<Valid> {
         "017-event-fds-and-unix-sockets",
         "FD kinds 6-10 with their state in `contents` (§3.13): an eventfd in semaphore mode, a \
          signalfd, a periodic timerfd with a pending tick, an epoll instance watching two of \
-         them, and both ends of a datagram socket pair with queued messages",
+         them, both ends of a datagram socket pair with queued messages, and a dup of the \
+         eventfd sharing its open file description",
         {
             use crak_format::record::fd::{EpollEntry, FdState, EVENTFD_SEMAPHORE};
             let mut m = image(vec![full_process(PID, 1)]);
@@ -1180,6 +1182,13 @@ fn valid_vectors() -> Vec<Valid> {
             b.ino = 9101;
             fds.push(a);
             fds.push(b);
+            // fd 16 is a dup of the eventfd: one open file description (format 1.1).
+            let ev = fds.len() - 6;
+            fds[ev].description = 1;
+            let mut dup = fds[ev].clone();
+            dup.fd = 16;
+            fds.push(dup);
+            m.version = Version { major: 1, minor: 1 };
             m
         },
         None,
@@ -3021,6 +3030,7 @@ mod gen {
                             deleted,
                             path,
                             contents: if deleted { contents } else { Blob::default() },
+                            description: 0,
                         });
                     }
                     for (n, seed) in pages {

@@ -538,6 +538,7 @@ fn fd(pid: u32, n: u32, kind: FdKind, path: &str, flags: u32, ino: u64) -> Fd<'s
         deleted: false,
         path: path.into(),
         contents: Blob::default(),
+        description: 0,
     }
 }
 
@@ -2027,6 +2028,8 @@ fn json_schema_document_lists_every_image_key() {
     let unknown = vectors.join("011-unknown-noncritical-records.bin");
     let extras = vectors.join("013-future-payload-fields.bin");
     let signed = vectors.join("016-signed.bin");
+    // FD kinds 6-10 and a shared open file description.
+    let fds = vectors.join("017-event-fds-and-unix-sockets.bin");
     let img = s.image("srv.crak", &sample());
     let mut outs = Vec::new();
     for (path, pages) in [
@@ -2037,6 +2040,7 @@ fn json_schema_document_lists_every_image_key() {
         (&unknown, false),
         (&extras, true),
         (&signed, true),
+        (&fds, true),
     ] {
         let r = if pages {
             s.run(args![path, "--json", "--pages"])

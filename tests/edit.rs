@@ -1059,7 +1059,11 @@ fn offline_edits_of_a_vector_image() {
         ],
     );
     let v = model(&mut case, &out);
-    assert_eq!(v["version"]["minor"], 0, "written as this writer's version");
+    assert_eq!(
+        v["version"]["minor"],
+        crak_format::CURRENT_VERSION.minor,
+        "written as this writer's version"
+    );
     let p = &v["processes"][0];
     assert_eq!(p["process"]["pid"], 777);
     assert_eq!(p["process"]["pgid"], 777);
@@ -1097,7 +1101,7 @@ fn vector_host() -> Value {
 }
 
 #[test]
-fn offline_rewrite_writes_version_1_0_and_refuses_what_it_cannot_fix() {
+fn offline_rewrite_writes_this_version_and_refuses_what_it_cannot_fix() {
     let mut case = offline_case();
     let img = vector();
     let img_s = img.to_str().unwrap_or_default().to_string();
@@ -1108,11 +1112,12 @@ fn offline_rewrite_writes_version_1_0_and_refuses_what_it_cannot_fix() {
         out.to_str().unwrap_or_default().to_string(),
     );
     let r = dump(&mut case, &["rewrite", &img_s, "--target", &t, "-o", &o]);
-    if !r.status.success() || !String::from_utf8_lossy(&r.stdout).contains("version 1.7 -> 1.0") {
-        case.fail("rewrite to 1.0");
+    let now = format!("version 1.7 -> 1.{}", crak_format::CURRENT_VERSION.minor);
+    if !r.status.success() || !String::from_utf8_lossy(&r.stdout).contains(&now) {
+        case.fail(&format!("rewrite: {now}"));
     }
     let v = model(&mut case, &out);
-    assert_eq!(v["version"]["minor"], 0);
+    assert_eq!(v["version"]["minor"], crak_format::CURRENT_VERSION.minor);
     std::fs::remove_file(&out).expect("rm");
     let refusals: [(&str, Value, &str); 3] = [
         ("page_size", Value::from(16384), "16384-byte pages"),
@@ -1148,12 +1153,15 @@ fn offline_edit_and_rewrite_report_changes_as_json() {
     let v: Value = serde_json::from_slice(&r.stdout).unwrap_or_default();
     assert_eq!(
         v["changes"],
-        serde_json::json!(["set-cwd /tmp", "version 1.7 -> 1.0"])
+        serde_json::json!([
+            "set-cwd /tmp",
+            format!("version 1.7 -> 1.{}", crak_format::CURRENT_VERSION.minor)
+        ])
     );
     assert_eq!(v["output"], o.as_str());
     let target = write_json(&case, "target.json", &vector_host());
     let t = target.to_str().unwrap_or_default().to_string();
-    // The edited image is 1.0 already: nothing to change.
+    // The edited image has this version already: nothing to change.
     let r = dump(
         &mut case,
         &["rewrite", &o, "--target", &t, "-o", &o, "--json"],

@@ -398,6 +398,7 @@ pub fn fd(pid: u32) -> impl Strategy<Value = Fd<'static>> {
                 deleted,
                 path,
                 contents,
+                description: 0,
             },
         )
 }

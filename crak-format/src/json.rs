@@ -171,6 +171,7 @@ fn strip_process<'a>(p: &Process<'_>) -> Process<'a> {
                 deleted: f.deleted,
                 path: f.path.clone(),
                 contents: Blob::default(),
+                description: f.description,
             })
             .collect(),
         vmas: p.vmas.clone(),

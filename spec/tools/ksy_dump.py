@@ -390,7 +390,7 @@ def model_zero_pages(z):
 
 
 def model_fd(f):
-    return {
+    m = {
         "pid": f.pid,
         "fd": f.fd,
         "fd_flags": f.fd_flags,
@@ -407,6 +407,9 @@ def model_fd(f):
         "path": byte_string(f.path),
         "contents": blob(f.contents),
     }
+    if f.description != 0:
+        m["description"] = f.description
+    return m
 
 
 def model_pipe_data(p):

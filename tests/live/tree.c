@@ -4,7 +4,9 @@
  * anonymous MAP_SHARED page it shares with the parent; c1 leads a process group that c2 joined,
  * c3 leads its own session. After go, the parent stops producing; the end of file runs down the
  * pipeline, every child exits, and the parent reaps each with waitpid, checks their groups,
- * sessions and exit statuses, and that the shared count equals what it produced. */
+ * sessions and exit statuses, and that the shared count equals what it produced. A log file
+ * opened once before the forks (no O_APPEND) is written by the parent through two fds and by c3:
+ * one shared offset, so no write lands over another. */
 #include "common.h"
 #include <sys/wait.h>
 
@@ -15,6 +17,7 @@ struct shared {
 };
 
 static struct shared *sh;
+static int lg = -1;
 
 /* Copies records from `in` to `out` (or counts them when out < 0), checking the sequence. */
 static void stage(int id, int in, int out) {
@@ -36,12 +39,16 @@ static void stage(int id, int in, int out) {
             sh->received = want;
         }
     }
+    if (id == 3 && write(lg, "C", 1) != 1) _exit(5);
     _exit(0);
 }
 
 int main(void) {
     sh = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (sh == MAP_FAILED) fail("mmap");
+    lg = open("shared.log", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (lg < 0 || write(lg, "P", 1) != 1) fail("shared.log");
+    int lg2 = dup(lg);
     int a[2], b[2], c[2];
     if (pipe(a) || pipe(b) || pipe(c)) fail("pipe");
     pid_t c1 = fork();
@@ -91,6 +98,7 @@ int main(void) {
     if (getpgid(c1) != c1) fail("c1 is in group %d, not its own", getpgid(c1));
     if (getpgid(c2) != c1) fail("c2 is in group %d, not c1's %d", getpgid(c2), c1);
     if (getsid(c3) != c3) fail("c3 is in session %d, not its own", getsid(c3));
+    if (write(lg2, "D", 1) != 1) fail("write through the dup");
     close(a[1]);
     pid_t kids[3] = {c1, c2, c3};
     for (int i = 0; i < 3; i++) {
@@ -104,5 +112,9 @@ int main(void) {
         fail("produced %llu records, c3 received %llu", (unsigned long long)next,
              (unsigned long long)sh->received);
     if (sh->received < 40000) fail("only %llu records went through", (unsigned long long)sh->received);
+    if (write(lg, "Q", 1) != 1) fail("write shared.log");
+    struct stat st;
+    if (fstat(lg, &st) || st.st_size != 4)
+        fail("shared.log holds %lld bytes, not 4: its offset is not shared", (long long)st.st_size);
     pass();
 }

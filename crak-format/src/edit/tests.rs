@@ -109,6 +109,7 @@ pub(crate) fn image() -> Image<'static> {
         deleted: false,
         path: "pipe:[555]".into(),
         contents: Blob::default(),
+        description: 0,
     });
     p.fds.push(Fd {
         fd: 4,

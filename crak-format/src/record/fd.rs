@@ -295,6 +295,14 @@ pub struct Fd<'data> {
     pub path: ByteString,
     /// Contents of a deleted file; the state of an anonymous-inode fd ([`FdState`]).
     pub contents: Blob<'data>,
+    /// Open file description: fds of the image with the same nonzero value share one (and so
+    /// its offset and status flags); 0 when no other fd does (spec 1.1).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub description: u32,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 impl Fd<'_> {
@@ -316,6 +324,7 @@ impl Fd<'_> {
             deleted: self.deleted,
             path: self.path,
             contents: self.contents.into_owned(),
+            description: self.description,
         }
     }
 }
@@ -349,7 +358,7 @@ fn fields(i: &[u8]) -> PResult<'_, Fd<'_>> {
     };
     let (r, ()) = wire::reserved("reserved", 2)(r2)?;
     let (r, open_flags) = wire::u32f("open_flags")(r)?;
-    let (r, ()) = wire::reserved("reserved", 4)(r)?;
+    let (r, description) = wire::u32f("description")(r)?;
     let (r, pos) = wire::u64f("pos")(r)?;
     let (r, dev) = wire::u64f("dev")(r)?;
     let (r, ino) = wire::u64f("ino")(r)?;
@@ -378,6 +387,7 @@ fn fields(i: &[u8]) -> PResult<'_, Fd<'_>> {
             deleted,
             path: path.into(),
             contents: contents.into(),
+            description,
         },
     ))
 }
@@ -390,7 +400,7 @@ pub fn write(f: &Fd<'_>, out: &mut Vec<u8>) {
     wire::put_u16(out, f.kind as u16);
     wire::put_u16(out, 0);
     wire::put_u32(out, f.open_flags);
-    wire::put_u32(out, 0);
+    wire::put_u32(out, f.description);
     for v in [f.pos, f.dev, f.ino, f.rdev, f.size] {
         wire::put_u64(out, v);
     }
@@ -423,6 +433,7 @@ mod tests {
             deleted: true,
             path: "/tmp/x (deleted)".into(),
             contents: b"hello".to_vec().into(),
+            description: 0,
         }
     }
 

@@ -57,6 +57,7 @@ fn fd(pid: u32, n: u32, kind: FdKind, path: &str, ino: u64) -> Fd<'static> {
         deleted: false,
         path: path.into(),
         contents: Blob::default(),
+        description: 0,
     }
 }
 

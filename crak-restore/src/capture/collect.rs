@@ -82,6 +82,7 @@ pub(super) fn collect(
         others.push((f.pid(), p.maps));
     }
     check_unix_peers(&records)?;
+    mark_shared_descriptions(&mut records)?;
     records.extend(pipes.into_iter().map(Record::PipeData));
     if let Some(cmd) = &opts.command {
         // NOTEs go last (spec §2.3); kept here and written after the pages.
@@ -96,6 +97,82 @@ pub(super) fn collect(
         fds,
         others,
     })
+}
+
+/// Sets FD `description` on the fds that share an open file description with another fd of the
+/// image, in the same process or another (`kcmp`). Pipes and Unix sockets are shared through
+/// their inode already; epoll instances keep one description each.
+fn mark_shared_descriptions(records: &mut [Record<'static>]) -> Result<(), Error> {
+    use crak_format::record::fd::FdKind;
+    use std::cmp::Ordering;
+    let shareable = |k: FdKind| {
+        matches!(
+            k,
+            FdKind::Reg
+                | FdKind::Chr
+                | FdKind::Tty
+                | FdKind::Eventfd
+                | FdKind::Signalfd
+                | FdKind::Timerfd
+        )
+    };
+    // Candidates by (kind, dev, ino): only those can share a description.
+    let mut by_file: std::collections::BTreeMap<(u16, u64, u64), Vec<usize>> = Default::default();
+    for (i, r) in records.iter().enumerate() {
+        if let Record::Fd(f) = r {
+            if shareable(f.kind) {
+                by_file
+                    .entry((f.kind as u16, f.dev, f.ino))
+                    .or_default()
+                    .push(i);
+            }
+        }
+    }
+    let at = |records: &[Record<'static>], i: usize| match records.get(i) {
+        Some(Record::Fd(f)) => (f.pid as i32, f.fd as i32),
+        _ => (0, -1),
+    };
+    let mut next = 1u32;
+    for group in by_file.values().filter(|g| g.len() > 1) {
+        // Representatives of the descriptions found so far, with their members.
+        let mut descs: Vec<Vec<usize>> = Vec::new();
+        for &i in group {
+            let (p, fd) = at(records, i);
+            let mut placed = false;
+            for d in &mut descs {
+                let Some(&rep) = d.first() else { continue };
+                let (rp, rfd) = at(records, rep);
+                match crate::sys::kcmp::cmp_files(p, fd, rp, rfd) {
+                    Ok(Ordering::Equal) => {
+                        d.push(i);
+                        placed = true;
+                        break;
+                    }
+                    Ok(_) => {}
+                    // No kcmp in this kernel: every fd keeps a description of its own.
+                    Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => return Ok(()),
+                    Err(e) => {
+                        return Err(Error::Io {
+                            context: format!("kcmp of fd {fd} of {p} with fd {rfd} of {rp}"),
+                            source: e,
+                        })
+                    }
+                }
+            }
+            if !placed {
+                descs.push(vec![i]);
+            }
+        }
+        for d in descs.into_iter().filter(|d| d.len() > 1) {
+            for i in d {
+                if let Some(Record::Fd(f)) = records.get_mut(i) {
+                    f.description = next;
+                }
+            }
+            next += 1;
+        }
+    }
+    Ok(())
 }
 
 /// Every connected Unix socket's peer must be in the image: the pair is restored whole or not

@@ -314,6 +314,7 @@ pub fn capture(pid: i32) -> Result<Files, Error> {
             deleted,
             path: path.into(),
             contents: Blob::default(),
+            description: 0,
         };
         if matches!(kind, FdKind::Pipe | FdKind::Fifo) {
             rec.rdev = 0;

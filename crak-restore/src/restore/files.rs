@@ -102,16 +102,26 @@ fn place_all(
     let mut temps: Vec<(u32, bool, OwnedFd)> = Vec::with_capacity(fds.len());
     let mut pipe_ends: HashMap<(u64, bool), OwnedFd> = HashMap::new();
     let mut sock_ends: HashMap<u64, OwnedFd> = HashMap::new();
+    // Fds sharing an open file description get the one their group opened first.
+    let mut descriptions: HashMap<u32, OwnedFd> = HashMap::new();
     let mut order: Vec<&Fd<'_>> = fds.iter().collect();
     order.sort_by_key(|f| f.fd);
     for f in order {
-        let obj = open_one(f, fds, pipes, &mut pipe_ends, &mut sock_ends, tty)?;
+        let obj = match descriptions.get(&f.description) {
+            Some(o) if f.description != 0 => o.try_clone().map_err(|e| err(f, "dup", e))?,
+            _ => open_one(f, fds, pipes, &mut pipe_ends, &mut sock_ends, tty)?,
+        };
+        if f.description != 0 && !descriptions.contains_key(&f.description) {
+            let keep = obj.try_clone().map_err(|e| err(f, "dup", e))?;
+            descriptions.insert(f.description, keep);
+        }
         let t = fdops::dup_at_least(obj.as_fd(), base).map_err(|e| err(f, "dup", e))?;
         drop(obj);
         temps.push((f.fd, f.fd_flags & FD_CLOEXEC != 0, t));
     }
     drop(pipe_ends);
     drop(sock_ends);
+    drop(descriptions);
     for (target, cloexec, t) in &temps {
         fdops::place_at(t.as_fd(), *target as RawFd, *cloexec)
             .map_err(|e| format!("fd {target}: dup3: {e}"))?;
@@ -180,6 +190,16 @@ fn open_one(
             end.try_clone().map_err(|e| err(f, "dup socket", e))
         }
     }
+}
+
+/// Opens the object of `f` alone (for a description a process tree shares, see
+/// [`super::tree`]).
+pub(super) fn open_shared(
+    f: &Fd<'_>,
+    pipes: &[PipeData<'_>],
+    tty: Option<&[u8]>,
+) -> ChildResult<OwnedFd> {
+    open_one(f, &[], pipes, &mut HashMap::new(), &mut HashMap::new(), tty)
 }
 
 /// The queue and socket type of a Unix socket fd's state.

@@ -8,7 +8,8 @@
 //! waits for crak-restore to seize it (it never stops itself: a stop would be reported to its
 //! parent, which is the restored program).
 //!
-//! Pipes and Unix socket pairs held by more than one process are created once, by the root,
+//! Pipes, Unix socket pairs and open file descriptions held by more than one process are created
+//! once, by the root,
 //! before any other process exists ("the pool", above every descriptor number the image uses),
 //! filled with their saved contents, and inherited down the tree: each process puts the ends it
 //! had at their numbers and closes the rest, so every holder shares the one pipe or socket (and
@@ -46,6 +47,8 @@ pub struct Family<'a> {
     pub shared_pipes: Vec<u64>,
     /// Connected Unix socket pairs with ends in more than one process: (end, other end).
     pub shared_socks: Vec<(u64, u64)>,
+    /// Open file descriptions (FD `description`) held by more than one process.
+    pub shared_descs: Vec<u32>,
     /// Lowest descriptor number of the pool (above every number the image uses).
     pub pool_base: i32,
     /// Anonymous memory shared by several processes, and where the root maps it.
@@ -61,6 +64,7 @@ pub fn family<'a>(image: &'a Image<'_>, options: &Options) -> Result<Family<'a>,
             members: vec![Member { proc, plan }],
             shared_pipes: Vec::new(),
             shared_socks: Vec::new(),
+            shared_descs: Vec::new(),
             pool_base: 0,
             shared_anon: Vec::new(),
         });
@@ -118,6 +122,20 @@ pub fn family<'a>(image: &'a Image<'_>, options: &Options) -> Result<Family<'a>,
             }
         }
     }
+    let mut descs: std::collections::BTreeMap<u32, Vec<u32>> = Default::default();
+    for m in &members {
+        for f in m.proc.fds.iter().filter(|f| f.description != 0) {
+            let h = descs.entry(f.description).or_default();
+            if !h.contains(&f.pid) {
+                h.push(f.pid);
+            }
+        }
+    }
+    let shared_descs: Vec<u32> = descs
+        .into_iter()
+        .filter(|(_, h)| h.len() > 1)
+        .map(|(d, _)| d)
+        .collect();
     let shared_socks: Vec<(u64, u64)> = pairs
         .into_iter()
         .filter(|(_, h)| h.len() > 1)
@@ -137,6 +155,7 @@ pub fn family<'a>(image: &'a Image<'_>, options: &Options) -> Result<Family<'a>,
         members,
         shared_pipes,
         shared_socks,
+        shared_descs,
         pool_base,
         shared_anon,
     })
@@ -271,6 +290,8 @@ pub struct Pool {
     pipes: Vec<(u64, OwnedFd, OwnedFd)>,
     /// Unix socket ends: (inode of the end, the end).
     socks: Vec<(u64, OwnedFd)>,
+    /// Open file descriptions: (FD `description`, the open file).
+    files: Vec<(u32, OwnedFd)>,
 }
 
 /// Creates and fills the shared pipes and maps the shared memory (in the root's restore
@@ -290,6 +311,20 @@ pub fn make_pool(family: &Family<'_>, image: &Image<'_>) -> Result<Pool, String>
         .iter()
         .flat_map(|m| m.proc.fds.iter().cloned())
         .collect();
+    let tty = family
+        .members
+        .first()
+        .and_then(|m| m.plan.tty_path.as_deref());
+    for &d in &family.shared_descs {
+        let Some(f) = all_fds.iter().find(|f| f.description == d) else {
+            continue;
+        };
+        let obj = super::files::open_shared(f, &image.pipes, tty)
+            .map_err(|e| format!("shared open file {d}: {e}"))?;
+        let obj = fdops::dup_at_least(obj.as_fd(), family.pool_base)
+            .map_err(|e| format!("shared open file {d}: dup: {e}"))?;
+        pool.files.push((d, obj));
+    }
     for &(a, b) in &family.shared_socks {
         let Some(fa) = all_fds
             .iter()
@@ -337,6 +372,7 @@ pub fn pool_fds(pool: &Pool) -> Vec<RawFd> {
         .iter()
         .flat_map(|(_, r, w)| [r.as_raw_fd(), w.as_raw_fd()])
         .chain(pool.socks.iter().map(|(_, s)| s.as_raw_fd()))
+        .chain(pool.files.iter().map(|(_, f)| f.as_raw_fd()))
         .collect()
 }
 
@@ -350,11 +386,16 @@ pub fn close_pool(pool: &Pool) {
 /// Puts this process's ends of the shared pipes and sockets at their numbers, over what
 /// [`super::files::restore_fds_keeping`] made for them.
 pub fn place_shared(fds: &[Fd<'_>], pool: &Pool) -> Result<(), String> {
-    for f in fds
-        .iter()
-        .filter(|f| matches!(f.kind, FdKind::Pipe | FdKind::Unix))
-    {
-        let end = if f.kind == FdKind::Unix {
+    for f in fds.iter() {
+        let shared_file = pool
+            .files
+            .iter()
+            .find(|(d, _)| f.description != 0 && *d == f.description);
+        let end = if let Some((_, file)) = shared_file {
+            file
+        } else if !matches!(f.kind, FdKind::Pipe | FdKind::Unix) {
+            continue;
+        } else if f.kind == FdKind::Unix {
             match pool.socks.iter().find(|(ino, _)| *ino == f.ino) {
                 Some((_, s)) => s,
                 None => continue,

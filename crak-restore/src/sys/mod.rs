@@ -9,6 +9,7 @@ pub mod cpu;
 pub mod fdops;
 pub mod fs;
 pub mod fsid;
+pub mod kcmp;
 pub mod mapfile;
 pub mod mem;
 pub mod openat2;
