@@ -91,6 +91,8 @@ pub struct Stat {
     /// (20) number of threads.
     pub num_threads: i64,
     /// (22) start time in clock ticks after boot: with the pid, identifies a process.
+    /// Exit status as `waitpid` reports it (field 52; a zombie's, 0 for a live process).
+    pub exit_code: u32,
     pub starttime: u64,
     /// (26) start_code.
     pub start_code: u64,
@@ -149,6 +151,7 @@ pub fn parse_stat(text: &[u8]) -> std::result::Result<Stat, String> {
         flags: num(9)?,
         num_threads: num(20)? as i64,
         starttime: num(22)?,
+        exit_code: opt(52) as u32,
         start_code: opt(26),
         end_code: opt(27),
         start_stack: opt(28),

@@ -6,7 +6,8 @@
  * pipeline, every child exits, and the parent reaps each with waitpid, checks their groups,
  * sessions and exit statuses, and that the shared count equals what it produced. A log file
  * opened once before the forks (no O_APPEND) is written by the parent through two fds and by c3:
- * one shared offset, so no write lands over another. */
+ * one shared offset, so no write lands over another. A fourth child exits with status 7 before
+ * the capture and stays a zombie until the parent reaps it after the restore. */
 #include "common.h"
 #include <sys/wait.h>
 
@@ -72,6 +73,8 @@ int main(void) {
         stage(3, c[0], -1);
     }
     close(a[0]); close(b[0]); close(b[1]); close(c[0]); close(c[1]);
+    pid_t z = fork();
+    if (z == 0) _exit(7);
     /* Small pipes, so that data sits in every one of them at the capture. */
     fcntl(a[1], F_SETPIPE_SZ, 4096);
     struct sigaction sa;
@@ -99,6 +102,9 @@ int main(void) {
     if (getpgid(c2) != c1) fail("c2 is in group %d, not c1's %d", getpgid(c2), c1);
     if (getsid(c3) != c3) fail("c3 is in session %d, not its own", getsid(c3));
     if (write(lg2, "D", 1) != 1) fail("write through the dup");
+    int zst;
+    if (waitpid(z, &zst, WNOHANG) != z) fail("the zombie %d is not there to reap", z);
+    if (!WIFEXITED(zst) || WEXITSTATUS(zst) != 7) fail("the zombie's status is %#x, not exit 7", zst);
     close(a[1]);
     pid_t kids[3] = {c1, c2, c3};
     for (int i = 0; i < 3; i++) {

@@ -247,6 +247,20 @@ fn tree(out: &mut dyn Write, image: &Image<'_>) -> io::Result<()> {
 }
 
 fn tree_label(p: &Process<'_>) -> String {
+    if p.process.is_zombie() {
+        let st = p.process.wait_status();
+        let how = if st & 0x7f == 0 {
+            format!("exited {}", (st >> 8) & 0xff)
+        } else {
+            format!("killed by {}", names::signal(st & 0x7f))
+        };
+        return format!(
+            "{} {} [ppid {}, zombie: {how}]",
+            p.pid(),
+            names::text(&p.process.comm),
+            p.process.ppid
+        );
+    }
     let threads = p.process.tids.len();
     let t = if threads == 1 { "thread" } else { "threads" };
     format!(

@@ -16,6 +16,9 @@ pub const MAX_ARGS: u32 = 16 << 20;
 /// Most thread ids.
 pub const MAX_TIDS: u32 = 65536;
 
+/// `flags` bit 0: the process is a zombie (1.1); bits 16–31 then hold its wait status.
+pub const PROCESS_ZOMBIE: u32 = 1;
+
 /// Identity of one process and its place in the tree (spec §3.2).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessRecord {
@@ -47,6 +50,18 @@ pub struct ProcessRecord {
     pub environ: ByteString,
     /// Thread ids, leader first.
     pub tids: Vec<u32>,
+}
+
+impl ProcessRecord {
+    /// Whether the process is a zombie its parent has not reaped (spec §3.2, 1.1).
+    pub fn is_zombie(&self) -> bool {
+        self.flags & PROCESS_ZOMBIE != 0
+    }
+
+    /// A zombie's wait status, as `waitpid(2)` reports it.
+    pub fn wait_status(&self) -> u32 {
+        self.flags >> 16
+    }
 }
 
 /// Parses a PROCESS payload (`spec/crak-format.md#process`, §3.2).

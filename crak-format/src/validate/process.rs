@@ -23,7 +23,9 @@ pub(super) fn check(cx: &mut Cx<'_, '_>) {
                 format!("pid {pid} has a second PROCESS record (process {i}, first {first})"),
             );
         }
-        if p.creds.is_none() {
+        // A zombie has nothing left but its PROCESS record.
+        let zombie = p.process.is_zombie();
+        if p.creds.is_none() && !zombie {
             cx.error(
                 "missing-creds",
                 at,
@@ -31,7 +33,7 @@ pub(super) fn check(cx: &mut Cx<'_, '_>) {
                 format!("process {pid} has no CREDS record"),
             );
         }
-        if p.mm.is_none() {
+        if p.mm.is_none() && !zombie {
             cx.error(
                 "missing-mm",
                 at,

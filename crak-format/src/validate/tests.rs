@@ -849,6 +849,38 @@ fn fd_contents_rules() {
 }
 
 #[test]
+fn a_zombie_needs_only_its_process_record() {
+    use crate::record::process::PROCESS_ZOMBIE;
+    let mut img = good();
+    let mut z = Process::new(ProcessRecord {
+        pid: 300,
+        ppid: 100,
+        pgid: 100,
+        sid: 100,
+        flags: PROCESS_ZOMBIE | (7 << 8) << 16,
+        comm: "worker".into(),
+        tids: vec![300],
+        ..ProcessRecord::default()
+    });
+    img.processes.push(z.clone());
+    let report = validate(&img, None);
+    assert!(report.findings.is_empty(), "{report:#?}");
+    assert!(z.process.is_zombie());
+    assert_eq!(z.process.wait_status(), 7 << 8);
+    // The same record without the flag is a process missing everything.
+    z.process.flags = 0;
+    img.processes.pop();
+    img.processes.push(z);
+    let report = validate(&img, None);
+    for code in ["missing-creds", "missing-mm", "missing-thread", "no-vmas"] {
+        assert!(
+            report.findings.iter().any(|f| f.code == code),
+            "{code}: {report:#?}"
+        );
+    }
+}
+
+#[test]
 fn anonymous_fd_state_rules() {
     use crate::record::fd::{EpollEntry, FdState};
     let state = |img: &mut Image<'static>, n: u32, kind: FdKind, st: &FdState, ino: u64| {

@@ -99,7 +99,7 @@ pub(super) fn check(cx: &mut Cx<'_, '_>, p: &Process<'_>) {
         }
     }
     for (i, &tid) in p.process.tids.iter().enumerate() {
-        if !threads.contains_key(&tid) {
+        if !threads.contains_key(&tid) && !p.process.is_zombie() {
             cx.error(
                 "missing-thread",
                 At::once(kind::PROCESS, pid),

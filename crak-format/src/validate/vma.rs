@@ -21,7 +21,7 @@ pub(super) struct Span {
 /// Checks the VMAs of `p` and returns its non-empty ones sorted by start, for lookups.
 pub(super) fn check(cx: &mut Cx<'_, '_>, p: &Process<'_>) -> Vec<Span> {
     let pid = p.pid();
-    if p.vmas.is_empty() {
+    if p.vmas.is_empty() && !p.process.is_zombie() {
         cx.warn(
             "no-vmas",
             At::once(kind::PROCESS, pid),

@@ -52,6 +52,7 @@ fn header(maps: &[mm::Mapping], page_size: u64) -> Result<Header, Error> {
 pub(super) fn collect(
     frozen: &mut Frozen,
     rest: &mut [Frozen],
+    zombies: &[i32],
     starttime: u64,
     page_size: u64,
     opts: &Options,
@@ -81,6 +82,9 @@ pub(super) fn collect(
         }
         others.push((f.pid(), p.maps));
     }
+    for &z in zombies {
+        records.push(Record::Process(zombie_record(z)?));
+    }
     check_unix_peers(&records)?;
     mark_shared_descriptions(&mut records)?;
     records.extend(pipes.into_iter().map(Record::PipeData));
@@ -96,6 +100,28 @@ pub(super) fn collect(
         maps: root.maps,
         fds,
         others,
+    })
+}
+
+/// The PROCESS record of a zombie: its place in the tree, name and wait status.
+fn zombie_record(pid: i32) -> Result<crak_format::record::process::ProcessRecord, Error> {
+    use crak_format::record::process::{ProcessRecord, PROCESS_ZOMBIE};
+    let stat = procfs::stat(pid)?;
+    if stat.state != 'Z' {
+        return Err(Error::Other(format!(
+            "process {pid} was a zombie and is in state {} now",
+            stat.state
+        )));
+    }
+    Ok(ProcessRecord {
+        pid: pid as u32,
+        ppid: stat.ppid.max(0) as u32,
+        pgid: stat.pgrp.max(0) as u32,
+        sid: stat.session.max(0) as u32,
+        flags: PROCESS_ZOMBIE | (stat.exit_code & 0xffff) << 16,
+        comm: stat.comm.clone().into(),
+        tids: vec![pid as u32],
+        ..ProcessRecord::default()
     })
 }
 

@@ -538,7 +538,7 @@ pub fn run(opts: &Options) -> Result<Summary, Error> {
     };
 
     let mut frozen = Frozen::freeze(pid)?;
-    let mut rest = tree::freeze_descendants(&frozen, opts.tree)?;
+    let (mut rest, zombies) = tree::freeze_descendants(&frozen, opts.tree)?;
     let t_frozen = Instant::now();
     fault::point("after-freeze")?;
     // With a snapshot, the target's mapping flags come from the smaps read above instead of a
@@ -546,14 +546,14 @@ pub fn run(opts: &Options) -> Result<Summary, Error> {
     // them afterwards (Snapshot::check_mappings).
     let meta = if forking {
         mm::with_flags_hint(pid, entries, || {
-            collect(&mut frozen, &mut rest, starttime, page_size, opts)
+            collect(&mut frozen, &mut rest, &zombies, starttime, page_size, opts)
         })?
     } else {
         drop(entries);
-        collect(&mut frozen, &mut rest, starttime, page_size, opts)?
+        collect(&mut frozen, &mut rest, &zombies, starttime, page_size, opts)?
     };
     let nvmas = meta.maps.len() + meta.others.iter().map(|(_, m)| m.len()).sum::<usize>();
-    let processes = 1 + meta.others.len();
+    let processes = 1 + meta.others.len() + zombies.len();
     let mut warnings = pipe_warnings;
 
     // Forked snapshots hold the memory from here on: the processes are resumed at once.

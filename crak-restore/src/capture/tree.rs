@@ -1,6 +1,9 @@
 //! Process trees: the target and every descendant are captured together (spec §2.3: one
 //! PROCESS record each, the tree given by `ppid`).
 //!
+//! A zombie child (exited, not reaped yet) is kept as one: its PROCESS record only, with its
+//! wait status; it is not frozen (there is nothing left to freeze) and has no children.
+//!
 //! Freezing goes from the top down: a process is frozen before its children are listed, so the
 //! listing cannot miss a child forked meanwhile, and every child is frozen before its own
 //! children are listed. Every process of the tree is stopped before the first record is
@@ -47,7 +50,9 @@ pub fn preflight_descendants(
     }
     let mut all = vec![pid];
     while let Some(c) = queue.pop_front() {
-        check_child(pid, c)?;
+        if is_zombie(c) {
+            continue;
+        }
         preflight(c)?;
         all.push(c);
         queue.extend(children(c)?);
@@ -135,25 +140,15 @@ fn has_children(pid: i32, kids: &[i32]) -> Error {
     ))
 }
 
-/// Refuses a child that is a zombie (nothing left to capture, and its parent still has to
-/// reap it).
-fn check_child(parent: i32, c: i32) -> Result<(), Error> {
-    let stat = match procfs::stat(c) {
-        Ok(s) => s,
-        Err(e) if e.is_not_found() => return Ok(()),
-        Err(e) => return Err(e.into()),
-    };
-    if matches!(stat.state, 'Z' | 'X' | 'x') {
-        return Err(Error::Other(format!(
-            "process {c}, a child of {parent}, is a zombie its parent has not reaped yet; crak cannot keep zombies yet"
-        )));
-    }
-    Ok(())
+/// Whether `c` is a zombie (exited, not reaped by its parent yet).
+fn is_zombie(c: i32) -> bool {
+    procfs::stat(c).is_ok_and(|s| s.state == 'Z')
 }
 
 /// Freezes every descendant of the frozen `root`, top down; `tree` false refuses a root with
-/// children. Dropping the result resumes them all (as dropping `root` resumes it).
-pub fn freeze_descendants(root: &Frozen, tree: bool) -> Result<Vec<Frozen>, Error> {
+/// children. Returns them and the zombies among them (not frozen). Dropping the frozen ones
+/// resumes them all (as dropping `root` resumes it).
+pub fn freeze_descendants(root: &Frozen, tree: bool) -> Result<(Vec<Frozen>, Vec<i32>), Error> {
     let first = children(root.pid())?;
     if !tree && !first.is_empty() {
         return Err(has_children(root.pid(), &first));
@@ -161,8 +156,12 @@ pub fn freeze_descendants(root: &Frozen, tree: bool) -> Result<Vec<Frozen>, Erro
     let mut queue: std::collections::VecDeque<(i32, i32)> =
         first.into_iter().map(|c| (root.pid(), c)).collect();
     let mut out: Vec<Frozen> = Vec::new();
+    let mut zombies = Vec::new();
     while let Some((parent, c)) = queue.pop_front() {
-        check_child(parent, c)?;
+        if is_zombie(c) {
+            zombies.push(c);
+            continue;
+        }
         let f = match Frozen::freeze(c) {
             Ok(f) => f,
             // A child that ended since the listing: its parent (frozen) has a zombie now.
@@ -176,5 +175,5 @@ pub fn freeze_descendants(root: &Frozen, tree: bool) -> Result<Vec<Frozen>, Erro
         queue.extend(children(c)?.into_iter().map(|g| (c, g)));
         out.push(f);
     }
-    Ok(out)
+    Ok((out, zombies))
 }

@@ -366,6 +366,20 @@ fn child_main(
             }
         }
     }
+    // Zombies: created with their PID, they end at once with their wait status and stay until
+    // this process reaps them.
+    for z in family.zombies_of(proc.pid()) {
+        match clone::clone3_process(Some(z.pid() as i32)) {
+            Ok(Forked::Child) => clone::end_with_status(z.process.wait_status()),
+            Ok(Forked::Parent(_)) => {}
+            Err(e) => {
+                return Err((
+                    format!("recreating the zombie {} (clone3): {e}", z.pid()),
+                    errpipe.take(),
+                ))
+            }
+        }
+    }
     // Every child holds its copy of the pool: this process needs it no more. (Closed by number:
     // a child's pool is its parent's, seen in the inherited memory.)
     tree::close_pool(pool);

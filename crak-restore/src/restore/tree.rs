@@ -53,6 +53,8 @@ pub struct Family<'a> {
     pub pool_base: i32,
     /// Anonymous memory shared by several processes, and where the root maps it.
     pub shared_anon: Vec<SharedAnon>,
+    /// Zombies: each is created by its parent and ends at once with its wait status.
+    pub zombies: Vec<&'a Process<'a>>,
 }
 
 /// Checks the image and plans every process; see the module documentation.
@@ -67,6 +69,7 @@ pub fn family<'a>(image: &'a Image<'_>, options: &Options) -> Result<Family<'a>,
             shared_descs: Vec::new(),
             pool_base: 0,
             shared_anon: Vec::new(),
+            zombies: Vec::new(),
         });
     }
     let report = crak_format::validate::validate(image, None);
@@ -84,7 +87,32 @@ pub fn family<'a>(image: &'a Image<'_>, options: &Options) -> Result<Family<'a>,
     }
     let order = creation_order(image)?;
     let mut members = Vec::with_capacity(order.len());
+    let mut zombies = Vec::new();
     for proc in order {
+        if proc.process.is_zombie() {
+            let pid = proc.pid();
+            if !pids_of(image).contains(&proc.process.ppid) {
+                return Err(RestoreError::Refused(format!(
+                    "process {pid} is a zombie without a parent in the image"
+                )));
+            }
+            if image
+                .processes
+                .iter()
+                .any(|c| c.process.ppid == pid && c.pid() != pid)
+            {
+                return Err(RestoreError::Invalid(format!(
+                    "the zombie {pid} has children in the image"
+                )));
+            }
+            if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                return Err(RestoreError::Refused(format!(
+                    "PID {pid} (a zombie of the image) is in use by another process"
+                )));
+            }
+            zombies.push(proc);
+            continue;
+        }
         // The per-process checks and plan, on an image holding this process alone.
         let mut one = Image::new(image.header.clone());
         one.version = image.version;
@@ -158,6 +186,7 @@ pub fn family<'a>(image: &'a Image<'_>, options: &Options) -> Result<Family<'a>,
         shared_descs,
         pool_base,
         shared_anon,
+        zombies,
     })
 }
 
@@ -223,6 +252,10 @@ fn plan_shared_anon(members: &[Member<'_>]) -> Result<Vec<SharedAnon>, RestoreEr
     Ok(out)
 }
 
+fn pids_of(image: &Image<'_>) -> Vec<u32> {
+    image.processes.iter().map(|p| p.pid()).collect()
+}
+
 fn in_process(pid: u32, e: RestoreError) -> RestoreError {
     match e {
         RestoreError::Invalid(m) => RestoreError::Invalid(format!("process {pid}: {m}")),
@@ -275,6 +308,11 @@ impl<'a> Family<'a> {
         self.members
             .iter()
             .filter(move |m| m.proc.process.ppid == pid && m.proc.pid() != pid)
+    }
+
+    /// The zombies whose parent is `pid`.
+    pub fn zombies_of(&self, pid: u32) -> impl Iterator<Item = &&'a Process<'a>> {
+        self.zombies.iter().filter(move |z| z.process.ppid == pid)
     }
 
     /// Whether `pid` is a process of the tree.

@@ -136,6 +136,36 @@ pub fn map_shared_anon(addr: u64, len: usize) -> io::Result<()> {
     map_anon_at(addr, len, true).map(drop)
 }
 
+/// Ends the calling process so that its parent's `waitpid` reports `status`: `_exit` with the
+/// code, or death by the signal (default action, no core file). Used to recreate a zombie.
+pub fn end_with_status(status: u32) -> ! {
+    let sig = (status & 0x7f) as i32;
+    if sig == 0 {
+        exit_now(((status >> 8) & 0xff) as i32);
+    }
+    let _ = set_raw_sigaction(sig, &KernelSigaction::default());
+    let no_core = libc::rlimit64 {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: the pointer is to a valid rlimit64 for the call.
+    unsafe { libc::setrlimit64(libc::RLIMIT_CORE, &no_core) };
+    let bit: u64 = 1u64.checked_shl((sig - 1) as u32).unwrap_or(0);
+    // SAFETY: rt_sigprocmask reads 8 bytes from the pointer, valid for the call.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_UNBLOCK,
+            &bit as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        )
+    };
+    // SAFETY: plain system calls on integers.
+    unsafe { libc::kill(libc::getpid(), sig) };
+    exit_now(128 + sig)
+}
+
 /// Waits, forever, for a tracer to seize the calling process: `pause(2)` in a loop. With every
 /// signal blocked nothing but `SIGKILL` or a ptrace stop interrupts it; the tracer replaces the
 /// registers before the process runs again.
