@@ -465,6 +465,7 @@ fn write_unbuffered<W: Write>(image: &Image<'_>, w: W) -> io::Result<W> {
         w: Writer::new(w, image.version, image.flags)?,
         tracker: Tracker::new(&[]),
         extras,
+        used: std::collections::HashSet::new(),
         counts: HashMap::new(),
         unknown: unknown.into_iter().peekable(),
         known: 0,
@@ -516,6 +517,20 @@ fn write_unbuffered<W: Write>(image: &Image<'_>, w: W) -> io::Result<W> {
         )?;
     }
     iw.unknown_until(u64::MAX)?;
+    // An extra for a record the image does not have would be lost: refuse it.
+    if let Some(k) = iw
+        .extras
+        .keys()
+        .filter(|k| k.0 != kind::END && !iw.used.contains(*k))
+        .min()
+    {
+        return Err(invalid(format!(
+            "extras name the {} record #{} of pid {:?}, which the image does not have",
+            kind::name(k.0).unwrap_or("?"),
+            k.2,
+            k.1
+        )));
+    }
     let end = iw.w.end();
     match iw.extras.get(&(kind::END, None, 0)) {
         Some(x) => iw.w.finish_end_as(&end, x.flags, x.extra.as_bytes()),
@@ -528,6 +543,8 @@ struct ImageWriter<'i, W: Write> {
     tracker: Tracker,
     /// Flags and payload tails of known records, by (kind, pid, index).
     extras: HashMap<(u16, Option<u32>, usize), &'i RecordExtra<'i>>,
+    /// The extras applied so far.
+    used: std::collections::HashSet<(u16, Option<u32>, usize)>,
     /// Records written so far per (kind, pid): the index of the next one.
     counts: HashMap<(u16, Option<u32>), usize>,
     /// Unknown records still to write, by `after`.
@@ -562,7 +579,10 @@ impl<W: Write> ImageWriter<'_, W> {
         let index = *n;
         *n += 1;
         match self.extras.get(&(key.kind, pid, index)) {
-            Some(x) => (x.flags, Blob::from(x.extra.as_bytes().to_vec())),
+            Some(x) => {
+                self.used.insert((key.kind, pid, index));
+                (x.flags, Blob::from(x.extra.as_bytes().to_vec()))
+            }
             None => (kind::default_flags(key.kind), Blob::default()),
         }
     }
