@@ -444,6 +444,16 @@ fn write_unbuffered<W: Write>(image: &Image<'_>, w: W) -> io::Result<W> {
                 x.kind
             )));
         }
+        // A reader records an extra only when it differs from the defaults: one that does not
+        // would not read back.
+        if x.flags == kind::default_flags(x.kind) && x.extra.is_empty() {
+            return Err(invalid(format!(
+                "an extra for the {} record of pid {:?} at index {} with the default flags and no bytes",
+                kind::name(x.kind).unwrap_or("?"),
+                x.pid,
+                x.index
+            )));
+        }
     }
     let mut unknown: Vec<&UnknownRecord<'_>> = image.unknown.iter().collect();
     unknown.sort_by_key(|u| u.after);
