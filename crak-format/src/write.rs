@@ -526,6 +526,14 @@ fn write_unbuffered<W: Write>(image: &Image<'_>, w: W) -> io::Result<W> {
             |b| Ok(auth::parse(b)? == *a),
         )?;
     }
+    // An unknown record placed after more known records than the image has would read back
+    // elsewhere: refuse it.
+    if let Some(u) = iw.unknown.peek().filter(|u| u.after > iw.known) {
+        return Err(invalid(format!(
+            "an unknown record of kind {:#06x} placed after {} known records; the image has {}",
+            u.kind, u.after, iw.known
+        )));
+    }
     iw.unknown_until(u64::MAX)?;
     // An extra for a record the image does not have would be lost: refuse it.
     if let Some(k) = iw
