@@ -100,6 +100,8 @@ types:
             'record_kind::pipe_data': rec_pipe_data
             'record_kind::note': rec_note
             'record_kind::auth': rec_auth
+            'record_kind::timers': rec_timers
+            'record_kind::locks': rec_locks
             'record_kind::end': rec_end
         doc: |
           Kind-specific payload. A kind this description does not know stays raw bytes: a reader
@@ -365,6 +367,106 @@ types:
         doc: 0xFFFFFFFFFFFFFFFF is RLIM_INFINITY.
       - id: max
         type: u8
+
+  rec_timers:
+    doc-ref: spec/crak-format.md#timers
+    doc: Interval and POSIX timers of a process (format 1.2).
+    seq:
+      - id: pid
+        type: u4
+      - id: num_itimers
+        type: u4
+        valid:
+          max: 3
+      - id: itimers
+        type: itimer
+        repeat: expr
+        repeat-expr: num_itimers
+      - id: num_posix
+        type: u4
+        valid:
+          max: 65536
+      - id: posix
+        type: posix_timer
+        repeat: expr
+        repeat-expr: num_posix
+
+  itimer:
+    doc: One armed interval timer (24 bytes).
+    seq:
+      - id: which
+        type: u4
+        enum: itimer_which
+        valid:
+          in-enum: true
+      - id: reserved
+        type: u4
+      - id: value_ns
+        type: u8
+      - id: interval_ns
+        type: u8
+
+  posix_timer:
+    doc: One POSIX timer (48 bytes).
+    seq:
+      - id: timer_id
+        type: u4
+      - id: clockid
+        type: u4
+      - id: notify
+        type: u4
+        enum: timer_notify
+        valid:
+          in-enum: true
+      - id: signo
+        type: u4
+      - id: tid
+        type: u4
+      - id: overrun
+        type: u4
+      - id: sigval
+        type: u8
+      - id: value_ns
+        type: u8
+        doc: Time to the next expiry; 0 disarmed.
+      - id: interval_ns
+        type: u8
+
+  rec_locks:
+    doc-ref: spec/crak-format.md#locks
+    doc: File locks held by a process (format 1.2).
+    seq:
+      - id: pid
+        type: u4
+      - id: num_locks
+        type: u4
+        valid:
+          max: 1048576
+      - id: locks
+        type: file_lock
+        repeat: expr
+        repeat-expr: num_locks
+
+  file_lock:
+    doc: One lock (24 bytes).
+    seq:
+      - id: fd
+        type: u4
+      - id: kind
+        type: u2
+        enum: lock_kind
+        valid:
+          in-enum: true
+      - id: lock_type
+        type: u2
+        enum: lock_type
+        valid:
+          in-enum: true
+      - id: start
+        type: u8
+      - id: len
+        type: u8
+        doc: 0 is to the end of the file.
 
   rec_sigactions:
     doc-ref: spec/crak-format.md#sigactions
@@ -760,6 +862,8 @@ enums:
     0x000e: pipe_data
     0x0010: note
     0x0011: auth
+    0x0015: timers
+    0x0016: locks
     0x00ff: end
   vma_kind:
     1: anon
@@ -783,3 +887,20 @@ enums:
     8: timerfd
     9: epoll
     10: unix
+    15: inotify
+    16: memfd
+  itimer_which:
+    0: real
+    1: virtual
+    2: prof
+  timer_notify:
+    0: signal
+    1: none
+    4: thread_id
+  lock_kind:
+    1: flock
+    2: posix
+    3: ofd
+  lock_type:
+    0: read
+    1: write

@@ -13,6 +13,8 @@ use crate::image::{Image, Process, CURRENT_VERSION};
 use crate::record::creds::Creds;
 use crate::record::fd::{Fd, FdKind};
 use crate::record::header::{Header, SpecialMapping, ARCH_X86_64};
+use crate::record::locks::{Lock, LockKind, LockType, Locks};
+use crate::record::timers::{Itimer, Notify, PosixTimer, Timers, Which};
 use crate::record::mm::Mm;
 use crate::record::note::Note;
 use crate::record::pages::{PageRun, ZeroRun};
@@ -212,6 +214,70 @@ pub fn rlimits(pid: u32) -> impl Strategy<Value = Rlimits> {
     .prop_map(move |limits| Rlimits { pid, limits })
 }
 
+/// A TIMERS record (1.2) for `pid`.
+pub fn timers(pid: u32) -> impl Strategy<Value = Timers> {
+    let which = proptest::sample::select(vec![Which::Real, Which::Virtual, Which::Prof]);
+    let notify = proptest::sample::select(vec![Notify::Signal, Notify::None, Notify::ThreadId]);
+    (
+        vec(
+            (which, any::<u64>(), any::<u64>()).prop_map(|(which, value_ns, interval_ns)| {
+                Itimer {
+                    which,
+                    value_ns,
+                    interval_ns,
+                }
+            }),
+            0..=3,
+        ),
+        vec(
+            (
+                (any::<u32>(), any::<u32>(), notify, 1u32..=64, any::<u32>()),
+                (any::<u32>(), any::<u64>(), any::<u64>(), any::<u64>()),
+            )
+                .prop_map(
+                    |((id, clockid, notify, signo, tid), (overrun, sigval, value_ns, interval_ns))| {
+                        PosixTimer {
+                            id,
+                            clockid,
+                            notify,
+                            signo,
+                            tid,
+                            overrun,
+                            sigval,
+                            value_ns,
+                            interval_ns,
+                        }
+                    },
+                ),
+            0..=3,
+        ),
+    )
+        .prop_map(move |(itimers, posix)| Timers {
+            pid,
+            itimers,
+            posix,
+        })
+}
+
+/// A LOCKS record (1.2) for `pid`.
+pub fn locks(pid: u32) -> impl Strategy<Value = Locks> {
+    let kind = proptest::sample::select(vec![LockKind::Flock, LockKind::Posix, LockKind::Ofd]);
+    let ty = proptest::sample::select(vec![LockType::Read, LockType::Write]);
+    vec(
+        (0u32..(1 << 20), kind, ty, any::<u64>(), any::<u64>()).prop_map(
+            |(fd, kind, lock_type, start, len)| Lock {
+                fd,
+                kind,
+                lock_type,
+                start,
+                len,
+            },
+        ),
+        0..=3,
+    )
+    .prop_map(move |locks| Locks { pid, locks })
+}
+
 /// A SIGACTIONS record for `pid`.
 pub fn sigactions(pid: u32) -> impl Strategy<Value = SigActions> {
     vec(
@@ -363,7 +429,12 @@ pub fn zero_run(pid: u32) -> impl Strategy<Value = ZeroRun> {
 /// An FD record for `pid`.
 pub fn fd(pid: u32) -> impl Strategy<Value = Fd<'static>> {
     (
-        (0u32..(1 << 20), 0u32..2, 1u16..=5, any::<u32>()),
+        (
+            0u32..(1 << 20),
+            0u32..2,
+            proptest::sample::select(vec![1u16, 2, 3, 4, 5, 15, 16]),
+            any::<u32>(),
+        ),
         (
             any::<u64>(),
             any::<u64>(),
@@ -432,6 +503,10 @@ pub fn process(pid: u32, page_size: u32) -> impl Strategy<Value = Process<'stati
                 proptest::option::of(rlimits(pid)),
                 proptest::option::of(sigactions(pid)),
             ),
+            (
+                proptest::option::of(timers(pid)),
+                proptest::option::of(locks(pid)),
+            ),
             threads,
             xsaves,
             vec(sigqueue(pid, 0), 0..=1),
@@ -444,6 +519,7 @@ pub fn process(pid: u32, page_size: u32) -> impl Strategy<Value = Process<'stati
                 move |(
                     process,
                     (creds, mm, rlimits, sigactions),
+                    (timers, locks),
                     threads,
                     xsaves,
                     sigqueues,
@@ -467,6 +543,8 @@ pub fn process(pid: u32, page_size: u32) -> impl Strategy<Value = Process<'stati
                         vmas,
                         pages,
                         zero_runs,
+                        timers,
+                        locks,
                     }
                 },
             )

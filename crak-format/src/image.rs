@@ -4,7 +4,7 @@ use crate::bytes::Blob;
 use crate::record::{
     creds::Creds, fd::Fd, header::Header, mm::Mm, note::Note, pages::PageRun, pages::ZeroRun,
     pipe_data::PipeData, process::ProcessRecord, rlimits::Rlimits, sigactions::SigActions,
-    sigqueue::SigQueue, thread::Thread, vma::Vma, xsave::Xsave,
+    sigqueue::SigQueue, thread::Thread, vma::Vma, xsave::Xsave, timers::Timers, locks::Locks,
 };
 use serde::{Deserialize, Serialize};
 
@@ -187,6 +187,12 @@ pub struct Process<'data> {
     pub pages: Vec<PageRun<'data>>,
     /// ZERO_PAGES records.
     pub zero_runs: Vec<ZeroRun>,
+    /// TIMERS record (1.2), if present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timers: Option<Timers>,
+    /// LOCKS record (1.2), if present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locks: Option<Locks>,
 }
 
 impl<'data> Process<'data> {
@@ -205,6 +211,8 @@ impl<'data> Process<'data> {
             vmas: Vec::new(),
             pages: Vec::new(),
             zero_runs: Vec::new(),
+            timers: None,
+            locks: None,
         }
     }
 
@@ -228,6 +236,8 @@ impl<'data> Process<'data> {
             vmas: self.vmas,
             pages: self.pages.into_iter().map(|r| r.into_owned()).collect(),
             zero_runs: self.zero_runs,
+            timers: self.timers,
+            locks: self.locks,
         }
     }
 }

@@ -186,6 +186,8 @@ fn strip_process<'a>(p: &Process<'_>) -> Process<'a> {
             })
             .collect(),
         zero_runs: p.zero_runs.clone(),
+        timers: p.timers.clone(),
+        locks: p.locks.clone(),
     }
 }
 

@@ -371,6 +371,8 @@ struct ProcState {
     mm: bool,
     rlimits: bool,
     sigactions: bool,
+    timers: bool,
+    locks: bool,
     threads: HashSet<u32>,
     xsaves: HashSet<u32>,
     last_vma_start: Option<u64>,
@@ -546,6 +548,8 @@ impl Tracker {
             kind::MM => once(&mut p.mm),
             kind::RLIMITS => once(&mut p.rlimits),
             kind::SIGACTIONS => once(&mut p.sigactions),
+            kind::TIMERS => once(&mut p.timers),
+            kind::LOCKS => once(&mut p.locks),
             kind::THREAD => tid_once(&mut p.threads, k.tid),
             kind::XSAVE => tid_once(&mut p.xsaves, k.tid),
             kind::VMA => {
@@ -812,6 +816,14 @@ impl<'data> Builder<'data> {
             }
             (Record::Sigactions(s), Some(p)) => {
                 p.sigactions = Some(s);
+                0
+            }
+            (Record::Timers(t), Some(p)) => {
+                p.timers = Some(t);
+                0
+            }
+            (Record::Locks(l), Some(p)) => {
+                p.locks = Some(l);
                 0
             }
             (Record::Thread(t), Some(p)) => put(&mut p.threads, t),

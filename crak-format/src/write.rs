@@ -12,8 +12,8 @@ use crate::read::{RecordKey, Tracker};
 use crate::record::end::{self, End};
 use crate::record::pages::{PagesHeader, PAGES_HEADER_SIZE};
 use crate::record::{
-    auth, creds, fd, header, kind, mm, note, pages, pipe_data, process, rlimits, sigactions,
-    sigqueue, thread, vma, xsave, zero_pages, Record,
+    auth, creds, fd, header, kind, locks, mm, note, pages, pipe_data, process, rlimits, sigactions,
+    sigqueue, thread, timers, vma, xsave, zero_pages, Record,
 };
 use crate::{FILE_HEADER_LEN, MAGIC, RECORD_HEADER_LEN};
 use std::collections::HashMap;
@@ -706,12 +706,28 @@ impl<W: Write> ImageWriter<'_, W> {
                 |b| Ok(sigqueue::parse(b)? == *q),
             )?;
         }
+        if let Some(t) = &p.timers {
+            same_pid(kind::TIMERS, t.pid)?;
+            self.put(
+                key(kind::TIMERS),
+                |o| timers::write(t, o),
+                |b| Ok(timers::parse(b)? == *t),
+            )?;
+        }
         for f in &p.fds {
             same_pid(kind::FD, f.pid)?;
             self.put(
                 key(kind::FD),
                 |o| fd::write(f, o),
                 |b| Ok(fd::parse(b)? == *f),
+            )?;
+        }
+        if let Some(l) = &p.locks {
+            same_pid(kind::LOCKS, l.pid)?;
+            self.put(
+                key(kind::LOCKS),
+                |o| locks::write(l, o),
+                |b| Ok(locks::parse(b)? == *l),
             )?;
         }
         for v in &p.vmas {

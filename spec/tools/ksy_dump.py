@@ -71,6 +71,8 @@ RECORD_NAMES = {
     0x000E: "PIPE_DATA",
     0x0010: "NOTE",
     0x0011: "AUTH",
+    0x0015: "TIMERS",
+    0x0016: "LOCKS",
     0x00FF: "END",
 }
 KIND_HEADER = 0x0001
@@ -432,6 +434,38 @@ def model_auth(a):
     }
 
 
+def model_timers(t):
+    return {
+        "pid": t.pid,
+        "itimers": [
+            {"which": i.which.name, "value_ns": i.value_ns, "interval_ns": i.interval_ns}
+            for i in t.itimers
+        ],
+        "posix": [
+            {"id": p.timer_id, "clockid": p.clockid, "notify": p.notify.name, "signo": p.signo,
+             "tid": p.tid, "overrun": p.overrun, "sigval": p.sigval, "value_ns": p.value_ns,
+             "interval_ns": p.interval_ns}
+            for p in t.posix
+        ],
+    }
+
+
+def model_locks(l):
+    return {
+        "pid": l.pid,
+        "locks": [
+            {"fd": k.fd, "kind": k.kind.name, "type": k.lock_type.name, "start": k.start,
+             "len": k.len}
+            for k in l.locks
+        ],
+    }
+
+
+# Per-process slots added in 1.2: absent from the model (not null) when the image has none,
+# as serde skips them; kept in this order after the 1.0 slots.
+OPTIONAL_SLOTS = ("timers", "locks")
+
+
 def new_process(record):
     return {
         "process": record,
@@ -463,6 +497,8 @@ PER_PROCESS = {
     0x000B: (model_pages, "pages", False, False),
     0x000C: (model_zero_pages, "zero_runs", False, False),
     0x000D: (model_fd, "fds", False, False),
+    0x0015: (model_timers, "timers", True, False),
+    0x0016: (model_locks, "locks", True, False),
 }
 
 
@@ -770,7 +806,7 @@ class Image:
                          "no PROCESS record precedes pid %d" % p.pid)
         index = 0 if once else len(proc[slot])
         if once:
-            if proc[slot] is not None:
+            if proc.get(slot) is not None:
                 raise Reject("duplicate", payload_off, name, "pid",
                              "a second %s record for pid %d" % (name, p.pid))
             proc[slot] = convert(p)
@@ -800,6 +836,10 @@ class Image:
         self.extra(kind, p.pid, index, flags, extra)
 
     def to_json(self):
+        for proc in self.processes:
+            for slot in OPTIONAL_SLOTS:
+                if slot in proc:
+                    proc[slot] = proc.pop(slot)
         out = {
             "version": self.version,
             "flags": self.flags,

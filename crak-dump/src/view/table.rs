@@ -6,7 +6,9 @@ use super::Style;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Attribute, Cell, CellAlignment, Color, ContentArrangement, Table};
 use crak_format::image::{Image, Process};
-use crak_format::record::fd::{FdKind, FD_CLOEXEC};
+use crak_format::record::fd::{FdKind, FdState, FD_CLOEXEC};
+use crak_format::record::locks::{LockKind, LockType};
+use crak_format::record::timers::{Notify, Which};
 use crak_format::record::header::ARCH_X86_64;
 use crak_format::record::vma::VmaKind;
 use std::collections::{HashMap, HashSet};
@@ -193,6 +195,8 @@ fn fd_kind(k: FdKind) -> &'static str {
         FdKind::Timerfd => "timerfd",
         FdKind::Epoll => "epoll",
         FdKind::Unix => "unix",
+        FdKind::Inotify => "inotify",
+        FdKind::Memfd => "memfd",
     }
 }
 
@@ -352,7 +356,9 @@ fn process(
     threads(out, p, style)?;
     memory(out, image, p, style)?;
     fds(out, p, style)?;
+    locks(out, p, style)?;
     signals(out, p, style)?;
+    timers(out, p, style)?;
     limits(out, p, style)?;
     if opts.env {
         title(out, style, "Environment")?;
@@ -512,6 +518,9 @@ fn fds(out: &mut dyn Write, p: &Process<'_>, style: Style) -> io::Result<()> {
             }
             path.push_str(&format!(" (deleted, {} bytes kept)", f.contents.len()));
         }
+        if let Some(state) = object_state(f.kind, f.contents.as_bytes()) {
+            path.push_str(&state);
+        }
         t.add_row(vec![
             f.fd.to_string(),
             fd_kind(f.kind).to_string(),
@@ -526,6 +535,201 @@ fn fds(out: &mut dyn Write, p: &Process<'_>, style: Style) -> io::Result<()> {
         ]);
     }
     right(&mut t, &[0, 3]);
+    writeln!(out, "{t}")
+}
+
+/// What an inotify or memfd fd holds, appended to its path in the Files table.
+fn object_state(kind: FdKind, contents: &[u8]) -> Option<String> {
+    match FdState::decode(kind, contents) {
+        Ok(Some(FdState::Inotify(watches))) => {
+            let list: Vec<String> = watches
+                .iter()
+                .map(|w| format!("{}: {} {}", w.wd, names::clean(&String::from_utf8_lossy(&w.path)), in_mask(w.mask)))
+                .collect();
+            Some(format!(" [watches {}]", list.join("; ")))
+        }
+        Ok(Some(FdState::Memfd {
+            flags,
+            seals,
+            size,
+            extents,
+            ..
+        })) => {
+            let stored: usize = extents.iter().map(|e| e.data.len()).sum();
+            let mut s = format!(" [{}, {} stored", names::size(size), names::size(stored as u64));
+            if seals != 0 {
+                s.push_str(&format!(", seals {}", seal_names(seals)));
+            }
+            if flags & crak_format::record::fd::MFD_ALLOW_SEALING != 0 {
+                s.push_str(", sealable");
+            }
+            s.push(']');
+            Some(s)
+        }
+        Ok(_) => None,
+        Err(why) => matches!(kind, FdKind::Inotify | FdKind::Memfd)
+            .then(|| format!(" [bad state: {why}]")),
+    }
+}
+
+fn in_mask(mask: u32) -> String {
+    const BITS: [(u32, &str); 14] = [
+        (0x1, "ACCESS"),
+        (0x2, "MODIFY"),
+        (0x4, "ATTRIB"),
+        (0x8, "CLOSE_WRITE"),
+        (0x10, "CLOSE_NOWRITE"),
+        (0x20, "OPEN"),
+        (0x40, "MOVED_FROM"),
+        (0x80, "MOVED_TO"),
+        (0x100, "CREATE"),
+        (0x200, "DELETE"),
+        (0x400, "DELETE_SELF"),
+        (0x800, "MOVE_SELF"),
+        (0x2000_0000, "EXCL_UNLINK"),
+        (0x8000_0000, "ONESHOT"),
+    ];
+    let mut names: Vec<String> = BITS
+        .iter()
+        .filter(|(b, _)| mask & b != 0)
+        .map(|(_, n)| format!("IN_{n}"))
+        .collect();
+    let rest = BITS.iter().fold(mask, |m, (b, _)| m & !b);
+    if rest != 0 {
+        names.push(format!("0x{rest:x}"));
+    }
+    if names.is_empty() {
+        "0".to_string()
+    } else {
+        names.join("|")
+    }
+}
+
+fn seal_names(seals: u32) -> String {
+    const BITS: [(u32, &str); 6] = [
+        (0x1, "SEAL"),
+        (0x2, "SHRINK"),
+        (0x4, "GROW"),
+        (0x8, "WRITE"),
+        (0x10, "FUTURE_WRITE"),
+        (0x20, "EXEC"),
+    ];
+    let mut names: Vec<String> = BITS
+        .iter()
+        .filter(|(b, _)| seals & b != 0)
+        .map(|(_, n)| format!("F_SEAL_{n}"))
+        .collect();
+    let rest = BITS.iter().fold(seals, |m, (b, _)| m & !b);
+    if rest != 0 {
+        names.push(format!("0x{rest:x}"));
+    }
+    names.join("|")
+}
+
+fn locks(out: &mut dyn Write, p: &Process<'_>, style: Style) -> io::Result<()> {
+    let Some(l) = &p.locks else {
+        return Ok(());
+    };
+    if l.locks.is_empty() {
+        return Ok(());
+    }
+    title(out, style, "File locks")?;
+    let mut t = table(style, &["fd", "kind", "type", "range"]);
+    for k in &l.locks {
+        let (kind, ty) = match (k.kind, k.lock_type) {
+            (LockKind::Flock, LockType::Read) => ("flock", "LOCK_SH"),
+            (LockKind::Flock, LockType::Write) => ("flock", "LOCK_EX"),
+            (LockKind::Posix, LockType::Read) => ("posix", "F_RDLCK"),
+            (LockKind::Posix, LockType::Write) => ("posix", "F_WRLCK"),
+            (LockKind::Ofd, LockType::Read) => ("ofd", "F_RDLCK"),
+            (LockKind::Ofd, LockType::Write) => ("ofd", "F_WRLCK"),
+        };
+        let range = match (k.kind, k.len) {
+            (LockKind::Flock, _) => "whole file".to_string(),
+            (_, 0) => format!("{}-EOF", k.start),
+            (_, len) => format!("{}-{}", k.start, k.start.saturating_add(len - 1)),
+        };
+        t.add_row(vec![k.fd.to_string(), kind.to_string(), ty.to_string(), range]);
+    }
+    right(&mut t, &[0]);
+    writeln!(out, "{t}")
+}
+
+fn duration(ns: u64) -> String {
+    if ns == 0 {
+        return "-".to_string();
+    }
+    let (s, frac) = (ns / 1_000_000_000, ns % 1_000_000_000);
+    if frac == 0 {
+        format!("{s} s")
+    } else {
+        format!("{}.{:09} s", s, frac)
+            .trim_end_matches('0')
+            .to_string()
+    }
+}
+
+fn clock_name(clockid: u32) -> String {
+    match clockid {
+        0 => "CLOCK_REALTIME".into(),
+        1 => "CLOCK_MONOTONIC".into(),
+        2 => "CLOCK_PROCESS_CPUTIME_ID".into(),
+        3 => "CLOCK_THREAD_CPUTIME_ID".into(),
+        7 => "CLOCK_BOOTTIME".into(),
+        8 => "CLOCK_REALTIME_ALARM".into(),
+        9 => "CLOCK_BOOTTIME_ALARM".into(),
+        11 => "CLOCK_TAI".into(),
+        c => format!("clock {}", c as i32),
+    }
+}
+
+fn timers(out: &mut dyn Write, p: &Process<'_>, style: Style) -> io::Result<()> {
+    let Some(tm) = &p.timers else {
+        return Ok(());
+    };
+    if tm.itimers.is_empty() && tm.posix.is_empty() {
+        return Ok(());
+    }
+    title(out, style, "Timers")?;
+    let mut t = table(
+        style,
+        &["timer", "clock", "notify", "next", "period", "overrun"],
+    );
+    for it in &tm.itimers {
+        let (name, clock, sig) = match it.which {
+            Which::Real => ("ITIMER_REAL", "CLOCK_REALTIME", names::signal(14)),
+            Which::Virtual => ("ITIMER_VIRTUAL", "process user time", names::signal(26)),
+            Which::Prof => ("ITIMER_PROF", "process CPU time", names::signal(27)),
+        };
+        t.add_row(vec![
+            name.to_string(),
+            clock.to_string(),
+            sig,
+            duration(it.value_ns),
+            duration(it.interval_ns),
+            "-".to_string(),
+        ]);
+    }
+    for pt in &tm.posix {
+        let notify = match pt.notify {
+            Notify::Signal => format!("{} (value {:#x})", names::signal(pt.signo), pt.sigval),
+            Notify::None => "none".to_string(),
+            Notify::ThreadId => format!(
+                "{} to thread {} (value {:#x})",
+                names::signal(pt.signo),
+                pt.tid,
+                pt.sigval
+            ),
+        };
+        t.add_row(vec![
+            format!("timer {}", pt.id),
+            clock_name(pt.clockid),
+            notify,
+            duration(pt.value_ns),
+            duration(pt.interval_ns),
+            pt.overrun.to_string(),
+        ]);
+    }
     writeln!(out, "{t}")
 }
 

@@ -90,6 +90,15 @@ pub fn set_pid(image: &mut Image<'_>, old: Option<u32>, new: u32) -> Result<(), 
         if let Some(s) = &mut p.sigactions {
             s.pid = new;
         }
+        if let Some(t) = &mut p.timers {
+            t.pid = new;
+            for x in &mut t.posix {
+                swap(&mut x.tid);
+            }
+        }
+        if let Some(l) = &mut p.locks {
+            l.pid = new;
+        }
         for t in &mut p.threads {
             t.pid = new;
             swap(&mut t.tid);

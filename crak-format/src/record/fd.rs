@@ -25,6 +25,8 @@ pub enum FdKind {
     Timerfd = 8,
     Epoll = 9,
     Unix = 10,
+    Inotify = 15,
+    Memfd = 16,
 }
 
 impl FdKind {
@@ -41,6 +43,8 @@ impl FdKind {
             8 => FdKind::Timerfd,
             9 => FdKind::Epoll,
             10 => FdKind::Unix,
+            15 => FdKind::Inotify,
+            16 => FdKind::Memfd,
             _ => return None,
         })
     }
@@ -50,7 +54,13 @@ impl FdKind {
     pub fn is_anon(self) -> bool {
         matches!(
             self,
-            FdKind::Eventfd | FdKind::Signalfd | FdKind::Timerfd | FdKind::Epoll | FdKind::Unix
+            FdKind::Eventfd
+                | FdKind::Signalfd
+                | FdKind::Timerfd
+                | FdKind::Epoll
+                | FdKind::Unix
+                | FdKind::Inotify
+                | FdKind::Memfd
         )
     }
 }
@@ -69,6 +79,39 @@ pub struct EpollEntry {
     pub events: u32,
     /// The user data returned with its events.
     pub data: u64,
+}
+
+/// Largest memfd name (`memfd_create(2)`: 249 bytes).
+pub const MAX_MEMFD_NAME: usize = 249;
+/// `MFD_ALLOW_SEALING` in [`FdState::Memfd`]'s flags.
+pub const MFD_ALLOW_SEALING: u32 = 2;
+/// `MFD_HUGETLB` in [`FdState::Memfd`]'s flags.
+pub const MFD_HUGETLB: u32 = 4;
+/// The `F_SEAL_*` bits a memfd can carry (SEAL, SHRINK, GROW, WRITE, FUTURE_WRITE, EXEC).
+pub const MEMFD_SEALS: u32 = 0x3f;
+
+/// One watch of an inotify instance (spec §3.13, 1.2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InotifyWatch {
+    /// Watch descriptor (≥ 1).
+    pub wd: u32,
+    /// `IN_*` event mask as the kernel keeps it.
+    pub mask: u32,
+    /// `st_dev` of the watched inode.
+    pub dev: u64,
+    /// `st_ino` of the watched inode.
+    pub ino: u64,
+    /// A path of the watched inode at capture.
+    pub path: Vec<u8>,
+}
+
+/// A run of bytes of a memfd that are not all zero (spec §3.13, 1.2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemfdExtent {
+    /// Offset in the object.
+    pub offset: u64,
+    /// The bytes.
+    pub data: Vec<u8>,
 }
 
 /// The state of an anonymous-inode fd, stored in FD `contents` (spec §3.13).
@@ -110,6 +153,21 @@ pub enum FdState {
         /// What was queued to be read on this end: one entry per message (all the bytes in
         /// one entry for a stream socket).
         queue: Vec<Vec<u8>>,
+    },
+    /// The watches of an inotify instance, in `wd` order.
+    Inotify(Vec<InotifyWatch>),
+    /// A memfd: its name, flags, seals, size and the bytes that are not zero.
+    Memfd {
+        /// `MFD_*` flags it was created with ([`MFD_ALLOW_SEALING`], [`MFD_HUGETLB`]).
+        flags: u32,
+        /// `F_SEAL_*` bits (`F_GET_SEALS`).
+        seals: u32,
+        /// Size in bytes.
+        size: u64,
+        /// The name given to `memfd_create` (without `memfd:`).
+        name: Vec<u8>,
+        /// Non-zero contents, sorted and disjoint, inside `size`; the rest reads as zeros.
+        extents: Vec<MemfdExtent>,
     },
 }
 
@@ -154,6 +212,33 @@ impl FdState {
                 for m in queue {
                     wire::put_u32(&mut out, m.len() as u32);
                     out.extend_from_slice(m);
+                }
+            }
+            FdState::Inotify(watches) => {
+                wire::put_u32(&mut out, watches.len() as u32);
+                for w in watches {
+                    wire::put_u32(&mut out, w.wd);
+                    wire::put_u32(&mut out, w.mask);
+                    wire::put_u64(&mut out, w.dev);
+                    wire::put_u64(&mut out, w.ino);
+                    wire::put_bytes(&mut out, &w.path);
+                }
+            }
+            FdState::Memfd {
+                flags,
+                seals,
+                size,
+                name,
+                extents,
+            } => {
+                wire::put_u32(&mut out, *flags);
+                wire::put_u32(&mut out, *seals);
+                wire::put_u64(&mut out, *size);
+                wire::put_bytes(&mut out, name);
+                wire::put_u32(&mut out, extents.len() as u32);
+                for e in extents {
+                    wire::put_u64(&mut out, e.offset);
+                    wire::put_bytes(&mut out, &e.data);
                 }
             }
         }
@@ -252,11 +337,115 @@ impl FdState {
                     queue,
                 }
             }
+            FdKind::Inotify => decode_inotify(b)?,
+            FdKind::Memfd => decode_memfd(b)?,
             FdKind::Reg | FdKind::Pipe | FdKind::Fifo | FdKind::Chr | FdKind::Tty => {
                 return Ok(None)
             }
         }))
     }
+}
+
+/// A cursor over `contents` whose reads fail, naming what was cut short, instead of panicking.
+struct Cursor<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
+        let s = self
+            .at
+            .checked_add(n)
+            .and_then(|e| self.b.get(self.at..e))
+            .ok_or_else(|| format!("{what} runs past the end"))?;
+        self.at += n;
+        Ok(s)
+    }
+    fn u32(&mut self, what: &str) -> Result<u32, String> {
+        let s = self.take(4, what)?;
+        Ok(u32::from_le_bytes(s.try_into().unwrap_or([0; 4])))
+    }
+    fn u64(&mut self, what: &str) -> Result<u64, String> {
+        let s = self.take(8, what)?;
+        Ok(u64::from_le_bytes(s.try_into().unwrap_or([0; 8])))
+    }
+    fn bytes(&mut self, max: usize, what: &str) -> Result<&'a [u8], String> {
+        let n = self.u32(what)? as usize;
+        if n > max {
+            return Err(format!("{what} is {n} bytes, more than {max}"));
+        }
+        self.take(n, what)
+    }
+    fn end(&self) -> Result<(), String> {
+        match self.b.len() - self.at.min(self.b.len()) {
+            0 => Ok(()),
+            n => Err(format!("{n} bytes after the last entry")),
+        }
+    }
+}
+
+fn decode_inotify(b: &[u8]) -> Result<FdState, String> {
+    let mut c = Cursor { b, at: 0 };
+    let count = c.u32("count")?;
+    let mut watches = Vec::new();
+    let mut last = 0u32;
+    for i in 0..count {
+        let what = format!("watch {i} of {count}");
+        let wd = c.u32(&what)?;
+        if wd <= last {
+            return Err(format!("watch descriptor {wd} is not above the previous one ({last})"));
+        }
+        last = wd;
+        let mask = c.u32(&what)?;
+        let dev = c.u64(&what)?;
+        let ino = c.u64(&what)?;
+        let path = c.bytes(MAX_PATH as usize, &format!("path of {what}"))?.to_vec();
+        watches.push(InotifyWatch {
+            wd,
+            mask,
+            dev,
+            ino,
+            path,
+        });
+    }
+    c.end()?;
+    Ok(FdState::Inotify(watches))
+}
+
+fn decode_memfd(b: &[u8]) -> Result<FdState, String> {
+    let mut c = Cursor { b, at: 0 };
+    let flags = c.u32("flags")?;
+    let seals = c.u32("seals")?;
+    let size = c.u64("size")?;
+    let name = c.bytes(MAX_MEMFD_NAME, "name")?.to_vec();
+    let count = c.u32("count")?;
+    let mut extents: Vec<MemfdExtent> = Vec::new();
+    let mut end = 0u64;
+    for i in 0..count {
+        let what = format!("extent {i} of {count}");
+        let offset = c.u64(&what)?;
+        let data = c.bytes(usize::MAX, &what)?;
+        if offset < end {
+            return Err(format!("{what} at {offset} overlaps or precedes the previous one"));
+        }
+        end = offset
+            .checked_add(data.len() as u64)
+            .filter(|&e| e <= size)
+            .ok_or_else(|| format!("{what} ends past the size {size}"))?;
+        extents.push(MemfdExtent {
+            offset,
+            data: data.to_vec(),
+        });
+    }
+    c.end()?;
+    Ok(FdState::Memfd {
+        flags,
+        seals,
+        size,
+        name,
+        extents,
+    })
 }
 
 /// `FD_CLOEXEC`.
@@ -353,7 +542,7 @@ fn fields(i: &[u8]) -> PResult<'_, Fd<'_>> {
             ErrorKind::BadValue,
             "kind",
             r,
-            format!("{k} is not an fd kind (1-10)"),
+            format!("{k} is not an fd kind (1-10, 15-16)"),
         );
     };
     let (r, ()) = wire::reserved("reserved", 2)(r2)?;
@@ -503,12 +692,71 @@ mod tests {
     }
 
     #[test]
+    fn inotify_and_memfd_state_round_trip_and_are_checked() {
+        let ino = FdState::Inotify(vec![
+            InotifyWatch {
+                wd: 1,
+                mask: 0x100,
+                dev: 0x803,
+                ino: 12,
+                path: b"/tmp/d".to_vec(),
+            },
+            InotifyWatch {
+                wd: 3,
+                mask: 0x2,
+                dev: 0x803,
+                ino: 13,
+                path: b"/tmp/f".to_vec(),
+            },
+        ]);
+        let b = ino.encode();
+        assert_eq!(b.len(), 4 + 2 * (24 + 4 + 6));
+        assert_eq!(FdState::decode(FdKind::Inotify, &b), Ok(Some(ino)));
+        assert!(FdState::decode(FdKind::Inotify, &b[..b.len() - 1]).is_err());
+        let mut dup = b.clone();
+        dup[38..42].copy_from_slice(&1u32.to_le_bytes());
+        assert!(FdState::decode(FdKind::Inotify, &dup).is_err());
+        let mut many = b.clone();
+        many[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(FdState::decode(FdKind::Inotify, &many).is_err());
+
+        let m = FdState::Memfd {
+            flags: MFD_ALLOW_SEALING,
+            seals: 0x6,
+            size: 8192,
+            name: b"buf".to_vec(),
+            extents: vec![
+                MemfdExtent {
+                    offset: 0,
+                    data: b"hello".to_vec(),
+                },
+                MemfdExtent {
+                    offset: 4096,
+                    data: b"x".to_vec(),
+                },
+            ],
+        };
+        let b = m.encode();
+        assert_eq!(FdState::decode(FdKind::Memfd, &b), Ok(Some(m)));
+        assert!(FdState::decode(FdKind::Memfd, &b[..b.len() - 1]).is_err());
+        let mut small = b.clone();
+        small[8..16].copy_from_slice(&4096u64.to_le_bytes());
+        assert!(FdState::decode(FdKind::Memfd, &small).is_err());
+        let mut overlap = b.clone();
+        let second = 16 + 7 + 4 + 8 + 4 + 5;
+        overlap[second..second + 8].copy_from_slice(&2u64.to_le_bytes());
+        assert!(FdState::decode(FdKind::Memfd, &overlap).is_err());
+        assert!(FdState::decode(FdKind::Memfd, &[]).is_err());
+    }
+
+    #[test]
     fn rejects_bad_kind_fd_and_deleted() {
         let mut b = Vec::new();
         write(&example(), &mut b);
         let mut k = b.clone();
-        k[12] = 11;
+        k[12..14].copy_from_slice(&0x7777u16.to_le_bytes());
         assert_eq!(parse(&k).unwrap_err().field, "kind");
+        k[13] = 0;
         k[12] = 0;
         assert_eq!(parse(&k).unwrap_err().field, "kind");
         let mut d = b.clone();

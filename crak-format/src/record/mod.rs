@@ -5,6 +5,7 @@ pub mod creds;
 pub mod end;
 pub mod fd;
 pub mod header;
+pub mod locks;
 pub mod mm;
 pub mod note;
 pub mod pages;
@@ -14,6 +15,7 @@ pub mod rlimits;
 pub mod sigactions;
 pub mod sigqueue;
 pub mod thread;
+pub mod timers;
 pub mod vma;
 pub(crate) mod wire;
 pub mod xsave;
@@ -45,6 +47,10 @@ pub mod kind {
     /// this crate's readers decode it into [`crate::Image::auth`], and
     /// [`crate::auth::verify`] checks it.
     pub const AUTH: u16 = 0x0011;
+    /// TIMERS (§3.21, 1.2).
+    pub const TIMERS: u16 = 0x0015;
+    /// LOCKS (§3.22, 1.2).
+    pub const LOCKS: u16 = 0x0016;
     pub const END: u16 = 0x00FF;
 
     /// The record's name as the spec spells it, or `None` for an unknown kind.
@@ -66,6 +72,8 @@ pub mod kind {
             PIPE_DATA => "PIPE_DATA",
             NOTE => "NOTE",
             AUTH => "AUTH",
+            TIMERS => "TIMERS",
+            LOCKS => "LOCKS",
             END => "END",
             _ => return None,
         })
@@ -117,6 +125,8 @@ pub enum Record<'data> {
     PipeData(pipe_data::PipeData<'data>),
     Note(note::Note),
     Auth(auth::Auth),
+    Timers(timers::Timers),
+    Locks(locks::Locks),
     End(end::End),
     /// A record of a kind this version does not define, kept as raw payload.
     Unknown {
@@ -155,6 +165,8 @@ impl<'data> Record<'data> {
             kind::PIPE_DATA => Record::PipeData(pipe_data::parse(payload)?),
             kind::NOTE => Record::Note(note::parse(payload)?),
             kind::AUTH => Record::Auth(auth::parse(payload)?),
+            kind::TIMERS => Record::Timers(timers::parse(payload)?),
+            kind::LOCKS => Record::Locks(locks::parse(payload)?),
             kind::END => Record::End(end::parse(payload)?),
             other => Record::Unknown {
                 kind: other,
@@ -183,6 +195,8 @@ impl<'data> Record<'data> {
             Record::PipeData(r) => pipe_data::write(r, out),
             Record::Note(r) => note::write(r, out),
             Record::Auth(r) => auth::write(r, out),
+            Record::Timers(r) => timers::write(r, out),
+            Record::Locks(r) => locks::write(r, out),
             Record::End(r) => end::write(r, out),
             Record::Unknown { payload, .. } => out.extend_from_slice(payload.as_bytes()),
         }
@@ -207,6 +221,8 @@ impl<'data> Record<'data> {
             Record::PipeData(_) => kind::PIPE_DATA,
             Record::Note(_) => kind::NOTE,
             Record::Auth(_) => kind::AUTH,
+            Record::Timers(_) => kind::TIMERS,
+            Record::Locks(_) => kind::LOCKS,
             Record::End(_) => kind::END,
             Record::Unknown { kind, .. } => *kind,
         }
@@ -238,6 +254,8 @@ impl<'data> Record<'data> {
             Record::Pages(r) => r.pid,
             Record::ZeroPages(r) => r.pid,
             Record::Fd(r) => r.pid,
+            Record::Timers(r) => r.pid,
+            Record::Locks(r) => r.pid,
             _ => return None,
         })
     }
@@ -261,6 +279,8 @@ impl<'data> Record<'data> {
             Record::PipeData(r) => Record::PipeData(r.into_owned()),
             Record::Note(r) => Record::Note(r),
             Record::Auth(r) => Record::Auth(r),
+            Record::Timers(r) => Record::Timers(r),
+            Record::Locks(r) => Record::Locks(r),
             Record::End(r) => Record::End(r),
             Record::Unknown { kind, payload } => Record::Unknown {
                 kind,

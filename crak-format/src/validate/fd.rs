@@ -4,7 +4,7 @@
 //! (`spec/crak-format.md#fd`, `#pipe-data`).
 
 use super::{bytes_len, is_absolute, At, Cx, Field};
-use crate::record::fd::{FdKind, FdState};
+use crate::record::fd::{FdKind, FdState, MEMFD_SEALS, MFD_ALLOW_SEALING, MFD_HUGETLB};
 use crate::record::kind;
 use std::collections::{HashMap, HashSet};
 
@@ -133,6 +133,34 @@ pub(super) fn check(cx: &mut Cx<'_, '_>) {
                                     ),
                                 );
                             }
+                        }
+                    }
+                    Ok(Some(FdState::Memfd { seals, flags, .. })) => {
+                        if seals & !MEMFD_SEALS != 0 || flags & !(MFD_ALLOW_SEALING | MFD_HUGETLB) != 0 {
+                            cx.error(
+                                "bad-fd-state",
+                                at,
+                                contents_at.clone(),
+                                format!(
+                                    "fd {} is a memfd with unknown flags {flags:#x} or seals {seals:#x}",
+                                    f.fd
+                                ),
+                            );
+                        }
+                    }
+                    Ok(Some(FdState::Inotify(watches))) => {
+                        for w in watches.iter().filter(|w| !is_absolute(&w.path)) {
+                            cx.warn(
+                                "path-not-absolute",
+                                at,
+                                contents_at.clone(),
+                                format!(
+                                    "fd {} watch {} path {:?} is not absolute",
+                                    f.fd,
+                                    w.wd,
+                                    String::from_utf8_lossy(&w.path)
+                                ),
+                            );
                         }
                     }
                     Ok(_) => {}

@@ -14,6 +14,7 @@
 mod fd;
 mod header;
 mod mm;
+mod objects;
 mod pages;
 mod process;
 mod signal;
@@ -137,6 +138,7 @@ pub fn validate(image: &Image<'_>, layout: Option<&Layout>) -> Report {
         thread::check(&mut cx, p);
         mm::check(&mut cx, p);
         signal::check(&mut cx, p);
+        objects::check(&mut cx, p);
         let vmas = vma::check(&mut cx, p);
         pages::check(&mut cx, p, &vmas);
     }

@@ -109,6 +109,12 @@ fn check_pids(cx: &mut Cx<'_, '_>, p: &Process<'_>) {
     if let Some(s) = &p.sigactions {
         bad.push((At::once(kind::SIGACTIONS, pid), s.pid));
     }
+    if let Some(t) = &p.timers {
+        bad.push((At::once(kind::TIMERS, pid), t.pid));
+    }
+    if let Some(l) = &p.locks {
+        bad.push((At::once(kind::LOCKS, pid), l.pid));
+    }
     let lists: [(u16, Vec<u32>); 7] = [
         (kind::THREAD, p.threads.iter().map(|r| r.pid).collect()),
         (kind::XSAVE, p.xsaves.iter().map(|r| r.pid).collect()),
