@@ -14,7 +14,6 @@ use crate::record::creds::Creds;
 use crate::record::fd::{Fd, FdKind};
 use crate::record::header::{Header, SpecialMapping, ARCH_X86_64};
 use crate::record::locks::{Lock, LockKind, LockType, Locks};
-use crate::record::timers::{Itimer, Notify, PosixTimer, Timers, Which};
 use crate::record::mm::Mm;
 use crate::record::note::Note;
 use crate::record::pages::{PageRun, ZeroRun};
@@ -24,6 +23,7 @@ use crate::record::rlimits::{Rlimit, Rlimits};
 use crate::record::sigactions::{SigAction, SigActions};
 use crate::record::sigqueue::{SigQueue, SIGINFO_SIZE};
 use crate::record::thread::{Gpr, Thread};
+use crate::record::timers::{Itimer, Notify, PosixTimer, Timers, Which};
 use crate::record::vma::{Vma, VmaKind};
 use crate::record::xsave::Xsave;
 use proptest::collection::{btree_set, vec};
@@ -220,12 +220,10 @@ pub fn timers(pid: u32) -> impl Strategy<Value = Timers> {
     let notify = proptest::sample::select(vec![Notify::Signal, Notify::None, Notify::ThreadId]);
     (
         vec(
-            (which, any::<u64>(), any::<u64>()).prop_map(|(which, value_ns, interval_ns)| {
-                Itimer {
-                    which,
-                    value_ns,
-                    interval_ns,
-                }
+            (which, any::<u64>(), any::<u64>()).prop_map(|(which, value_ns, interval_ns)| Itimer {
+                which,
+                value_ns,
+                interval_ns,
             }),
             0..=3,
         ),
@@ -235,7 +233,10 @@ pub fn timers(pid: u32) -> impl Strategy<Value = Timers> {
                 (any::<u32>(), any::<u64>(), any::<u64>(), any::<u64>()),
             )
                 .prop_map(
-                    |((id, clockid, notify, signo, tid), (overrun, sigval, value_ns, interval_ns))| {
+                    |(
+                        (id, clockid, notify, signo, tid),
+                        (overrun, sigval, value_ns, interval_ns),
+                    )| {
                         PosixTimer {
                             id,
                             clockid,

@@ -2,9 +2,10 @@
 
 use crate::bytes::Blob;
 use crate::record::{
-    creds::Creds, fd::Fd, header::Header, mm::Mm, note::Note, pages::PageRun, pages::ZeroRun,
-    pipe_data::PipeData, process::ProcessRecord, rlimits::Rlimits, sigactions::SigActions,
-    sigqueue::SigQueue, thread::Thread, vma::Vma, xsave::Xsave, timers::Timers, locks::Locks,
+    creds::Creds, fd::Fd, header::Header, locks::Locks, mm::Mm, note::Note, pages::PageRun,
+    pages::ZeroRun, pipe_data::PipeData, process::ProcessRecord, rlimits::Rlimits,
+    sigactions::SigActions, sigqueue::SigQueue, thread::Thread, timers::Timers, vma::Vma,
+    xsave::Xsave,
 };
 use serde::{Deserialize, Serialize};
 

@@ -7,9 +7,9 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Attribute, Cell, CellAlignment, Color, ContentArrangement, Table};
 use crak_format::image::{Image, Process};
 use crak_format::record::fd::{FdKind, FdState, FD_CLOEXEC};
+use crak_format::record::header::ARCH_X86_64;
 use crak_format::record::locks::{LockKind, LockType};
 use crak_format::record::timers::{Notify, Which};
-use crak_format::record::header::ARCH_X86_64;
 use crak_format::record::vma::VmaKind;
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Write};
@@ -544,7 +544,14 @@ fn object_state(kind: FdKind, contents: &[u8]) -> Option<String> {
         Ok(Some(FdState::Inotify(watches))) => {
             let list: Vec<String> = watches
                 .iter()
-                .map(|w| format!("{}: {} {}", w.wd, names::clean(&String::from_utf8_lossy(&w.path)), in_mask(w.mask)))
+                .map(|w| {
+                    format!(
+                        "{}: {} {}",
+                        w.wd,
+                        names::clean(&String::from_utf8_lossy(&w.path)),
+                        in_mask(w.mask)
+                    )
+                })
                 .collect();
             Some(format!(" [watches {}]", list.join("; ")))
         }
@@ -556,7 +563,11 @@ fn object_state(kind: FdKind, contents: &[u8]) -> Option<String> {
             ..
         })) => {
             let stored: usize = extents.iter().map(|e| e.data.len()).sum();
-            let mut s = format!(" [{}, {} stored", names::size(size), names::size(stored as u64));
+            let mut s = format!(
+                " [{}, {} stored",
+                names::size(size),
+                names::size(stored as u64)
+            );
             if seals != 0 {
                 s.push_str(&format!(", seals {}", seal_names(seals)));
             }
@@ -567,8 +578,9 @@ fn object_state(kind: FdKind, contents: &[u8]) -> Option<String> {
             Some(s)
         }
         Ok(_) => None,
-        Err(why) => matches!(kind, FdKind::Inotify | FdKind::Memfd)
-            .then(|| format!(" [bad state: {why}]")),
+        Err(why) => {
+            matches!(kind, FdKind::Inotify | FdKind::Memfd).then(|| format!(" [bad state: {why}]"))
+        }
     }
 }
 
@@ -649,7 +661,12 @@ fn locks(out: &mut dyn Write, p: &Process<'_>, style: Style) -> io::Result<()> {
             (_, 0) => format!("{}-EOF", k.start),
             (_, len) => format!("{}-{}", k.start, k.start.saturating_add(len - 1)),
         };
-        t.add_row(vec![k.fd.to_string(), kind.to_string(), ty.to_string(), range]);
+        t.add_row(vec![
+            k.fd.to_string(),
+            kind.to_string(),
+            ty.to_string(),
+            range,
+        ]);
     }
     right(&mut t, &[0]);
     writeln!(out, "{t}")

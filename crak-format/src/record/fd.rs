@@ -394,13 +394,17 @@ fn decode_inotify(b: &[u8]) -> Result<FdState, String> {
         let what = format!("watch {i} of {count}");
         let wd = c.u32(&what)?;
         if wd <= last {
-            return Err(format!("watch descriptor {wd} is not above the previous one ({last})"));
+            return Err(format!(
+                "watch descriptor {wd} is not above the previous one ({last})"
+            ));
         }
         last = wd;
         let mask = c.u32(&what)?;
         let dev = c.u64(&what)?;
         let ino = c.u64(&what)?;
-        let path = c.bytes(MAX_PATH as usize, &format!("path of {what}"))?.to_vec();
+        let path = c
+            .bytes(MAX_PATH as usize, &format!("path of {what}"))?
+            .to_vec();
         watches.push(InotifyWatch {
             wd,
             mask,
@@ -427,7 +431,9 @@ fn decode_memfd(b: &[u8]) -> Result<FdState, String> {
         let offset = c.u64(&what)?;
         let data = c.bytes(usize::MAX, &what)?;
         if offset < end {
-            return Err(format!("{what} at {offset} overlaps or precedes the previous one"));
+            return Err(format!(
+                "{what} at {offset} overlaps or precedes the previous one"
+            ));
         }
         end = offset
             .checked_add(data.len() as u64)

@@ -170,13 +170,22 @@ mod tests {
         let mut k = b.clone();
         k[12] = 4;
         let e = parse(&k).unwrap_err();
-        assert_eq!((e.kind, e.field, e.offset), (ErrorKind::BadValue, "locks.kind", 12));
+        assert_eq!(
+            (e.kind, e.field, e.offset),
+            (ErrorKind::BadValue, "locks.kind", 12)
+        );
         let mut t = b.clone();
         t[14] = 2;
         let e = parse(&t).unwrap_err();
-        assert_eq!((e.kind, e.field, e.offset), (ErrorKind::BadValue, "locks.type", 14));
+        assert_eq!(
+            (e.kind, e.field, e.offset),
+            (ErrorKind::BadValue, "locks.type", 14)
+        );
         let e = parse(&b[..b.len() - 1]).unwrap_err();
-        assert_eq!((e.kind, e.field, e.offset), (ErrorKind::Truncated, "locks", 4));
+        assert_eq!(
+            (e.kind, e.field, e.offset),
+            (ErrorKind::Truncated, "locks", 4)
+        );
     }
 
     proptest! {

@@ -233,7 +233,10 @@ mod tests {
         assert_eq!(b.len(), 4 + 4 + ITIMER_SIZE + 4 + POSIX_TIMER_SIZE);
         assert_eq!(&b[0..12], &[7, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(&b[16..24], &[5, 0, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(&b[32..48], &[1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            &b[32..48],
+            &[1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]
+        );
         assert_eq!(&b[48..52], &[10, 0, 0, 0]);
         assert_eq!(parse(&b).unwrap(), example());
     }
@@ -245,11 +248,17 @@ mod tests {
         let mut w = b.clone();
         w[8] = 3;
         let e = parse(&w).unwrap_err();
-        assert_eq!((e.kind, e.field, e.offset), (ErrorKind::BadValue, "itimers.which", 8));
+        assert_eq!(
+            (e.kind, e.field, e.offset),
+            (ErrorKind::BadValue, "itimers.which", 8)
+        );
         let mut n = b.clone();
         n[44] = 2;
         let e = parse(&n).unwrap_err();
-        assert_eq!((e.kind, e.field, e.offset), (ErrorKind::BadValue, "posix.notify", 44));
+        assert_eq!(
+            (e.kind, e.field, e.offset),
+            (ErrorKind::BadValue, "posix.notify", 44)
+        );
         let mut c = b.clone();
         c[4] = 4;
         assert_eq!(parse(&c).unwrap_err().field, "itimers");

@@ -136,7 +136,9 @@ pub(super) fn check(cx: &mut Cx<'_, '_>) {
                         }
                     }
                     Ok(Some(FdState::Memfd { seals, flags, .. })) => {
-                        if seals & !MEMFD_SEALS != 0 || flags & !(MFD_ALLOW_SEALING | MFD_HUGETLB) != 0 {
+                        if seals & !MEMFD_SEALS != 0
+                            || flags & !(MFD_ALLOW_SEALING | MFD_HUGETLB) != 0
+                        {
                             cx.error(
                                 "bad-fd-state",
                                 at,

@@ -61,10 +61,7 @@ pub(super) fn check(cx: &mut Cx<'_, '_>, p: &Process<'_>) {
                     "signo-out-of-range",
                     at,
                     Field::At("posix.signo", off.saturating_add(12)),
-                    format!(
-                        "POSIX timer {} signals {}, outside 1-64",
-                        pt.id, pt.signo
-                    ),
+                    format!("POSIX timer {} signals {}, outside 1-64", pt.id, pt.signo),
                 );
             }
             if pt.notify == Notify::ThreadId && !p.process.tids.contains(&pt.tid) {
