@@ -1,7 +1,7 @@
 //! Step 3 of a capture: every record but the pages, gathered while the target is frozen.
 
 use super::freeze::Frozen;
-use super::{files, mm, task, Error, Options};
+use super::{files, mm, objects, task, Error, Options};
 use crate::procfs;
 use crate::sys;
 use crak_format::record::header::{Header, ARCH_X86_64};
@@ -87,6 +87,7 @@ pub(super) fn collect(
     }
     check_unix_peers(&records)?;
     mark_shared_descriptions(&mut records)?;
+    add_locks(&mut records)?;
     records.extend(pipes.into_iter().map(Record::PipeData));
     if let Some(cmd) = &opts.command {
         // NOTEs go last (spec §2.3); kept here and written after the pages.
@@ -201,6 +202,41 @@ fn mark_shared_descriptions(records: &mut [Record<'static>]) -> Result<(), Error
     Ok(())
 }
 
+/// Adds each process's LOCKS record after its last FD record (spec §2.3), once the fds know
+/// which open file descriptions they share.
+fn add_locks(records: &mut Vec<Record<'static>>) -> Result<(), Error> {
+    let mut inserts = Vec::new();
+    let mut i = 0;
+    while i < records.len() {
+        let Some(Record::Fd(first)) = records.get(i) else {
+            i += 1;
+            continue;
+        };
+        let pid = first.pid;
+        let mut j = i;
+        while matches!(records.get(j), Some(Record::Fd(f)) if f.pid == pid) {
+            j += 1;
+        }
+        let fds: Vec<&crak_format::record::fd::Fd<'static>> = records
+            .get(i..j)
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(|r| match r {
+                Record::Fd(f) => Some(f),
+                _ => None,
+            })
+            .collect();
+        if let Some(l) = objects::locks(pid as i32, &fds)? {
+            inserts.push((j, l));
+        }
+        i = j;
+    }
+    for (at, l) in inserts.into_iter().rev() {
+        records.insert(at, Record::Locks(l));
+    }
+    Ok(())
+}
+
 /// Every connected Unix socket's peer must be in the image: the pair is restored whole or not
 /// at all.
 fn check_unix_peers(records: &[Record<'static>]) -> Result<(), Error> {
@@ -227,6 +263,39 @@ fn check_unix_peers(records: &[Record<'static>]) -> Result<(), Error> {
                 });
             }
         }
+    }
+    Ok(())
+}
+
+/// Mappings of memfds: one whose memfd an fd of the process holds stores nothing (the FD record
+/// holds the contents); one whose memfd no fd holds stores every page of the object it covers.
+fn memfd_mappings(
+    pid: i32,
+    fds: &[crak_format::record::fd::Fd<'static>],
+    maps: &mut [mm::Mapping],
+) -> Result<(), Error> {
+    use crak_format::record::fd::FdKind;
+    use crak_format::record::vma::VmaKind;
+    for m in maps.iter_mut() {
+        let v = &m.vma;
+        if v.kind != VmaKind::Anon || !v.path.as_bytes().starts_with(b"/memfd:") {
+            continue;
+        }
+        if fds
+            .iter()
+            .any(|f| f.kind == FdKind::Memfd && f.ino == v.ino)
+        {
+            continue;
+        }
+        let mf = procfs::path(pid, &format!("map_files/{:x}-{:x}", v.start, v.end));
+        let size = std::fs::metadata(&mf)
+            .map_err(|e| Error::Io {
+                context: format!("stat of the memfd mapped at {:#x}", v.start),
+                source: e,
+            })?
+            .len();
+        let inside = size.saturating_sub(v.pgoff).div_ceil(4096) * 4096;
+        m.policy = mm::PagePolicy::Whole(v.start.saturating_add(inside));
     }
     Ok(())
 }
@@ -260,10 +329,12 @@ fn collect_process(frozen: &mut Frozen, starttime: Option<u64>) -> Result<Proces
         threads.push(task::thread(frozen, tid, &tstatus)?);
     }
     let squeue = task::shared_queue(pid)?;
+    let timers = objects::timers(frozen)?;
     // The last remote call needing memory is done: the address space is the target's own again.
     frozen.release_scratch()?;
     let files = files::capture(pid)?;
-    let maps = mm::mappings(pid)?;
+    let mut maps = mm::mappings(pid)?;
+    memfd_mappings(pid, &files.fds, &mut maps)?;
     let xsave_size = threads.first().map(|(_, x, _)| x.area.len());
 
     let mut records = vec![
@@ -294,6 +365,7 @@ fn collect_process(frozen: &mut Frozen, starttime: Option<u64>) -> Result<Proces
         records.push(Record::Sigqueue(task::sigqueue(pid, 0, squeue)));
     }
     records.extend(queues.into_iter().map(Record::Sigqueue));
+    records.extend(timers.map(Record::Timers));
     let nfds = files.fds.len();
     records.extend(files.fds.into_iter().map(Record::Fd));
     records.extend(maps.iter().map(|m| Record::Vma(m.vma.clone())));

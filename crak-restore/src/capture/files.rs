@@ -14,7 +14,7 @@ use crak_format::record::pipe_data::PipeData;
 use crak_format::Blob;
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
 /// `O_CLOEXEC` as the kernel spells it in fdinfo flags.
@@ -66,6 +66,7 @@ pub fn classify(pid: i32, fd: i32) -> Result<(Class, Vec<u8>, Option<std::fs::Me
             "eventpoll" => Some(FdKind::Epoll),
             "signalfd" => Some(FdKind::Signalfd),
             "timerfd" => Some(FdKind::Timerfd),
+            "inotify" => Some(FdKind::Inotify),
             _ => None,
         };
         if let Some(k) = supported {
@@ -73,7 +74,6 @@ pub fn classify(pid: i32, fd: i32) -> Result<(Class, Vec<u8>, Option<std::fs::Me
             return Ok((Class::Supported(k), link, md));
         }
         let kind = match name {
-            "inotify" => "an inotify instance".to_string(),
             "pidfd" => "a pidfd".to_string(),
             "io_uring" => "an io_uring".to_string(),
             "fanotify" => "a fanotify instance".to_string(),
@@ -83,7 +83,16 @@ pub fn classify(pid: i32, fd: i32) -> Result<(Class, Vec<u8>, Option<std::fs::Me
         return Ok((Class::Unsupported(kind), link, None));
     }
     if text.starts_with("/memfd:") {
-        return Ok((Class::Unsupported("a memfd".into()), link, None));
+        let md =
+            std::fs::metadata(procfs::path(pid, &format!("fd/{fd}"))).map_err(|e| Error::Io {
+                context: format!("stat of fd {fd} of process {pid} ({text})"),
+                source: e,
+            })?;
+        // hugetlbfs reports its huge page size as the block size.
+        if md.blksize() > 4096 {
+            return Ok((Class::Unsupported("a hugetlb memfd".into()), link, None));
+        }
+        return Ok((Class::Supported(FdKind::Memfd), link, Some(md)));
     }
     if !text.starts_with('/') {
         return Ok((
@@ -327,7 +336,16 @@ pub fn capture(pid: i32) -> Result<Files, Error> {
                 });
             }
         }
-        if kind == FdKind::Unix {
+        if kind == FdKind::Memfd {
+            let state = memfd_state(pid, fd, &link)?;
+            rec.contents = Blob::from(state.encode());
+        } else if kind == FdKind::Inotify {
+            let text = procfs::read_string(pid, &format!("fdinfo/{fd}"))?;
+            let state = inotify_state(pid, fd, &text)?;
+            rec.contents = Blob::from(state.encode());
+            rec.dev = 0;
+            rec.ino = 0;
+        } else if kind == FdKind::Unix {
             let state = unix_socket_state(pid, fd, md.ino())?;
             rec.contents = Blob::from(state.encode());
             rec.dev = 0;
@@ -354,6 +372,226 @@ pub fn capture(pid: i32) -> Result<Files, Error> {
     }
     out.pipes = pipes.into_values().collect();
     Ok(out)
+}
+
+/// Bytes read from a memfd per `read`.
+const MEMFD_CHUNK: usize = 1 << 20;
+/// Granularity of a memfd's zero runs: whole zero pages are left out of its extents.
+const MEMFD_PAGE: usize = 4096;
+
+/// The state of a memfd (spec §3.13): name from the link, seals, size and the pages that are
+/// not zero, read through `/proc/PID/fd/N` opened again (read-only, its own open file
+/// description: the target's offset is not touched).
+fn memfd_state(pid: i32, fd: i32, link: &[u8]) -> Result<FdState, Error> {
+    use crak_format::record::fd::{MemfdExtent, MFD_ALLOW_SEALING};
+    use std::os::fd::AsFd;
+    let io = |what: &str, e: std::io::Error| Error::Io {
+        context: format!("{what} of memfd fd {fd} of process {pid}"),
+        source: e,
+    };
+    let name = link.strip_prefix(b"/memfd:").unwrap_or(link);
+    let name = name.strip_suffix(b" (deleted)").unwrap_or(name).to_vec();
+    let mut file =
+        std::fs::File::open(procfs::path(pid, &format!("fd/{fd}"))).map_err(|e| io("open", e))?;
+    let seals = crate::sys::objects::get_seals(file.as_fd()).map_err(|e| io("F_GET_SEALS", e))?;
+    // A memfd made without MFD_ALLOW_SEALING carries F_SEAL_SEAL alone from the start.
+    let flags = if seals == libc::F_SEAL_SEAL as u32 {
+        0
+    } else {
+        MFD_ALLOW_SEALING
+    };
+    let size = file.metadata().map_err(|e| io("fstat", e))?.len();
+    let mut extents: Vec<MemfdExtent> = Vec::new();
+    let mut buf = vec![0u8; MEMFD_CHUNK];
+    let mut at = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(|e| io("read", e))?;
+        if n == 0 {
+            break;
+        }
+        for (i, page) in buf[..n].chunks(MEMFD_PAGE).enumerate() {
+            if page.iter().all(|&b| b == 0) {
+                continue;
+            }
+            let off = at + (i * MEMFD_PAGE) as u64;
+            match extents.last_mut() {
+                Some(e) if e.offset + e.data.len() as u64 == off => e.data.extend_from_slice(page),
+                _ => extents.push(MemfdExtent {
+                    offset: off,
+                    data: page.to_vec(),
+                }),
+            }
+        }
+        at += n as u64;
+    }
+    if at != size {
+        return Err(Error::Other(format!(
+            "memfd fd {fd} of process {pid}: read {at} bytes of {size}"
+        )));
+    }
+    Ok(FdState::Memfd {
+        flags,
+        seals,
+        size,
+        name,
+        extents,
+    })
+}
+
+/// The watches of an inotify instance (spec §3.13) from its fdinfo: each watched inode is
+/// opened by its file handle (`open_by_handle_at`, as root) on the filesystem the fdinfo names,
+/// and its path read back. An instance with events queued is refused: they would be lost.
+fn inotify_state(pid: i32, fd: i32, text: &str) -> Result<FdState, Error> {
+    use crak_format::record::fd::InotifyWatch;
+    use std::os::fd::AsFd;
+    let refuse = |kind: String| Error::UnsupportedFd {
+        pid,
+        fd,
+        kind,
+        link: "anon_inode:inotify".into(),
+    };
+    let pfd = crate::sys::pidfd::pidfd_open(pid)?;
+    let dup = crate::sys::pidfd::pidfd_getfd(&pfd, fd)?;
+    let queued = sysfs::fionread(&dup)?;
+    if queued > 0 {
+        return Err(refuse(format!(
+            "an inotify instance with {queued} bytes of events not yet read"
+        )));
+    }
+    let mut watches = Vec::new();
+    for line in text.lines().filter(|l| l.starts_with("inotify ")) {
+        let w = parse_inotify_line(line)
+            .ok_or_else(|| Error::Other(format!("fd {fd} of process {pid}: fdinfo {line:?}")))?;
+        let mount = mount_of(w.sdev).map_err(|e| {
+            refuse(format!(
+                "an inotify watch on a filesystem (device {:#x}) not mounted here: {e}",
+                w.sdev
+            ))
+        })?;
+        let opened = crate::sys::objects::open_by_handle(mount.as_fd(), w.handle_type, &w.handle)
+            .map_err(|e| {
+            refuse(format!(
+                "an inotify watch (wd {}) whose inode cannot be opened by handle: {e}",
+                w.wd
+            ))
+        })?;
+        let md = std::fs::File::from(opened.try_clone().map_err(|e| Error::Io {
+            context: "dup".into(),
+            source: e,
+        })?)
+        .metadata()
+        .map_err(|e| Error::Io {
+            context: format!("fstat of inotify watch {} of fd {fd}", w.wd),
+            source: e,
+        })?;
+        let me = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&opened));
+        let path = std::fs::read_link(&me)
+            .map_err(|e| Error::Io {
+                context: format!("path of inotify watch {} of fd {fd}", w.wd),
+                source: e,
+            })?
+            .into_os_string()
+            .into_vec();
+        let (_, gone) = strip_deleted(&path);
+        if gone || !path.starts_with(b"/") {
+            return Err(refuse(format!(
+                "an inotify watch (wd {}) on an inode without a path ({})",
+                w.wd,
+                String::from_utf8_lossy(&path)
+            )));
+        }
+        watches.push(InotifyWatch {
+            wd: w.wd,
+            mask: w.mask,
+            dev: md.dev(),
+            ino: md.ino(),
+            path,
+        });
+    }
+    watches.sort_by_key(|w| w.wd);
+    Ok(FdState::Inotify(watches))
+}
+
+/// One `inotify wd:… ino:… sdev:… mask:… ignored_mask:… fhandle-bytes:… fhandle-type:…
+/// f_handle:…` fdinfo line.
+#[derive(Debug, PartialEq, Eq)]
+struct InotifyLine {
+    wd: u32,
+    sdev: u64,
+    mask: u32,
+    handle_type: i32,
+    handle: Vec<u8>,
+}
+
+fn parse_inotify_line(line: &str) -> Option<InotifyLine> {
+    let get = |key: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key)?.strip_prefix(':'))
+    };
+    let hexbytes = get("f_handle")?;
+    let handle = (0..hexbytes.len() / 2)
+        .map(|i| u8::from_str_radix(hexbytes.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    let nbytes = usize::from_str_radix(get("fhandle-bytes")?, 16).ok()?;
+    if handle.len() != nbytes {
+        return None;
+    }
+    Some(InotifyLine {
+        wd: u32::from_str_radix(get("wd")?, 16).ok()?,
+        sdev: u64::from_str_radix(get("sdev")?, 16).ok()?,
+        mask: u32::from_str_radix(get("mask")?, 16).ok()?,
+        handle_type: i32::from_str_radix(get("fhandle-type")?, 16).ok()?,
+        handle,
+    })
+}
+
+/// A directory on the filesystem whose kernel device number (`MAJOR << 20 | MINOR`, as fdinfo
+/// shows it) is `sdev`, from this process's mount table.
+fn mount_of(sdev: u64) -> std::io::Result<std::fs::File> {
+    let (major, minor) = (sdev >> 20, sdev & 0xfffff);
+    let want = format!("{major}:{minor}");
+    let table = std::fs::read_to_string("/proc/self/mountinfo")?;
+    for l in table.lines() {
+        let f: Vec<&str> = l.split(' ').collect();
+        if f.get(2) == Some(&want.as_str()) {
+            if let Some(mp) = f.get(4) {
+                let mp = unescape_mount(mp);
+                if let Ok(d) = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+                    .open(std::ffi::OsStr::from_bytes(&mp))
+                {
+                    return Ok(d);
+                }
+            }
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        format!("no mount of device {want}"),
+    ))
+}
+
+/// A mountinfo path with its `\ooo` escapes decoded.
+fn unescape_mount(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' {
+            if let Some(v) = s
+                .get(i + 1..i + 4)
+                .and_then(|o| u8::from_str_radix(o, 8).ok())
+            {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
 }
 
 /// The value of `key:` in fdinfo text, trimmed.
@@ -431,9 +669,14 @@ pub fn anon_state(kind: FdKind, text: &str) -> Result<FdState, String> {
             }
             FdState::Epoll(entries)
         }
-        FdKind::Reg | FdKind::Pipe | FdKind::Fifo | FdKind::Chr | FdKind::Tty | FdKind::Unix => {
-            return Err(format!("{kind:?} has no fdinfo state"))
-        }
+        FdKind::Reg
+        | FdKind::Pipe
+        | FdKind::Fifo
+        | FdKind::Chr
+        | FdKind::Tty
+        | FdKind::Unix
+        | FdKind::Inotify
+        | FdKind::Memfd => return Err(format!("{kind:?} has no fdinfo state")),
     })
 }
 
@@ -484,6 +727,23 @@ mod tests {
             Ok(FdState::Signalfd { mask: 0x200 })
         );
         assert!(anon_state(FdKind::Eventfd, "pos: 0\n").is_err());
+    }
+
+    #[test]
+    fn inotify_fdinfo_line() {
+        let l = "inotify wd:3 ino:2a sdev:800001 mask:100 ignored_mask:0 fhandle-bytes:8 fhandle-type:1 f_handle:2a0000006fc3a1e9";
+        assert_eq!(
+            parse_inotify_line(l),
+            Some(InotifyLine {
+                wd: 3,
+                sdev: 0x80_0001,
+                mask: 0x100,
+                handle_type: 1,
+                handle: vec![0x2a, 0, 0, 0, 0x6f, 0xc3, 0xa1, 0xe9],
+            })
+        );
+        assert_eq!(parse_inotify_line("inotify wd:3 ino:2a"), None);
+        assert_eq!(unescape_mount("/a\\040b"), b"/a b".to_vec());
     }
 
     #[test]

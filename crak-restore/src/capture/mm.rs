@@ -16,8 +16,12 @@ pub enum PagePolicy {
     Anon,
     /// Private file mapping: only the private copies (present or swapped, not file-backed).
     PrivateFile,
-    /// Nothing (shared file mappings: the file holds it; vDSO/vvar/vsyscall: the kernel does).
+    /// Nothing (shared file mappings: the file holds it; vDSO/vvar/vsyscall: the kernel does;
+    /// a memfd an fd holds: its FD record does).
     None,
+    /// Every page below this address (a memfd only mapped: the pages of the object inside the
+    /// mapping and inside the object's size, whether this process touched them or not).
+    Whole(u64),
 }
 
 /// One mapping to capture.
@@ -57,7 +61,12 @@ pub fn classify(pid: i32, e: &MapEntry) -> Result<(VmaKind, PagePolicy), Error> 
         }
         b"/dev/zero (deleted)" | b"/dev/zero" => (VmaKind::Anon, PagePolicy::Anon),
         _ if p.starts_with(b"/SYSV") => return Err(unsupported("is SysV shared memory")),
-        _ if p.starts_with(b"/memfd:") => return Err(unsupported("is a memfd mapping")),
+        // A memfd is shared memory (spec §3.13): its contents are in its FD record when an fd
+        // holds it (the caller then leaves the policy as is), else its pages are stored.
+        _ if p.starts_with(b"/memfd:") && e.shared => (VmaKind::Anon, PagePolicy::None),
+        _ if p.starts_with(b"/memfd:") => {
+            return Err(unsupported("is a private mapping of a memfd"))
+        }
         _ if p.starts_with(b"[") => {
             return Err(unsupported(&format!(
                 "is the special mapping {}",
@@ -227,7 +236,9 @@ pub fn mappings_of(pid: i32, entries: &[MapEntry]) -> Result<Vec<Mapping>, Error
                     .saturating_add(md.mtime_nsec());
             }
             VmaKind::Anon => {
-                v.path = Default::default();
+                if !e.path.starts_with(b"/memfd:") {
+                    v.path = Default::default();
+                }
                 if e.shared {
                     // The shared memory object: mappings of it in other processes of the
                     // tree have the same inode, and the offset says which part this is.
@@ -284,6 +295,7 @@ fn wanted(policy: PagePolicy, pe: PagemapEntry) -> bool {
         // a file page, or swapped (only anonymous pages are swapped).
         PagePolicy::PrivateFile => (pe.present() && !pe.file_or_shared()) || pe.swapped(),
         PagePolicy::None => false,
+        PagePolicy::Whole(_) => true,
     }
 }
 
@@ -379,9 +391,13 @@ pub fn dump_pages(
         if m.policy == PagePolicy::None {
             continue;
         }
+        let end = match m.policy {
+            PagePolicy::Whole(limit) => limit.min(m.vma.end),
+            _ => m.vma.end,
+        };
         let mut addr = m.vma.start;
-        while addr < m.vma.end {
-            let n = ((m.vma.end - addr) / page_size).min(PAGEMAP_CHUNK);
+        while addr < end {
+            let n = ((end - addr) / page_size).min(PAGEMAP_CHUNK);
             if n == 0 {
                 break;
             }

@@ -29,6 +29,7 @@ mod collect;
 pub mod files;
 pub mod freeze;
 pub mod mm;
+pub mod objects;
 pub mod output;
 pub mod snapshot;
 pub mod supervisor;

@@ -18,7 +18,7 @@ use crate::sys::fdops;
 use crak_format::record::fd::{Fd, FdKind, FdState, EVENTFD_SEMAPHORE, FD_CLOEXEC};
 use crak_format::record::pipe_data::PipeData;
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd, RawFd};
 
 /// `open(2)` flags that only matter at open time and must not be replayed.
@@ -102,6 +102,7 @@ fn place_all(
     let mut temps: Vec<(u32, bool, OwnedFd)> = Vec::with_capacity(fds.len());
     let mut pipe_ends: HashMap<(u64, bool), OwnedFd> = HashMap::new();
     let mut sock_ends: HashMap<u64, OwnedFd> = HashMap::new();
+    let mut memfds: HashMap<u64, OwnedFd> = HashMap::new();
     // Fds sharing an open file description get the one their group opened first.
     let mut descriptions: HashMap<u32, OwnedFd> = HashMap::new();
     let mut order: Vec<&Fd<'_>> = fds.iter().collect();
@@ -109,7 +110,17 @@ fn place_all(
     for f in order {
         let obj = match descriptions.get(&f.description) {
             Some(o) if f.description != 0 => o.try_clone().map_err(|e| err(f, "dup", e))?,
-            _ => open_one(f, fds, pipes, &mut pipe_ends, &mut sock_ends, tty)?,
+            _ => open_one(
+                f,
+                fds,
+                pipes,
+                &mut Objects {
+                    pipe_ends: &mut pipe_ends,
+                    sock_ends: &mut sock_ends,
+                    memfds: &mut memfds,
+                },
+                tty,
+            )?,
         };
         if f.description != 0 && !descriptions.contains_key(&f.description) {
             let keep = obj.try_clone().map_err(|e| err(f, "dup", e))?;
@@ -121,6 +132,7 @@ fn place_all(
     }
     drop(pipe_ends);
     drop(sock_ends);
+    drop(memfds);
     drop(descriptions);
     for (target, cloexec, t) in &temps {
         fdops::place_at(t.as_fd(), *target as RawFd, *cloexec)
@@ -129,14 +141,23 @@ fn place_all(
     Ok(())
 }
 
+/// Objects several fds of a process can name, made once: pipes (by id and end), Unix socket
+/// ends and memfds (by inode).
+struct Objects<'m> {
+    pipe_ends: &'m mut HashMap<(u64, bool), OwnedFd>,
+    sock_ends: &'m mut HashMap<u64, OwnedFd>,
+    memfds: &'m mut HashMap<u64, OwnedFd>,
+}
+
 fn open_one(
     f: &Fd<'_>,
     all: &[Fd<'_>],
     pipes: &[PipeData<'_>],
-    pipe_ends: &mut HashMap<(u64, bool), OwnedFd>,
-    sock_ends: &mut HashMap<u64, OwnedFd>,
+    objects: &mut Objects<'_>,
     tty: Option<&[u8]>,
 ) -> ChildResult<OwnedFd> {
+    let pipe_ends = &mut *objects.pipe_ends;
+    let sock_ends = &mut *objects.sock_ends;
     let flags = (f.open_flags as i32) & !OPEN_TIME_FLAGS & !libc::O_CLOEXEC;
     match f.kind {
         FdKind::Reg if f.deleted => open_deleted(f, flags),
@@ -174,6 +195,8 @@ fn open_one(
         FdKind::Fifo => open_fifo(f, flags, pipes),
         FdKind::Pipe => open_pipe_end(f, pipes, pipe_ends),
         FdKind::Eventfd | FdKind::Signalfd | FdKind::Timerfd | FdKind::Epoll => open_anon(f),
+        FdKind::Inotify => open_inotify(f),
+        FdKind::Memfd => open_memfd(f, flags, objects.memfds),
         FdKind::Unix => {
             if !sock_ends.contains_key(&f.ino) {
                 let (mine, peer_ino, peer) = unix_pair(f, all)?;
@@ -199,7 +222,17 @@ pub(super) fn open_shared(
     pipes: &[PipeData<'_>],
     tty: Option<&[u8]>,
 ) -> ChildResult<OwnedFd> {
-    open_one(f, &[], pipes, &mut HashMap::new(), &mut HashMap::new(), tty)
+    open_one(
+        f,
+        &[],
+        pipes,
+        &mut Objects {
+            pipe_ends: &mut HashMap::new(),
+            sock_ends: &mut HashMap::new(),
+            memfds: &mut HashMap::new(),
+        },
+        tty,
+    )
 }
 
 /// The queue and socket type of a Unix socket fd's state.
@@ -268,8 +301,125 @@ fn open_anon(f: &Fd<'_>) -> ChildResult<OwnedFd> {
                 .map_err(|e| err(f, "timerfd", e))?
         }
         FdState::Epoll(_) => anonfd::epoll().map_err(|e| err(f, "epoll_create1", e))?,
-        FdState::Unix { .. } => return Err(err(f, "state", "a socket, not an anonymous inode")),
+        FdState::Unix { .. } | FdState::Inotify(_) | FdState::Memfd { .. } => {
+            return Err(err(
+                f,
+                "state",
+                "not an eventfd, signalfd, timerfd or epoll",
+            ))
+        }
     };
+    fdops::set_status_flags(fd.as_fd(), status_flags(f.open_flags))
+        .map_err(|e| err(f, "F_SETFL", e))?;
+    Ok(fd)
+}
+
+/// A memfd (spec §3.13): created with its name and flags, filled with its extents, given its
+/// size, then sealed (seals may forbid the writes that come before). Another fd of the process
+/// on the same memfd (same inode) opens it again through the first: the same object, its own
+/// open file description, as a reopen through `/proc` made it.
+fn open_memfd(f: &Fd<'_>, flags: i32, memfds: &mut HashMap<u64, OwnedFd>) -> ChildResult<OwnedFd> {
+    use crate::sys::objects;
+    use crak_format::record::fd::MFD_HUGETLB;
+    use std::os::unix::fs::FileExt;
+    if !memfds.contains_key(&f.ino) {
+        let Some(FdState::Memfd {
+            flags: mflags,
+            seals,
+            size,
+            name,
+            extents,
+        }) = FdState::decode(f.kind, f.contents.as_bytes()).map_err(|e| err(f, "state", e))?
+        else {
+            return Err(err(f, "state", "not a memfd"));
+        };
+        if mflags & MFD_HUGETLB != 0 {
+            return Err(err(f, "memfd", "hugetlb memfds are not restored"));
+        }
+        let m = objects::memfd_create(&name, mflags).map_err(|e| err(f, "memfd_create", e))?;
+        let file = std::fs::File::from(m.try_clone().map_err(|e| err(f, "dup", e))?);
+        file.set_len(size).map_err(|e| err(f, "ftruncate", e))?;
+        for e in &extents {
+            file.write_all_at(&e.data, e.offset)
+                .map_err(|x| err(f, "writing the memfd's contents", x))?;
+        }
+        // F_SEAL_SEAL is there from the start when sealing was not allowed.
+        let seals = if mflags & crak_format::record::fd::MFD_ALLOW_SEALING == 0 {
+            0
+        } else {
+            seals
+        };
+        if seals != 0 {
+            objects::add_seals(m.as_fd(), seals).map_err(|e| err(f, "F_ADD_SEALS", e))?;
+        }
+        memfds.insert(f.ino, m);
+    }
+    let m = memfds.get(&f.ino).ok_or_else(|| err(f, "memfd", "lost"))?;
+    let me = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(m));
+    let fd = fdops::open_raw(me.as_bytes(), flags & !libc::O_CREAT, 0)
+        .map_err(|e| err(f, "reopening the memfd", e))?;
+    fdops::set_status_flags(fd.as_fd(), status_flags(f.open_flags))
+        .map_err(|e| err(f, "F_SETFL", e))?;
+    fdops::seek_to(fd.as_fd(), f.pos).map_err(|e| err(f, "lseek", e))?;
+    Ok(fd)
+}
+
+/// Descriptor numbers an inotify instance may skip to reach a saved watch descriptor.
+const MAX_WD_SKIP: u32 = 1 << 16;
+
+/// An inotify instance with its watches at their saved descriptors (spec §3.13). The kernel
+/// hands descriptors out in increasing order and does not reuse freed ones soon: a watch that
+/// gets a lower number than saved is removed and added again until it gets its own. Removing
+/// one queues an `IN_IGNORED` event, so the queue is drained before the instance is handed
+/// over (it was empty at capture). Each watched path must still be the saved inode.
+fn open_inotify(f: &Fd<'_>) -> ChildResult<OwnedFd> {
+    use crate::sys::objects;
+    use std::os::unix::fs::MetadataExt;
+    let Some(FdState::Inotify(watches)) =
+        FdState::decode(f.kind, f.contents.as_bytes()).map_err(|e| err(f, "state", e))?
+    else {
+        return Err(err(f, "state", "not an inotify instance"));
+    };
+    let fd = objects::inotify_init(libc::IN_NONBLOCK).map_err(|e| err(f, "inotify_init1", e))?;
+    for w in &watches {
+        let path = bytes_path(&w.path);
+        let shown = path.display();
+        let md = std::fs::symlink_metadata(path)
+            .map_err(|e| err(f, &format!("watched path {shown}"), e))?;
+        if !super::plan::dev_matches(w.dev, md.dev()) || md.ino() != w.ino {
+            return Err(err(
+                f,
+                &format!("watched path {shown}"),
+                "another file than the image names is at this path now",
+            ));
+        }
+        loop {
+            let got = objects::inotify_add_watch(fd.as_fd(), &w.path, w.mask | libc::IN_DONT_FOLLOW)
+                .map_err(|e| err(f, &format!("inotify_add_watch({shown})"), e))?
+                as u32;
+            if got == w.wd {
+                break;
+            }
+            if got > w.wd || w.wd - got > MAX_WD_SKIP {
+                return Err(err(
+                    f,
+                    &format!("inotify_add_watch({shown})"),
+                    format!("got watch descriptor {got}, the image has {}", w.wd),
+                ));
+            }
+            objects::inotify_rm_watch(fd.as_fd(), got as i32)
+                .map_err(|e| err(f, "inotify_rm_watch", e))?;
+        }
+    }
+    let mut buf = vec![0u8; 4096];
+    loop {
+        match std::fs::File::from(fd.try_clone().map_err(|e| err(f, "dup", e))?).read(&mut buf) {
+            Ok(n) if n > 0 => continue,
+            Ok(_) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(err(f, "draining IN_IGNORED events", e)),
+        }
+    }
     fdops::set_status_flags(fd.as_fd(), status_flags(f.open_flags))
         .map_err(|e| err(f, "F_SETFL", e))?;
     Ok(fd)

@@ -451,6 +451,87 @@ fn pieces(vmas: &[Vma], addr: u64, nr_pages: u64) -> Vec<(usize, u64, usize, usi
     out
 }
 
+/// Maps a shared mapping of a memfd (spec §3.13), when `v` is one: from the memfd an fd of the
+/// process holds (the child's own descriptor, in place since stage 2, opened again with the
+/// access the mapping needs), so that writes through the mapping are seen through the fd; or,
+/// when no fd holds it and no other process of the tree maps it (`tree_shared`), from a new
+/// memfd of the same name, filled afterwards with the stored pages like anonymous memory.
+/// Returns where the mapping landed, or `None` when `v` is not a memfd mapping this handles.
+fn map_memfd(
+    r: &mut Remote,
+    proc: &Process<'_>,
+    v: &Vma,
+    prot: u32,
+    flags: i32,
+    tree_shared: bool,
+) -> Result<Option<u64>, RestoreError> {
+    use crak_format::record::fd::FdKind;
+    if v.kind != VmaKind::Anon || v.flags & MAP_SHARED == 0 || v.ino == 0 {
+        return Ok(None);
+    }
+    let len = v.end - v.start;
+    if v.pgoff % PAGE != 0 {
+        return Err(RestoreError::Invalid(format!(
+            "VMA {:#x}-{:#x}: memfd offset {:#x} is not page-aligned",
+            v.start, v.end, v.pgoff
+        )));
+    }
+    let held = proc
+        .fds
+        .iter()
+        .find(|f| f.kind == FdKind::Memfd && f.ino == v.ino);
+    let fd = match held {
+        Some(f) => {
+            let access = if prot & PROT_WRITE != 0 {
+                libc::O_RDWR
+            } else {
+                libc::O_RDONLY
+            };
+            r.open(format!("/proc/self/fd/{}", f.fd).as_bytes(), access)?
+        }
+        None => {
+            let Some(name) = v.path.as_bytes().strip_prefix(b"/memfd:") else {
+                return Ok(None);
+            };
+            if tree_shared {
+                return Ok(None);
+            }
+            let name = name.strip_suffix(b" (deleted)").unwrap_or(name);
+            let mut z: Vec<u8> = name.iter().copied().take_while(|&b| b != 0).collect();
+            z.push(0);
+            let a = r.put(0, &z)?;
+            let fd = r.call(
+                || format!("memfd_create({})", String::from_utf8_lossy(name)),
+                libc::SYS_memfd_create,
+                &[a, libc::MFD_CLOEXEC as u64],
+            )?;
+            let size = v.pgoff.checked_add(len).ok_or_else(|| {
+                RestoreError::Invalid(format!("VMA {:#x}: memfd offset overflows", v.start))
+            })?;
+            r.call(
+                || format!("ftruncate(memfd, {size})"),
+                libc::SYS_ftruncate,
+                &[fd, size],
+            )?;
+            fd
+        }
+    };
+    let mapped = r.call(
+        || format!("mmap({:#x}-{:#x} {} {})", v.start, v.end, v.perms(), v.path),
+        libc::SYS_mmap,
+        &[
+            v.start,
+            len,
+            u64::from(prot),
+            (flags & !libc::MAP_ANONYMOUS) as u64,
+            fd,
+            v.pgoff,
+        ],
+    );
+    r.close(fd)?;
+    mapped.map(Some)
+}
+
 fn is_restorable_mapping(v: &Vma) -> bool {
     !v.kind.is_special() && v.kind != VmaKind::SysvShm
 }
@@ -500,6 +581,17 @@ fn map_and_fill(
             flags |= libc::MAP_GROWSDOWN;
         }
         let len = v.end - v.start;
+        if let Some(got) = map_memfd(r, proc, v, prot, flags, shared_of(tree_shared, v).is_some())?
+        {
+            if got != v.start {
+                return Err(RestoreError::failed(
+                    "mapping memory",
+                    format!("memfd VMA {:#x} landed at {got:#x}", v.start),
+                ));
+            }
+            stats.vmas += 1;
+            continue;
+        }
         if let Some(s) = shared_of(tree_shared, v) {
             if v.pgoff % PAGE != 0 || v.pgoff.checked_add(len).is_none_or(|e| e > s.size) {
                 return Err(RestoreError::Invalid(format!(

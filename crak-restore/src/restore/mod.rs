@@ -22,6 +22,7 @@ pub mod creds;
 pub mod files;
 pub mod fork;
 pub mod mm;
+pub mod objects;
 pub mod plan;
 pub mod regs;
 pub mod signals;
@@ -226,6 +227,9 @@ fn build(
     // Children before their parents: a parent never runs while a child is still stopped.
     for (m, p) in family.members.iter().zip(&ready).rev() {
         finish(m.proc, &m.plan, p)?;
+        for d in &p.deferred {
+            crate::sys::objects::requeue_signal(p.pid, d.signo, &d.siginfo);
+        }
         summary.pages += p.stats.pages;
         summary.bytes += p.stats.bytes;
         summary.lazy_bytes += p.stats.lazy_bytes;
@@ -241,6 +245,7 @@ struct Prepared<'a> {
     thread: &'a crak_format::record::thread::Thread,
     others: Vec<threads::Created<'a>>,
     stats: mm::MmStats,
+    deferred: Vec<crate::sys::remote::DeferredSignal>,
 }
 
 /// Stages 3 to 5 on the stopped process `pid`.
@@ -295,6 +300,7 @@ fn prepare<'a>(
             })?;
         }
     }
+    objects::restore_locks(&mut r, proc)?;
     let own_root = std::fs::read_link("/proc/self/root").unwrap_or_default();
     {
         use std::os::unix::ffi::OsStrExt;
@@ -310,6 +316,8 @@ fn prepare<'a>(
             )?;
         }
     }
+    // Last of the calls that may need privilege (PR_TIMER_CREATE_RESTORE_IDS).
+    objects::restore_timers(&mut r, proc)?;
     let mut others = threads::create(&mut r, proc, plan)?;
     // Stage 5.
     if let Some(cr) = &proc.creds {
@@ -318,11 +326,15 @@ fn prepare<'a>(
             creds::restore_creds(&mut c.remote, cr)?;
         }
     }
+    // Signals that arrived during the remote calls (a timer restored above that expired) were
+    // held back; they are queued again once the process runs.
+    let deferred = r.rs.take_deferred_signals();
     Ok(Prepared {
         pid,
         thread,
         others,
         stats,
+        deferred,
     })
 }
 

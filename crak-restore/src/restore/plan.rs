@@ -674,13 +674,41 @@ fn check_files_as_image(proc: &Process<'_>, options: &Options) -> Result<(), Res
             | FdKind::Signalfd
             | FdKind::Timerfd
             | FdKind::Epoll
-            | FdKind::Unix => {}
+            | FdKind::Unix
+            | FdKind::Memfd => {}
+            FdKind::Inotify => check_inotify(f)?,
         }
     }
     Ok(())
 }
 
 /// Every path of the image that the restore opens, checked by [`check_path`].
+/// Every watched path of an inotify fd is the saved inode (checked again when the child adds
+/// the watch).
+fn check_inotify(f: &crak_format::record::fd::Fd<'_>) -> Result<(), RestoreError> {
+    use crak_format::record::fd::FdState;
+    let Ok(Some(FdState::Inotify(watches))) = FdState::decode(f.kind, f.contents.as_bytes()) else {
+        return Err(invalid(format!(
+            "fd {}: inotify state does not decode",
+            f.fd
+        )));
+    };
+    for w in &watches {
+        let what = format!("path watched by inotify fd {} (wd {})", f.fd, w.wd);
+        check_path(&what, &w.path)?;
+        let md = open_checked(&what, &w.path, libc::O_PATH)?
+            .metadata()
+            .map_err(|e| refused(format!("{what}: {e}")))?;
+        if !dev_matches(w.dev, md.dev()) || md.ino() != w.ino {
+            return Err(refused(format!(
+                "{what} {} is another file now",
+                String::from_utf8_lossy(&w.path)
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn check_paths(proc: &Process<'_>) -> Result<(), RestoreError> {
     let p = &proc.process;
     check_path("the working directory", p.cwd.as_bytes())?;

@@ -200,6 +200,14 @@ fn plan_shared_anon(members: &[Member<'_>]) -> Result<Vec<SharedAnon>, RestoreEr
             if v.kind != VmaKind::Anon || v.flags & MAP_SHARED == 0 || v.ino == 0 {
                 continue;
             }
+            // A memfd an fd holds is mapped from that fd (spec §3.13).
+            if m.proc
+                .fds
+                .iter()
+                .any(|f| f.kind == crak_format::record::fd::FdKind::Memfd && f.ino == v.ino)
+            {
+                continue;
+            }
             let end = v
                 .pgoff
                 .checked_add(v.end.saturating_sub(v.start))

@@ -12,6 +12,7 @@ pub mod fsid;
 pub mod kcmp;
 pub mod mapfile;
 pub mod mem;
+pub mod objects;
 pub mod openat2;
 pub mod pidfd;
 pub mod prctl;
