@@ -680,9 +680,8 @@ fn duration(ns: u64) -> String {
     if frac == 0 {
         format!("{s} s")
     } else {
-        format!("{}.{:09} s", s, frac)
-            .trim_end_matches('0')
-            .to_string()
+        let digits = format!("{frac:09}");
+        format!("{s}.{} s", digits.trim_end_matches('0'))
     }
 }
 

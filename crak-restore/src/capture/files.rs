@@ -558,7 +558,7 @@ fn mount_of(sdev: u64) -> std::io::Result<std::fs::File> {
                 let mp = unescape_mount(mp);
                 if let Ok(d) = std::fs::OpenOptions::new()
                     .read(true)
-                    .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+                    .custom_flags(libc::O_DIRECTORY)
                     .open(std::ffi::OsStr::from_bytes(&mp))
                 {
                     return Ok(d);
