@@ -857,10 +857,10 @@ fn pending_signals_are_recorded_and_stay_pending() {
 #[test]
 fn refuses_unsupported_fds_and_mappings_naming_them() {
     for (kind, expect) in [
-        ("inotify", "is an inotify instance"),
+        ("inotify-queued", "events not yet read"),
         ("unix-listen", "is a listening Unix socket"),
         ("sysv", "is SysV shared memory"),
-        ("memfd-map", "is a memfd mapping"),
+        ("memfd-private", "is a private mapping of a memfd"),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("x.crak");
@@ -868,7 +868,7 @@ fn refuses_unsupported_fds_and_mappings_naming_them() {
         let r = capture(t.pid(), &out, &[], None);
         assert_eq!(r.code, Some(2), "{kind}: {}", r.stderr);
         let what = &t.ready[0];
-        let named = if kind == "sysv" || kind == "memfd-map" {
+        let named = if kind == "sysv" || kind == "memfd-private" {
             format!("mapping 0x{what}-")
         } else {
             format!("fd {what} ")

@@ -1,6 +1,7 @@
-/* Holds one resource crak cannot capture yet, named by argv[1] (inotify, unix-listen, sysv,
- * memfd-map), prints "READY <fd or address>" and waits. */
+/* Holds one resource crak cannot capture yet, named by argv[1] (inotify-queued, unix-listen,
+ * sysv, memfd-private), prints "READY <fd or address>" and waits. */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/inotify.h>
@@ -14,7 +15,15 @@ int main(int argc, char **argv) {
     if (argc < 2) return 2;
     const char *k = argv[1];
     long v = -1;
-    if (!strcmp(k, "inotify")) v = inotify_init1(0);
+    if (!strcmp(k, "inotify-queued")) {
+        /* An event not yet read: it would be lost. */
+        v = inotify_init1(0);
+        if (v < 0 || inotify_add_watch(v, ".", IN_CREATE) < 0) return 2;
+        int t = open("refuse-inotify-probe", O_CREAT | O_WRONLY, 0600);
+        if (t < 0) return 2;
+        close(t);
+        unlink("refuse-inotify-probe");
+    }
     else if (!strcmp(k, "unix-listen")) {
         /* Bound to an abstract name: nothing in the filesystem to clean up. */
         struct sockaddr_un a = {.sun_family = AF_UNIX};
@@ -29,16 +38,16 @@ int main(int argc, char **argv) {
         shmctl(id, IPC_RMID, NULL);
         if (p == (void *)-1) return 2;
         v = (long)p;
-    } else if (!strcmp(k, "memfd-map")) {
+    } else if (!strcmp(k, "memfd-private")) {
         int fd = memfd_create("crak-test", 0);
         if (fd < 0 || ftruncate(fd, 4096)) return 2;
-        void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
         close(fd);
         if (p == MAP_FAILED) return 2;
         v = (long)p;
     }
     if (v == -1) return 2;
-    if (!strcmp(k, "sysv") || !strcmp(k, "memfd-map")) printf("READY %lx\n", v);
+    if (!strcmp(k, "sysv") || !strcmp(k, "memfd-private")) printf("READY %lx\n", v);
     else printf("READY %ld\n", v);
     fflush(stdout);
     for (;;) pause();
