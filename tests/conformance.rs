@@ -1193,6 +1193,170 @@ fn valid_vectors() -> Vec<Valid> {
         },
         None,
     );
+    add(
+        "025-memfd-and-its-shared-mapping",
+        "FD kind 16 MEMFD (1.2): a sealable memfd with two extents and seals SHRINK and GROW, and a \
+         shared ANON mapping of it (its `ino`) that stores no pages (§3.13)",
+        {
+            use crak_format::record::fd::{FdState, MemfdExtent, MFD_ALLOW_SEALING};
+            let mut m = image(vec![full_process(PID, 1)]);
+            let p = &mut m.processes[0];
+            let mut f = fd(PID, 5, FdKind::Memfd, "/memfd:ring (deleted)");
+            f.ino = 4242;
+            f.dev = 1;
+            f.size = 3 * 4096;
+            f.mode = 0o100777;
+            f.contents = Blob::from(
+                FdState::Memfd {
+                    flags: MFD_ALLOW_SEALING,
+                    seals: 0x6,
+                    size: 3 * 4096,
+                    name: b"ring".to_vec(),
+                    extents: vec![
+                        MemfdExtent {
+                            offset: 0,
+                            data: b"head".to_vec(),
+                        },
+                        MemfdExtent {
+                            offset: 8192,
+                            data: vec![7; 4096],
+                        },
+                    ],
+                }
+                .encode(),
+            );
+            p.fds.push(f);
+            let mut map = vma(
+                PID,
+                VmaKind::Anon,
+                0x7fff_f100_0000,
+                3,
+                3,
+                "/memfd:ring (deleted)",
+            );
+            map.flags = 0x1;
+            map.ino = 4242;
+            let at = p.vmas.partition_point(|v| v.start < map.start);
+            p.vmas.insert(at, map);
+            m.version = Version { major: 1, minor: 2 };
+            m
+        },
+        None,
+    );
+    add(
+        "026-inotify-watches",
+        "FD kind 15 INOTIFY (1.2): two watches whose descriptors skip 1 (§3.13)",
+        {
+            use crak_format::record::fd::{FdState, InotifyWatch};
+            let mut m = image(vec![full_process(PID, 1)]);
+            let mut f = fd(PID, 6, FdKind::Inotify, "anon_inode:inotify");
+            f.dev = 0;
+            f.ino = 0;
+            f.mode = 0o600;
+            f.open_flags = 0o4002;
+            f.contents = Blob::from(
+                FdState::Inotify(vec![
+                    InotifyWatch {
+                        wd: 2,
+                        mask: 0x100,
+                        dev: 0x803,
+                        ino: 5001,
+                        path: b"/srv/work/in".to_vec(),
+                    },
+                    InotifyWatch {
+                        wd: 3,
+                        mask: 0x8000_0300,
+                        dev: 0x803,
+                        ino: 5002,
+                        path: b"/srv/work/spool".to_vec(),
+                    },
+                ])
+                .encode(),
+            );
+            m.processes[0].fds.push(f);
+            m.version = Version { major: 1, minor: 2 };
+            m
+        },
+        None,
+    );
+    add(
+        "027-timers",
+        "TIMERS (0x0015, 1.2): ITIMER_REAL and ITIMER_PROF armed, a periodic POSIX timer with \
+         a signal value, a disarmed one and a thread-directed one (§3.21)",
+        {
+            use crak_format::record::timers::{Itimer, Notify, PosixTimer, Timers, Which};
+            let mut m = image(vec![full_process(PID, 1)]);
+            let timer = |id, clockid, notify, signo, tid, value_ns, interval_ns| PosixTimer {
+                id,
+                clockid,
+                notify,
+                signo,
+                tid,
+                overrun: 0,
+                sigval: 0x5151,
+                value_ns,
+                interval_ns,
+            };
+            m.processes[0].timers = Some(Timers {
+                pid: PID,
+                itimers: vec![
+                    Itimer {
+                        which: Which::Real,
+                        value_ns: 25_000_000,
+                        interval_ns: 50_000_000,
+                    },
+                    Itimer {
+                        which: Which::Prof,
+                        value_ns: 1_000_000_000,
+                        interval_ns: 0,
+                    },
+                ],
+                posix: vec![
+                    timer(1, 1, Notify::Signal, 34, 0, 14_000_000, 30_000_000),
+                    timer(2, 0, Notify::None, 0, 0, 0, 0),
+                    timer(5, 1, Notify::ThreadId, 10, PID, 500_000_000, 0),
+                ],
+            });
+            m.version = Version { major: 1, minor: 2 };
+            m
+        },
+        None,
+    );
+    add(
+        "028-locks",
+        "LOCKS (0x0016, 1.2): an exclusive flock, a POSIX write lock on bytes 10-19 and an OFD \
+         read lock to the end of the file, on three regular fds (§3.22)",
+        {
+            use crak_format::record::locks::{Lock, LockKind, LockType, Locks};
+            let mut m = image(vec![full_process(PID, 1)]);
+            let p = &mut m.processes[0];
+            for (n, name) in [
+                (7, "/srv/work/a.lock"),
+                (8, "/srv/work/b.db"),
+                (9, "/srv/work/c.db"),
+            ] {
+                p.fds.push(fd(PID, n, FdKind::Reg, name));
+            }
+            let lock = |fd, kind, lock_type, start, len| Lock {
+                fd,
+                kind,
+                lock_type,
+                start,
+                len,
+            };
+            p.locks = Some(Locks {
+                pid: PID,
+                locks: vec![
+                    lock(7, LockKind::Flock, LockType::Write, 0, 0),
+                    lock(8, LockKind::Posix, LockType::Write, 10, 10),
+                    lock(9, LockKind::Ofd, LockType::Read, 0, 0),
+                ],
+            });
+            m.version = Version { major: 1, minor: 2 };
+            m
+        },
+        None,
+    );
     v
 }
 
@@ -1825,6 +1989,95 @@ fn invalid_vectors() -> Vec<Invalid> {
     );
     let too_large = v.iter_mut().find(|x| x.name == "011-too-large").unwrap();
     too_large.stream = Some(("too-large", too_large.offset, Some("CREDS"), Some("length")));
+
+    // Format 1.2 records: an image with TIMERS and LOCKS to break.
+    let objects = {
+        use crak_format::record::locks::{Lock, LockKind, LockType, Locks};
+        use crak_format::record::timers::{Itimer, Timers, Which};
+        let mut m = image(vec![full_process(PID, 1)]);
+        m.version = Version { major: 1, minor: 2 };
+        let p = &mut m.processes[0];
+        p.timers = Some(Timers {
+            pid: PID,
+            itimers: vec![Itimer {
+                which: Which::Real,
+                value_ns: 1,
+                interval_ns: 0,
+            }],
+            posix: vec![],
+        });
+        p.locks = Some(Locks {
+            pid: PID,
+            locks: vec![Lock {
+                fd: 1,
+                kind: LockKind::Posix,
+                lock_type: LockType::Read,
+                start: 0,
+                len: 0,
+            }],
+        });
+        m
+    };
+    let oraw = RawImage::split(&write(&objects));
+    let mut add = |name, covers, bytes, error, offset, record, field| {
+        v.push(Invalid {
+            name,
+            covers,
+            bytes,
+            error,
+            offset,
+            record,
+            field,
+            stream: None,
+        })
+    };
+    add(
+        "131-bad-value-lock-kind",
+        "a LOCKS entry of kind 4 (§3.22, 1.2)",
+        {
+            let mut r = oraw.clone();
+            let i = r.find(kind::LOCKS, 0);
+            r.records[i].payload[12..14].copy_from_slice(&4u16.to_le_bytes());
+            r.to_bytes()
+        },
+        "bad-value",
+        payload(&oraw, kind::LOCKS, 0) + 12,
+        Some("LOCKS"),
+        Some("locks.kind"),
+    );
+    add(
+        "132-bad-value-itimer-which",
+        "a TIMERS interval timer with `which` 3 (§3.21, 1.2)",
+        {
+            let mut r = oraw.clone();
+            let i = r.find(kind::TIMERS, 0);
+            r.records[i].payload[8..12].copy_from_slice(&3u32.to_le_bytes());
+            r.to_bytes()
+        },
+        "bad-value",
+        payload(&oraw, kind::TIMERS, 0) + 8,
+        Some("TIMERS"),
+        Some("itimers.which"),
+    );
+    add(
+        "133-duplicate-locks",
+        "a second LOCKS record for the same pid (§2.3, 1.2)",
+        {
+            let mut r = oraw.clone();
+            let i = r.find(kind::LOCKS, 0);
+            let again = r.records[i].clone();
+            r.records.insert(i + 1, again);
+            r.to_bytes()
+        },
+        "duplicate",
+        {
+            let i = oraw.find(kind::LOCKS, 0);
+            let next = oraw.offset_of(i + 1);
+            next + RECORD_HEADER_LEN as u64
+        },
+        Some("LOCKS"),
+        Some("pid"),
+    );
     v
 }
 
