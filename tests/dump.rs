@@ -532,8 +532,13 @@ fn fd(pid: u32, n: u32, kind: FdKind, path: &str, flags: u32, ino: u64) -> Fd<'s
             FdKind::Pipe => 0o10600,
             FdKind::Fifo => 0o10644,
             FdKind::Chr | FdKind::Tty => 0o20620,
-            FdKind::Eventfd | FdKind::Signalfd | FdKind::Timerfd | FdKind::Epoll => 0o600,
+            FdKind::Eventfd
+            | FdKind::Signalfd
+            | FdKind::Timerfd
+            | FdKind::Epoll
+            | FdKind::Inotify => 0o600,
             FdKind::Unix => 0o140777,
+            FdKind::Memfd => 0o100777,
         },
         deleted: false,
         path: path.into(),
@@ -2030,6 +2035,10 @@ fn json_schema_document_lists_every_image_key() {
     let signed = vectors.join("016-signed.bin");
     // FD kinds 6-10 and a shared open file description.
     let fds = vectors.join("017-event-fds-and-unix-sockets.bin");
+    // Format 1.2 objects: memfd, TIMERS, LOCKS.
+    let memfd = vectors.join("025-memfd-and-its-shared-mapping.bin");
+    let timers = vectors.join("027-timers.bin");
+    let locks = vectors.join("028-locks.bin");
     let img = s.image("srv.crak", &sample());
     let mut outs = Vec::new();
     for (path, pages) in [
@@ -2041,6 +2050,9 @@ fn json_schema_document_lists_every_image_key() {
         (&extras, true),
         (&signed, true),
         (&fds, true),
+        (&memfd, true),
+        (&timers, true),
+        (&locks, true),
     ] {
         let r = if pages {
             s.run(args![path, "--json", "--pages"])
