@@ -1234,3 +1234,136 @@ mod props {
         }
     }
 }
+
+#[test]
+fn inotify_and_memfd_state_rules() {
+    use crate::record::fd::{FdState, InotifyWatch, MFD_ALLOW_SEALING};
+    let mut img = good();
+    let mut ino = fd(100, 30, FdKind::Inotify, "anon_inode:inotify", 0);
+    let watch = |path: &str| InotifyWatch {
+        wd: 1,
+        mask: 0x100,
+        dev: 0x803,
+        ino: 7,
+        path: path.as_bytes().to_vec(),
+    };
+    ino.contents = Blob::from(FdState::Inotify(vec![watch("/srv")]).encode());
+    let mut mem = fd(100, 31, FdKind::Memfd, "/memfd:x (deleted)", 77);
+    let memfd = |flags, seals| FdState::Memfd {
+        flags,
+        seals,
+        size: 10,
+        name: b"x".to_vec(),
+        extents: vec![],
+    };
+    mem.contents = Blob::from(memfd(MFD_ALLOW_SEALING, 0x6).encode());
+    p0(&mut img).fds.extend([ino, mem]);
+    let report = validate(&img, None);
+    assert!(report.findings.is_empty(), "{report:#?}");
+
+    let mut bad = img.clone();
+    p0(&mut bad).fds[3].contents = Blob::from(FdState::Inotify(vec![watch("srv")]).encode());
+    expect(&bad, "path-not-absolute", Severity::Warning);
+    let mut bad = img.clone();
+    p0(&mut bad).fds[4].contents = Blob::from(memfd(0, 0x100).encode());
+    expect(&bad, "bad-fd-state", Severity::Error);
+    let mut bad = img;
+    p0(&mut bad).fds[4].contents = Blob::from(vec![0u8; 15]);
+    expect(&bad, "bad-fd-state", Severity::Error);
+}
+
+#[test]
+fn timers_rules() {
+    use crate::record::timers::{Itimer, Notify, PosixTimer, Timers, Which};
+    let posix = |id, notify, signo, tid| PosixTimer {
+        id,
+        clockid: 1,
+        notify,
+        signo,
+        tid,
+        overrun: 0,
+        sigval: 0,
+        value_ns: 0,
+        interval_ns: 0,
+    };
+    let mut img = good();
+    p0(&mut img).timers = Some(Timers {
+        pid: 100,
+        itimers: vec![Itimer {
+            which: Which::Real,
+            value_ns: 5,
+            interval_ns: 10,
+        }],
+        posix: vec![
+            posix(0, Notify::Signal, 14, 0),
+            posix(3, Notify::ThreadId, 10, 101),
+            posix(4, Notify::None, 0, 0),
+        ],
+    });
+    let report = validate(&img, None);
+    assert!(report.findings.is_empty(), "{report:#?}");
+    let t = |img: &mut Image<'static>| p0(img).timers.as_mut().unwrap().clone();
+    let set = |img: &mut Image<'static>, v: Timers| p0(img).timers = Some(v);
+
+    let mut bad = img.clone();
+    let mut v = t(&mut bad);
+    v.itimers.push(v.itimers[0]);
+    set(&mut bad, v);
+    expect(&bad, "duplicate-itimer", Severity::Error);
+    let mut bad = img.clone();
+    let mut v = t(&mut bad);
+    v.itimers[0].value_ns = 0;
+    set(&mut bad, v);
+    expect(&bad, "itimer-disarmed", Severity::Error);
+    let mut bad = img.clone();
+    let mut v = t(&mut bad);
+    v.posix[1].id = 0;
+    set(&mut bad, v);
+    expect(&bad, "duplicate-timer-id", Severity::Error);
+    let mut bad = img.clone();
+    let mut v = t(&mut bad);
+    v.posix[0].signo = 65;
+    set(&mut bad, v);
+    let f = expect(&bad, "signo-out-of-range", Severity::Error);
+    assert_eq!(f.field, "posix.signo");
+    let mut bad = img.clone();
+    let mut v = t(&mut bad);
+    v.posix[1].tid = 555;
+    set(&mut bad, v);
+    expect(&bad, "timer-thread-missing", Severity::Error);
+    let mut bad = img;
+    let mut v = t(&mut bad);
+    v.pid = 200;
+    set(&mut bad, v);
+    expect(&bad, "pid-mismatch", Severity::Error);
+}
+
+#[test]
+fn locks_rules() {
+    use crate::record::locks::{Lock, LockKind, LockType, Locks};
+    let mut img = good();
+    let have = p0(&mut img).fds[0].fd;
+    let lock = |kind, start, len| Lock {
+        fd: have,
+        kind,
+        lock_type: LockType::Write,
+        start,
+        len,
+    };
+    p0(&mut img).locks = Some(Locks {
+        pid: 100,
+        locks: vec![lock(LockKind::Flock, 0, 0), lock(LockKind::Posix, 10, 10)],
+    });
+    let report = validate(&img, None);
+    assert!(report.findings.is_empty(), "{report:#?}");
+    let mut bad = img.clone();
+    p0(&mut bad).locks.as_mut().unwrap().locks[0].fd = 999;
+    let f = expect(&bad, "lock-fd-missing", Severity::Error);
+    assert_eq!(f.field, "locks.fd");
+    let mut bad = img.clone();
+    p0(&mut bad).locks.as_mut().unwrap().locks[0].len = 5;
+    expect(&bad, "bad-lock-range", Severity::Error);
+    let mut bad = img;
+    p0(&mut bad).locks.as_mut().unwrap().locks[1].start = u64::MAX - 2;
+    expect(&bad, "bad-lock-range", Severity::Error);
+}
