@@ -229,6 +229,37 @@ fn process(p: &Process<'_>) -> Described {
             ));
         }
     }
+    if let Some(t) = &p.timers {
+        for it in &t.itimers {
+            fields.push((
+                format!("itimer {:?}", it.which).to_lowercase(),
+                format!("next {} ns, period {} ns", it.value_ns, it.interval_ns),
+            ));
+        }
+        for pt in &t.posix {
+            fields.push((
+                format!("timer {}", pt.id),
+                format!(
+                    "clock {}, {:?} {} to {} (value {:#x}), next {} ns, period {} ns",
+                    pt.clockid as i32,
+                    pt.notify,
+                    names::signal(pt.signo),
+                    pt.tid,
+                    pt.sigval,
+                    pt.value_ns,
+                    pt.interval_ns
+                ),
+            ));
+        }
+    }
+    if let Some(l) = &p.locks {
+        for k in &l.locks {
+            fields.push((
+                format!("lock {:?} fd {} at {}", k.kind, k.fd, k.start).to_lowercase(),
+                format!("{:?}, {} bytes", k.lock_type, k.len).to_lowercase(),
+            ));
+        }
+    }
     Described {
         summary: format!("{} ({})", names::text(&r.comm), r.pid),
         fields,
