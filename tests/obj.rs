@@ -51,7 +51,7 @@ impl Run {
             .args(["-O1", "-g", "-Wall", "-o"])
             .arg(&exe)
             .arg(&src)
-            .arg("-lrt")
+            .args(["-pthread", "-lrt"])
             .output()
             .expect("cc");
         if !o.status.success() {

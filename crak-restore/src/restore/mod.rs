@@ -238,8 +238,8 @@ fn build(
     // Children before their parents: a parent never runs while a child is still stopped.
     for (m, p) in family.members.iter().zip(&ready).rev() {
         finish(m.proc, &m.plan, p)?;
-        for d in &p.deferred {
-            crate::sys::objects::requeue_signal(p.pid, d.signo, &d.siginfo);
+        for (tid, d) in &p.deferred {
+            crate::sys::objects::requeue_signal(p.pid, *tid, d.signo, &d.siginfo);
         }
         summary.pages += p.stats.pages;
         summary.bytes += p.stats.bytes;
@@ -256,7 +256,8 @@ struct Prepared<'a> {
     thread: &'a crak_format::record::thread::Thread,
     others: Vec<threads::Created<'a>>,
     stats: mm::MmStats,
-    deferred: Vec<crate::sys::remote::DeferredSignal>,
+    /// Signals held back during the remote calls, by thread.
+    deferred: Vec<(i32, crate::sys::remote::DeferredSignal)>,
 }
 
 /// Stages 3 to 5 on the stopped process `pid`.
@@ -327,9 +328,10 @@ fn prepare<'a>(
             )?;
         }
     }
-    // Last of the calls that may need privilege (PR_TIMER_CREATE_RESTORE_IDS).
-    objects::restore_timers(&mut r, proc)?;
     let mut others = threads::create(&mut r, proc, plan)?;
+    // Once every thread exists (a timer may signal one of them), before the credentials
+    // (PR_TIMER_CREATE_RESTORE_IDS needs privilege).
+    objects::restore_timers(&mut r, proc)?;
     // Stage 5.
     if let Some(cr) = &proc.creds {
         creds::restore_creds(&mut r, cr)?;
@@ -339,7 +341,21 @@ fn prepare<'a>(
     }
     // Signals that arrived during the remote calls (a timer restored above that expired) were
     // held back; they are queued again once the process runs.
-    let deferred = r.rs.take_deferred_signals();
+    let mut deferred: Vec<(i32, crate::sys::remote::DeferredSignal)> =
+        r.rs.take_deferred_signals()
+            .into_iter()
+            .map(|d| (pid, d))
+            .collect();
+    for c in &mut others {
+        let tid = c.tid;
+        deferred.extend(
+            c.remote
+                .rs
+                .take_deferred_signals()
+                .into_iter()
+                .map(|d| (tid, d)),
+        );
+    }
     Ok(Prepared {
         pid,
         thread,

@@ -1,9 +1,10 @@
-//! Stage 4 (after the memory, before the other threads and the credentials): the file locks of
-//! LOCKS (spec §3.22) and the timers of TIMERS (§3.21), by remote calls in the restored process
-//! itself, so that a POSIX lock is owned by it and each timer is its own.
+//! Stage 4 (after the memory, before the credentials): the file locks of LOCKS (spec §3.22) and
+//! the timers of TIMERS (§3.21), by remote calls in the restored process itself, so that a POSIX
+//! lock is owned by it and each timer is its own.
 //!
 //! Locks come after the memory because stage 3 opens and closes mapped files in the process,
-//! and closing any fd of a file drops the process's POSIX locks on it. Timers come last: one
+//! and closing any fd of a file drops the process's POSIX locks on it. Timers come after the
+//! other threads (a timer may signal one of them) and last: one
 //! that expires while the process is still being built is a signal held back by the remote
 //! calls ([`crate::sys::remote`]) and queued again once the process runs.
 

@@ -107,16 +107,15 @@ pub fn open_by_handle(
     owned(r as libc::c_int)
 }
 
-/// Queues a signal held back during remote calls to `pid` again: with its `siginfo_t`
-/// (`rt_sigqueueinfo(2)`, allowed for the negative `si_code`s of timers and queued signals),
-/// else as a plain `kill`. Best effort: the process may be gone.
-pub fn requeue_signal(pid: i32, signo: i32, siginfo: &super::ptrace::SigInfo) {
+/// Queues a signal held back during remote calls in thread `tid` of `pid` again, to that
+/// thread: with its `siginfo_t` (`rt_tgsigqueueinfo(2)`, allowed for the negative `si_code`s of
+/// timers and queued signals), else as a plain `tgkill`. Best effort: the process may be gone.
+pub fn requeue_signal(pid: i32, tid: i32, signo: i32, siginfo: &super::ptrace::SigInfo) {
     let bytes: &[u8] = siginfo;
     // SAFETY: `bytes` is a complete 128-byte siginfo_t that outlives the call; the kernel only
     // reads it.
-    let r = unsafe { libc::syscall(libc::SYS_rt_sigqueueinfo, pid, signo, bytes.as_ptr()) };
+    let r = unsafe { libc::syscall(libc::SYS_rt_tgsigqueueinfo, pid, tid, signo, bytes.as_ptr()) };
     if r < 0 {
-        // SAFETY: two integers.
-        unsafe { libc::kill(pid, signo) };
+        let _ = super::process::tgkill(pid, tid, signo);
     }
 }
