@@ -328,3 +328,66 @@ fn itimer_and_posix_timers_keep_firing_with_their_periods_and_ids() {
         run.fail("crak-dump --json has no timers");
     }
 }
+
+#[test]
+fn restore_fails_cleanly_when_another_process_took_a_saved_lock() {
+    need_root!();
+    let _g = serial();
+    let mut run = Run::start("obj_locks");
+    let pid = run.pid();
+    let img = run.capture(&[]);
+    // Another process takes the flock the image holds before the restore.
+    let thief = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(run.path("flocked"))
+        .expect("open flocked");
+    // SAFETY: flock on a file this test owns.
+    let r = unsafe {
+        libc::flock(
+            std::os::fd::AsRawFd::as_raw_fd(&thief),
+            libc::LOCK_EX | libc::LOCK_NB,
+        )
+    };
+    assert_eq!(r, 0, "the captured process's lock should be gone with it");
+    let mut c = Command::new(bin("crak-restore"));
+    c.arg("--detach").arg(&img);
+    let o = run.cmd(c);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    if o.status.success() {
+        run.fail("the restore succeeded without its lock");
+    }
+    if !err.contains("another process holds a conflicting lock") || !err.contains("flock(") {
+        run.fail(&format!("the error does not name the lock: {err}"));
+    }
+    // Nothing of the half-built process is left.
+    if !wait_gone(pid, Duration::from_secs(5)) {
+        run.fail("the half-built process is still there");
+    }
+    drop(thief);
+}
+
+#[test]
+fn inotify_watch_on_a_replaced_directory_is_refused_before_anything_is_created() {
+    need_root!();
+    let _g = serial();
+    let mut run = Run::start("obj_inotify");
+    let pid = run.pid();
+    let img = run.capture(&[]);
+    // Renamed away (so that the new directory cannot reuse its inode number) and replaced.
+    std::fs::rename(run.path("b"), run.path("b-old")).expect("rename b");
+    std::fs::create_dir(run.path("b")).expect("mkdir b");
+    let mut c = Command::new(bin("crak-restore"));
+    c.arg("--detach").arg(&img);
+    let o = run.cmd(c);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    if o.status.success() {
+        run.fail("the restore watched another directory");
+    }
+    if !err.contains("watched by inotify fd") || !err.contains("is another file now") {
+        run.fail(&format!("the refusal does not name the watch: {err}"));
+    }
+    if !crak_tests::is_gone(pid) {
+        run.fail("a process was created");
+    }
+}
