@@ -391,3 +391,13 @@ fn inotify_watch_on_a_replaced_directory_is_refused_before_anything_is_created()
         run.fail("a process was created");
     }
 }
+
+#[test]
+fn memfd_shared_by_a_parent_and_its_child_stays_one_object() {
+    need_root!();
+    let _g = serial();
+    let (run, _, json) = round_trip("obj_memfd_tree");
+    if json.matches("\"kind\": \"memfd\"").count() < 2 {
+        run.fail("the image does not hold the memfd fd of both processes");
+    }
+}

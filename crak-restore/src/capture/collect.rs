@@ -141,6 +141,8 @@ fn mark_shared_descriptions(records: &mut [Record<'static>]) -> Result<(), Error
                 | FdKind::Eventfd
                 | FdKind::Signalfd
                 | FdKind::Timerfd
+                | FdKind::Inotify
+                | FdKind::Memfd
         )
     };
     // Candidates by (kind, dev, ino): only those can share a description.
