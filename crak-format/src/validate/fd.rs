@@ -142,7 +142,7 @@ pub(super) fn check(cx: &mut Cx<'_, '_>) {
                             cx.error(
                                 "bad-fd-state",
                                 at,
-                                contents_at.clone(),
+                                contents_at,
                                 format!(
                                     "fd {} is a memfd with unknown flags {flags:#x} or seals {seals:#x}",
                                     f.fd
@@ -155,7 +155,7 @@ pub(super) fn check(cx: &mut Cx<'_, '_>) {
                             cx.warn(
                                 "path-not-absolute",
                                 at,
-                                contents_at.clone(),
+                                contents_at,
                                 format!(
                                     "fd {} watch {} path {:?} is not absolute",
                                     f.fd,

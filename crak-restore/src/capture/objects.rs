@@ -175,10 +175,7 @@ pub fn locks(pid: i32, fds: &[&Fd<'_>]) -> Result<Option<Locks>, Error> {
     let mut order: Vec<&&Fd<'_>> = fds.iter().collect();
     order.sort_by_key(|f| f.fd);
     for f in order {
-        let text = match procfs::read_string(pid, &format!("fdinfo/{}", f.fd)) {
-            Ok(t) => t,
-            Err(e) => return Err(e.into()),
-        };
+        let text = procfs::read_string(pid, &format!("fdinfo/{}", f.fd))?;
         for line in text.lines().filter_map(|l| l.strip_prefix("lock:")) {
             let Some((kind, lock_type, start, len)) =
                 parse_lock(line).map_err(|what| Error::UnsupportedFd {
@@ -215,7 +212,10 @@ pub fn locks(pid: i32, fds: &[&Fd<'_>]) -> Result<Option<Locks>, Error> {
             }
         }
     }
-    Ok((!out.is_empty()).then(|| Locks {
+    if out.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Locks {
         pid: pid as u32,
         locks: out,
     }))

@@ -322,7 +322,7 @@ fn open_memfd(f: &Fd<'_>, flags: i32, memfds: &mut HashMap<u64, OwnedFd>) -> Chi
     use crate::sys::objects;
     use crak_format::record::fd::MFD_HUGETLB;
     use std::os::unix::fs::FileExt;
-    if !memfds.contains_key(&f.ino) {
+    if let std::collections::hash_map::Entry::Vacant(slot) = memfds.entry(f.ino) {
         let Some(FdState::Memfd {
             flags: mflags,
             seals,
@@ -352,7 +352,7 @@ fn open_memfd(f: &Fd<'_>, flags: i32, memfds: &mut HashMap<u64, OwnedFd>) -> Chi
         if seals != 0 {
             objects::add_seals(m.as_fd(), seals).map_err(|e| err(f, "F_ADD_SEALS", e))?;
         }
-        memfds.insert(f.ino, m);
+        slot.insert(m);
     }
     let m = memfds.get(&f.ino).ok_or_else(|| err(f, "memfd", "lost"))?;
     let me = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(m));

@@ -470,7 +470,7 @@ fn map_memfd(
         return Ok(None);
     }
     let len = v.end - v.start;
-    if v.pgoff % PAGE != 0 {
+    if !v.pgoff.is_multiple_of(PAGE) {
         return Err(RestoreError::Invalid(format!(
             "VMA {:#x}-{:#x}: memfd offset {:#x} is not page-aligned",
             v.start, v.end, v.pgoff
