@@ -499,6 +499,11 @@ mod tests {
         );
         let err = classify(1, &e("/SYSV00000000 (deleted)", true)).unwrap_err();
         assert!(err.to_string().contains("SysV"), "{err}");
-        assert!(classify(1, &e("/memfd:x (deleted)", true)).is_err());
+        assert_eq!(
+            classify(1, &e("/memfd:x (deleted)", true)).unwrap(),
+            (VmaKind::Anon, PagePolicy::None)
+        );
+        let err = classify(1, &e("/memfd:x (deleted)", false)).unwrap_err();
+        assert!(err.to_string().contains("private mapping of a memfd"), "{err}");
     }
 }
