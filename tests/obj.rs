@@ -401,3 +401,34 @@ fn memfd_shared_by_a_parent_and_its_child_stays_one_object() {
         run.fail("the image does not hold the memfd fd of both processes");
     }
 }
+
+#[test]
+fn thread_directed_timer_follows_its_thread_to_a_new_pid() {
+    need_root!();
+    let _g = serial();
+    let mut run = Run::start("obj_timers");
+    let pid = run.pid();
+    let img = run.capture(&[]);
+    // A first restore takes the saved pid and tids; the second gets new ones.
+    let first = run.restore(&img);
+    if first != pid {
+        run.fail(&format!("restored as {first}, captured as {pid}"));
+    }
+    let mut c = Command::new(bin("crak-restore"));
+    c.arg("--detach").arg("--new-pid").arg(&img);
+    let o = run.cmd(c);
+    if !o.status.success() {
+        run.fail("crak-restore --new-pid failed");
+    }
+    let second: i32 = String::from_utf8_lossy(&o.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| run.fail("no pid printed"));
+    run.pids.push(second);
+    if second == pid {
+        run.fail("the second restore got the taken pid");
+    }
+    let _ = crak_restore::sys::process::kill(first, libc::SIGKILL);
+    wait_gone(first, Duration::from_secs(5));
+    run.go_and_expect_pass(second);
+}

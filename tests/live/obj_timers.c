@@ -11,10 +11,13 @@
 
 static volatile sig_atomic_t alarms, rt_ticks, bad_value, worker_ticks, wrong_thread;
 static volatile pid_t worker_tid;
+static pthread_t worker_th;
 
+/* The worker is known by its pthread_t, which a restore under another pid keeps (its tid
+ * changes). */
 static void on_worker(int s) {
     (void)s;
-    if (gettid() == worker_tid) worker_ticks++;
+    if (pthread_equal(pthread_self(), worker_th)) worker_ticks++;
     else wrong_thread++;
 }
 
@@ -50,8 +53,7 @@ int main(void) {
     sigset_t w;
     sigemptyset(&w);
     sigaddset(&w, SIGRTMIN + 1);
-    pthread_t th;
-    if (pthread_create(&th, NULL, worker, NULL)) fail("pthread_create");
+    if (pthread_create(&worker_th, NULL, worker, NULL)) fail("pthread_create");
     pthread_sigmask(SIG_BLOCK, &w, NULL);
     while (!worker_tid) {
         struct timespec t = {0, 1000000};

@@ -331,7 +331,10 @@ fn prepare<'a>(
     let mut others = threads::create(&mut r, proc, plan)?;
     // Once every thread exists (a timer may signal one of them), before the credentials
     // (PR_TIMER_CREATE_RESTORE_IDS needs privilege).
-    objects::restore_timers(&mut r, proc)?;
+    let tids: Vec<(u32, i32)> = std::iter::once((proc.pid(), pid))
+        .chain(others.iter().map(|c| (c.thread.tid, c.tid)))
+        .collect();
+    objects::restore_timers(&mut r, proc, &tids)?;
     // Stage 5.
     if let Some(cr) = &proc.creds {
         creds::restore_creds(&mut r, cr)?;

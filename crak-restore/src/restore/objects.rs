@@ -98,8 +98,13 @@ fn timespec(ns: u64) -> [u8; 16] {
 
 /// Recreates the POSIX timers with their ids (`PR_TIMER_CREATE_RESTORE_IDS`; without it, only
 /// when the kernel's own numbering gives the same ids), arms them and the interval timers to
-/// expire as long after now as they had left at capture.
-pub fn restore_timers(r: &mut Remote, proc: &Process<'_>) -> Result<(), RestoreError> {
+/// expire as long after now as they had left at capture. `tids` maps each saved thread id to
+/// the restored thread's (they differ with `--new-pid`).
+pub fn restore_timers(
+    r: &mut Remote,
+    proc: &Process<'_>,
+    tids: &[(u32, i32)],
+) -> Result<(), RestoreError> {
     let Some(t) = &proc.timers else {
         return Ok(());
     };
@@ -121,7 +126,17 @@ pub fn restore_timers(r: &mut Remote, proc: &Process<'_>) -> Result<(), RestoreE
             sev[8..12].copy_from_slice(&p.signo.to_le_bytes());
             sev[12..16].copy_from_slice(&(p.notify as u32).to_le_bytes());
             if p.notify == Notify::ThreadId {
-                sev[16..20].copy_from_slice(&p.tid.to_le_bytes());
+                let tid = tids
+                    .iter()
+                    .find(|(saved, _)| *saved == p.tid)
+                    .map(|&(_, now)| now)
+                    .ok_or_else(|| {
+                        RestoreError::Invalid(format!(
+                            "process {pid}: POSIX timer {} signals thread {}, which it does not have",
+                            p.id, p.tid
+                        ))
+                    })?;
+                sev[16..20].copy_from_slice(&tid.to_le_bytes());
             }
             let sev_at = r.put(0, &sev)?;
             let id_at = r.put(64, &p.id.to_le_bytes())?;
