@@ -31,6 +31,9 @@ pub struct Options {
     pub new_pid: bool,
     /// Keep the process in the restorer's session and process group, on its terminal.
     pub shell_job: bool,
+    /// Descriptor numbers whose pipe, held at capture with its other end outside the image, is
+    /// replaced by the restorer's own descriptor of that number (`--external-pipe N`).
+    pub external_pipes: Vec<i32>,
 }
 
 /// A mapping of this process (`/proc/self/maps`) or of a child.
