@@ -287,6 +287,9 @@ fn image(processes: Vec<Process<'static>>) -> Image<'static> {
         processes,
         pipes: Vec::new(),
         notes: Vec::new(),
+        shm_segments: Vec::new(),
+        sem_sets: Vec::new(),
+        msg_queues: Vec::new(),
         auth: None,
         unknown: Vec::new(),
         extras: Vec::new(),
@@ -3081,6 +3084,9 @@ mod gen {
                     .into_iter()
                     .map(|(key, value)| Note { key, value })
                     .collect(),
+                shm_segments: Vec::new(),
+                sem_sets: Vec::new(),
+                msg_queues: Vec::new(),
                 auth: None,
                 unknown: Vec::new(),
                 extras: Vec::new(),
