@@ -70,17 +70,22 @@ fn fields(i: &[u8]) -> PResult<'_, MsgQueue<'_>> {
     let (r, qbytes) = wire::u64f("qbytes")(r)?;
     let (r, lspid) = wire::u32f("lspid")(r)?;
     let (r, lrpid) = wire::u32f("lrpid")(r)?;
-    let (r, messages) = wire::list("messages", MAX_MESSAGES, 12, |i| {
-        let (i, mtype) = wire::i64f("messages.mtype")(i)?;
-        let (i, text) = wire::bytes("messages.text", u32::MAX)(i)?;
-        Ok((
-            i,
-            Message {
-                mtype,
-                text: text.into(),
-            },
-        ))
-    })(r)?;
+    // A message running past the payload makes the list's contents run past it: `truncated`
+    // at the count (§2.5).
+    let (r, messages) = wire::truncated_here(
+        "messages",
+        wire::list("messages", MAX_MESSAGES, 12, |i| {
+            let (i, mtype) = wire::i64f("messages.mtype")(i)?;
+            let (i, text) = wire::bytes("messages.text", u32::MAX)(i)?;
+            Ok((
+                i,
+                Message {
+                    mtype,
+                    text: text.into(),
+                },
+            ))
+        }),
+    )(r)?;
     Ok((
         r,
         MsgQueue {
@@ -144,7 +149,7 @@ mod tests {
         let e = parse(&b[..b.len() - 1]).unwrap_err();
         assert_eq!(
             (e.kind, e.field, e.offset),
-            (ErrorKind::Truncated, "messages.text", 60)
+            (ErrorKind::Truncated, "messages", 48)
         );
     }
 

@@ -187,8 +187,7 @@ pub fn check(image: &Image<'_>) -> Result<(), RestoreError> {
 /// object with the same id and key is removed first.
 pub fn create(image: &Image<'_>, replace: bool) -> Result<Created, RestoreError> {
     let mut created = Created::default();
-    if image.shm_segments.is_empty() && image.sem_sets.is_empty() && image.msg_queues.is_empty()
-    {
+    if image.shm_segments.is_empty() && image.sem_sets.is_empty() && image.msg_queues.is_empty() {
         return Ok(created);
     }
     let _lock = sysvipc::lock_file(std::path::Path::new(LOCK))
@@ -276,7 +275,10 @@ fn make(
             kind.next_id()
         ))
     })?;
-    let got = get(key, libc::IPC_CREAT | libc::IPC_EXCL | (perm.mode & PERM_BITS) as i32);
+    let got = get(
+        key,
+        libc::IPC_CREAT | libc::IPC_EXCL | (perm.mode & PERM_BITS) as i32,
+    );
     let got = match got {
         Ok(g) => g,
         Err(e) => {
@@ -290,7 +292,12 @@ fn make(
         let still = if kind == Kind::Shm {
             sysvipc::shm_stat(id)
                 .ok()
-                .map(|s| format!(" (the old segment {id} is still attached {} times)", s.nattch))
+                .map(|s| {
+                    format!(
+                        " (the old segment {id} is still attached {} times)",
+                        s.nattch
+                    )
+                })
                 .unwrap_or_default()
         } else {
             String::new()

@@ -160,7 +160,14 @@ pub fn shm_set(id: i32, uid: u32, gid: u32, mode: u32) -> Result<()> {
         perm: set_perm(uid, gid, mode),
         ..Shmid64Ds::default()
     };
-    ctl(libc::SYS_shmctl, "shmctl(IPC_SET)", id, libc::IPC_SET, &mut ds).map(drop)
+    ctl(
+        libc::SYS_shmctl,
+        "shmctl(IPC_SET)",
+        id,
+        libc::IPC_SET,
+        &mut ds,
+    )
+    .map(drop)
 }
 
 /// `shmctl(id, IPC_RMID)`.
@@ -215,7 +222,10 @@ pub fn shm_read(id: i32, size: u64, len: usize) -> Result<Vec<u8>> {
 pub fn shm_write(id: i32, size: u64, data: &[u8]) -> Result<()> {
     let a = Attached::new(id, size, 0)?;
     if data.len() > a.len {
-        return Err(SysError::from_errno(format!("writing segment {id}"), libc::EFBIG));
+        return Err(SysError::from_errno(
+            format!("writing segment {id}"),
+            libc::EFBIG,
+        ));
     }
     // SAFETY: the attachment maps `a.len` writable bytes at `a.addr`, `data.len() <= a.len`,
     // and `data` (our memory) cannot overlap a fresh attachment.
@@ -334,7 +344,14 @@ pub fn msg_set(id: i32, uid: u32, gid: u32, mode: u32, qbytes: u64) -> Result<()
         qbytes,
         ..Msqid64Ds::default()
     };
-    ctl(libc::SYS_msgctl, "msgctl(IPC_SET)", id, libc::IPC_SET, &mut ds).map(drop)
+    ctl(
+        libc::SYS_msgctl,
+        "msgctl(IPC_SET)",
+        id,
+        libc::IPC_SET,
+        &mut ds,
+    )
+    .map(drop)
 }
 
 /// `msgctl(id, IPC_RMID)`.
