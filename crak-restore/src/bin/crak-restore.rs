@@ -55,6 +55,10 @@ struct Cli {
     /// give its terminal fds this terminal.
     #[arg(long)]
     shell_job: bool,
+    /// Restore established TCP connections reset instead of connected, for when the peer is
+    /// gone: the program's next call on them fails with ECONNRESET.
+    #[arg(long)]
+    tcp_close: bool,
     /// Print the summary as JSON on stderr.
     #[arg(long)]
     json: bool,
@@ -256,6 +260,7 @@ fn main() -> ExitCode {
     let options = Options {
         new_pid: cli.new_pid,
         shell_job: cli.shell_job,
+        tcp_close: cli.tcp_close,
     };
     if !cli.detach {
         // Forwarded to the process while waiting for it, like a shell's foreground job.

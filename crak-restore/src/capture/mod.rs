@@ -29,6 +29,7 @@ mod collect;
 pub mod files;
 pub mod freeze;
 pub mod mm;
+pub mod net;
 pub mod output;
 pub mod snapshot;
 pub mod supervisor;

@@ -174,6 +174,7 @@ fn open_one(
         FdKind::Fifo => open_fifo(f, flags, pipes),
         FdKind::Pipe => open_pipe_end(f, pipes, pipe_ends),
         FdKind::Eventfd | FdKind::Signalfd | FdKind::Timerfd | FdKind::Epoll => open_anon(f),
+        FdKind::Tcp | FdKind::Udp => super::net::open(f),
         FdKind::Unix => {
             if !sock_ends.contains_key(&f.ino) {
                 let (mine, peer_ino, peer) = unix_pair(f, all)?;
@@ -268,7 +269,9 @@ fn open_anon(f: &Fd<'_>) -> ChildResult<OwnedFd> {
                 .map_err(|e| err(f, "timerfd", e))?
         }
         FdState::Epoll(_) => anonfd::epoll().map_err(|e| err(f, "epoll_create1", e))?,
-        FdState::Unix { .. } => return Err(err(f, "state", "a socket, not an anonymous inode")),
+        FdState::Unix { .. } | FdState::Tcp(_) | FdState::Udp(_) => {
+            return Err(err(f, "state", "a socket, not an anonymous inode"))
+        }
     };
     fdops::set_status_flags(fd.as_fd(), status_flags(f.open_flags))
         .map_err(|e| err(f, "F_SETFL", e))?;

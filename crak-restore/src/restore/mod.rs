@@ -22,6 +22,7 @@ pub mod creds;
 pub mod files;
 pub mod fork;
 pub mod mm;
+pub mod net;
 pub mod plan;
 pub mod regs;
 pub mod signals;
@@ -156,7 +157,7 @@ fn restore_inner(
     let family = tree::family(image, options)?;
     // Stage 2.
     let pid = fork::spawn(image, &family)?;
-    match build(&family, pid, src) {
+    match build(&family, pid, src, options) {
         Ok(mut summary) => {
             summary.elapsed = t0.elapsed();
             Ok(summary)
@@ -188,6 +189,7 @@ fn build(
     family: &tree::Family<'_>,
     root: i32,
     src: Option<&ImageFile<'_>>,
+    options: &Options,
 ) -> Result<Summary, RestoreError> {
     ptrace::setoptions(
         root,
@@ -223,6 +225,14 @@ fn build(
         fds: 0,
         elapsed: Duration::ZERO,
     };
+    // TCP connections leave repair mode right before their processes run.
+    let running: Vec<(&crak_format::Process<'_>, i32)> = family
+        .members
+        .iter()
+        .zip(&ready)
+        .map(|(m, p)| (m.proc, p.pid))
+        .collect();
+    net::go_live(&running, options.tcp_close)?;
     // Children before their parents: a parent never runs while a child is still stopped.
     for (m, p) in family.members.iter().zip(&ready).rev() {
         finish(m.proc, &m.plan, p)?;
@@ -231,6 +241,10 @@ fn build(
         summary.lazy_bytes += p.stats.lazy_bytes;
         summary.vmas += p.stats.vmas;
         summary.fds += m.proc.fds.len();
+    }
+    // The processes run: the peers' packets may reach the new sockets.
+    for w in net::unlock(family.members.iter().map(|m| m.proc)) {
+        eprintln!("crak-restore: warning: {w}");
     }
     Ok(summary)
 }

@@ -31,6 +31,9 @@ pub struct Options {
     pub new_pid: bool,
     /// Keep the process in the restorer's session and process group, on its terminal.
     pub shell_job: bool,
+    /// Restore established TCP connections reset (the program sees `ECONNRESET`): the peer is
+    /// gone.
+    pub tcp_close: bool,
 }
 
 /// A mapping of this process (`/proc/self/maps`) or of a child.
@@ -674,7 +677,9 @@ fn check_files_as_image(proc: &Process<'_>, options: &Options) -> Result<(), Res
             | FdKind::Signalfd
             | FdKind::Timerfd
             | FdKind::Epoll
-            | FdKind::Unix => {}
+            | FdKind::Unix
+            | FdKind::Tcp
+            | FdKind::Udp => {}
         }
     }
     Ok(())
