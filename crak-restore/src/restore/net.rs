@@ -136,11 +136,13 @@ fn open_tcp(f: &Fd<'_>, t: &TcpState) -> ChildResult<OwnedFd> {
     let s = sock.as_fd();
     let tcp = libc::IPPROTO_TCP;
     let established = t.state == TCP_ESTABLISHED;
+    common(f, s, a.family, t.sockopts, t.rcvbuf, t.sndbuf)?;
+    // After SO_REUSEADDR: repair mode makes the socket bind whatever holds the port, which
+    // setting SO_REUSEADDR would undo.
     if established {
         inet::set_int(s, tcp, inet::TCP_REPAIR, inet::REPAIR_ON)
             .map_err(|e| err(f, "TCP_REPAIR", e))?;
     }
-    common(f, s, a.family, t.sockopts, t.rcvbuf, t.sndbuf)?;
     let set = |level, name, v: u32, what| {
         inet::set_int(s, level, name, v as i32).map_err(|e| err(f, what, e))
     };
