@@ -959,6 +959,11 @@ mod tests {
 
     proptest! {
         #[test]
+        fn inet_state_round_trips((kind, st) in crate::arbitrary::inet_state()) {
+            prop_assert_eq!(FdState::decode(kind, &st.encode()), Ok(Some(st)));
+        }
+
+        #[test]
         fn round_trip(f in crate::arbitrary::fd(1)) {
             let mut b = Vec::new();
             write(&f, &mut b);
