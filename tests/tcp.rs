@@ -51,7 +51,11 @@ impl Scratch {
 
     #[track_caller]
     fn fail(&self, msg: &str) -> ! {
-        panic!("{msg}\n--- transcript ---\n{}", self.log);
+        let err = std::fs::read_to_string(self.path("err.log")).unwrap_or_default();
+        panic!(
+            "{msg}\n--- transcript ---\n{}\n--- program stderr ---\n{err}",
+            self.log
+        );
     }
 
     fn run(&mut self, mut cmd: Command) -> Output {
@@ -80,12 +84,13 @@ impl Scratch {
     }
 
     fn spawn(&mut self, program: &Path, args: &[&str]) -> i32 {
+        let log = |name| std::fs::File::create(self.path(name)).expect("log file");
         let child = Command::new(program)
             .args(args)
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log("out.log"))
+            .stderr(log("err.log"))
             .spawn()
             .expect("spawn test program");
         let pid = child.id() as i32;
@@ -330,4 +335,236 @@ fn tcp_close_restores_connections_reset() {
     again.write_all(b"y").unwrap();
     again.read_exact(&mut b).unwrap();
     assert_eq!(&b, b"y");
+}
+
+/// A port free on 127.0.0.1 now (for programs that need one on their command line).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Connects to `port` once something listens there.
+fn connect_when_listening(s: &Scratch, port: u16) -> TcpStream {
+    let t0 = Instant::now();
+    loop {
+        if let Ok(c) = TcpStream::connect(("127.0.0.1", port)) {
+            c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+            return c;
+        }
+        if t0.elapsed() > Duration::from_secs(30) {
+            s.fail(&format!("nothing listens on port {port}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `python3 -m http.server` serving a download that spans the checkpoint: the client reads the
+/// start, stops reading (the server blocks with full queues), the server is captured and
+/// restored, and the rest arrives intact.
+#[test]
+fn python_http_server_download_spans_the_checkpoint() {
+    let _g = serial();
+    if !can_run() {
+        return;
+    }
+    let mut s = Scratch::new();
+    // 24 MiB that no compression or repetition could fake: a xorshift stream.
+    let mut data = Vec::with_capacity(24 << 20);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while data.len() < 24 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    std::fs::write(s.path("big.bin"), &data).unwrap();
+    let port = free_port();
+    let port_s = port.to_string();
+    let pid = s.spawn(
+        Path::new("python3"),
+        &["-m", "http.server", &port_s, "--bind", "127.0.0.1"],
+    );
+    let mut c = connect_when_listening(&s, port);
+    c.write_all(b"GET /big.bin HTTP/1.0\r\n\r\n").unwrap();
+    // The headers and the first MiB.
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    let body_at = loop {
+        let n = c.read(&mut buf).unwrap();
+        if n == 0 {
+            s.fail("the server closed before the body");
+        }
+        got.extend_from_slice(&buf[..n]);
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            if got.len() > i + 4 + (1 << 20) {
+                break i + 4;
+            }
+        }
+    };
+    let head = String::from_utf8_lossy(&got[..body_at]).into_owned();
+    assert!(
+        head.contains("200") && head.contains(&format!("Content-Length: {}", data.len())),
+        "{head}"
+    );
+    // The server fills the queues and blocks; then it is captured in the middle.
+    std::thread::sleep(Duration::from_millis(300));
+    let img = s.capture(pid);
+    let dump = s.dump(&img);
+    if !dump.contains("ESTABLISHED (send") || dump.contains("ESTABLISHED (send 0 B") {
+        s.fail(&format!(
+            "no connection with a full send queue in the image:\n{dump}"
+        ));
+    }
+    s.restore(&img, &[]);
+    no_locks_left(&s);
+    c.read_to_end(&mut got)
+        .unwrap_or_else(|e| s.fail(&format!("reading the rest: {e}")));
+    let body = &got[body_at..];
+    if body.len() != data.len() || body != &data[..] {
+        let first = body.iter().zip(&data).position(|(a, b)| a != b);
+        s.fail(&format!(
+            "the download differs: {} bytes of {}, first difference at {first:?}",
+            body.len(),
+            data.len()
+        ));
+    }
+    // And it serves again.
+    let mut again = connect_when_listening(&s, port);
+    again.write_all(b"GET /big.bin HTTP/1.0\r\n\r\n").unwrap();
+    let mut all = Vec::new();
+    again.read_to_end(&mut all).unwrap();
+    assert!(all.ends_with(&data[data.len() - 4096..]));
+}
+
+/// A `socat` relay between a client and an echo server (neither captured) keeps both of its
+/// connections, one accepted and one it made, across the checkpoint.
+#[test]
+fn socat_relay_across_checkpoint() {
+    let _g = serial();
+    if !can_run() {
+        return;
+    }
+    assert!(
+        Command::new("socat")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success()),
+        "socat is needed: run .ci/setup"
+    );
+    let mut s = Scratch::new();
+    let prog = s.compile("tcp_echo");
+    s.spawn(&prog, &["4"]);
+    let echo_port: u16 = s
+        .wait_file("ports")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let port = free_port();
+    let relay = s.spawn(
+        Path::new("socat"),
+        &[
+            &format!("TCP4-LISTEN:{port},bind=127.0.0.1,reuseaddr"),
+            &format!("TCP4:127.0.0.1:{echo_port}"),
+        ],
+    );
+    let client = connect_when_listening(&s, port);
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let sender = numbered_sender(client.try_clone().unwrap(), stop.clone(), sent.clone());
+    let mut reader = BufReader::new(client);
+    let mut line = String::new();
+    let mut next = 0u64;
+    let mut expect = |reader: &mut BufReader<TcpStream>, next: &mut u64, s: &Scratch| {
+        line.clear();
+        if reader.read_line(&mut line).is_err() || line != format!("line {next}\n") {
+            s.fail(&format!("echo {next}: got {line:?}"));
+        }
+        *next += 1;
+    };
+    for _ in 0..30 {
+        expect(&mut reader, &mut next, &s);
+    }
+    let img = s.capture(relay);
+    let dump = s.dump(&img);
+    if dump.matches("ESTABLISHED").count() < 2 {
+        s.fail(&format!(
+            "the relay's two connections are not in the image:\n{dump}"
+        ));
+    }
+    s.restore(&img, &[]);
+    no_locks_left(&s);
+    let target = sent.load(Ordering::SeqCst) + 100;
+    while sent.load(Ordering::SeqCst) < target {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    stop.store(true, Ordering::SeqCst);
+    if let Err(e) = sender.join().unwrap() {
+        s.fail(&format!("the client's sending failed: {e}"));
+    }
+    let total = sent.load(Ordering::SeqCst);
+    while next < total {
+        expect(&mut reader, &mut next, &s);
+    }
+}
+
+/// A capture that fails after the connection was locked and put in repair mode, and one that
+/// leaves the process running, give the connection back: repair mode off, no lock left, the
+/// echoes go on.
+#[test]
+fn failed_and_leave_running_captures_give_the_connection_back() {
+    let _g = serial();
+    if !can_run() {
+        return;
+    }
+    let mut s = Scratch::new();
+    let prog = s.compile("tcp_echo");
+    let pid = s.spawn(&prog, &["4"]);
+    let tport: u16 = s
+        .wait_file("ports")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut c = TcpStream::connect(("127.0.0.1", tport)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let round = |c: &mut TcpStream, text: &[u8], s: &Scratch| {
+        c.write_all(text).unwrap();
+        let mut b = vec![0u8; text.len()];
+        if c.read_exact(&mut b).is_err() || b != text {
+            s.fail(&format!("no echo of {:?}", String::from_utf8_lossy(text)));
+        }
+    };
+    round(&mut c, b"before\n", &s);
+    let img = s.path("failed.crak");
+    let mut cmd = Command::new(bin("crak-capture"));
+    cmd.arg(pid.to_string())
+        .arg("-o")
+        .arg(&img)
+        .env("CRAK_FAULT", "before-kill");
+    if s.run(cmd).status.success() {
+        s.fail("the capture with an injected fault succeeded");
+    }
+    assert!(!img.exists());
+    no_locks_left(&s);
+    round(&mut c, b"after a failed capture\n", &s);
+    let img = s.path("running.crak");
+    let mut cmd = Command::new(bin("crak-capture"));
+    cmd.arg(pid.to_string())
+        .arg("-o")
+        .arg(&img)
+        .arg("--leave-running");
+    if !s.run(cmd).status.success() {
+        s.fail("crak-capture --leave-running failed");
+    }
+    no_locks_left(&s);
+    round(&mut c, b"after --leave-running\n", &s);
+    let dump = s.dump(&img);
+    if !dump.contains("ESTABLISHED") {
+        s.fail(&format!("no connection in the image:\n{dump}"));
+    }
 }
