@@ -1472,6 +1472,53 @@ fn process_tree_pipeline_shared_memory_groups_and_sessions() {
     case.go_and_expect_pass(restored);
 }
 
+/// `--new-pid` on a tree whose PIDs are all taken (the original keeps running): every process,
+/// the zombie included, gets a new PID, and the tree keeps its shape, group, session and wait
+/// statuses, which the program checks with the PIDs it sees after the restore.
+#[test]
+fn process_tree_restored_under_new_pids() {
+    need_root!();
+    let _g = serial();
+    let mut case = Case::new();
+    let prog = case.compile("family");
+    let pid = case.spawn(&prog, &[]);
+    case.wait_file("ready", Duration::from_secs(20));
+    let kids = children_of(pid);
+    if kids.len() != 4 {
+        case.fail(&format!("the parent has children {kids:?}, expected 4"));
+    }
+    case.pids.extend(kids.iter().copied());
+    let img = case.capture(pid, &["--leave-running"]);
+    // Every PID of the image is taken: without --new-pid the restore is refused, and nothing
+    // of it is left behind.
+    let cmd = case.restore_cmd(&img, &["--detach"]);
+    let o = case.run(cmd);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    if o.status.success() || !err.contains("--new-pid") {
+        case.fail("a restore onto taken PIDs was not refused with a hint to --new-pid");
+    }
+    if children_of(pid) != kids {
+        case.fail("the refused restore changed the original tree");
+    }
+    let restored = case.restore_detached(&img, &["--new-pid"]);
+    let new_kids = children_of(restored);
+    case.pids.extend(new_kids.iter().copied());
+    if restored == pid || new_kids.len() != 4 || new_kids.iter().any(|k| kids.contains(k)) {
+        case.fail(&format!(
+            "restored as {restored} with children {new_kids:?}; the original is {pid} with {kids:?}"
+        ));
+    }
+    for &k in &new_kids {
+        if ppid_of(k) != Some(restored) {
+            case.fail(&format!("child {k} has parent {:?}", ppid_of(k)));
+        }
+    }
+    if children_of(pid) != kids {
+        case.fail("the original tree changed");
+    }
+    case.go_and_expect_pass(restored);
+}
+
 #[test]
 fn shell_pipeline_checkpointed_midway() {
     need_root!();

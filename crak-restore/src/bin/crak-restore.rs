@@ -48,7 +48,8 @@ struct Cli {
     /// Print the restored PID on stdout and exit once the process runs, leaving it running.
     #[arg(long)]
     detach: bool,
-    /// Allow another PID when the saved one is taken.
+    /// Allow another PID when the saved one is taken (for a tree: give each process whose PID
+    /// is taken another; the tree keeps its shape, groups and sessions).
     #[arg(long)]
     new_pid: bool,
     /// Keep the process in this terminal's session and process group, like a shell job, and
@@ -315,6 +316,15 @@ fn main() -> ExitCode {
             summary.elapsed.as_secs_f64() * 1000.0,
             total_ms
         );
+        let moved: Vec<String> = summary
+            .pids
+            .iter()
+            .filter(|(saved, live)| i64::from(*saved) != i64::from(*live))
+            .map(|(saved, live)| format!("{saved} -> {live}"))
+            .collect();
+        if !moved.is_empty() {
+            eprintln!("crak-restore: new PIDs: {}", moved.join(", "));
+        }
     }
     if cli.detach {
         let mut out = std::io::stdout().lock();

@@ -19,12 +19,22 @@
 //! is led by a process of the tree joins that group (its parent moves it there right after
 //! creating it, as a shell does, and it does so itself too, so that neither order can race);
 //! otherwise it stays in its parent's group.
+//!
+//! PIDs: every process asks for its saved PID (`clone3` `set_tid`). With `--new-pid`, a process
+//! whose PID is taken gets whatever PID the kernel gives, and so may the zombies; the tree keeps
+//! its shape, and a group or session is the one of the same process of the tree under its new
+//! PID. The new PIDs are published in a table of shared memory made before the root is created
+//! ([`Family::pids`]): each process writes its own slot first thing, its parent writes it too
+//! right after creating it, and a process that must join a group led by another reads the
+//! leader's slot (waiting briefly if neither has written it yet). crak-restore reads the table to
+//! seize the processes.
 
 use super::mm::SharedAnon;
 use super::plan::{self, Options, Plan, PAGE, TRAMPOLINE_LEN};
 use super::RestoreError;
 use crate::sys::fdops;
 use crate::sys::ptrace::{self, WaitStatus};
+use crate::sys::slots::Slots;
 use crak_format::record::fd::{Fd, FdKind, FD_CLOEXEC};
 use crak_format::record::vma::{VmaKind, MAP_SHARED};
 use crak_format::{Image, Process};
@@ -54,7 +64,18 @@ pub struct Family<'a> {
     /// Anonymous memory shared by several processes, and where the root maps it.
     pub shared_anon: Vec<SharedAnon>,
     /// Zombies: each is created by its parent and ends at once with its wait status.
-    pub zombies: Vec<&'a Process<'a>>,
+    pub zombies: Vec<Zombie<'a>>,
+    /// The live PID of every member, then of every zombie, in that order; `None` for a single
+    /// process, which crak-restore creates itself.
+    pub pids: Option<Slots>,
+}
+
+/// A zombie of the image and the PID it asks for (`None`: any, with `--new-pid`).
+pub struct Zombie<'a> {
+    /// Its records.
+    pub proc: &'a Process<'a>,
+    /// `set_tid` for its `clone3`.
+    pub want_pid: Option<i32>,
 }
 
 /// Checks the image and plans every process; see the module documentation.
@@ -70,6 +91,7 @@ pub fn family<'a>(image: &'a Image<'_>, options: &Options) -> Result<Family<'a>,
             pool_base: 0,
             shared_anon: Vec::new(),
             zombies: Vec::new(),
+            pids: None,
         });
     }
     let report = crak_format::validate::validate(image, None);
@@ -80,11 +102,9 @@ pub fn family<'a>(image: &'a Image<'_>, options: &Options) -> Result<Family<'a>,
             if report.errors == 1 { "" } else { "s" }
         )));
     }
-    if options.new_pid {
-        return Err(RestoreError::Refused(
-            "--new-pid is not supported for process trees: every process keeps its PID".into(),
-        ));
-    }
+    // Before any plan, so that the plans' free areas avoid it.
+    let pids = Slots::new(image.processes.len())
+        .map_err(|e| RestoreError::failed("the PID table (shared memory)", e.to_string()))?;
     let order = creation_order(image)?;
     let mut members = Vec::with_capacity(order.len());
     let mut zombies = Vec::new();
@@ -105,12 +125,16 @@ pub fn family<'a>(image: &'a Image<'_>, options: &Options) -> Result<Family<'a>,
                     "the zombie {pid} has children in the image"
                 )));
             }
-            if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let want_pid = if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                i32::try_from(pid).ok()
+            } else if options.new_pid {
+                None
+            } else {
                 return Err(RestoreError::Refused(format!(
-                    "PID {pid} (a zombie of the image) is in use by another process"
+                    "PID {pid} (a zombie of the image) is in use by another process; restore with --new-pid to give it another PID"
                 )));
-            }
-            zombies.push(proc);
+            };
+            zombies.push(Zombie { proc, want_pid });
             continue;
         }
         // The per-process checks and plan, on an image holding this process alone.
@@ -187,6 +211,7 @@ pub fn family<'a>(image: &'a Image<'_>, options: &Options) -> Result<Family<'a>,
         pool_base,
         shared_anon,
         zombies,
+        pids: Some(pids),
     })
 }
 
@@ -311,8 +336,68 @@ impl<'a> Family<'a> {
     }
 
     /// The zombies whose parent is `pid`.
-    pub fn zombies_of(&self, pid: u32) -> impl Iterator<Item = &&'a Process<'a>> {
-        self.zombies.iter().filter(move |z| z.process.ppid == pid)
+    pub fn zombies_of(&self, pid: u32) -> impl Iterator<Item = &Zombie<'a>> {
+        self.zombies
+            .iter()
+            .filter(move |z| z.proc.process.ppid == pid)
+    }
+
+    /// The slot of saved PID `pid` in [`Family::pids`].
+    fn slot(&self, pid: u32) -> Option<usize> {
+        self.members
+            .iter()
+            .position(|m| m.proc.pid() == pid)
+            .or_else(|| {
+                self.zombies
+                    .iter()
+                    .position(|z| z.proc.pid() == pid)
+                    .map(|i| self.members.len() + i)
+            })
+    }
+
+    /// Publishes that the process saved as `pid` now runs as `live`.
+    pub fn publish(&self, pid: u32, live: i32) {
+        if let (Some(t), Some(i)) = (&self.pids, self.slot(pid)) {
+            t.set(i, live);
+        }
+    }
+
+    /// The live PID of the process saved as `pid`: the saved one for a single process, else
+    /// what the table says, waiting up to two seconds for it to be published. `None` when it
+    /// is not a process of the image or was never published.
+    pub fn live_pid(&self, pid: u32) -> Option<i32> {
+        let Some(t) = &self.pids else {
+            return i32::try_from(pid).ok();
+        };
+        let i = self.slot(pid)?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            let v = t.get(i);
+            if v != 0 {
+                return Some(v);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+    }
+
+    /// The saved PID of a member or zombie and its live PID, for every one published.
+    pub fn pid_map(&self) -> Vec<(u32, i32)> {
+        let saved = self
+            .members
+            .iter()
+            .map(|m| m.proc.pid())
+            .chain(self.zombies.iter().map(|z| z.proc.pid()));
+        match &self.pids {
+            Some(t) => saved
+                .enumerate()
+                .map(|(i, p)| (p, t.get(i)))
+                .filter(|&(_, l)| l != 0)
+                .collect(),
+            None => Vec::new(),
+        }
     }
 
     /// Whether `pid` is a process of the tree.
@@ -461,15 +546,27 @@ pub fn place_shared(fds: &[Fd<'_>], pool: &Pool) -> Result<(), String> {
 /// The process group `proc` must join, when a process of the tree leads it (its own pid
 /// included); `None` when it leads its session (it calls `setsid`) or stays in its parent's
 /// group.
-pub fn group_to_join(family: &Family<'_>, proc: &Process<'_>) -> Option<i32> {
+/// The group is named by its leader's saved PID.
+pub fn group_to_join(family: &Family<'_>, proc: &Process<'_>) -> Option<u32> {
     let p = &proc.process;
     if p.sid == p.pid {
         return None;
     }
     if p.pgid == p.pid || family.has(p.pgid) {
-        return i32::try_from(p.pgid).ok();
+        return Some(p.pgid);
     }
     None
+}
+
+/// The `pgid` argument of `setpgid` that puts process `pid` (live PID `live`) in the group led
+/// by saved PID `leader`: `live` for a group of its own, else the leader's live PID.
+pub fn live_group(family: &Family<'_>, pid: u32, live: i32, leader: u32) -> Result<i32, String> {
+    if leader == pid {
+        return Ok(live);
+    }
+    family
+        .live_pid(leader)
+        .ok_or_else(|| format!("the leader {leader} of the group of process {pid} has no PID yet"))
 }
 
 /// Seizes a process of the tree that is waiting for it (after its setup) and stops it.
