@@ -568,3 +568,35 @@ fn failed_and_leave_running_captures_give_the_connection_back() {
         s.fail(&format!("no connection in the image:\n{dump}"));
     }
 }
+
+/// crak-dump shows a socket's endpoints, state and queues, and `--json` its kind (vector 018).
+#[test]
+fn dump_shows_endpoints_state_and_queues() {
+    let img = crak_tests::workspace_root().join("spec/vectors/valid/018-tcp-and-udp-sockets.bin");
+    let out = Command::new(bin("crak-dump")).arg(&img).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for want in [
+        "127.0.0.1:8080 LISTEN (backlog 128) [SO_REUSEADDR]",
+        "127.0.0.1:8080 -> 127.0.0.1:41234 ESTABLISHED (send 16 B, 2 unsent; receive 8 B) \
+         [SO_REUSEADDR,SO_KEEPALIVE,TCP_NODELAY]",
+        "[::ffff:127.0.0.1]:50000 -> [::ffff:127.0.0.1]:8080 ESTABLISHED",
+        "[::1]:5353 (3 queued datagrams dropped) [IPV6_V6ONLY]",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from:\n{text}");
+    }
+    let out = Command::new(bin("crak-dump"))
+        .arg(&img)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kinds: Vec<&str> = json["processes"][0]["fds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["kind"].as_str())
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "tcp").count(), 4);
+    assert_eq!(kinds.iter().filter(|k| **k == "udp").count(), 1);
+}

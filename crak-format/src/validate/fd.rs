@@ -136,7 +136,7 @@ pub(super) fn check(cx: &mut Cx<'_, '_>) {
                             cx.error(
                                 "inet-endpoint-missing",
                                 at,
-                                contents_at.clone(),
+                                contents_at,
                                 format!(
                                     "fd {} is a {} TCP socket with {why}",
                                     f.fd,
