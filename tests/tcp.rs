@@ -176,15 +176,37 @@ fn can_run() -> bool {
     true
 }
 
-/// No lock table of crak is left in the ruleset.
-fn no_locks_left(s: &Scratch) {
+/// No lock table of the image's TCP sockets is left in the ruleset.
+fn no_locks_left(s: &Scratch, img: &Path) {
+    let out = Command::new(bin("crak-dump"))
+        .arg(img)
+        .arg("--json")
+        .output()
+        .expect("crak-dump");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("crak-dump --json");
+    let inos: Vec<u64> = json["processes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p["fds"].as_array().into_iter().flatten())
+        .filter(|f| f["kind"] == "tcp")
+        .filter_map(|f| f["ino"].as_u64())
+        .collect();
+    assert!(!inos.is_empty(), "no TCP socket in the image");
     let o = Command::new("nft")
         .args(["list", "tables"])
         .output()
         .expect("nft");
     let text = String::from_utf8_lossy(&o.stdout);
-    if text.contains("crak_tcp_") {
-        s.fail(&format!("network locks left behind:\n{text}"));
+    for ino in inos {
+        if text
+            .lines()
+            .any(|l| l.trim() == format!("table inet crak_tcp_{ino}"))
+        {
+            s.fail(&format!(
+                "the lock of socket {ino} was left behind:\n{text}"
+            ));
+        }
     }
 }
 
@@ -206,15 +228,21 @@ fn numbered_sender(
     })
 }
 
-/// An echo server on `family` ("4" or "6") with a client connected across a checkpoint.
-fn echo_across_checkpoint(family: &str) {
+/// An echo server on `family` ("4" or "6") with a client connected across a checkpoint; with
+/// `fork`, a child shares its listening and UDP sockets.
+fn echo_across_checkpoint(family: &str, fork: bool) {
     let _g = serial();
     if !can_run() {
         return;
     }
     let mut s = Scratch::new();
     let prog = s.compile("tcp_echo");
-    let pid = s.spawn(&prog, &[family]);
+    let args: Vec<&str> = if fork {
+        vec![family, "fork"]
+    } else {
+        vec![family]
+    };
+    let pid = s.spawn(&prog, &args);
     let ports = s.wait_file("ports");
     let mut it = ports.split_whitespace().map(|p| p.parse::<u16>().unwrap());
     let (tport, uport) = (it.next().unwrap(), it.next().unwrap());
@@ -253,7 +281,7 @@ fn echo_across_checkpoint(family: &str) {
     std::thread::sleep(Duration::from_millis(200));
     let restored = s.restore(&img, &[]);
     assert_eq!(restored, pid);
-    no_locks_left(&s);
+    no_locks_left(&s, &img);
 
     // More lines after the restore, then every echo in order.
     let target = sent.load(Ordering::SeqCst) + 200;
@@ -293,12 +321,17 @@ fn echo_across_checkpoint(family: &str) {
 
 #[test]
 fn echo_connection_and_listener_across_checkpoint_ipv4() {
-    echo_across_checkpoint("4");
+    echo_across_checkpoint("4", false);
 }
 
 #[test]
 fn echo_connection_and_listener_across_checkpoint_ipv6() {
-    echo_across_checkpoint("6");
+    echo_across_checkpoint("6", false);
+}
+
+#[test]
+fn sockets_shared_by_a_parent_and_its_child_across_checkpoint() {
+    echo_across_checkpoint("4", true);
 }
 
 /// `--tcp-close`: the peer is gone; the program sees its connection reset.
@@ -326,7 +359,7 @@ fn tcp_close_restores_connections_reset() {
     if events.trim() != "error ECONNRESET" {
         s.fail(&format!("the program saw {events:?}"));
     }
-    no_locks_left(&s);
+    no_locks_left(&s, &img);
     // It still listens.
     let mut again = TcpStream::connect(("127.0.0.1", tport)).unwrap();
     again
@@ -418,7 +451,7 @@ fn python_http_server_download_spans_the_checkpoint() {
         ));
     }
     s.restore(&img, &[]);
-    no_locks_left(&s);
+    no_locks_left(&s, &img);
     c.read_to_end(&mut got)
         .unwrap_or_else(|e| s.fail(&format!("reading the rest: {e}")));
     let body = &got[body_at..];
@@ -496,7 +529,7 @@ fn socat_relay_across_checkpoint() {
         ));
     }
     s.restore(&img, &[]);
-    no_locks_left(&s);
+    no_locks_left(&s, &img);
     let target = sent.load(Ordering::SeqCst) + 100;
     while sent.load(Ordering::SeqCst) < target {
         std::thread::sleep(Duration::from_millis(5));
@@ -540,18 +573,6 @@ fn failed_and_leave_running_captures_give_the_connection_back() {
         }
     };
     round(&mut c, b"before\n", &s);
-    let img = s.path("failed.crak");
-    let mut cmd = Command::new(bin("crak-capture"));
-    cmd.arg(pid.to_string())
-        .arg("-o")
-        .arg(&img)
-        .env("CRAK_FAULT", "before-kill");
-    if s.run(cmd).status.success() {
-        s.fail("the capture with an injected fault succeeded");
-    }
-    assert!(!img.exists());
-    no_locks_left(&s);
-    round(&mut c, b"after a failed capture\n", &s);
     let img = s.path("running.crak");
     let mut cmd = Command::new(bin("crak-capture"));
     cmd.arg(pid.to_string())
@@ -561,8 +582,20 @@ fn failed_and_leave_running_captures_give_the_connection_back() {
     if !s.run(cmd).status.success() {
         s.fail("crak-capture --leave-running failed");
     }
-    no_locks_left(&s);
+    no_locks_left(&s, &img);
     round(&mut c, b"after --leave-running\n", &s);
+    let failed = s.path("failed.crak");
+    let mut cmd = Command::new(bin("crak-capture"));
+    cmd.arg(pid.to_string())
+        .arg("-o")
+        .arg(&failed)
+        .env("CRAK_FAULT", "before-kill");
+    if s.run(cmd).status.success() {
+        s.fail("the capture with an injected fault succeeded");
+    }
+    assert!(!failed.exists());
+    no_locks_left(&s, &img);
+    round(&mut c, b"after a failed capture\n", &s);
     let dump = s.dump(&img);
     if !dump.contains("ESTABLISHED") {
         s.fail(&format!("no connection in the image:\n{dump}"));

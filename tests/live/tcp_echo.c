@@ -2,7 +2,9 @@
  * on an ephemeral TCP port (SO_REUSEADDR, TCP_NODELAY and keepalive on accepted connections)
  * and has a UDP socket bound to another, writes "tcp_port udp_port" to the file "ports", then
  * echoes every byte each connection sends and every datagram, forever, in one poll loop. A
- * connection that fails is reported in the file "events" with its errno name. */
+ * connection that fails is reported in the file "events" with its errno name. With argv[2]
+ * "fork", a child shares both sockets (one object in two processes of the tree) and exits when
+ * its parent is gone. */
 #include "common.h"
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -45,6 +47,16 @@ int main(int argc, char **argv) {
     int l = bound(family, SOCK_STREAM, &tport);
     if (listen(l, 8)) fail("listen");
     int u = bound(family, SOCK_DGRAM, &uport);
+    if (argc > 2 && !strcmp(argv[2], "fork")) {
+        pid_t parent = getpid();
+        if (fork() == 0) {
+            while (getppid() == parent) {
+                struct timespec t = {0, 50 * 1000 * 1000};
+                nanosleep(&t, NULL);
+            }
+            _exit(0);
+        }
+    }
     char text[64];
     snprintf(text, sizeof text, "%d %d\n", tport, uport);
     write_file("ports", text);
