@@ -633,3 +633,39 @@ fn dump_shows_endpoints_state_and_queues() {
     assert_eq!(kinds.iter().filter(|k| **k == "tcp").count(), 4);
     assert_eq!(kinds.iter().filter(|k| **k == "udp").count(), 1);
 }
+
+/// Sockets in states the image cannot hold are refused at capture, naming process, fd and state,
+/// and the process goes on untouched.
+#[test]
+fn unsupported_tcp_states_are_refused_naming_them() {
+    let _g = serial();
+    if !can_run() {
+        return;
+    }
+    for (arg, want) in [
+        ("pending", "1 connection(s) not yet accepted"),
+        ("close_wait", "state CLOSE_WAIT"),
+    ] {
+        let mut s = Scratch::new();
+        let prog = s.compile("tcp_refused");
+        let pid = s.spawn(&prog, &[arg]);
+        s.wait_file("ready");
+        let img = s.path("image.crak");
+        let mut cmd = Command::new(bin("crak-capture"));
+        cmd.arg(pid.to_string()).arg("-o").arg(&img);
+        let o = s.run(cmd);
+        let err = String::from_utf8_lossy(&o.stderr);
+        if o.status.success()
+            || !err.contains(&format!("process {pid}: fd "))
+            || !err.contains(want)
+        {
+            s.fail(&format!("{arg}: expected a refusal naming {want:?}"));
+        }
+        assert!(!img.exists());
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        assert!(
+            status.contains("TracerPid:\t0") && !crak_tests::is_gone(pid),
+            "{arg}: the process must go on untraced:\n{status}"
+        );
+    }
+}
