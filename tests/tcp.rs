@@ -669,3 +669,108 @@ fn unsupported_tcp_states_are_refused_naming_them() {
         );
     }
 }
+
+/// A network namespace made for one test, deleted at the end.
+struct Netns(String);
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// A connection inside a network namespace (`ip netns`): crak-capture outside it refuses it
+/// (the lock would be in the wrong namespace); run inside it, capture and restore keep the
+/// connection, with a client in the namespace too.
+#[test]
+fn connection_inside_a_network_namespace() {
+    let _g = serial();
+    if !can_run() {
+        return;
+    }
+    let name = format!("crak-tcp-{}", std::process::id());
+    let ok = |args: &[&str]| {
+        Command::new("ip")
+            .args(args)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(ok(&["netns", "add", &name]), "ip netns add");
+    let ns = Netns(name);
+    assert!(ok(&[
+        "netns", "exec", &ns.0, "ip", "link", "set", "lo", "up"
+    ]));
+    let mut s = Scratch::new();
+    let prog = s.compile("tcp_echo");
+    let prog_s = prog.to_string_lossy().into_owned();
+    // `ip netns exec` runs the program in its own process.
+    let pid = s.spawn(Path::new("ip"), &["netns", "exec", &ns.0, &prog_s, "4"]);
+    let tport: u16 = s
+        .wait_file("ports")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // The client's socket is made in the namespace by a thread that enters it.
+    let path = format!("/run/netns/{}", ns.0);
+    let mut c = std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::File::open(&path).expect("netns file");
+        // SAFETY: setns(2) takes a descriptor and a flag; it changes only this thread.
+        let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+        TcpStream::connect(("127.0.0.1", tport)).expect("connect in the namespace")
+    })
+    .join()
+    .unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let round = |c: &mut TcpStream, text: &[u8], s: &Scratch| {
+        c.write_all(text).unwrap();
+        let mut b = vec![0u8; text.len()];
+        if c.read_exact(&mut b).is_err() || b != text {
+            s.fail(&format!("no echo of {:?}", String::from_utf8_lossy(text)));
+        }
+    };
+    round(&mut c, b"one\n", &s);
+    let img = s.path("image.crak");
+    let mut cmd = Command::new(bin("crak-capture"));
+    cmd.arg(pid.to_string()).arg("-o").arg(&img);
+    let o = s.run(cmd);
+    if o.status.success() || !String::from_utf8_lossy(&o.stderr).contains("network namespace") {
+        s.fail("a capture from outside the namespace must be refused naming it");
+    }
+    round(&mut c, b"two\n", &s);
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &ns.0])
+        .arg(bin("crak-capture"))
+        .arg(pid.to_string())
+        .arg("-o")
+        .arg(&img);
+    if !s.run(cmd).status.success() {
+        s.fail("crak-capture in the namespace failed");
+    }
+    if let Some(i) = s.children.iter().position(|c| c.id() as i32 == pid) {
+        let mut child = s.children.remove(i);
+        let _ = child.wait();
+    }
+    // The client sends while the connection is locked.
+    c.write_all(b"three\n").unwrap();
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &ns.0])
+        .arg(bin("crak-restore"))
+        .arg("--detach")
+        .arg(&img);
+    let o = s.run(cmd);
+    if !o.status.success() {
+        s.fail("crak-restore in the namespace failed");
+    }
+    if let Ok(p) = String::from_utf8_lossy(&o.stdout).trim().parse() {
+        s.pids.push(p);
+    }
+    let mut b = [0u8; 6];
+    if c.read_exact(&mut b).is_err() || &b != b"three\n" {
+        s.fail("the line sent while locked was not echoed after the restore");
+    }
+    round(&mut c, b"four\n", &s);
+}

@@ -198,6 +198,10 @@ pub fn tcp_state(pid: i32, fd: i32, ino: u64, holds: &mut Vec<Hold>) -> Result<F
             recv_queue: Vec::new(),
         },
     };
+    if st.state == TCP_LISTEN || st.state == TCP_ESTABLISHED {
+        same_netns(pid)
+            .map_err(|why| refuse(format!("a TCP socket on {}: {why}", addr.show_local())))?;
+    }
     match st.state {
         TCP_CLOSE => {}
         TCP_LISTEN => {
@@ -247,6 +251,22 @@ pub fn tcp_state(pid: i32, fd: i32, ino: u64, holds: &mut Vec<Hold>) -> Result<F
         }
     }
     Ok(FdState::Tcp(Box::new(st)))
+}
+
+/// Whether `pid` is in crak-capture's network namespace, where the lock ([`crate::netlock`])
+/// is installed (and where crak-restore must run to remove it); `Err` says why not.
+fn same_netns(pid: i32) -> Result<(), String> {
+    let mine = std::fs::read_link("/proc/self/ns/net").map_err(|e| e.to_string())?;
+    let theirs = crate::procfs::readlink(pid, "ns/net").map_err(|e| e.to_string())?;
+    if mine.as_os_str().as_encoded_bytes() == theirs.as_slice() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the process is in another network namespace ({}); run crak-capture and \
+             crak-restore in it (e.g. with ip netns exec)",
+            String::from_utf8_lossy(&theirs)
+        ))
+    }
 }
 
 /// Reads a connection in repair mode: sequence numbers, queues, options, window.
