@@ -265,6 +265,29 @@ fn sysv_shm_shared_by_a_tree_and_guarded_by_a_semaphore() {
 }
 
 #[test]
+fn a_capture_leaving_the_tree_running_leaves_its_segment_and_semaphores_alone() {
+    need_root!();
+    let _g = serial();
+    let mut case = Case::new();
+    let (pid, ids) = case.start("ipc_shm");
+    let (shmid, semid, child) = (ids[0], ids[1], ids[3]);
+    case.shm.push(shmid);
+    case.sem.push(semid);
+    case.pids.push(child);
+    let img = case.path("image.crak");
+    // With a forked snapshot (the default), then without.
+    capture(pid, &img, &["--leave-running"]);
+    capture(pid, &img, &["--leave-running", "--no-snapshot"]);
+    let json: serde_json::Value = serde_json::from_str(&dump(&img, true)).expect("json");
+    assert_eq!(json["shm_segments"].as_array().map(Vec::len), Some(1));
+    assert_eq!(json["sem_sets"][0]["perm"]["id"], semid);
+    // Still three attachments (the capture's own is gone), still counting, same state.
+    assert_eq!(case.go(pid), "PASS");
+    case.reap();
+    assert!(!shm_exists(shmid) && !sem_exists(semid));
+}
+
+#[test]
 fn msg_queue_of_100_messages_left_intact_by_capture_and_drained_after_restore() {
     need_root!();
     let _g = serial();
