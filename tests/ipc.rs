@@ -91,7 +91,7 @@ impl Case {
 
     /// Compiles tests/live/<name>.c and starts it in the scratch directory; waits for READY and
     /// returns its pid and the words of its "ids" file.
-    fn start(&mut self, name: &str) -> (i32, Vec<i32>) {
+    fn start(&mut self, name: &str, args: &[&str]) -> (i32, Vec<i32>) {
         let src = crak_tests::workspace_root()
             .join("tests/live")
             .join(format!("{name}.c"));
@@ -104,6 +104,7 @@ impl Case {
             .expect("cc");
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let child = Command::new(&exe)
+            .args(args)
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -217,7 +218,7 @@ fn sysv_shm_shared_by_a_tree_and_guarded_by_a_semaphore() {
     need_root!();
     let _g = serial();
     let mut case = Case::new();
-    let (pid, ids) = case.start("ipc_shm");
+    let (pid, ids) = case.start("ipc_shm", &[]);
     let (shmid, semid, key, child) = (ids[0], ids[1], ids[2], ids[3]);
     case.shm.push(shmid);
     case.sem.push(semid);
@@ -265,11 +266,46 @@ fn sysv_shm_shared_by_a_tree_and_guarded_by_a_semaphore() {
 }
 
 #[test]
+fn a_removed_segment_is_restored_removed_and_goes_with_its_processes() {
+    need_root!();
+    let _g = serial();
+    let mut case = Case::new();
+    let (pid, ids) = case.start("ipc_shm", &["rmid"]);
+    let (shmid, semid, child) = (ids[0], ids[1], ids[3]);
+    case.shm.push(shmid);
+    case.sem.push(semid);
+    let maps = (sysv_maps(pid), sysv_maps(child));
+    let img = case.path("image.crak");
+    capture(pid, &img, &[]);
+    case.reap();
+    assert!(wait_gone(pid, Duration::from_secs(5)) && wait_gone(child, Duration::from_secs(5)));
+    let json: serde_json::Value = serde_json::from_str(&dump(&img, true)).expect("json");
+    let seg = &json["shm_segments"][0];
+    assert_eq!(seg["perm"]["key"], 0);
+    assert_eq!(
+        seg["perm"]["mode"].as_u64().map(|m| m & 0o1000),
+        Some(0o1000)
+    );
+    // Its last process was killed: the segment is gone, the semaphore set is not.
+    assert!(!shm_exists(shmid) && sem_exists(semid));
+    let restored = restore(&img, &["--ipc-replace"]).expect("restore");
+    case.pids.push(restored);
+    case.pids.push(child);
+    assert_eq!((sysv_maps(pid), sysv_maps(child)), maps);
+    assert_eq!(case.go(pid), "PASS");
+    assert!(wait_gone(pid, Duration::from_secs(10)));
+    assert!(
+        !shm_exists(shmid),
+        "the removed segment outlived its processes"
+    );
+}
+
+#[test]
 fn a_capture_leaving_the_tree_running_leaves_its_segment_and_semaphores_alone() {
     need_root!();
     let _g = serial();
     let mut case = Case::new();
-    let (pid, ids) = case.start("ipc_shm");
+    let (pid, ids) = case.start("ipc_shm", &[]);
     let (shmid, semid, child) = (ids[0], ids[1], ids[3]);
     case.shm.push(shmid);
     case.sem.push(semid);
@@ -292,7 +328,7 @@ fn msg_queue_of_100_messages_left_intact_by_capture_and_drained_after_restore() 
     need_root!();
     let _g = serial();
     let mut case = Case::new();
-    let (pid, ids) = case.start("ipc_msg");
+    let (pid, ids) = case.start("ipc_msg", &[]);
     let (msqid, key) = (ids[0], ids[1]);
     case.msg.push(msqid);
     let img = case.path("image.crak");
@@ -327,7 +363,7 @@ fn a_failed_restore_removes_the_objects_it_made() {
     need_root!();
     let _g = serial();
     let mut case = Case::new();
-    let (pid, ids) = case.start("ipc_msg");
+    let (pid, ids) = case.start("ipc_msg", &[]);
     let msqid = ids[0];
     case.msg.push(msqid);
     let img = case.path("image.crak");
