@@ -52,6 +52,11 @@ struct Cli {
     /// is taken another; the tree keeps its shape, groups and sessions).
     #[arg(long)]
     new_pid: bool,
+    /// Connect fd N, a pipe whose other end was outside the captured processes, to this
+    /// command's own fd N (a pipe) instead of closing that end; repeatable. The bytes that were
+    /// buffered in the old pipe stay in it.
+    #[arg(long = "external-pipe", value_name = "N")]
+    external_pipes: Vec<i32>,
     /// Keep the process in this terminal's session and process group, like a shell job, and
     /// give its terminal fds this terminal.
     #[arg(long)]
@@ -262,6 +267,7 @@ fn main() -> ExitCode {
     let options = Options {
         new_pid: cli.new_pid,
         shell_job: cli.shell_job,
+        external_pipes: cli.external_pipes.clone(),
         ipc_replace: cli.ipc_replace,
     };
     if !cli.detach {
