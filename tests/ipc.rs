@@ -382,3 +382,35 @@ fn a_failed_restore_removes_the_objects_it_made() {
         "the queue of a failed restore is left behind"
     );
 }
+
+#[test]
+fn a_key_taken_by_another_object_is_refused_and_left_alone() {
+    need_root!();
+    let _g = serial();
+    let mut case = Case::new();
+    let (pid, ids) = case.start("ipc_msg", &[]);
+    let (msqid, key) = (ids[0], ids[1]);
+    case.msg.push(msqid);
+    let img = case.path("image.crak");
+    capture(pid, &img, &["--leave-running"]);
+    assert_eq!(case.go(pid), "PASS");
+    case.reap();
+    // Another queue takes the key (with another id: ids carry a sequence number).
+    // SAFETY: msgget takes integers only.
+    let other = unsafe { libc::msgget(key, libc::IPC_CREAT | 0o600) };
+    assert!(other >= 0);
+    case.msg.push(other);
+    assert_ne!(other, msqid);
+    for replace in [false, true] {
+        let args: &[&str] = if replace { &["--ipc-replace"] } else { &[] };
+        let refused = restore(&img, args).expect_err("a taken key is refused");
+        let err = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            err.contains(&format!("key {:#010x} is taken by id {other}", key as u32)),
+            "{err}"
+        );
+        assert!(wait_gone(pid, Duration::from_secs(1)));
+        assert!(msg_exists(other), "the other queue was touched");
+        assert!(!msg_exists(msqid), "the refused restore left its queue");
+    }
+}
