@@ -859,7 +859,7 @@ fn refuses_unsupported_fds_and_mappings_naming_them() {
     for (kind, expect) in [
         ("inotify-queued", "events not yet read"),
         ("unix-listen", "is a listening Unix socket"),
-        ("sysv", "is SysV shared memory"),
+        ("sysv", "is SysV shared memory of another IPC namespace"),
         ("memfd-private", "is a private mapping of a memfd"),
     ] {
         let dir = tempfile::tempdir().unwrap();

@@ -287,6 +287,9 @@ fn image(processes: Vec<Process<'static>>) -> Image<'static> {
         processes,
         pipes: Vec::new(),
         notes: Vec::new(),
+        shm_segments: Vec::new(),
+        sem_sets: Vec::new(),
+        msg_queues: Vec::new(),
         auth: None,
         unknown: Vec::new(),
         extras: Vec::new(),
@@ -1206,6 +1209,297 @@ fn valid_vectors() -> Vec<Valid> {
         },
         None,
     );
+    let perm = |id: u32, key: u32, mode: u32| crak_format::record::ipc::IpcPerm {
+        id,
+        key,
+        uid: 1000,
+        gid: 100,
+        cuid: 1000,
+        cgid: 100,
+        mode,
+    };
+    add(
+        "020-sysv-shm",
+        "SHM (format 1.2, §3.18): a segment of 2 pages and 100 bytes whose first page holds \
+         data, attached twice by the process (a read-write SYSV_SHM VMA over the whole segment \
+         and a read-only one over its second page, `ino` the shmid, `pgoff` the offset), and a \
+         segment removed at capture (`SHM_DEST`, key IPC_PRIVATE) with no data",
+        {
+            use crak_format::record::shm::Shm;
+            let mut m = image(vec![full_process(PID, 1)]);
+            let mut rw = vma(
+                PID,
+                VmaKind::SysvShm,
+                0x7fff_e000_0000,
+                3,
+                3,
+                "/SYSV00c0ffee (deleted)",
+            );
+            rw.flags = 0x1;
+            rw.dev = 0;
+            rw.ino = 5;
+            let mut ro = vma(
+                PID,
+                VmaKind::SysvShm,
+                0x7fff_e100_0000,
+                1,
+                1,
+                "/SYSV00c0ffee (deleted)",
+            );
+            ro.flags = 0x1;
+            ro.dev = 0;
+            ro.ino = 5;
+            ro.pgoff = PAGE as u64;
+            let vmas = &mut m.processes[0].vmas;
+            let at = vmas.partition_point(|x| x.start < rw.start);
+            vmas.insert(at, ro);
+            vmas.insert(at, rw);
+            m.shm_segments = vec![
+                Shm {
+                    perm: perm(5, 0x00c0_ffee, 0o640),
+                    size: 2 * PAGE as u64 + 100,
+                    cpid: PID,
+                    lpid: PID,
+                    data: Blob::from((0..PAGE).map(|i| (i % 251) as u8).collect::<Vec<u8>>()),
+                },
+                Shm {
+                    perm: perm(6, 0, 0o600 | 0o1000),
+                    size: 1,
+                    cpid: PID,
+                    lpid: 0,
+                    data: Blob::default(),
+                },
+            ];
+            m.version = Version { major: 1, minor: 2 };
+            m
+        },
+        None,
+    );
+    add(
+        "021-sysv-sem",
+        "SEM (format 1.2, §3.19): a set of three semaphores with their values and last pids, \
+         and a private set of one",
+        {
+            use crak_format::record::sem::{Sem, SemSet};
+            let mut m = image(vec![full_process(PID, 1)]);
+            m.sem_sets = vec![
+                SemSet {
+                    perm: perm(0, 0x1234_5678, 0o666),
+                    sems: vec![
+                        Sem { value: 1, pid: PID },
+                        Sem { value: 0, pid: 0 },
+                        Sem {
+                            value: 32767,
+                            pid: PID,
+                        },
+                    ],
+                },
+                SemSet {
+                    perm: perm(32769, 0, 0o600),
+                    sems: vec![Sem { value: 5, pid: 9 }],
+                },
+            ];
+            m.version = Version { major: 1, minor: 2 };
+            m
+        },
+        None,
+    );
+    add(
+        "022-sysv-msg",
+        "MSG (format 1.2, §3.20): a queue of three messages in order (types 2, 1, 2^63-1; one \
+         empty) with its qbytes and last pids, and an empty queue",
+        {
+            use crak_format::record::msg::{Message, MsgQueue};
+            let mut m = image(vec![full_process(PID, 1)]);
+            let msg = |mtype, text: &[u8]| Message {
+                mtype,
+                text: Blob::from(text.to_vec()),
+            };
+            m.msg_queues = vec![
+                MsgQueue {
+                    perm: perm(3, 0x0bad_cafe, 0o620),
+                    qbytes: 16384,
+                    lspid: PID,
+                    lrpid: 0,
+                    messages: vec![msg(2, b"first"), msg(1, b""), msg(i64::MAX, b"last")],
+                },
+                MsgQueue {
+                    perm: perm(4, 0, 0o600),
+                    qbytes: 0,
+                    lspid: 0,
+                    lrpid: 0,
+                    messages: Vec::new(),
+                },
+            ];
+            m.version = Version { major: 1, minor: 2 };
+            m
+        },
+        None,
+    );
+    add(
+        "018-tcp-and-udp-sockets",
+        "FD kinds TCP (11) and UDP (12) with their state in `contents` (§3.13, 1.2): an IPv4 \
+         listening socket, an established connection accepted from it with bytes in both \
+         queues (two of the sent ones never sent), the same connection's fd shared with a dup \
+         (one open file description), an IPv6 socket connected to an IPv4-mapped peer, and a \
+         bound IPv6 UDP socket whose queued datagrams were dropped",
+        {
+            use crak_format::record::fd::{
+                FdState, InetAddr, TcpConn, TcpState, UdpState, AF_INET, AF_INET6,
+                SOCKOPT_KEEPALIVE, SOCKOPT_NODELAY, SOCKOPT_REUSEADDR, SOCKOPT_V6ONLY,
+                TCPI_OPT_SACK, TCPI_OPT_TIMESTAMPS, TCPI_OPT_WSCALE, TCP_ESTABLISHED, TCP_LISTEN,
+            };
+            let mut m = image(vec![full_process(PID, 1)]);
+            let sock = |n: u32, kind: FdKind, ino: u64, state: FdState| {
+                let mut f = fd(PID, n, kind, &format!("socket:[{ino}]"));
+                f.dev = 0;
+                f.ino = ino;
+                f.mode = 0o140777;
+                f.contents = Blob::from(state.encode());
+                f
+            };
+            let v4 = |a: [u8; 4]| {
+                let mut b = [0u8; 16];
+                b[..4].copy_from_slice(&a);
+                b
+            };
+            let conn = |send: &[u8], unsent: u32, recv: &[u8]| TcpConn {
+                snd_seq: 0x1000_0000,
+                rcv_seq: 0xffff_fff0,
+                mss: 65483,
+                snd_wscale: 7,
+                rcv_wscale: 7,
+                options: TCPI_OPT_TIMESTAMPS | TCPI_OPT_SACK | TCPI_OPT_WSCALE,
+                timestamp: 0x00c0_ffee,
+                snd_wl1: 0xffff_ff00,
+                snd_wnd: 65536,
+                max_window: 65536,
+                rcv_wnd: 65483,
+                rcv_wup: 0xffff_ffe0,
+                unsent,
+                send_queue: send.to_vec(),
+                recv_queue: recv.to_vec(),
+            };
+            let idle = conn(&[], 0, &[]);
+            let none = TcpConn {
+                snd_seq: 0,
+                rcv_seq: 0,
+                mss: 0,
+                snd_wscale: 0,
+                rcv_wscale: 0,
+                options: 0,
+                timestamp: 0,
+                snd_wl1: 0,
+                snd_wnd: 0,
+                max_window: 0,
+                rcv_wnd: 0,
+                rcv_wup: 0,
+                ..idle.clone()
+            };
+            let tcp = |addr, state, sockopts, backlog, conn| {
+                FdState::Tcp(Box::new(TcpState {
+                    addr,
+                    state,
+                    sockopts,
+                    keepidle: 7200,
+                    keepintvl: 75,
+                    keepcnt: 9,
+                    rcvbuf: 131072,
+                    sndbuf: 2626560,
+                    backlog,
+                    conn,
+                }))
+            };
+            let lo = v4([127, 0, 0, 1]);
+            let fds = &mut m.processes[0].fds;
+            fds.push(sock(
+                20,
+                FdKind::Tcp,
+                9200,
+                tcp(
+                    InetAddr {
+                        family: AF_INET,
+                        local: lo,
+                        remote: [0; 16],
+                        local_port: 8080,
+                        remote_port: 0,
+                    },
+                    TCP_LISTEN,
+                    SOCKOPT_REUSEADDR,
+                    128,
+                    none.clone(),
+                ),
+            ));
+            let mut c = sock(
+                21,
+                FdKind::Tcp,
+                9201,
+                tcp(
+                    InetAddr {
+                        family: AF_INET,
+                        local: lo,
+                        remote: lo,
+                        local_port: 8080,
+                        remote_port: 41234,
+                    },
+                    TCP_ESTABLISHED,
+                    SOCKOPT_REUSEADDR | SOCKOPT_NODELAY | SOCKOPT_KEEPALIVE,
+                    0,
+                    conn(b"line 41\nline 42\n", 2, b"line 43\n"),
+                ),
+            );
+            c.description = 1;
+            let mut dup = c.clone();
+            dup.fd = 22;
+            fds.push(c);
+            fds.push(dup);
+            let mut mapped = [0u8; 16];
+            mapped[10] = 0xff;
+            mapped[11] = 0xff;
+            mapped[12..].copy_from_slice(&[127, 0, 0, 1]);
+            fds.push(sock(
+                23,
+                FdKind::Tcp,
+                9202,
+                tcp(
+                    InetAddr {
+                        family: AF_INET6,
+                        local: mapped,
+                        remote: mapped,
+                        local_port: 50000,
+                        remote_port: 8080,
+                    },
+                    TCP_ESTABLISHED,
+                    0,
+                    0,
+                    idle,
+                ),
+            ));
+            let mut one = [0u8; 16];
+            one[15] = 1;
+            fds.push(sock(
+                24,
+                FdKind::Udp,
+                9203,
+                FdState::Udp(UdpState {
+                    addr: InetAddr {
+                        family: AF_INET6,
+                        local: one,
+                        remote: [0; 16],
+                        local_port: 5353,
+                        remote_port: 0,
+                    },
+                    sockopts: SOCKOPT_V6ONLY,
+                    rcvbuf: 212992,
+                    sndbuf: 212992,
+                    dropped: 3,
+                }),
+            ));
+            m.version = Version { major: 1, minor: 2 };
+            m
+        },
+        None,
+    );
     add(
         "025-memfd-and-its-shared-mapping",
         "FD kind 16 MEMFD (1.2): a sealable memfd with two extents and seals SHRINK and GROW, and a \
@@ -2018,6 +2312,79 @@ fn invalid_vectors() -> Vec<Invalid> {
         off(&raw, kind::PAGES, 0) + RECORD_HEADER_LEN as u64 + 16,
         Some("PIPE_DATA"),
         Some("data"),
+    );
+    // System V IPC records (format 1.2), inserted before the first PAGES record.
+    let ipc_record = |kind: u16, payload: Vec<u8>| {
+        let mut r = raw.clone();
+        r.records.insert(
+            r.find(kind::PAGES, 0),
+            RawRecord {
+                kind,
+                flags: 1,
+                payload,
+                verbatim: false,
+            },
+        );
+        r.to_bytes()
+    };
+    let ipc_at = off(&raw, kind::PAGES, 0) + RECORD_HEADER_LEN as u64;
+    let perm = |id: u32| {
+        let mut p = Vec::new();
+        for x in [id, 0x1234, 0, 0, 0, 0, 0o600, 0] {
+            p.extend_from_slice(&x.to_le_bytes());
+        }
+        p
+    };
+    add(
+        "111-bad-value-shm-data-over-size",
+        "SHM holding 5 bytes of data for a segment of 4 (§3.18)",
+        ipc_record(kind::SHM, {
+            let mut p = perm(1);
+            p.extend_from_slice(&4u64.to_le_bytes());
+            p.extend_from_slice(&[0; 8]);
+            p.extend_from_slice(&5u32.to_le_bytes());
+            p.extend_from_slice(b"12345");
+            p
+        }),
+        "bad-value",
+        ipc_at + 48,
+        Some("SHM"),
+        Some("data"),
+    );
+    add(
+        "112-bad-value-sem-empty",
+        "SEM with no semaphore: a set has at least one (§3.19)",
+        ipc_record(kind::SEM, {
+            let mut p = perm(2);
+            p.extend_from_slice(&0u32.to_le_bytes());
+            p
+        }),
+        "bad-value",
+        ipc_at + 32,
+        Some("SEM"),
+        Some("sems"),
+    );
+    add(
+        "113-truncated-msg-text",
+        "MSG whose second message's text runs past the payload: the list's contents do, so it \
+         is truncated at its count (§2.5, §3.20)",
+        ipc_record(kind::MSG, {
+            let mut p = perm(3);
+            p.extend_from_slice(&16384u64.to_le_bytes());
+            p.extend_from_slice(&[0; 8]);
+            p.extend_from_slice(&2u32.to_le_bytes());
+            p.extend_from_slice(&1i64.to_le_bytes());
+            p.extend_from_slice(&2u32.to_le_bytes());
+            p.extend_from_slice(b"ok");
+            p.extend_from_slice(&1i64.to_le_bytes());
+            p.extend_from_slice(&9u32.to_le_bytes());
+            p.extend_from_slice(b"short");
+            p
+        }),
+        "truncated",
+        ipc_at + 48,
+        Some("MSG"),
+        Some("messages"),
     );
     add(
         "141-truncated-thread-1-2-fields",
@@ -2842,7 +3209,7 @@ fn kaitai_and_rust_agree_on_mutated_images() {
     // A record relabelled as another kind, known or not: every parser meets foreign payloads.
     let kinds = [
         0x0001, 0x0002, 0x0003, 0x0004, 0x0005, 0x0006, 0x0007, 0x0008, 0x0009, 0x000a, 0x000b,
-        0x000c, 0x000d, 0x000e, 0x0010, 0x00ff, 0x0011, 0x0012, 0x9000,
+        0x000c, 0x000d, 0x000e, 0x0010, 0x00ff, 0x0011, 0x0012, 0x0013, 0x0014, 0x9000,
     ];
     for i in 0..raw.records.len() {
         for _ in 0..3 {
@@ -3387,6 +3754,9 @@ mod gen {
                     .into_iter()
                     .map(|(key, value)| Note { key, value })
                     .collect(),
+                shm_segments: Vec::new(),
+                sem_sets: Vec::new(),
+                msg_queues: Vec::new(),
                 auth: None,
                 unknown: Vec::new(),
                 extras: Vec::new(),

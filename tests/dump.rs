@@ -537,7 +537,7 @@ fn fd(pid: u32, n: u32, kind: FdKind, path: &str, flags: u32, ino: u64) -> Fd<'s
             | FdKind::Timerfd
             | FdKind::Epoll
             | FdKind::Inotify => 0o600,
-            FdKind::Unix => 0o140777,
+            FdKind::Unix | FdKind::Tcp | FdKind::Udp => 0o140777,
             FdKind::Memfd => 0o100777,
         },
         deleted: false,
@@ -641,6 +641,9 @@ fn sample() -> Image<'static> {
             key: "capture.command".into(),
             value: "crak-capture --tree 4242".into(),
         }],
+        shm_segments: Vec::new(),
+        sem_sets: Vec::new(),
+        msg_queues: Vec::new(),
         auth: None,
         unknown: Vec::new(),
         extras: Vec::new(),
@@ -2039,6 +2042,10 @@ fn json_schema_document_lists_every_image_key() {
     let memfd = vectors.join("025-memfd-and-its-shared-mapping.bin");
     let timers = vectors.join("027-timers.bin");
     let locks = vectors.join("028-locks.bin");
+    // System V IPC objects (format 1.2).
+    let shm = vectors.join("020-sysv-shm.bin");
+    let sem = vectors.join("021-sysv-sem.bin");
+    let msg = vectors.join("022-sysv-msg.bin");
     let img = s.image("srv.crak", &sample());
     let mut outs = Vec::new();
     for (path, pages) in [
@@ -2053,6 +2060,9 @@ fn json_schema_document_lists_every_image_key() {
         (&memfd, true),
         (&timers, true),
         (&locks, true),
+        (&shm, true),
+        (&sem, true),
+        (&msg, true),
     ] {
         let r = if pages {
             s.run(args![path, "--json", "--pages"])

@@ -11,7 +11,10 @@
 use crate::bytes::{Blob, ByteString};
 use crate::image::{Image, Process, CURRENT_VERSION};
 use crate::record::creds::Creds;
-use crate::record::fd::{Fd, FdKind};
+use crate::record::fd::{
+    Fd, FdKind, FdState, InetAddr, TcpConn, TcpState, UdpState, AF_INET, AF_INET6, SOCKOPT_ALL,
+    TCP_CLOSE, TCP_ESTABLISHED, TCP_LISTEN,
+};
 use crate::record::header::{Header, SpecialMapping, ARCH_X86_64};
 use crate::record::locks::{Lock, LockKind, LockType, Locks};
 use crate::record::mm::Mm;
@@ -482,6 +485,96 @@ pub fn fd(pid: u32) -> impl Strategy<Value = Fd<'static>> {
         )
 }
 
+/// Endpoints of a TCP or UDP state (§3.13, 1.2): IPv4 addresses with their 12 zero bytes.
+pub fn inet_addr() -> impl Strategy<Value = InetAddr> {
+    (
+        prop_oneof![Just(AF_INET), Just(AF_INET6)],
+        any::<[u8; 16]>(),
+        any::<[u8; 16]>(),
+        any::<u16>(),
+        any::<u16>(),
+    )
+        .prop_map(|(family, mut local, mut remote, local_port, remote_port)| {
+            if family == AF_INET {
+                local[4..].fill(0);
+                remote[4..].fill(0);
+            }
+            InetAddr {
+                family,
+                local,
+                remote,
+                local_port,
+                remote_port,
+            }
+        })
+}
+
+/// The state of a TCP or UDP fd (kind and decodable `contents`, 1.2).
+pub fn inet_state() -> impl Strategy<Value = (FdKind, FdState)> {
+    let tcp = (
+        inet_addr(),
+        prop_oneof![Just(TCP_ESTABLISHED), Just(TCP_CLOSE), Just(TCP_LISTEN)],
+        0..=SOCKOPT_ALL,
+        any::<[u32; 7]>(),
+        (any::<[u32; 10]>(), any::<[u8; 3]>()),
+        (vec(any::<u8>(), 0..64), vec(any::<u8>(), 0..64), any::<u32>()),
+    )
+        .prop_map(|(addr, state, sockopts, o, (c, w), (send_queue, recv_queue, u))| {
+            let unsent = if send_queue.is_empty() {
+                0
+            } else {
+                u % (send_queue.len() as u32 + 1)
+            };
+            let [keepidle, keepintvl, keepcnt, rcvbuf, sndbuf, backlog, _] = o;
+            let [snd_seq, rcv_seq, mss, timestamp, snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup, _] =
+                c;
+            (
+                FdKind::Tcp,
+                FdState::Tcp(Box::new(TcpState {
+                    addr,
+                    state,
+                    sockopts,
+                    keepidle,
+                    keepintvl,
+                    keepcnt,
+                    rcvbuf,
+                    sndbuf,
+                    backlog,
+                    conn: TcpConn {
+                        snd_seq,
+                        rcv_seq,
+                        mss,
+                        snd_wscale: w[0],
+                        rcv_wscale: w[1],
+                        options: w[2],
+                        timestamp,
+                        snd_wl1,
+                        snd_wnd,
+                        max_window,
+                        rcv_wnd,
+                        rcv_wup,
+                        unsent,
+                        send_queue,
+                        recv_queue,
+                    },
+                })),
+            )
+        });
+    let udp = (inet_addr(), 0..=SOCKOPT_ALL, any::<[u32; 3]>()).prop_map(|(addr, sockopts, v)| {
+        (
+            FdKind::Udp,
+            FdState::Udp(UdpState {
+                addr,
+                sockopts,
+                rcvbuf: v[0],
+                sndbuf: v[1],
+                dropped: v[2],
+            }),
+        )
+    });
+    prop_oneof![tcp, udp]
+}
+
 /// A PIPE_DATA record.
 pub fn pipe_data() -> impl Strategy<Value = PipeData<'static>> {
     (any::<u64>(), blob(64), 0u32..70000).prop_map(|(pipe_id, data, extra)| PipeData {
@@ -489,6 +582,84 @@ pub fn pipe_data() -> impl Strategy<Value = PipeData<'static>> {
         capacity: (data.len() as u32).saturating_add(extra),
         data,
     })
+}
+
+/// The id and permissions of a System V IPC object.
+pub fn ipc_perm() -> impl Strategy<Value = crate::record::ipc::IpcPerm> {
+    (
+        0u32..=i32::MAX as u32,
+        any::<u32>(),
+        (any::<u32>(), any::<u32>(), any::<u32>(), any::<u32>()),
+        0u32..0o4000,
+    )
+        .prop_map(
+            |(id, key, (uid, gid, cuid, cgid), mode)| crate::record::ipc::IpcPerm {
+                id,
+                key,
+                uid,
+                gid,
+                cuid,
+                cgid,
+                mode,
+            },
+        )
+}
+
+/// An SHM record.
+pub fn shm() -> impl Strategy<Value = crate::record::shm::Shm<'static>> {
+    (
+        ipc_perm(),
+        blob(64),
+        0u64..70000,
+        any::<u32>(),
+        any::<u32>(),
+    )
+        .prop_map(|(perm, data, extra, cpid, lpid)| crate::record::shm::Shm {
+            perm,
+            size: (data.len() as u64 + extra).max(1),
+            cpid,
+            lpid,
+            data,
+        })
+}
+
+/// A SEM record.
+pub fn sem_set() -> impl Strategy<Value = crate::record::sem::SemSet> {
+    (
+        ipc_perm(),
+        vec(
+            (0u32..=crate::record::sem::SEMVMX, any::<u32>())
+                .prop_map(|(value, pid)| crate::record::sem::Sem { value, pid }),
+            1..=4,
+        ),
+    )
+        .prop_map(|(perm, sems)| crate::record::sem::SemSet { perm, sems })
+}
+
+/// A MSG record.
+pub fn msg_queue() -> impl Strategy<Value = crate::record::msg::MsgQueue<'static>> {
+    (
+        ipc_perm(),
+        vec(
+            (1i64..=i64::MAX, blob(32))
+                .prop_map(|(mtype, text)| crate::record::msg::Message { mtype, text }),
+            0..=3,
+        ),
+        0u64..70000,
+        any::<u32>(),
+        any::<u32>(),
+    )
+        .prop_map(|(perm, messages, extra, lspid, lrpid)| {
+            let mut q = crate::record::msg::MsgQueue {
+                perm,
+                qbytes: extra,
+                lspid,
+                lrpid,
+                messages,
+            };
+            q.qbytes = q.cbytes().saturating_add(extra);
+            q
+        })
 }
 
 /// A NOTE record.
@@ -569,17 +740,27 @@ pub fn image() -> impl Strategy<Value = Image<'static>> {
             procs,
             vec(pipe_data(), 0..=2),
             vec(note(), 0..=2),
+            (
+                vec(shm(), 0..=1),
+                vec(sem_set(), 0..=1),
+                vec(msg_queue(), 0..=1),
+            ),
         )
-            .prop_map(|(header, processes, pipes, notes)| Image {
-                version: CURRENT_VERSION,
-                flags: 0,
-                header,
-                processes,
-                pipes,
-                notes,
-                auth: None,
-                unknown: Vec::new(),
-                extras: Vec::new(),
-            })
+            .prop_map(
+                |(header, processes, pipes, notes, (shm_segments, sem_sets, msg_queues))| Image {
+                    version: CURRENT_VERSION,
+                    flags: 0,
+                    header,
+                    processes,
+                    pipes,
+                    notes,
+                    shm_segments,
+                    sem_sets,
+                    msg_queues,
+                    auth: None,
+                    unknown: Vec::new(),
+                    extras: Vec::new(),
+                },
+            )
     })
 }

@@ -5,13 +5,17 @@ pub mod creds;
 pub mod end;
 pub mod fd;
 pub mod header;
+pub mod ipc;
 pub mod locks;
 pub mod mm;
+pub mod msg;
 pub mod note;
 pub mod pages;
 pub mod pipe_data;
 pub mod process;
 pub mod rlimits;
+pub mod sem;
+pub mod shm;
 pub mod sigactions;
 pub mod sigqueue;
 pub mod thread;
@@ -51,6 +55,12 @@ pub mod kind {
     pub const TIMERS: u16 = 0x0015;
     /// LOCKS (§3.22, 1.2).
     pub const LOCKS: u16 = 0x0016;
+    /// SHM (§3.18, format 1.2): a System V shared memory segment.
+    pub const SHM: u16 = 0x0012;
+    /// SEM (§3.19, format 1.2): a System V semaphore set.
+    pub const SEM: u16 = 0x0013;
+    /// MSG (§3.20, format 1.2): a System V message queue.
+    pub const MSG: u16 = 0x0014;
     pub const END: u16 = 0x00FF;
 
     /// The record's name as the spec spells it, or `None` for an unknown kind.
@@ -74,6 +84,9 @@ pub mod kind {
             AUTH => "AUTH",
             TIMERS => "TIMERS",
             LOCKS => "LOCKS",
+            SHM => "SHM",
+            SEM => "SEM",
+            MSG => "MSG",
             END => "END",
             _ => return None,
         })
@@ -96,9 +109,10 @@ pub mod kind {
     }
 
     /// Whether a stream reader bounds this kind's payload by
-    /// [`crate::MAX_METADATA_PAYLOAD`] (§2.2): every kind except PAGES, FD and PIPE_DATA.
+    /// [`crate::MAX_METADATA_PAYLOAD`] (§2.2): every kind except PAGES, FD, PIPE_DATA, SHM
+    /// and MSG.
     pub fn is_metadata(kind: u16) -> bool {
-        !matches!(kind, PAGES | FD | PIPE_DATA)
+        !matches!(kind, PAGES | FD | PIPE_DATA | SHM | MSG)
     }
 }
 
@@ -127,6 +141,9 @@ pub enum Record<'data> {
     Auth(auth::Auth),
     Timers(timers::Timers),
     Locks(locks::Locks),
+    Shm(shm::Shm<'data>),
+    Sem(sem::SemSet),
+    Msg(msg::MsgQueue<'data>),
     End(end::End),
     /// A record of a kind this version does not define, kept as raw payload.
     Unknown {
@@ -167,6 +184,9 @@ impl<'data> Record<'data> {
             kind::AUTH => Record::Auth(auth::parse(payload)?),
             kind::TIMERS => Record::Timers(timers::parse(payload)?),
             kind::LOCKS => Record::Locks(locks::parse(payload)?),
+            kind::SHM => Record::Shm(shm::parse(payload)?),
+            kind::SEM => Record::Sem(sem::parse(payload)?),
+            kind::MSG => Record::Msg(msg::parse(payload)?),
             kind::END => Record::End(end::parse(payload)?),
             other => Record::Unknown {
                 kind: other,
@@ -197,6 +217,9 @@ impl<'data> Record<'data> {
             Record::Auth(r) => auth::write(r, out),
             Record::Timers(r) => timers::write(r, out),
             Record::Locks(r) => locks::write(r, out),
+            Record::Shm(r) => shm::write(r, out),
+            Record::Sem(r) => sem::write(r, out),
+            Record::Msg(r) => msg::write(r, out),
             Record::End(r) => end::write(r, out),
             Record::Unknown { payload, .. } => out.extend_from_slice(payload.as_bytes()),
         }
@@ -223,6 +246,9 @@ impl<'data> Record<'data> {
             Record::Auth(_) => kind::AUTH,
             Record::Timers(_) => kind::TIMERS,
             Record::Locks(_) => kind::LOCKS,
+            Record::Shm(_) => kind::SHM,
+            Record::Sem(_) => kind::SEM,
+            Record::Msg(_) => kind::MSG,
             Record::End(_) => kind::END,
             Record::Unknown { kind, .. } => *kind,
         }
@@ -281,6 +307,9 @@ impl<'data> Record<'data> {
             Record::Auth(r) => Record::Auth(r),
             Record::Timers(r) => Record::Timers(r),
             Record::Locks(r) => Record::Locks(r),
+            Record::Shm(r) => Record::Shm(r.into_owned()),
+            Record::Sem(r) => Record::Sem(r),
+            Record::Msg(r) => Record::Msg(r.into_owned()),
             Record::End(r) => Record::End(r),
             Record::Unknown { kind, payload } => Record::Unknown {
                 kind,

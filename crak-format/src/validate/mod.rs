@@ -13,6 +13,7 @@
 
 mod fd;
 mod header;
+mod ipc;
 mod mm;
 mod objects;
 mod pages;
@@ -143,6 +144,7 @@ pub fn validate(image: &Image<'_>, layout: Option<&Layout>) -> Report {
         pages::check(&mut cx, p, &vmas);
     }
     fd::check(&mut cx);
+    ipc::check(&mut cx);
     let errors = cx
         .findings
         .iter()

@@ -251,6 +251,9 @@ fn good() -> Image<'static> {
             data: Blob::from(b"hello".to_vec()),
         }],
         notes: Vec::new(),
+        shm_segments: Vec::new(),
+        sem_sets: Vec::new(),
+        msg_queues: Vec::new(),
         auth: None,
         unknown: Vec::new(),
         extras: Vec::new(),
@@ -923,6 +926,98 @@ fn anonymous_fd_state_rules() {
 }
 
 #[test]
+fn tcp_and_udp_endpoint_rules() {
+    use crate::record::fd::{
+        FdState, InetAddr, TcpConn, TcpState, UdpState, AF_INET, TCP_ESTABLISHED, TCP_LISTEN,
+    };
+    let mut lo = [0u8; 16];
+    lo[..4].copy_from_slice(&[127, 0, 0, 1]);
+    let tcp = |state, local_port, remote_port| {
+        FdState::Tcp(Box::new(TcpState {
+            addr: InetAddr {
+                family: AF_INET,
+                local: lo,
+                remote: lo,
+                local_port,
+                remote_port,
+            },
+            state,
+            sockopts: 0,
+            keepidle: 0,
+            keepintvl: 0,
+            keepcnt: 0,
+            rcvbuf: 0,
+            sndbuf: 0,
+            backlog: 4,
+            conn: TcpConn {
+                snd_seq: 1,
+                rcv_seq: 2,
+                mss: 1460,
+                snd_wscale: 0,
+                rcv_wscale: 0,
+                options: 0,
+                timestamp: 0,
+                snd_wl1: 0,
+                snd_wnd: 0,
+                max_window: 0,
+                rcv_wnd: 0,
+                rcv_wup: 0,
+                unsent: 0,
+                send_queue: vec![],
+                recv_queue: b"q".to_vec(),
+            },
+        }))
+    };
+    let udp = FdState::Udp(UdpState {
+        addr: InetAddr {
+            family: AF_INET,
+            local: lo,
+            remote: [0; 16],
+            local_port: 53,
+            remote_port: 0,
+        },
+        sockopts: 0,
+        rcvbuf: 0,
+        sndbuf: 0,
+        dropped: 2,
+    });
+    let with = |states: &[(FdKind, FdState)]| {
+        let mut img = good();
+        for (i, (kind, st)) in states.iter().enumerate() {
+            let mut f = fd(100, 30 + i as u32, *kind, "socket:[1]", 900 + i as u64);
+            f.contents = Blob::from(st.encode());
+            p0(&mut img).fds.push(f);
+        }
+        img
+    };
+    let img = with(&[
+        (FdKind::Tcp, tcp(TCP_LISTEN, 80, 0)),
+        (FdKind::Tcp, tcp(TCP_ESTABLISHED, 80, 5000)),
+        (FdKind::Udp, udp),
+    ]);
+    let report = validate(&img, None);
+    assert!(report.findings.is_empty(), "{report:#?}");
+    expect(
+        &with(&[(FdKind::Tcp, tcp(TCP_LISTEN, 0, 0))]),
+        "inet-endpoint-missing",
+        Severity::Error,
+    );
+    let f = expect(
+        &with(&[(FdKind::Tcp, tcp(TCP_ESTABLISHED, 80, 0))]),
+        "inet-endpoint-missing",
+        Severity::Error,
+    );
+    assert_eq!(f.field, "contents");
+    let mut bad = with(&[(FdKind::Tcp, tcp(TCP_LISTEN, 80, 0))]);
+    if let Some(f) = p0(&mut bad).fds.iter_mut().find(|f| f.fd == 30) {
+        let mut b = f.contents.as_bytes().to_vec();
+        b[2] = 2; // SYN_SENT
+        f.contents = Blob::from(b);
+    }
+    expect(&bad, "bad-fd-state", Severity::Error);
+}
+
+#[test]
 fn fd_number_too_large() {
     let mut img = good();
     p0(&mut img).fds[2].fd = 1 << 20;
@@ -1366,4 +1461,136 @@ fn locks_rules() {
     let mut bad = img;
     p0(&mut bad).locks.as_mut().unwrap().locks[1].start = u64::MAX - 2;
     expect(&bad, "bad-lock-range", Severity::Error);
+}
+
+/// `good()` with a 2-page shared memory segment 9 attached at 0x7e00_0000_0000 by process 100,
+/// a semaphore set and a message queue.
+fn with_ipc() -> Image<'static> {
+    use crate::record::ipc::IpcPerm;
+    use crate::record::msg::{Message, MsgQueue};
+    use crate::record::sem::{Sem, SemSet};
+    use crate::record::shm::Shm;
+    let mut img = good();
+    let perm = |id, key| IpcPerm {
+        id,
+        key,
+        mode: 0o600,
+        ..IpcPerm::default()
+    };
+    img.shm_segments.push(Shm {
+        perm: perm(9, 0x1234),
+        size: 2 * PS - 100,
+        cpid: 100,
+        lpid: 100,
+        data: Blob::from(b"data".to_vec()),
+    });
+    img.sem_sets.push(SemSet {
+        perm: perm(3, 0x1234),
+        sems: vec![Sem { value: 1, pid: 100 }; 2],
+    });
+    img.msg_queues.push(MsgQueue {
+        perm: perm(4, 0),
+        qbytes: 16,
+        lspid: 100,
+        lrpid: 0,
+        messages: vec![Message {
+            mtype: 1,
+            text: Blob::from(b"hello".to_vec()),
+        }],
+    });
+    let mut v = vma(
+        100,
+        VmaKind::SysvShm,
+        0x7e00_0000_0000,
+        0x7e00_0000_2000,
+        PROT_READ | PROT_WRITE,
+        "/SYSV00001234",
+    );
+    v.flags = MAP_SHARED;
+    v.ino = 9;
+    let p = p0(&mut img);
+    let at = p.vmas.partition_point(|w| w.start < v.start);
+    p.vmas.insert(at, v);
+    img
+}
+
+fn shm_vma<'a>(img: &'a mut Image<'static>) -> &'a mut Vma {
+    p0(img)
+        .vmas
+        .iter_mut()
+        .find(|v| v.kind == VmaKind::SysvShm)
+        .expect("the SYSV_SHM VMA")
+}
+
+#[test]
+fn ipc_objects_are_valid() {
+    let report = validate(&with_ipc(), None);
+    assert!(report.findings.is_empty(), "{report:#?}");
+}
+
+#[test]
+fn sysv_shm_mapping_names_a_segment() {
+    let mut img = with_ipc();
+    img.shm_segments[0].perm.id = 10;
+    let f = expect(&img, "shm-missing", Severity::Error);
+    assert_eq!((f.record, f.pid, f.field), ("VMA", Some(100), "ino"));
+    let mut img = with_ipc();
+    shm_vma(&mut img).pgoff = PS;
+    expect(&img, "vma-outside-shm", Severity::Error);
+    let mut img = with_ipc();
+    shm_vma(&mut img).flags = MAP_PRIVATE;
+    expect(&img, "sysv-shm-not-shared", Severity::Error);
+}
+
+#[test]
+fn ipc_ids_and_keys_are_unique() {
+    let mut img = with_ipc();
+    let again = img.msg_queues[0].clone();
+    img.msg_queues.push(again);
+    let f = expect(&img, "duplicate-ipc-id", Severity::Error);
+    assert_eq!((f.record, f.index, f.field), ("MSG", Some(1), "id"));
+    let mut img = with_ipc();
+    let mut other = img.sem_sets[0].clone();
+    other.perm.id = 8;
+    img.sem_sets.push(other);
+    expect(&img, "duplicate-ipc-key", Severity::Error);
+    let mut img = with_ipc();
+    img.sem_sets[0].perm.id = 1 << 31;
+    expect(&img, "bad-ipc-id", Severity::Error);
+}
+
+#[test]
+fn ipc_values_in_their_domains() {
+    let mut img = with_ipc();
+    img.sem_sets[0].sems[1].value = 40000;
+    let f = expect(&img, "bad-sem-value", Severity::Error);
+    assert_eq!((f.record, f.field), ("SEM", "sems.value"));
+    let mut img = with_ipc();
+    img.msg_queues[0].messages[0].mtype = 0;
+    expect(&img, "bad-msg-type", Severity::Error);
+    let mut img = with_ipc();
+    img.msg_queues[0].qbytes = 4;
+    expect(&img, "msg-over-qbytes", Severity::Error);
+    let mut img = with_ipc();
+    img.shm_segments[0].size = 2;
+    let report = validate(&img, None);
+    assert!(report.has("shm-data-over-size") && report.has("vma-outside-shm"));
+    let mut img = with_ipc();
+    img.shm_segments[0].size = 0;
+    img.shm_segments[0].data = Blob::default();
+    let report = validate(&img, None);
+    assert!(report.has("bad-shm-size"));
+}
+
+#[test]
+fn pages_in_a_sysv_shm_mapping_are_a_warning() {
+    let mut img = with_ipc();
+    p0(&mut img).pages.push(PageRun {
+        pid: 100,
+        addr: 0x7e00_0000_0000,
+        nr_pages: 1,
+        data: Blob::from(vec![1u8; PS as usize]),
+    });
+    let f = expect(&img, "pages-in-sysv-shm", Severity::Warning);
+    assert_eq!((f.record, f.field), ("PAGES", "addr"));
 }

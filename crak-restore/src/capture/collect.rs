@@ -18,6 +18,8 @@ pub(super) struct Metadata {
     pub(super) fds: usize,
     /// The target's descendants (spec §2.3 order), with their mappings, for their pages.
     pub(super) others: Vec<(i32, Vec<mm::Mapping>)>,
+    /// What the user should know about what was left out.
+    pub(super) warnings: Vec<String>,
 }
 
 /// The records of one process, its mappings and its pipes' contents.
@@ -89,6 +91,9 @@ pub(super) fn collect(
     mark_shared_descriptions(&mut records)?;
     add_locks(&mut records)?;
     records.extend(pipes.into_iter().map(Record::PipeData));
+    // SysV IPC objects after PIPE_DATA (spec §2.3), read while the tree is frozen.
+    let (ipc, warnings) = super::ipc::capture(&records, opts.ipc)?;
+    records.extend(ipc);
     if let Some(cmd) = &opts.command {
         // NOTEs go last (spec §2.3); kept here and written after the pages.
         records.push(Record::Note(Note {
@@ -101,6 +106,7 @@ pub(super) fn collect(
         maps: root.maps,
         fds,
         others,
+        warnings,
     })
 }
 
@@ -143,6 +149,8 @@ fn mark_shared_descriptions(records: &mut [Record<'static>]) -> Result<(), Error
                 | FdKind::Timerfd
                 | FdKind::Inotify
                 | FdKind::Memfd
+                | FdKind::Tcp
+                | FdKind::Udp
         )
     };
     // Candidates by (kind, dev, ino): only those can share a description.
@@ -334,7 +342,7 @@ fn collect_process(frozen: &mut Frozen, starttime: Option<u64>) -> Result<Proces
     let timers = objects::timers(frozen)?;
     // The last remote call needing memory is done: the address space is the target's own again.
     frozen.release_scratch()?;
-    let files = files::capture(pid)?;
+    let files = files::capture(pid, frozen.net_holds())?;
     let mut maps = mm::mappings(pid)?;
     memfd_mappings(pid, &files.fds, &mut maps)?;
     let xsave_size = threads.first().map(|(_, x, _)| x.area.len());

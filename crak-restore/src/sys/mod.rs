@@ -8,6 +8,7 @@ pub mod clone;
 pub mod cpu;
 pub mod fdops;
 pub mod fs;
+pub mod inet;
 pub mod fsid;
 pub mod kcmp;
 pub mod mapfile;
@@ -21,6 +22,7 @@ pub mod ptrace;
 pub mod remote;
 pub mod signalfd;
 pub mod slots;
+pub mod sysvipc;
 pub mod unixsock;
 pub mod waitid;
 
