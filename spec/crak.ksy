@@ -783,3 +783,4 @@ enums:
     8: timerfd
     9: epoll
     10: unix
+    13: unix_socket
