@@ -1298,11 +1298,11 @@ proptest::proptest! {
     fn pre_fork_checks_never_panic(image in crak_format::arbitrary::image()) {
         use crak_restore::restore::plan;
         if let Ok(proc) = plan::check_image(&image) {
-            let options = plan::Options { new_pid: true, shell_job: false };
+            let options = plan::Options { new_pid: true, ..Default::default() };
             let _ = plan::make_plan(&image, proc, &options);
         }
         // The same for trees: the per-process checks, the shared pipes, sockets and memory.
-        let options = plan::Options { new_pid: false, shell_job: false };
+        let options = plan::Options::default();
         let _ = crak_restore::restore::tree::family(&image, &options);
     }
 }

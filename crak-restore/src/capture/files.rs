@@ -431,9 +431,13 @@ pub fn anon_state(kind: FdKind, text: &str) -> Result<FdState, String> {
             }
             FdState::Epoll(entries)
         }
-        FdKind::Reg | FdKind::Pipe | FdKind::Fifo | FdKind::Chr | FdKind::Tty | FdKind::Unix => {
-            return Err(format!("{kind:?} has no fdinfo state"))
-        }
+        FdKind::Reg
+        | FdKind::Pipe
+        | FdKind::Fifo
+        | FdKind::Chr
+        | FdKind::Tty
+        | FdKind::Unix
+        | FdKind::UnixSocket => return Err(format!("{kind:?} has no fdinfo state")),
     })
 }
 

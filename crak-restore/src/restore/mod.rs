@@ -27,6 +27,7 @@ pub mod regs;
 pub mod signals;
 pub mod threads;
 pub mod tree;
+pub mod unix_socket;
 
 pub use mm::ImageFile;
 pub use plan::Options;

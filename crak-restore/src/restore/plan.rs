@@ -31,6 +31,9 @@ pub struct Options {
     pub new_pid: bool,
     /// Keep the process in the restorer's session and process group, on its terminal.
     pub shell_job: bool,
+    /// Names of Unix sockets outside the image that sockets of the image connected to may be
+    /// connected to again (`--external-unix`; a leading NUL for an abstract name).
+    pub external_unix: Vec<Vec<u8>>,
 }
 
 /// A mapping of this process (`/proc/self/maps`) or of a child.
@@ -675,8 +678,10 @@ fn check_files_as_image(proc: &Process<'_>, options: &Options) -> Result<(), Res
             | FdKind::Timerfd
             | FdKind::Epoll
             | FdKind::Unix => {}
+            FdKind::UnixSocket => {}
         }
     }
+    super::unix_socket::check(&proc.fds, &options.external_unix).map_err(refused)?;
     Ok(())
 }
 
