@@ -15,7 +15,7 @@ use crak_format::Blob;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 
 /// `O_CLOEXEC` as the kernel spells it in fdinfo flags.
 const O_CLOEXEC: u32 = 0o2_000_000;
@@ -117,14 +117,14 @@ pub fn classify(pid: i32, fd: i32) -> Result<(Class, Vec<u8>, Option<std::fs::Me
     Ok((class, link, Some(md)))
 }
 
-/// A socket: a connected Unix socket (one end of a pair, or of a connection) is supported;
-/// anything else is named.
+/// A socket: an unnamed connected pair of Unix sockets is UNIX; any other Unix socket
+/// (named, listening, unconnected, connected to a named peer) is UNIX_SOCKET; anything else
+/// is named.
 fn classify_socket(ino: u64) -> Class {
-    match crate::sys::unixsock::diag(ino) {
+    use crate::sys::unixsock::diag;
+    match diag(ino) {
         // Not a Unix socket (sock_diag knows it by inode only in its own family).
         Err(_) => Class::Unsupported("a socket (not a Unix one)".into()),
-        Ok(d) if d.state == UNIX_LISTEN => Class::Unsupported("a listening Unix socket".into()),
-        Ok(d) if d.peer == 0 => Class::Unsupported("an unconnected Unix socket".into()),
         Ok(d)
             if !matches!(
                 i32::from(d.sock_type),
@@ -133,16 +133,38 @@ fn classify_socket(ino: u64) -> Class {
         {
             Class::Unsupported(format!("a Unix socket of type {}", d.sock_type))
         }
-        Ok(_) => Class::Supported(FdKind::Unix),
+        // A datagram socket that another connected to shows ESTABLISHED without a peer, and
+        // so does a client whose connection waits to be accepted (its peer has no inode yet);
+        // a peer that closed shut both directions.
+        Ok(d)
+            if d.peer == 0
+                && d.state == UNIX_ESTABLISHED
+                && d.shutdown == 3
+                && i32::from(d.sock_type) != libc::SOCK_DGRAM =>
+        {
+            Class::Unsupported("a connected Unix socket whose peer has closed".into())
+        }
+        Ok(d)
+            if d.state != UNIX_LISTEN
+                && d.peer != 0
+                && d.name.is_empty()
+                && diag(d.peer).is_ok_and(|p| p.name.is_empty()) =>
+        {
+            Class::Supported(FdKind::Unix)
+        }
+        Ok(_) => Class::Supported(FdKind::UnixSocket),
     }
 }
+
+/// `TCP_ESTABLISHED`, the state `sock_diag` gives a connected Unix socket.
+const UNIX_ESTABLISHED: u8 = 1;
 
 /// `TCP_LISTEN`, the state `sock_diag` gives a listening Unix socket.
 const UNIX_LISTEN: u8 = 10;
 
 /// The state of a connected Unix socket: type, peer and what is queued on it (read without
 /// consuming it, through a duplicate taken with `pidfd_getfd`).
-fn unix_socket_state(pid: i32, fd: i32, ino: u64) -> Result<FdState, Error> {
+fn unix_pair_state(pid: i32, fd: i32, ino: u64) -> Result<FdState, Error> {
     use crate::sys::{pidfd, unixsock};
     let d = unixsock::diag(ino).map_err(|e| Error::Io {
         context: format!("sock_diag of fd {fd} of process {pid}"),
@@ -171,6 +193,136 @@ fn unix_socket_state(pid: i32, fd: i32, ino: u64) -> Result<FdState, Error> {
         peer: d.peer,
         queue,
     })
+}
+
+/// A name as shown in messages: a path, or `@name` for an abstract one.
+fn shown(name: &[u8]) -> String {
+    crate::restore::unix_socket::shown(name)
+}
+
+/// The state of a UNIX_SOCKET fd: type, state, names, the socket file's owner and mode, the
+/// queue (read without consuming it, through a duplicate taken with `pidfd_getfd`) and, for a
+/// listener, the connections waiting to be accepted. The peer is marked external later, when
+/// the whole tree is known ([`super::collect`]).
+fn unix_socket_state(
+    pid: i32,
+    fd: i32,
+    ino: u64,
+) -> Result<crak_format::record::fd::UnixSocket, Error> {
+    use crate::sys::{pidfd, unixsock};
+    use crak_format::record::fd::{
+        UnixMessage, UnixPending, UnixSocket, UNIX_CONNECTED, UNIX_LISTENING, UNIX_NAME_GONE,
+        UNIX_UNCONNECTED,
+    };
+    let diag_err = |e| Error::Io {
+        context: format!("sock_diag of fd {fd} of process {pid}"),
+        source: e,
+    };
+    let refuse = |kind: String| Error::UnsupportedFd {
+        pid,
+        fd,
+        kind,
+        link: format!("socket:[{ino}]"),
+    };
+    let d = unixsock::diag(ino).map_err(diag_err)?;
+    let mut s = UnixSocket {
+        sock_type: u32::from(d.sock_type),
+        state: if d.state == UNIX_LISTEN {
+            UNIX_LISTENING
+        } else if d.peer != 0 {
+            UNIX_CONNECTED
+        } else {
+            UNIX_UNCONNECTED
+        },
+        flags: u32::from(d.shutdown & 3),
+        peer: if d.peer == 0
+            && d.state == UNIX_ESTABLISHED
+            && i32::from(d.sock_type) != libc::SOCK_DGRAM
+        {
+            // Connected to a listener that has not accepted it yet: the peer's name is the
+            // listener's, filled in when the tree is known.
+            s_pending_id(ino)
+        } else {
+            d.peer
+        },
+        name: d.name.clone(),
+        ..UnixSocket::default()
+    };
+    if s.state == UNIX_UNCONNECTED && s.peer != 0 {
+        s.state = UNIX_CONNECTED;
+    }
+    if s.has_path() {
+        if s.name.first() != Some(&b'/') {
+            return Err(refuse(format!(
+                "a Unix socket bound to the relative path {}",
+                shown(&s.name)
+            )));
+        }
+        match std::fs::symlink_metadata(std::ffi::OsStr::from_bytes(&s.name)) {
+            Ok(m) if m.ino() == d.vfs_ino && m.file_type().is_socket() => {
+                s.name_uid = m.uid();
+                s.name_gid = m.gid();
+                s.name_mode = m.mode();
+            }
+            _ => s.flags |= UNIX_NAME_GONE,
+        }
+    }
+    if d.peer != 0 {
+        s.peer_name = unixsock::diag(d.peer).map(|p| p.name).unwrap_or_default();
+    }
+    if s.state == UNIX_LISTENING {
+        s.backlog = d.wqueue;
+        // sock_diag names the clients of the waiting connections (those have no inode yet).
+        for &client in &d.icons {
+            let c = unixsock::diag(client).map_err(diag_err)?;
+            if c.wqueue != 0 {
+                return Err(refuse(format!(
+                    "a listening Unix socket ({}) with a connection not yet accepted that has data queued (client socket {client})",
+                    shown(&s.name)
+                )));
+            }
+            s.pending.push(UnixPending {
+                ino: s_pending_id(client),
+                client,
+                queue: Vec::new(),
+            });
+        }
+        return Ok(s);
+    }
+    let stream = i32::from(d.sock_type) == libc::SOCK_STREAM;
+    if s.state == UNIX_UNCONNECTED && i32::from(d.sock_type) != libc::SOCK_DGRAM {
+        // Nothing can be queued on an unconnected stream or seqpacket socket.
+        return Ok(s);
+    }
+    let pfd = pidfd::pidfd_open(pid)?;
+    let dup = pidfd::pidfd_getfd(&pfd, fd)?;
+    let queue = unixsock::peek_messages(std::os::fd::AsFd::as_fd(&dup), stream).map_err(|e| {
+        if e.raw_os_error() == Some(libc::EBADMSG) {
+            refuse(format!(
+                "a Unix socket ({}) with file descriptors or credentials in flight",
+                shown(&s.name)
+            ))
+        } else {
+            Error::Io {
+                context: format!("reading the queue of socket fd {fd} of process {pid}"),
+                source: e,
+            }
+        }
+    })?;
+    s.queue = queue
+        .into_iter()
+        .map(|(sender, data)| UnixMessage {
+            sender: if stream { Vec::new() } else { sender },
+            data,
+        })
+        .collect();
+    Ok(s)
+}
+
+/// The identifier of a connection not yet accepted (which has no inode): its client's inode
+/// with bit 63 set (spec §3.13).
+fn s_pending_id(client: u64) -> u64 {
+    client | 1 << 63
 }
 
 /// Checks every fd of `pid` without touching the process; an unsupported one is an error
@@ -327,8 +479,12 @@ pub fn capture(pid: i32) -> Result<Files, Error> {
                 });
             }
         }
-        if kind == FdKind::Unix {
-            let state = unix_socket_state(pid, fd, md.ino())?;
+        if kind == FdKind::UnixSocket {
+            let state = FdState::UnixSocket(unix_socket_state(pid, fd, md.ino())?);
+            rec.contents = Blob::from(state.encode());
+            rec.dev = 0;
+        } else if kind == FdKind::Unix {
+            let state = unix_pair_state(pid, fd, md.ino())?;
             rec.contents = Blob::from(state.encode());
             rec.dev = 0;
         } else if kind.is_anon() {
