@@ -858,7 +858,7 @@ fn pending_signals_are_recorded_and_stay_pending() {
 fn refuses_unsupported_fds_and_mappings_naming_them() {
     for (kind, expect) in [
         ("inotify", "is an inotify instance"),
-        ("unix-listen", "is a listening Unix socket"),
+        ("unix-listen", "with a connection not yet accepted that has data queued"),
         ("sysv", "is SysV shared memory"),
         ("memfd-map", "is a memfd mapping"),
     ] {
