@@ -425,6 +425,24 @@ types:
         type: u4
       - id: clear_child_tid
         type: u8
+      - id: ext
+        type: thread_ext
+        if: not _io.eof
+        doc: The 1.2 fields, present together or not at all.
+
+  thread_ext:
+    doc-ref: spec/crak-format.md#thread
+    seq:
+      - id: robust_list
+        type: u8
+      - id: robust_list_len
+        type: u8
+      - id: name_len
+        type: u4
+        valid:
+          max: 16
+      - id: name
+        size: name_len
 
   gpr:
     doc: x86_64 `user_regs_struct`, 27 u64 in the kernel's order (216 bytes).

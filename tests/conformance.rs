@@ -36,7 +36,7 @@ use crak_format::record::process::ProcessRecord;
 use crak_format::record::rlimits::{Rlimit, Rlimits};
 use crak_format::record::sigactions::{SigAction, SigActions};
 use crak_format::record::sigqueue::SigQueue;
-use crak_format::record::thread::{Gpr, Thread};
+use crak_format::record::thread::{Gpr, Thread, ThreadExt, THREAD_SIZE};
 use crak_format::record::vma::{Vma, VmaKind};
 use crak_format::record::xsave::Xsave;
 use crak_format::record::zero_pages::ZeroRun;
@@ -416,6 +416,16 @@ fn thread(pid: u32, tid: u32) -> Thread {
         rseq_addr: 0x7fff_f7d8_9fe0,
         rseq_sig: 0x5305_3053,
         clear_child_tid: 0x7fff_f7d8_9a10,
+        ext: None,
+    }
+}
+
+/// The THREAD fields of format 1.2.
+fn thread_ext(tid: u32) -> ThreadExt {
+    ThreadExt {
+        robust_list: 0x7fff_f7d8_9a20,
+        robust_list_len: 24,
+        name: ByteString(format!("worker-{tid}").into_bytes()),
     }
 }
 
@@ -907,6 +917,9 @@ fn valid_vectors() -> Vec<Valid> {
     // Vectors made by re-framing a written image (§5 evolution rules).
     let base = {
         let mut m = image(vec![full_process(PID, 1)]);
+        // A 1.2 image, so that the 1.2 THREAD fields come before the appended bytes.
+        m.version.minor = 2;
+        m.processes[0].threads[0].ext = Some(thread_ext(PID));
         m.notes.push(Note {
             key: bs("k"),
             value: bs("v"),
@@ -936,7 +949,7 @@ fn valid_vectors() -> Vec<Valid> {
 
     add(
         "011-unknown-noncritical-records",
-        "records of unknown kinds with CRITICAL clear (0x0012, 0x8000, 0xFFFE), empty and \
+        "records of unknown kinds with CRITICAL clear (0x0100, 0x8000, 0xFFFE), empty and \
          not, between known records: skipped (§2.2), kept in the model's `unknown` with the \
          number of known records before each",
         {
@@ -951,7 +964,7 @@ fn valid_vectors() -> Vec<Valid> {
                 unknown(1, 0x8000, 0, Vec::new()),
                 unknown(
                     raw.find(kind::VMA, 0) as u64,
-                    0x0012,
+                    0x0100,
                     0,
                     b"a future record".to_vec(),
                 ),
@@ -965,7 +978,7 @@ fn valid_vectors() -> Vec<Valid> {
             r.records.insert(
                 at,
                 RawRecord {
-                    kind: 0x0012,
+                    kind: 0x0100,
                     flags: 0,
                     payload: b"a future record".to_vec(),
                     verbatim: false,
@@ -1425,6 +1438,25 @@ fn valid_vectors() -> Vec<Valid> {
         },
         None,
     );
+    add(
+        "029-thread-names-and-robust-lists",
+        "THREAD with and without the 1.2 fields (§3.7): a 1.2 thread with its robust list and an \
+         empty name next to a thread whose payload ends at `clear_child_tid`",
+        {
+            let mut p = full_process(PID, 1);
+            p.process.tids.push(PID + 1);
+            p.threads.push(thread(PID, PID + 1));
+            p.xsaves.push(xsave(PID, PID + 1, 2696));
+            p.threads[0].ext = Some(ThreadExt {
+                name: ByteString(Vec::new()),
+                ..thread_ext(PID)
+            });
+            let mut m = image(vec![p]);
+            m.version.minor = 2;
+            m
+        },
+        None,
+    );
     v
 }
 
@@ -1597,14 +1629,14 @@ fn invalid_vectors() -> Vec<Invalid> {
     );
     add(
         "012-unknown-critical-record",
-        "a record of unknown kind 0x0012 with CRITICAL set (§2.2)",
+        "a record of unknown kind 0x0100 with CRITICAL set (§2.2)",
         {
             let mut r = raw.clone();
             let at = r.find(kind::VMA, 0);
             r.records.insert(
                 at,
                 RawRecord {
-                    kind: 0x0012,
+                    kind: 0x0100,
                     flags: 1,
                     payload: b"must understand".to_vec(),
                     verbatim: false,
@@ -2012,7 +2044,7 @@ fn invalid_vectors() -> Vec<Invalid> {
             r.records.insert(
                 0,
                 RawRecord {
-                    kind: 0x0012,
+                    kind: 0x0100,
                     flags: 0,
                     payload: Vec::new(),
                     verbatim: false,
@@ -2068,6 +2100,22 @@ fn invalid_vectors() -> Vec<Invalid> {
         payload(&raw, kind::FD, 0) + 12,
         Some("FD"),
         Some("kind"),
+    );
+    add(
+        "141-truncated-thread-1-2-fields",
+        "THREAD with 5 bytes after `clear_child_tid`: the 1.2 fields come all or none, so a \
+         partial `robust_list` is truncated (§3.7)",
+        {
+            let mut r = raw.clone();
+            let i = r.find(kind::THREAD, 0);
+            assert_eq!(r.records[i].payload.len(), THREAD_SIZE);
+            r.records[i].payload.extend_from_slice(&[0x20; 5]);
+            r.to_bytes()
+        },
+        "truncated",
+        payload(&raw, kind::THREAD, 0) + THREAD_SIZE as u64,
+        Some("THREAD"),
+        Some("robust_list"),
     );
     let too_large = v.iter_mut().find(|x| x.name == "011-too-large").unwrap();
     too_large.stream = Some(("too-large", too_large.offset, Some("CREDS"), Some("length")));
@@ -3223,6 +3271,11 @@ mod gen {
                             rseq_addr: v[5],
                             rseq_sig: v[5] as u32,
                             clear_child_tid: v[0] ^ v[5],
+                            ext: (v[2] % 2 == 0).then(|| ThreadExt {
+                                robust_list: v[3],
+                                robust_list_len: v[4] & 0xff,
+                                name: ByteString(format!("t{tid}").into_bytes()),
+                            }),
                         });
                         p.xsaves.push(Xsave {
                             pid,

@@ -21,7 +21,7 @@ use crate::record::process::{ProcessRecord, MAX_PID};
 use crate::record::rlimits::{Rlimit, Rlimits};
 use crate::record::sigactions::{SigAction, SigActions};
 use crate::record::sigqueue::{SigQueue, SIGINFO_SIZE};
-use crate::record::thread::{Gpr, Thread};
+use crate::record::thread::{Gpr, Thread, ThreadExt};
 use crate::record::vma::{Vma, VmaKind};
 use crate::record::xsave::Xsave;
 use proptest::collection::{btree_set, vec};
@@ -246,12 +246,14 @@ pub fn thread(pid: u32, tid: u32) -> impl Strategy<Value = Thread> {
             any::<u32>(),
             any::<u64>(),
         ),
+        proptest::option::of((any::<u64>(), any::<u64>(), byte_string(16))),
     )
         .prop_map(
             move |(
                 regs,
                 [blocked, pending, sas_sp, sas_size],
                 (sas_flags, rseq_len, rseq_addr, rseq_sig, clear_child_tid),
+                ext,
             )| Thread {
                 pid,
                 tid,
@@ -265,6 +267,11 @@ pub fn thread(pid: u32, tid: u32) -> impl Strategy<Value = Thread> {
                 rseq_addr,
                 rseq_sig,
                 clear_child_tid,
+                ext: ext.map(|(robust_list, robust_list_len, name)| ThreadExt {
+                    robust_list,
+                    robust_list_len,
+                    name,
+                }),
             },
         )
 }

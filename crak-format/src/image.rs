@@ -18,7 +18,7 @@ pub struct Version {
 }
 
 /// The version this crate writes.
-pub const CURRENT_VERSION: Version = Version { major: 1, minor: 1 };
+pub const CURRENT_VERSION: Version = Version { major: 1, minor: 2 };
 
 /// A whole checkpoint. Page data borrows from the parsed bytes (`'data`) or is owned.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -233,6 +233,15 @@ pub fn task_status(pid: i32, tid: i32) -> Result<Status> {
     read_string(pid, &format!("task/{tid}/status")).map(|s| Status::parse(&s))
 }
 
+/// The name of thread `tid` (`/proc/PID/task/TID/comm`, without its newline).
+pub fn thread_comm(pid: i32, tid: i32) -> Result<Vec<u8>> {
+    let mut name = read(pid, &format!("task/{tid}/comm"))?;
+    if name.last() == Some(&b'\n') {
+        name.pop();
+    }
+    Ok(name)
+}
+
 /// One mapping from `/proc/PID/maps` or `/proc/PID/smaps`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MapEntry {

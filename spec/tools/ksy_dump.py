@@ -227,13 +227,18 @@ def blob(raw):
     return base64.b64encode(raw).decode("ascii")
 
 
+# Fields whose name ends in `_len` but that are values of their own, not the length of a
+# `bytes` field.
+SCALAR_LEN_FIELDS = ("rseq_len", "robust_list_len")
+
+
 def model_field_name(ksy_field):
     """The model's name for a .ksy field: `comm_len` and `comm` are both `comm`."""
     if ksy_field is None:
         return None
     if ksy_field.startswith("num_"):
         return ksy_field[4:]
-    if ksy_field.endswith("_len"):
+    if ksy_field.endswith("_len") and ksy_field not in SCALAR_LEN_FIELDS:
         return ksy_field[:-4]
     return ksy_field
 
@@ -339,7 +344,7 @@ def model_sigactions(s):
 
 
 def model_thread(t):
-    return {
+    out = {
         "pid": t.pid,
         "tid": t.tid,
         "gpr": {name: getattr(t.gpr, name) for name in GPR_NAMES},
@@ -353,6 +358,14 @@ def model_thread(t):
         "rseq_sig": t.rseq_sig,
         "clear_child_tid": t.clear_child_tid,
     }
+    ext = getattr(t, "ext", None)
+    if ext is not None:
+        out["ext"] = {
+            "robust_list": ext.robust_list,
+            "robust_list_len": ext.robust_list_len,
+            "name": byte_string(ext.name),
+        }
+    return out
 
 
 def model_xsave(x):
@@ -662,6 +675,7 @@ class Reader:
             # Inside a list item the field is `list.field` (`special_mappings.kind`); inside a
             # plain structure (THREAD's `gpr`) it is the inner field (`rip`), as §3 names it.
             inner_obj, inner, inner_start = path[-1]
+            inner = model_field_name(inner)
             if isinstance(getattr(obj, field, None), list):
                 inner = "%s.%s" % (field, inner)
             return Reject(kind, payload_off + inner_start, name, inner, message)

@@ -2,8 +2,10 @@
  * under a mutex (every counter goes on, the shared one stays the sum); a thread waiting on a
  * condition variable, signalled after restore; a thread in nanosleep (it sleeps only what was
  * left); a thread with its own alternate signal stack, blocked mask, rseq registration,
- * clear_child_tid and a signal queued to it alone (pthread_sigqueue, with its value). Every
- * thread keeps its TID, and pthread_join (which waits on clear_child_tid) works. */
+ * clear_child_tid, a name, a robust mutex it still holds when it exits (its robust futex list
+ * must hand the mutex on with EOWNERDEAD) and a signal queued to it alone (pthread_sigqueue,
+ * with its value). Every thread keeps its TID, and pthread_join (which waits on
+ * clear_child_tid) works. */
 #include "common.h"
 #include <dirent.h>
 #include <pthread.h>
@@ -59,6 +61,7 @@ static void *sleeper(void *arg) {
 }
 
 static char altstack[65536];
+static pthread_mutex_t robust;
 static volatile int special_ready, special_go;
 static char special_err[256];
 
@@ -74,6 +77,8 @@ static void *special(void *arg) {
     int *ctid_before = NULL;
     prctl(PR_GET_TID_ADDRESS, &ctid_before);
     long rseq_before = rseq_probe();
+    pthread_setname_np(pthread_self(), "special-th");
+    if (pthread_mutex_lock(&robust)) snprintf(special_err, sizeof special_err, "robust mutex lock");
     special_ready = 1;
     while (!special_go) {
         struct timespec t = {0, 1000 * 1000};
@@ -81,6 +86,7 @@ static void *special(void *arg) {
     }
     stack_t now;
     sigaltstack(NULL, &now);
+    char name[17] = {0};
     int *ctid_after = NULL;
     prctl(PR_GET_TID_ADDRESS, &ctid_after);
     sigset_t cur, pend;
@@ -96,6 +102,8 @@ static void *special(void *arg) {
         snprintf(special_err, sizeof special_err, "blocked mask changed");
     else if (!sigismember(&pend, SIGUSR1))
         snprintf(special_err, sizeof special_err, "the SIGUSR1 queued to this thread is gone");
+    else if (prctl(PR_GET_NAME, name) || strcmp(name, "special-th"))
+        snprintf(special_err, sizeof special_err, "thread name '%s'", name);
     else if (gettid() != tids[WORKERS + 2])
         snprintf(special_err, sizeof special_err, "tid %d, was %d", gettid(), tids[WORKERS + 2]);
     else {
@@ -109,6 +117,7 @@ static void *special(void *arg) {
             snprintf(special_err, sizeof special_err, "sigtimedwait gave %d code %d value %d", s, si.si_code,
                      si.si_value.sival_int);
     }
+    /* Ends holding the robust mutex: the kernel walks this thread's robust list. */
     return NULL;
 }
 
@@ -130,6 +139,10 @@ int main(void) {
     sigaddset(&m, SIGUSR1);
     sigaddset(&m, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &m, NULL);
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
+    pthread_mutex_init(&robust, &ma);
     pthread_t w[WORKERS], wt, st, sp;
     for (long i = 0; i < WORKERS; i++) pthread_create(&w[i], NULL, worker, (void *)i);
     pthread_create(&wt, NULL, waiter, NULL);
@@ -171,6 +184,8 @@ int main(void) {
     special_go = 1;
     if (pthread_timedjoin_np(sp, NULL, &deadline)) fail("the special thread did not finish");
     if (special_err[0]) fail("special thread: %s", special_err);
+    int r = pthread_mutex_timedlock(&robust, &deadline);
+    if (r != EOWNERDEAD) fail("locking the robust mutex its dead owner held gave %s, not EOWNERDEAD", strerror(r));
 
     sigset_t pend;
     sigpending(&pend);

@@ -465,7 +465,17 @@ fn threads(out: &mut dyn Write, p: &Process<'_>, style: Style) -> io::Result<()>
     title(out, style, "Threads")?;
     let mut t = table(
         style,
-        &["tid", "rip", "rsp", "rax", "orig_rax", "fs_base", "blocked"],
+        &[
+            "tid",
+            "name",
+            "rip",
+            "rsp",
+            "rax",
+            "orig_rax",
+            "fs_base",
+            "blocked",
+            "robust list",
+        ],
     );
     for th in &p.threads {
         let g = &th.gpr;
@@ -478,14 +488,24 @@ fn threads(out: &mut dyn Write, p: &Process<'_>, style: Style) -> io::Result<()>
         } else {
             format!("{} (syscall)", g.orig_rax)
         };
+        let (name, robust) = match &th.ext {
+            Some(x) if x.robust_list == 0 => (x.name.to_string_lossy().into_owned(), "-".into()),
+            Some(x) => (
+                x.name.to_string_lossy().into_owned(),
+                format!("{:x}", x.robust_list),
+            ),
+            None => ("-".to_string(), "-".to_string()),
+        };
         t.add_row(vec![
             th.tid.to_string(),
+            name,
             format!("{:x}", g.rip),
             format!("{:x}", g.rsp),
             rax,
             orig,
             format!("{:x}", g.fs_base),
             names::sigmask(th.blocked),
+            robust,
         ]);
     }
     right(&mut t, &[0]);

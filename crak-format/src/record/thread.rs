@@ -1,11 +1,14 @@
 //! THREAD record, `spec/crak-format.md#thread`.
 
+use crate::bytes::ByteString;
 use crate::error::FieldError;
 use crate::record::wire::{self, PResult};
 use serde::{Deserialize, Serialize};
 
-/// Bytes of a THREAD payload in version 1.0.
+/// Bytes of a THREAD payload in versions 1.0 and 1.1, and of one without [`ThreadExt`].
 pub const THREAD_SIZE: usize = 288;
+/// Largest thread `name` (the kernel's `TASK_COMM_LEN`).
+pub const MAX_NAME: u32 = 16;
 
 /// x86_64 general-purpose registers in the kernel's `user_regs_struct` order.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,6 +164,20 @@ pub struct Thread {
     pub rseq_sig: u32,
     /// `clear_child_tid` address.
     pub clear_child_tid: u64,
+    /// The fields added in 1.2; `None` for a payload that ends after `clear_child_tid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ext: Option<ThreadExt>,
+}
+
+/// THREAD fields added in 1.2 (§3.7).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadExt {
+    /// Head of the robust futex list (`get_robust_list`); 0 when none is registered.
+    pub robust_list: u64,
+    /// Its length argument (the size of `struct robust_list_head`, 24 on x86_64).
+    pub robust_list_len: u64,
+    /// The thread's name (`/proc/PID/task/TID/comm`, set with `PR_SET_NAME`).
+    pub name: ByteString,
 }
 
 /// Parses a THREAD payload (`spec/crak-format.md#thread`, §3.7).
@@ -186,6 +203,21 @@ fn fields(i: &[u8]) -> PResult<'_, Thread> {
     let (r, rseq_sig) = wire::u32f("rseq_sig")(r)?;
     let (r, ()) = wire::reserved("reserved", 4)(r)?;
     let (r, clear_child_tid) = wire::u64f("clear_child_tid")(r)?;
+    let (r, ext) = if r.is_empty() {
+        (r, None)
+    } else {
+        let (r, robust_list) = wire::u64f("robust_list")(r)?;
+        let (r, robust_list_len) = wire::u64f("robust_list_len")(r)?;
+        let (r, name) = wire::bytes("name", MAX_NAME)(r)?;
+        (
+            r,
+            Some(ThreadExt {
+                robust_list,
+                robust_list_len,
+                name: ByteString(name.to_vec()),
+            }),
+        )
+    };
     Ok((
         r,
         Thread {
@@ -201,6 +233,7 @@ fn fields(i: &[u8]) -> PResult<'_, Thread> {
             rseq_addr,
             rseq_sig,
             clear_child_tid,
+            ext,
         },
     ))
 }
@@ -222,6 +255,11 @@ pub fn write(t: &Thread, out: &mut Vec<u8>) {
     wire::put_u32(out, t.rseq_sig);
     wire::put_u32(out, 0);
     wire::put_u64(out, t.clear_child_tid);
+    if let Some(x) = &t.ext {
+        wire::put_u64(out, x.robust_list);
+        wire::put_u64(out, x.robust_list_len);
+        wire::put_bytes(out, x.name.as_bytes());
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use crak_format::record::{
     rlimits::{Rlimit, Rlimits},
     sigactions::{SigAction, SigActions},
     sigqueue::SigQueue,
-    thread::Thread,
+    thread::{Thread, ThreadExt},
     xsave::Xsave,
 };
 use crak_format::Blob;
@@ -212,6 +212,8 @@ pub fn thread(
     let rseq = ptrace::get_rseq_configuration(tid)?;
     let area = ptrace::get_xstate(tid)?;
     let queue = ptrace::peeksiginfo(tid, SigQueueKind::Thread)?;
+    let (robust_list, robust_list_len) = process::robust_list(tid)?;
+    let name = procfs::thread_comm(pid, tid)?;
 
     let thread = Thread {
         pid: pid as u32,
@@ -226,6 +228,11 @@ pub fn thread(
         rseq_addr: rseq.addr,
         rseq_sig: rseq.sig,
         clear_child_tid: ctid,
+        ext: Some(ThreadExt {
+            robust_list,
+            robust_list_len,
+            name: name.into(),
+        }),
     };
     let xsave = Xsave {
         pid: pid as u32,

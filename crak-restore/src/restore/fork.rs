@@ -333,6 +333,14 @@ fn child_main(
         }
     }
     clone::set_tid_address(t.clear_child_tid);
+    // An image without the 1.2 THREAD fields leaves no robust list: the one this process
+    // inherited points into memory that is about to be replaced.
+    let (head, len) = robust_list(t);
+    step(
+        clone::set_robust_list(head, len),
+        format!("set_robust_list({head:#x}, {len})"),
+        &mut errpipe,
+    )?;
     step(
         prctl::set_name(p.comm.as_bytes()),
         "PR_SET_NAME".into(),
@@ -411,3 +419,15 @@ fn child_main(
     // means it resumed the child without doing so.
     clone::exit_now(CHILD_FAILED + 4)
 }
+
+/// The robust futex list a restored thread registers: the saved one, or none (the length the
+/// kernel requires, with a null head) when the image predates the field.
+pub(super) fn robust_list(t: &crak_format::record::thread::Thread) -> (u64, u64) {
+    match &t.ext {
+        Some(x) => (x.robust_list, x.robust_list_len),
+        None => (0, ROBUST_LIST_HEAD_SIZE),
+    }
+}
+
+/// `sizeof(struct robust_list_head)` on x86_64, the only length `set_robust_list` accepts.
+const ROBUST_LIST_HEAD_SIZE: u64 = 24;

@@ -36,6 +36,7 @@ const CLONE_ARGS_SIZE: usize = 80;
 const ARGS_AT: u64 = 0;
 const TID_AT: u64 = 128;
 const STACK_T_AT: u64 = 256;
+const NAME_AT: u64 = 384;
 const SIGINFO_AT: u64 = 512;
 
 /// A thread created in the restored process, stopped under ptrace.
@@ -162,6 +163,23 @@ fn thread_state(r: &mut Remote, t: &Thread) -> Result<(), RestoreError> {
         libc::SYS_set_tid_address,
         &[t.clear_child_tid],
     )?;
+    let (head, len) = super::fork::robust_list(t);
+    r.call(
+        || format!("set_robust_list({head:#x}, {len}) in thread {}", t.tid),
+        libc::SYS_set_robust_list,
+        &[head, len],
+    )?;
+    if let Some(name) = t.ext.as_ref().map(|x| x.name.as_bytes()) {
+        let mut buf = [0u8; 16];
+        let n = name.len().min(15);
+        buf[..n].copy_from_slice(&name[..n]);
+        let a = r.put(NAME_AT, &buf)?;
+        r.call(
+            || format!("prctl(PR_SET_NAME) in thread {}", t.tid),
+            libc::SYS_prctl,
+            &[libc::PR_SET_NAME as u64, a],
+        )?;
+    }
     if t.rseq_len != 0 {
         r.call(
             || format!("rseq(register {:#x}) in thread {}", t.rseq_addr, t.tid),

@@ -638,7 +638,13 @@ mod tests {
             fd(4, conn(2, b"")),
             fd(5, recv),
             fd(6, send),
-            fd(7, UnixSocket::default()),
+            fd(
+                7,
+                UnixSocket {
+                    sock_type: 1,
+                    ..UnixSocket::default()
+                },
+            ),
         ];
         let refs: Vec<&Fd<'_>> = fds.iter().collect();
         assert_eq!(groups(&refs), vec![vec![1, 2, 3, 4], vec![5, 6], vec![7]]);

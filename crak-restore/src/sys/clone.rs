@@ -369,6 +369,18 @@ pub fn set_tid_address(addr: u64) {
     }
 }
 
+/// `set_robust_list(2)` for the calling thread: the kernel records the pointer and walks the
+/// list, with fault-tolerant accesses, when the thread exits.
+pub fn set_robust_list(head: u64, len: u64) -> std::io::Result<()> {
+    // SAFETY: the kernel only records the pointer and checks `len`; it reads the list at
+    // thread exit with accesses that tolerate faults.
+    let ret = unsafe { libc::syscall(libc::SYS_set_robust_list, head, len) };
+    if ret != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Sets the file mode creation mask: `umask(2)`.
 pub fn set_umask(mask: u32) {
     // SAFETY: umask has no preconditions.

@@ -27,6 +27,24 @@ pub fn tgkill(tgid: Pid, tid: Pid, sig: i32) -> Result<()> {
     .map(drop)
 }
 
+/// `get_robust_list(2)` of thread `tid`: the list head's address (0 when none) and its
+/// length argument.
+pub fn robust_list(tid: Pid) -> Result<(u64, u64)> {
+    let mut head: u64 = 0;
+    let mut len: u64 = 0;
+    // SAFETY: head_ptr and len_ptr point to live local 64-bit integers, the sizes of a
+    // pointer and a size_t on x86_64, which the kernel writes.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_get_robust_list,
+            libc::c_long::from(tid),
+            &mut head as *mut u64,
+            &mut len as *mut u64,
+        )
+    };
+    check(ret, || format!("get_robust_list({tid})")).map(|_| (head, len))
+}
+
 /// Number of `RLIMIT_*` resources on Linux (`RLIM_NLIMITS`).
 pub const RLIM_NLIMITS: u32 = 16;
 
