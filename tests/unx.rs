@@ -267,3 +267,30 @@ fn socket_connected_outside_the_tree_needs_external_unix() {
         run.fail(&format!("program reported: {}", r.trim()));
     }
 }
+
+#[test]
+fn socket_with_a_descriptor_in_flight_is_refused_naming_it() {
+    need_root!();
+    let _g = serial();
+    let mut run = Run::new();
+    let pid = run.start("unx_inflight");
+    let img = run.path("image.crak");
+    let o = run.run(
+        Command::new(bin("crak-capture"))
+            .arg(pid.to_string())
+            .arg("-o")
+            .arg(&img),
+    );
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    if o.status.code() != Some(2)
+        || !err.contains("file descriptors or credentials in flight")
+        || !err.contains(&format!("@crak-unx-inflight-{pid}"))
+    {
+        run.fail("a descriptor in flight was not refused naming the socket");
+    }
+    if img.exists() {
+        run.fail("a refused capture left an image");
+    }
+    // The program goes on untouched and still receives the descriptor.
+    run.go_and_expect_pass(pid);
+}
