@@ -194,10 +194,30 @@ fn unix_socket_server_with_clients_in_the_tree() {
             run.fail(&format!("crak-dump shows no {want:?}:\n{shown}"));
         }
     }
-    // The socket file the killed server left behind is replaced by the restore.
-    if !run.path("srv.sock").exists() {
-        run.fail("no stale socket file after the capture");
+    // A restore that fails after making the sockets leaves no socket file it created and no
+    // process behind.
+    for name in ["srv.sock", "dg.sock"] {
+        std::fs::remove_file(run.path(name)).expect("the stale socket file");
     }
+    let o = run.run(
+        Command::new(bin("crak-restore"))
+            .env("CRAK_FAULT", "restore-after-fork")
+            .arg("--detach")
+            .arg(&img),
+    );
+    if o.status.code() != Some(2) {
+        run.fail("CRAK_FAULT=restore-after-fork: the restore must fail");
+    }
+    for name in ["srv.sock", "dg.sock"] {
+        if run.path(name).exists() {
+            run.fail(&format!("a failed restore left the socket file {name}"));
+        }
+    }
+    if !wait_gone(pid, Duration::from_secs(5)) {
+        run.fail("a failed restore left the process running");
+    }
+    // A stale socket file (as a killed server leaves) is replaced by the restore.
+    std::os::unix::net::UnixListener::bind(run.path("srv.sock")).expect("a stale socket file");
     let o = run.restore(&img, &[]);
     if !o.status.success() {
         run.fail("crak-restore failed");

@@ -155,8 +155,12 @@ fn restore_inner(
         .require_restore()
         .map_err(|e| RestoreError::Refused(e.to_string()))?;
     let family = tree::family(image, options)?;
+    // Socket files a failed restore must not leave behind: the image's path names that no
+    // file holds yet.
+    let fresh = unix_socket::absent_paths(family.members.iter().map(|m| m.proc));
     // Stage 2.
-    let pid = fork::spawn(image, &family)?;
+    let pid =
+        fork::spawn(image, &family).inspect_err(|_| unix_socket::remove_socket_files(&fresh))?;
     match build(&family, pid, src) {
         Ok(mut summary) => {
             summary.elapsed = t0.elapsed();
@@ -168,6 +172,7 @@ fn restore_inner(
             } else {
                 kill_child(pid);
             }
+            unix_socket::remove_socket_files(&fresh);
             let what = if family.members.len() > 1 {
                 format!("the half-built process tree under {pid} was killed")
             } else {

@@ -535,6 +535,31 @@ fn send_datagram(
     sent
 }
 
+/// The path names of the UNIX_SOCKET fds of `procs` where no file is (the socket files a
+/// restore creates anew).
+pub fn absent_paths<'a, 'b: 'a>(
+    procs: impl Iterator<Item = &'a crak_format::Process<'b>>,
+) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = procs
+        .flat_map(|p| p.fds.iter())
+        .filter_map(state)
+        .filter(|s| s.has_path())
+        .map(|s| s.name)
+        .filter(|n| std::fs::symlink_metadata(bytes_path(n)).is_err())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Unlinks each of `paths` that is a socket file (after a failed restore: see
+/// [`absent_paths`]).
+pub fn remove_socket_files(paths: &[Vec<u8>]) {
+    for p in paths {
+        unlink_socket_file(p);
+    }
+}
+
 /// The checks a restore makes before its point of no return for the UNIX_SOCKET fds of one
 /// process: path names absolute and not taken by another kind of file, and every peer outside
 /// the image allowed by `external`.
