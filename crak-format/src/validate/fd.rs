@@ -146,7 +146,7 @@ pub(super) fn check(cx: &mut Cx<'_, '_>) {
                             cx.error(
                                 why.0,
                                 at,
-                                contents_at.clone(),
+                                contents_at,
                                 format!("fd {} (Unix socket {}): {}", f.fd, f.ino, why.1),
                             );
                         }

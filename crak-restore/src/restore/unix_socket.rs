@@ -361,7 +361,7 @@ fn make_stages(
         if made.socks.contains_key(&ino) || s.flags & UNIX_PEER_EXTERNAL == 0 {
             continue;
         }
-        if !external.iter().any(|n| *n == s.peer_name) {
+        if !external.contains(&s.peer_name) {
             return Err(err(
                 ino,
                 s,
@@ -584,7 +584,7 @@ pub fn check(fds: &[Fd<'_>], external: &[Vec<u8>]) -> Result<(), String> {
                 }
             }
         }
-        if s.flags & UNIX_PEER_EXTERNAL != 0 && !external.iter().any(|n| *n == s.peer_name) {
+        if s.flags & UNIX_PEER_EXTERNAL != 0 && !external.contains(&s.peer_name) {
             return Err(format!(
                 "fd {} is a Unix socket connected to {} outside the image; restore with --external-unix {} to reconnect it there",
                 f.fd,
