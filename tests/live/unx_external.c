@@ -7,7 +7,7 @@
 #include <sys/un.h>
 
 int main(void) {
-    char cwd[200];
+    char cwd[90];
     struct sockaddr_un a;
     if (!getcwd(cwd, sizeof cwd)) fail("getcwd");
     memset(&a, 0, sizeof a);

@@ -5,11 +5,12 @@
  * (accepted; bytes queued both ways) with a datagram socket bound to an abstract name that sent
  * two datagrams to the parent's; c2 connected to the abstract name (accepted; two messages
  * queued on the parent's end, one on c2's); c3 connected to the path but not yet accepted. The
- * parent also holds a connection to its own listener on another abstract name and a datagram
- * socket connected to its datagram socket's path.
+ * parent also holds a connection to its own listener on another abstract name (its client end
+ * shut down for writing), a datagram socket connected to its datagram socket's path, and a
+ * datagram socket whose path was unlinked.
  *
  * After the restore: every name (getsockname/getpeername), the socket file's mode, every
- * queue with its datagram senders; the parent accepts c3, then a new client forked after the
+ * queue with its datagram senders, the shutdown, the unlinked path still unlinked; the parent accepts c3, then a new client forked after the
  * restore on each listener; each child checks what waits for it and answers. */
 #include "common.h"
 #include <poll.h>
@@ -202,6 +203,14 @@ int main(void) {
     if (send(x, "to-y", 4, 0) != 4 || send(y, "to-x", 4, 0) != 4) fail("self send");
     int d3 = dial(SOCK_DGRAM, dpath, 0);
     if (d3 < 0 || send(d3, "from-d3", 7, 0) != 7) fail("connected datagram");
+    /* x is done writing; a datagram socket's path is unlinked while it stays bound. */
+    if (shutdown(x, SHUT_WR)) fail("shutdown");
+    char gone[256];
+    snprintf(gone, sizeof gone, "%s/gone.sock", cwd);
+    struct sockaddr_un ga;
+    socklen_t glen = mkaddr(&ga, gone, 0);
+    int d4 = socket(AF_UNIX, SOCK_DGRAM, 0);
+    if (d4 < 0 || bind(d4, (struct sockaddr *)&ga, glen) || unlink(gone)) fail("unlinked name");
 
     ready();
     wait_go();
@@ -225,11 +234,16 @@ int main(void) {
     if (getsockopt(l1, SOL_SOCKET, SO_ACCEPTCONN, &acc, &tl) || !acc) fail("not listening");
 
     /* Queues. */
+    char buf0[8];
     expect(a1, "c1-hello", "c1's bytes");
     expect(a2, "m1", "c2's first message");
     expect(a2, "m-two", "c2's second message");
     expect(y, "to-y", "self pair, one way");
     expect(x, "to-x", "self pair, other way");
+    if (recv(y, buf0, sizeof buf0, MSG_DONTWAIT) != 0) fail("no end of file after x's shutdown");
+    if (send(x, "z", 1, MSG_NOSIGNAL) != -1 || errno != EPIPE) fail("x writes after its shutdown");
+    if (!addr_is(d4, 0, gone, 0)) fail("name of the socket whose path was unlinked");
+    if (access(gone, F_OK) == 0 || errno != ENOENT) fail("the unlinked path is back");
     dgram_from(d1, "dgram-1", abs_dg, 1, "first datagram");
     dgram_from(d1, "dgram-22", abs_dg, 1, "second datagram");
     dgram_from(d1, "from-d3", NULL, 0, "connected datagram");
