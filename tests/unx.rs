@@ -245,6 +245,9 @@ fn socket_connected_outside_the_tree_needs_external_unix() {
     first.read_exact(&mut hello).expect("hello");
     assert_eq!(&hello, b"hello");
     let img = run.capture(pid);
+    if !run.log.contains("warning: process") || !run.log.contains("--external-unix") {
+        run.fail("the capture does not warn about the socket connected outside the tree");
+    }
     let shown = run.dump(&img);
     if !shown.contains("(outside the image)") {
         run.fail(&format!(

@@ -294,6 +294,26 @@ fn mark_unix_socket_peers(records: &mut [Record<'static>]) -> Result<(), Error> 
     Ok(())
 }
 
+/// One warning per Unix socket connected to a socket outside the captured tree, naming the
+/// peer and how to connect to it again at restore.
+pub(super) fn external_unix_warnings(records: &[Record<'static>]) -> Vec<String> {
+    use crak_format::record::fd::{FdState, UNIX_PEER_EXTERNAL};
+    let mut out = Vec::new();
+    for r in records {
+        let Record::Fd(f) = r else { continue };
+        if let Ok(Some(FdState::UnixSocket(s))) = FdState::decode(f.kind, f.contents.as_bytes()) {
+            if s.flags & UNIX_PEER_EXTERNAL != 0 {
+                let peer = crate::restore::unix_socket::shown(&s.peer_name);
+                out.push(format!(
+                    "process {}: fd {} is a Unix socket connected to {peer} outside the captured tree; a restore refuses it unless told to connect it there again (crak-restore --external-unix {peer}), and what the peer had sent is not kept",
+                    f.pid, f.fd
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// The records of one frozen process; `starttime`, when known, tells it from a later process
 /// that reused its pid.
 fn collect_process(frozen: &mut Frozen, starttime: Option<u64>) -> Result<ProcessMeta, Error> {
