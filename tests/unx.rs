@@ -216,8 +216,16 @@ fn unix_socket_server_with_clients_in_the_tree() {
     if !wait_gone(pid, Duration::from_secs(5)) {
         run.fail("a failed restore left the process running");
     }
-    // A stale socket file (as a killed server leaves) is replaced by the restore.
-    std::os::unix::net::UnixListener::bind(run.path("srv.sock")).expect("a stale socket file");
+    // The socket file of a socket in use is not taken over.
+    let live = std::os::unix::net::UnixListener::bind(run.path("srv.sock")).expect("bind");
+    let o = run.restore(&img, &[]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    if o.status.success() || !err.contains("srv.sock") || !err.contains("in use") {
+        run.fail("a socket file in use was not refused by name");
+    }
+    // Once that socket is closed its file is stale, as a killed server leaves it: the restore
+    // replaces it.
+    drop(live);
     let o = run.restore(&img, &[]);
     if !o.status.success() {
         run.fail("crak-restore failed");

@@ -161,8 +161,16 @@ fn bind_name(
     if is_path {
         let p = bytes_path(name);
         match std::fs::symlink_metadata(p) {
-            Ok(m) if m.file_type().is_socket() => std::fs::remove_file(p)
-                .map_err(|e| format!("unlinking the stale socket file {}: {e}", shown(name)))?,
+            Ok(m) if m.file_type().is_socket() => {
+                if unixsock::is_bound(name) {
+                    return Err(format!(
+                        "{} is the socket file of a socket in use: not replaced",
+                        shown(name)
+                    ));
+                }
+                std::fs::remove_file(p)
+                    .map_err(|e| format!("unlinking the stale socket file {}: {e}", shown(name)))?
+            }
             Ok(_) => {
                 return Err(format!(
                     "{} exists and is not a socket file: not replaced",
@@ -578,6 +586,13 @@ pub fn check(fds: &[Fd<'_>], external: &[Vec<u8>]) -> Result<(), String> {
                 if !m.file_type().is_socket() {
                     return Err(format!(
                         "fd {}: the Unix socket's path {} is taken by a file that is not a socket",
+                        f.fd,
+                        shown(&s.name)
+                    ));
+                }
+                if unixsock::is_bound(&s.name) {
+                    return Err(format!(
+                        "fd {}: the Unix socket's path {} is bound by a socket in use",
                         f.fd,
                         shown(&s.name)
                     ));

@@ -2,7 +2,7 @@
 //! queued data read without consuming it (`MSG_PEEK` with `SO_PEEK_OFF`), and `socketpair`.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// `SOCK_DIAG_BY_FAMILY`.
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
@@ -381,6 +381,23 @@ pub fn connect(fd: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether a socket is bound at the path `name` (a socket file a running program uses, not a
+/// stale one): a non-blocking stream `connect` to it succeeds, finds another socket type
+/// (`EPROTOTYPE`) or a full backlog (`EAGAIN`); a stale socket file refuses it
+/// (`ECONNREFUSED`).
+pub fn is_bound(name: &[u8]) -> bool {
+    let Ok(s) = socket(libc::SOCK_STREAM | libc::SOCK_NONBLOCK) else {
+        return false;
+    };
+    match connect(s.as_fd(), name) {
+        Ok(()) => true,
+        Err(e) => matches!(
+            e.raw_os_error(),
+            Some(libc::EPROTOTYPE | libc::EAGAIN | libc::EINPROGRESS)
+        ),
+    }
+}
+
 /// `listen(2)`; on a listening socket, sets a new backlog.
 pub fn listen(fd: BorrowedFd<'_>, backlog: u32) -> io::Result<()> {
     let backlog = libc::c_int::try_from(backlog).unwrap_or(libc::c_int::MAX);
@@ -443,7 +460,6 @@ pub fn shutdown(fd: BorrowedFd<'_>, how: i32) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::AsFd;
 
     #[test]
     fn names_bind_connect_accept_and_diag() {
