@@ -8,7 +8,7 @@ use crak_format::record::kind;
 use crak_format::record::note::Note;
 use crak_format::record::pages::PageRun;
 use crak_format::record::process::ProcessRecord;
-use crak_format::record::thread::Thread;
+use crak_format::record::thread::{Thread, ThreadExt};
 use crak_format::record::vma::{Vma, VmaKind, MAP_PRIVATE, PROT_READ};
 use crak_format::record::Record;
 use crak_format::{
@@ -329,6 +329,11 @@ fn payload_bytes_past_known_fields_are_ignored() {
         pid: 100,
         tid: 100,
         clear_child_tid: 0x1234,
+        ext: Some(ThreadExt {
+            robust_list: 0x5678,
+            robust_list_len: 24,
+            name: "w".into(),
+        }),
         ..Thread::default()
     };
     let mut extended = payload(&Record::Thread(t.clone()));
@@ -337,6 +342,25 @@ fn payload_bytes_past_known_fields_are_ignored() {
     let p = parse(&bytes).unwrap();
     assert_eq!(p.image.processes[0].threads, vec![t]);
     assert_same_reading(&bytes);
+}
+
+/// A THREAD of 1.1 (no 1.2 fields) with bytes after it cannot be written: they would read as
+/// the 1.2 fields.
+#[test]
+fn writer_refuses_a_tail_that_would_read_as_fields() {
+    use crak_format::image::RecordExtra;
+    let mut img = small_image();
+    img.processes[0].threads[0].ext = None;
+    let pid = img.processes[0].pid();
+    img.extras.push(RecordExtra {
+        kind: kind::THREAD,
+        pid: Some(pid),
+        index: 0,
+        flags: kind::default_flags(kind::THREAD),
+        extra: Blob::from(vec![0xee; 24]),
+    });
+    let e = to_vec(&img).unwrap_err().to_string();
+    assert!(e.contains("would read as fields"), "{e}");
 }
 
 fn assert_error(
@@ -688,7 +712,17 @@ fn with_extras(
     for (i, flags, tail) in picks {
         let at = i % spans.len();
         let span = spans[at];
-        let tail = if span.kind == kind::PAGES {
+        // A PAGES record's length is fixed by its data; a THREAD without the 1.2 fields ends
+        // where they would start, so a tail there would read as them.
+        let thread_without_ext = span.kind == kind::THREAD
+            && span.pid.is_some_and(|pid| {
+                img.processes
+                    .iter()
+                    .find(|p| p.pid() == pid)
+                    .and_then(|p| p.threads.get(span.index))
+                    .is_some_and(|t| t.ext.is_none())
+            });
+        let tail = if span.kind == kind::PAGES || thread_without_ext {
             Vec::new()
         } else {
             tail.clone()

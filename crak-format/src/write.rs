@@ -149,8 +149,8 @@ impl<W: Write> Writer<W> {
         self.write_checked_as(kind, kind::default_flags(kind), &[], enc, same)
     }
 
-    /// [`Writer::write_checked`] with `flags` and `extra` bytes appended to the payload after
-    /// the check (§5: a reader ignores them).
+    /// [`Writer::write_checked`] with `flags` and `extra` bytes appended to the payload (§5: a
+    /// reader ignores them, which the check confirms).
     fn write_checked_as(
         &mut self,
         kind: u16,
@@ -163,15 +163,23 @@ impl<W: Write> Writer<W> {
         buf.clear();
         enc(&mut buf);
         let name = kind::name(kind).unwrap_or("unknown");
+        // The check reads the payload with its extra bytes, as a reader will: bytes that
+        // would read as fields of this version (a THREAD tail where the 1.2 fields go) are
+        // refused rather than written to mean something else.
+        buf.extend_from_slice(extra);
         let checked = match same(&buf) {
             Ok(true) => Ok(()),
+            Ok(false) | Err(_) if !extra.is_empty() => Err(invalid(format!(
+                "{name} record cannot be written with {} extra bytes: they would read as \
+                 fields this version defines",
+                extra.len()
+            ))),
             Ok(false) => Err(invalid(format!(
                 "{name} record cannot be encoded: it does not read back the same \
                  (a length above u32::MAX?)"
             ))),
             Err(e) => Err(invalid(format!("{name} record cannot be written: {e}"))),
         };
-        buf.extend_from_slice(extra);
         let r = checked.and_then(|()| self.write_raw_record(kind, flags, &buf));
         self.scratch = buf;
         r

@@ -48,9 +48,15 @@ struct Cli {
     /// Print the restored PID on stdout and exit once the process runs, leaving it running.
     #[arg(long)]
     detach: bool,
-    /// Allow another PID when the saved one is taken.
+    /// Allow another PID when the saved one is taken (for a tree: give each process whose PID
+    /// is taken another; the tree keeps its shape, groups and sessions).
     #[arg(long)]
     new_pid: bool,
+    /// Connect fd N, a pipe whose other end was outside the captured processes, to this
+    /// command's own fd N (a pipe) instead of closing that end; repeatable. The bytes that were
+    /// buffered in the old pipe stay in it.
+    #[arg(long = "external-pipe", value_name = "N")]
+    external_pipes: Vec<i32>,
     /// Keep the process in this terminal's session and process group, like a shell job, and
     /// give its terminal fds this terminal.
     #[arg(long)]
@@ -269,6 +275,7 @@ fn main() -> ExitCode {
                 restore::unix_socket::external_name(p.as_os_str().as_bytes())
             })
             .collect(),
+        external_pipes: cli.external_pipes.clone(),
     };
     if !cli.detach {
         // Forwarded to the process while waiting for it, like a shell's foreground job.
@@ -323,6 +330,15 @@ fn main() -> ExitCode {
             summary.elapsed.as_secs_f64() * 1000.0,
             total_ms
         );
+        let moved: Vec<String> = summary
+            .pids
+            .iter()
+            .filter(|(saved, live)| i64::from(*saved) != i64::from(*live))
+            .map(|(saved, live)| format!("{saved} -> {live}"))
+            .collect();
+        if !moved.is_empty() {
+            eprintln!("crak-restore: new PIDs: {}", moved.join(", "));
+        }
     }
     if cli.detach {
         let mut out = std::io::stdout().lock();

@@ -115,6 +115,8 @@ fn run_child(
     errpipe: OwnedFd,
     pool: Option<&Pool>,
 ) -> ! {
+    // First thing: this process's PID, for its descendants and for crak-restore.
+    family.publish(proc.pid(), std::process::id() as i32);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         child_main(image, family, proc, plan, errpipe, pool)
     }));
@@ -229,7 +231,12 @@ fn child_main(
         if let Err(e) = clone::new_session() {
             return Err((format!("setsid: {e}"), Some(errpipe)));
         }
-    } else if let Some(g) = tree::group_to_join(family, proc) {
+    } else if let Some(leader) = tree::group_to_join(family, proc) {
+        let me = std::process::id() as i32;
+        let g = match tree::live_group(family, p.pid, me, leader) {
+            Ok(g) => g,
+            Err(e) => return Err((e, Some(errpipe))),
+        };
         if let Err(e) = clone::set_pgid(0, g) {
             return Err((format!("setpgid(0, {g}): {e}"), Some(errpipe)));
         }
@@ -356,7 +363,12 @@ fn child_main(
                 None => clone::exit_now(CHILD_FAILED + 1),
             },
             Ok(Forked::Parent(cpid)) => {
-                if let Some(g) = tree::group_to_join(family, c) {
+                family.publish(c.pid(), cpid);
+                if let Some(leader) = tree::group_to_join(family, c) {
+                    let g = match tree::live_group(family, c.pid(), cpid, leader) {
+                        Ok(g) => g,
+                        Err(e) => return Err((e, errpipe.take())),
+                    };
                     step(
                         clone::set_pgid(cpid, g),
                         format!("setpgid({cpid}, {g})"),
@@ -381,12 +393,12 @@ fn child_main(
     // Zombies: created with their PID, they end at once with their wait status and stay until
     // this process reaps them.
     for z in family.zombies_of(proc.pid()) {
-        match clone::clone3_process(Some(z.pid() as i32)) {
-            Ok(Forked::Child) => clone::end_with_status(z.process.wait_status()),
-            Ok(Forked::Parent(_)) => {}
+        match clone::clone3_process(z.want_pid) {
+            Ok(Forked::Child) => clone::end_with_status(z.proc.process.wait_status()),
+            Ok(Forked::Parent(zpid)) => family.publish(z.proc.pid(), zpid),
             Err(e) => {
                 return Err((
-                    format!("recreating the zombie {} (clone3): {e}", z.pid()),
+                    format!("recreating the zombie {} (clone3): {e}", z.proc.pid()),
                     errpipe.take(),
                 ))
             }

@@ -119,6 +119,9 @@ pub struct Summary {
     /// Wall time of the restore.
     #[serde(serialize_with = "ser_ms", rename = "time_ms")]
     pub elapsed: Duration,
+    /// For a tree: the saved and the live PID of every process, zombies included.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pids: Vec<(u32, i32)>,
 }
 
 fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -201,13 +204,20 @@ fn build(
     )
     .map_err(|e| RestoreError::failed("PTRACE_SETOPTIONS", e.to_string()))?;
     fault_point("restore-after-fork")?;
-    // The other processes wait to be seized (the pid is theirs: trees keep their PIDs).
+    // The other processes wait to be seized, under the PIDs they published.
+    let mut live = vec![root];
     for m in family.members.iter().skip(1) {
-        tree::seize(m.proc.pid() as i32)?;
+        let pid = family.live_pid(m.proc.pid()).ok_or_else(|| {
+            RestoreError::failed(
+                "seizing the processes",
+                format!("process {} did not publish its PID", m.proc.pid()),
+            )
+        })?;
+        tree::seize(pid)?;
+        live.push(pid);
     }
     let mut ready = Vec::with_capacity(family.members.len());
-    for (i, m) in family.members.iter().enumerate() {
-        let pid = if i == 0 { root } else { m.proc.pid() as i32 };
+    for (m, &pid) in family.members.iter().zip(&live) {
         ready.push(prepare(m.proc, &m.plan, pid, src, &family.shared_anon)?);
     }
     // Stage 6. The pages read from the image file were those whose CRCs were checked only if
@@ -228,6 +238,7 @@ fn build(
         vmas: 0,
         fds: 0,
         elapsed: Duration::ZERO,
+        pids: family.pid_map(),
     };
     // Children before their parents: a parent never runs while a child is still stopped.
     for (m, p) in family.members.iter().zip(&ready).rev() {

@@ -34,6 +34,9 @@ pub struct Options {
     /// Names of Unix sockets outside the image that sockets of the image connected to may be
     /// connected to again (`--external-unix`; a leading NUL for an abstract name).
     pub external_unix: Vec<Vec<u8>>,
+    /// Descriptor numbers whose pipe, held at capture with its other end outside the image, is
+    /// replaced by the restorer's own descriptor of that number (`--external-pipe N`).
+    pub external_pipes: Vec<i32>,
 }
 
 /// A mapping of this process (`/proc/self/maps`) or of a child.

@@ -19,12 +19,22 @@
 //! is led by a process of the tree joins that group (its parent moves it there right after
 //! creating it, as a shell does, and it does so itself too, so that neither order can race);
 //! otherwise it stays in its parent's group.
+//!
+//! PIDs: every process asks for its saved PID (`clone3` `set_tid`). With `--new-pid`, a process
+//! whose PID is taken gets whatever PID the kernel gives, and so may the zombies; the tree keeps
+//! its shape, and a group or session is the one of the same process of the tree under its new
+//! PID. The new PIDs are published in a table of shared memory made before the root is created
+//! ([`Family::pids`]): each process writes its own slot first thing, its parent writes it too
+//! right after creating it, and a process that must join a group led by another reads the
+//! leader's slot (waiting briefly if neither has written it yet). crak-restore reads the table to
+//! seize the processes.
 
 use super::mm::SharedAnon;
 use super::plan::{self, Options, Plan, PAGE, TRAMPOLINE_LEN};
 use super::RestoreError;
 use crate::sys::fdops;
 use crate::sys::ptrace::{self, WaitStatus};
+use crate::sys::slots::Slots;
 use crak_format::record::fd::{Fd, FdKind, FD_CLOEXEC};
 use crak_format::record::vma::{VmaKind, MAP_SHARED};
 use crak_format::{Image, Process};
@@ -57,7 +67,20 @@ pub struct Family<'a> {
     /// Anonymous memory shared by several processes, and where the root maps it.
     pub shared_anon: Vec<SharedAnon>,
     /// Zombies: each is created by its parent and ends at once with its wait status.
-    pub zombies: Vec<&'a Process<'a>>,
+    pub zombies: Vec<Zombie<'a>>,
+    /// The live PID of every member, then of every zombie, in that order; `None` for a single
+    /// process, which crak-restore creates itself.
+    pub pids: Option<Slots>,
+    /// `--external-pipe`: (pipe inode, whether the image holds its write end, fd number).
+    pub externals: Vec<(u64, bool, i32)>,
+}
+
+/// A zombie of the image and the PID it asks for (`None`: any, with `--new-pid`).
+pub struct Zombie<'a> {
+    /// Its records.
+    pub proc: &'a Process<'a>,
+    /// `set_tid` for its `clone3`.
+    pub want_pid: Option<i32>,
 }
 
 /// Checks the image and plans every process; see the module documentation.
@@ -74,6 +97,8 @@ pub fn family<'a>(image: &'a Image<'_>, options: &Options) -> Result<Family<'a>,
             pool_base: 0,
             shared_anon: Vec::new(),
             zombies: Vec::new(),
+            pids: None,
+            externals: external_pipes(image, options)?,
         });
     }
     let report = crak_format::validate::validate(image, None);
@@ -84,11 +109,9 @@ pub fn family<'a>(image: &'a Image<'_>, options: &Options) -> Result<Family<'a>,
             if report.errors == 1 { "" } else { "s" }
         )));
     }
-    if options.new_pid {
-        return Err(RestoreError::Refused(
-            "--new-pid is not supported for process trees: every process keeps its PID".into(),
-        ));
-    }
+    // Before any plan, so that the plans' free areas avoid it.
+    let pids = Slots::new(image.processes.len())
+        .map_err(|e| RestoreError::failed("the PID table (shared memory)", e.to_string()))?;
     let order = creation_order(image)?;
     let mut members = Vec::with_capacity(order.len());
     let mut zombies = Vec::new();
@@ -109,12 +132,16 @@ pub fn family<'a>(image: &'a Image<'_>, options: &Options) -> Result<Family<'a>,
                     "the zombie {pid} has children in the image"
                 )));
             }
-            if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let want_pid = if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                i32::try_from(pid).ok()
+            } else if options.new_pid {
+                None
+            } else {
                 return Err(RestoreError::Refused(format!(
-                    "PID {pid} (a zombie of the image) is in use by another process"
+                    "PID {pid} (a zombie of the image) is in use by another process; restore with --new-pid to give it another PID"
                 )));
-            }
-            zombies.push(proc);
+            };
+            zombies.push(Zombie { proc, want_pid });
             continue;
         }
         // The per-process checks and plan, on an image holding this process alone.
@@ -209,7 +236,49 @@ pub fn family<'a>(image: &'a Image<'_>, options: &Options) -> Result<Family<'a>,
         pool_base,
         shared_anon,
         zombies,
+        pids: Some(pids),
+        externals: external_pipes(image, options)?,
     })
+}
+
+/// The pipes `--external-pipe N` reconnects: for each N, the pipe some process of the image
+/// has at fd N, whose other end no fd of the image holds; crak-restore's own fd N must be a
+/// pipe. Refused otherwise, before anything is created.
+fn external_pipes(
+    image: &Image<'_>,
+    options: &Options,
+) -> Result<Vec<(u64, bool, i32)>, RestoreError> {
+    let mut out = Vec::new();
+    let fds = || image.processes.iter().flat_map(|p| p.fds.iter());
+    for &n in &options.external_pipes {
+        let write_end = |f: &Fd<'_>| (f.open_flags as i32) & libc::O_ACCMODE == libc::O_WRONLY;
+        let at_n: Vec<&Fd<'_>> = fds()
+            .filter(|f| f.kind == FdKind::Pipe && i64::from(f.fd) == i64::from(n))
+            .collect();
+        let lone = at_n.iter().find(|f| {
+            let w = write_end(f);
+            !fds().any(|g| g.kind == FdKind::Pipe && g.ino == f.ino && write_end(g) != w)
+        });
+        let Some(f) = lone else {
+            return Err(RestoreError::Refused(format!(
+                "--external-pipe {n}: no process of the image has at fd {n} a pipe whose other end was outside the image"
+            )));
+        };
+        let ino = f.ino;
+        let w = write_end(f);
+        if at_n.iter().any(|g| g.ino != ino) {
+            return Err(RestoreError::Refused(format!(
+                "--external-pipe {n}: processes of the image hold different pipes at fd {n}"
+            )));
+        }
+        if !fdops::is_pipe(n) {
+            return Err(RestoreError::Refused(format!(
+                "--external-pipe {n}: fd {n} of crak-restore is not a pipe"
+            )));
+        }
+        out.push((ino, w, n));
+    }
+    Ok(out)
 }
 
 /// The shared anonymous memory objects mapped by more than one process (the same `ino`, spec
@@ -333,8 +402,68 @@ impl<'a> Family<'a> {
     }
 
     /// The zombies whose parent is `pid`.
-    pub fn zombies_of(&self, pid: u32) -> impl Iterator<Item = &&'a Process<'a>> {
-        self.zombies.iter().filter(move |z| z.process.ppid == pid)
+    pub fn zombies_of(&self, pid: u32) -> impl Iterator<Item = &Zombie<'a>> {
+        self.zombies
+            .iter()
+            .filter(move |z| z.proc.process.ppid == pid)
+    }
+
+    /// The slot of saved PID `pid` in [`Family::pids`].
+    fn slot(&self, pid: u32) -> Option<usize> {
+        self.members
+            .iter()
+            .position(|m| m.proc.pid() == pid)
+            .or_else(|| {
+                self.zombies
+                    .iter()
+                    .position(|z| z.proc.pid() == pid)
+                    .map(|i| self.members.len() + i)
+            })
+    }
+
+    /// Publishes that the process saved as `pid` now runs as `live`.
+    pub fn publish(&self, pid: u32, live: i32) {
+        if let (Some(t), Some(i)) = (&self.pids, self.slot(pid)) {
+            t.set(i, live);
+        }
+    }
+
+    /// The live PID of the process saved as `pid`: the saved one for a single process, else
+    /// what the table says, waiting up to two seconds for it to be published. `None` when it
+    /// is not a process of the image or was never published.
+    pub fn live_pid(&self, pid: u32) -> Option<i32> {
+        let Some(t) = &self.pids else {
+            return i32::try_from(pid).ok();
+        };
+        let i = self.slot(pid)?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            let v = t.get(i);
+            if v != 0 {
+                return Some(v);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+    }
+
+    /// The saved PID of a member or zombie and its live PID, for every one published.
+    pub fn pid_map(&self) -> Vec<(u32, i32)> {
+        let saved = self
+            .members
+            .iter()
+            .map(|m| m.proc.pid())
+            .chain(self.zombies.iter().map(|z| z.proc.pid()));
+        match &self.pids {
+            Some(t) => saved
+                .enumerate()
+                .map(|(i, p)| (p, t.get(i)))
+                .filter(|&(_, l)| l != 0)
+                .collect(),
+            None => Vec::new(),
+        }
     }
 
     /// Whether `pid` is a process of the tree.
@@ -352,6 +481,9 @@ pub struct Pool {
     socks: Vec<(u64, OwnedFd)>,
     /// Open file descriptions: (FD `description`, the open file).
     files: Vec<(u32, OwnedFd)>,
+    /// Pipe ends reconnected to the restorer's own fds (`--external-pipe`): (pipe inode,
+    /// whether the image holds its write end, the restorer's fd).
+    externals: Vec<(u64, bool, OwnedFd)>,
 }
 
 /// Creates and fills the shared pipes and maps the shared memory (in the root's restore
@@ -366,6 +498,12 @@ pub fn make_pool(family: &Family<'_>, image: &Image<'_>) -> Result<Pool, String>
         })?;
     }
     let mut pool = Pool::default();
+    // First, while this process still has the restorer's descriptors.
+    for &(ino, write, n) in &family.externals {
+        let fd = fdops::dup_raw_at_least(n, family.pool_base)
+            .map_err(|e| format!("--external-pipe {n}: dup: {e}"))?;
+        pool.externals.push((ino, write, fd));
+    }
     let all_fds: Vec<Fd<'_>> = family
         .members
         .iter()
@@ -453,6 +591,7 @@ pub fn pool_fds(pool: &Pool) -> Vec<RawFd> {
         .flat_map(|(_, r, w)| [r.as_raw_fd(), w.as_raw_fd()])
         .chain(pool.socks.iter().map(|(_, s)| s.as_raw_fd()))
         .chain(pool.files.iter().map(|(_, f)| f.as_raw_fd()))
+        .chain(pool.externals.iter().map(|(_, _, f)| f.as_raw_fd()))
         .collect()
 }
 
@@ -476,7 +615,18 @@ pub fn place_shared(fds: &[Fd<'_>], pool: &Pool) -> Result<(), String> {
             .files
             .iter()
             .find(|(d, _)| f.description != 0 && *d == f.description);
-        let end = if let Some((_, file)) = shared_file {
+        let is_write = (f.open_flags as i32) & libc::O_ACCMODE == libc::O_WRONLY;
+        let external = pool
+            .externals
+            .iter()
+            .find(|(ino, w, _)| f.kind == FdKind::Pipe && *ino == f.ino && *w == is_write);
+        let end = if let Some((_, _, ext)) = external {
+            // The restorer's own pipe: its status flags are not the image's to set.
+            let target = RawFd::try_from(f.fd).map_err(|_| format!("fd {} out of range", f.fd))?;
+            fdops::place_at(ext.as_fd(), target, f.fd_flags & FD_CLOEXEC != 0)
+                .map_err(|e| format!("fd {} (external pipe {}): dup3: {e}", f.fd, f.ino))?;
+            continue;
+        } else if let Some((_, file)) = shared_file {
             file
         } else if !matches!(f.kind, FdKind::Pipe | FdKind::Unix | FdKind::UnixSocket) {
             continue;
@@ -489,7 +639,6 @@ pub fn place_shared(fds: &[Fd<'_>], pool: &Pool) -> Result<(), String> {
             let Some((_, r, w)) = pool.pipes.iter().find(|(ino, _, _)| *ino == f.ino) else {
                 continue;
             };
-            let is_write = (f.open_flags as i32) & libc::O_ACCMODE == libc::O_WRONLY;
             if is_write {
                 w
             } else {
@@ -508,15 +657,27 @@ pub fn place_shared(fds: &[Fd<'_>], pool: &Pool) -> Result<(), String> {
 /// The process group `proc` must join, when a process of the tree leads it (its own pid
 /// included); `None` when it leads its session (it calls `setsid`) or stays in its parent's
 /// group.
-pub fn group_to_join(family: &Family<'_>, proc: &Process<'_>) -> Option<i32> {
+/// The group is named by its leader's saved PID.
+pub fn group_to_join(family: &Family<'_>, proc: &Process<'_>) -> Option<u32> {
     let p = &proc.process;
     if p.sid == p.pid {
         return None;
     }
     if p.pgid == p.pid || family.has(p.pgid) {
-        return i32::try_from(p.pgid).ok();
+        return Some(p.pgid);
     }
     None
+}
+
+/// The `pgid` argument of `setpgid` that puts process `pid` (live PID `live`) in the group led
+/// by saved PID `leader`: `live` for a group of its own, else the leader's live PID.
+pub fn live_group(family: &Family<'_>, pid: u32, live: i32, leader: u32) -> Result<i32, String> {
+    if leader == pid {
+        return Ok(live);
+    }
+    family
+        .live_pid(leader)
+        .ok_or_else(|| format!("the leader {leader} of the group of process {pid} has no PID yet"))
 }
 
 /// Seizes a process of the tree that is waiting for it (after its setup) and stops it.

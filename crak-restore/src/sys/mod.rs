@@ -19,6 +19,7 @@ pub mod process;
 pub mod ptrace;
 pub mod remote;
 pub mod signalfd;
+pub mod slots;
 pub mod unixsock;
 pub mod waitid;
 
