@@ -1366,11 +1366,12 @@ fn valid_vectors() -> Vec<Valid> {
         "FD kind 13 UNIX_SOCKET (1.2, §3.13): a stream socket connected to a listener outside \
          the image (PEER_EXTERNAL, reconnected only on request), a pair made by \
          connect/accept whose client is bound to a path that was unlinked (NAME_GONE) and \
-         whose ends were shut down (SHUT_WR on one, SHUT_RD on the other), and an unconnected \
-         unnamed stream socket",
+         whose ends were shut down (SHUT_WR on one, SHUT_RD on the other), an accepted socket \
+         whose peer closed with bytes left to read (PEER_CLOSED), and an unconnected unnamed \
+         stream socket",
         {
             use crak_format::record::fd::{
-                FdState, UnixMessage, UnixSocket, UNIX_CONNECTED, UNIX_NAME_GONE,
+                FdState, UnixMessage, UnixSocket, UNIX_CONNECTED, UNIX_NAME_GONE, UNIX_PEER_CLOSED,
                 UNIX_PEER_EXTERNAL, UNIX_SHUT_RD, UNIX_SHUT_WR,
             };
             let mut m = image(vec![full_process(PID, 1)]);
@@ -1430,6 +1431,21 @@ fn valid_vectors() -> Vec<Valid> {
                 9303,
                 UnixSocket {
                     sock_type: 1,
+                    ..UnixSocket::default()
+                },
+            ));
+            fds.push(sock(
+                24,
+                9304,
+                UnixSocket {
+                    sock_type: 1,
+                    state: UNIX_CONNECTED,
+                    flags: UNIX_PEER_CLOSED | UNIX_SHUT_RD | UNIX_SHUT_WR,
+                    name: b"\0server".to_vec(),
+                    queue: vec![UnixMessage {
+                        sender: vec![],
+                        data: b"bye".to_vec(),
+                    }],
                     ..UnixSocket::default()
                 },
             ));

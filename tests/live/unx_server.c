@@ -7,7 +7,8 @@
  * queued on the parent's end, one on c2's); c3 connected to the path but not yet accepted. The
  * parent also holds a connection to its own listener on another abstract name (its client end
  * shut down for writing), a datagram socket connected to its datagram socket's path, and a
- * datagram socket whose path was unlinked.
+ * datagram socket whose path was unlinked; two stream sockets whose peer closed (an accepted
+ * connection and an unnamed pair) with bytes left to read.
  *
  * After the restore: every name (getsockname/getpeername), the socket file's mode, every
  * queue with its datagram senders, the shutdown, the unlinked path still unlinked; the parent accepts c3, then a new client forked after the
@@ -177,6 +178,21 @@ int main(void) {
     int a2 = accept(l2, NULL, NULL);
     if (a2 < 0 || send(a2, "p1", 2, 0) != 2) fail("accept c2");
 
+    /* c5: connected to the path, accepted, sends its last words and exits (reaped): the
+     * accepted end's peer has closed. Likewise an unnamed pair whose other end was closed. */
+    pid_t c5 = fork();
+    if (c5 == 0) {
+        int s = dial(SOCK_STREAM, path, 0);
+        if (s < 0 || send(s, "last", 4, 0) != 4) _exit(51);
+        _exit(0);
+    }
+    int a6 = accept(l1, NULL, NULL);
+    int ws5;
+    if (a6 < 0 || waitpid(c5, &ws5, 0) != c5 || ws5 != 0) fail("c5");
+    int sp[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sp) || send(sp[1], "bye", 3, 0) != 3) fail("pair");
+    close(sp[1]);
+
     /* c3: connected to the path, not accepted before the capture. */
     if (pipe(sy)) fail("pipe");
     pid_t c3 = fork();
@@ -249,6 +265,13 @@ int main(void) {
     dgram_from(d1, "from-d3", NULL, 0, "connected datagram");
     char buf[16];
     if (recv(d1, buf, sizeof buf, MSG_DONTWAIT) != -1) fail("a fourth datagram");
+
+    /* Sockets whose peer closed: the queue, then end of file. */
+    expect(a6, "last", "c5's last words");
+    if (recv(a6, buf0, sizeof buf0, MSG_DONTWAIT) != 0) fail("no end of file from c5");
+    if (!addr_is(a6, 0, path, 0)) fail("name of the accepted c5");
+    expect(sp[0], "bye", "the closed pair's bytes");
+    if (recv(sp[0], buf0, sizeof buf0, MSG_DONTWAIT) != 0) fail("no end of file on the pair");
 
     /* The pending connection, then new clients. */
     int a3 = accept4(l1, NULL, NULL, SOCK_NONBLOCK);

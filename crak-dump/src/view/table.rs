@@ -201,8 +201,8 @@ fn fd_kind(k: FdKind) -> &'static str {
 /// `dgram @name connected to /run/log (external), 2 messages queued (5 B)`.
 fn unix_socket(f: &crak_format::record::fd::Fd<'_>) -> String {
     use crak_format::record::fd::{
-        FdState, UNIX_CONNECTED, UNIX_LISTENING, UNIX_NAME_GONE, UNIX_PEER_EXTERNAL, UNIX_SHUT_RD,
-        UNIX_SHUT_WR,
+        FdState, UNIX_CONNECTED, UNIX_LISTENING, UNIX_NAME_GONE, UNIX_PEER_CLOSED,
+        UNIX_PEER_EXTERNAL, UNIX_SHUT_RD, UNIX_SHUT_WR,
     };
     let s = match FdState::decode(f.kind, f.contents.as_bytes()) {
         Ok(Some(FdState::UnixSocket(s))) => s,
@@ -238,6 +238,9 @@ fn unix_socket(f: &crak_format::record::fd::Fd<'_>) -> String {
             s.backlog,
             s.pending.len()
         )),
+        UNIX_CONNECTED if s.flags & UNIX_PEER_CLOSED != 0 => {
+            out.push_str(" connected, peer closed");
+        }
         UNIX_CONNECTED => {
             out.push_str(&format!(" connected to {}", name(&s.peer_name)));
             if s.flags & UNIX_PEER_EXTERNAL != 0 {

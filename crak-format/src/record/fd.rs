@@ -97,8 +97,11 @@ pub const UNIX_SHUT_WR: u32 = 2;
 pub const UNIX_PEER_EXTERNAL: u32 = 4;
 /// [`UnixSocket::flags`]: the socket's path name was unlinked (or now names another file).
 pub const UNIX_NAME_GONE: u32 = 8;
+/// [`UnixSocket::flags`]: connected, but the peer has closed (`peer` is 0): what is queued is
+/// read, then end of file.
+pub const UNIX_PEER_CLOSED: u32 = 16;
 /// Every [`UnixSocket::flags`] bit 1.2 defines.
-pub const UNIX_FLAGS_KNOWN: u32 = 0xf;
+pub const UNIX_FLAGS_KNOWN: u32 = 0x1f;
 
 /// One message queued on a Unix socket.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -128,7 +131,7 @@ pub struct UnixSocket {
     pub sock_type: u32,
     /// [`UNIX_UNCONNECTED`], [`UNIX_LISTENING`] or [`UNIX_CONNECTED`].
     pub state: u32,
-    /// `UNIX_SHUT_*`, [`UNIX_PEER_EXTERNAL`], [`UNIX_NAME_GONE`].
+    /// `UNIX_SHUT_*`, [`UNIX_PEER_EXTERNAL`], [`UNIX_NAME_GONE`], [`UNIX_PEER_CLOSED`].
     pub flags: u32,
     /// `listen` backlog (listening sockets; else 0).
     pub backlog: u32,
@@ -750,7 +753,7 @@ mod tests {
         let mut many = b.clone();
         many[54..58].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(FdState::decode(FdKind::UnixSocket, &many).is_err());
-        for (at, v) in [(0usize, 3u32), (4, 3), (8, 0x10)] {
+        for (at, v) in [(0usize, 3u32), (4, 3), (8, 0x20)] {
             let mut bad = b.clone();
             bad[at..at + 4].copy_from_slice(&v.to_le_bytes());
             assert!(FdState::decode(FdKind::UnixSocket, &bad).is_err(), "{at}");

@@ -221,7 +221,9 @@ fn unix_socket_findings(
     sockets: &HashMap<u64, u64>,
     embryos: &HashSet<u64>,
 ) -> Vec<(&'static str, String)> {
-    use crate::record::fd::{UNIX_CONNECTED, UNIX_LISTENING, UNIX_NAME_GONE, UNIX_PEER_EXTERNAL};
+    use crate::record::fd::{
+        UNIX_CONNECTED, UNIX_LISTENING, UNIX_NAME_GONE, UNIX_PEER_CLOSED, UNIX_PEER_EXTERNAL,
+    };
     let mut out = Vec::new();
     let mut bad = |why: String| out.push(("bad-unix-socket", why));
     if s.state == UNIX_LISTENING {
@@ -240,11 +242,17 @@ fn unix_socket_findings(
             s.pending.len()
         ));
     }
-    if (s.state == UNIX_CONNECTED) != (s.peer != 0) {
+    let closed = s.flags & UNIX_PEER_CLOSED != 0;
+    if (s.state == UNIX_CONNECTED) != (s.peer != 0 || closed) || (closed && s.peer != 0) {
         bad(format!(
-            "state {} with peer inode {} (a peer is for connected sockets only)",
-            s.state, s.peer
+            "state {} with peer inode {}{} (a connected socket has a peer, or one that closed)",
+            s.state,
+            s.peer,
+            if closed { " and PEER_CLOSED" } else { "" }
         ));
+    }
+    if closed && (s.flags & UNIX_PEER_EXTERNAL != 0 || s.sock_type == 2) {
+        bad("PEER_CLOSED on a datagram socket or with PEER_EXTERNAL".into());
     }
     if s.flags & UNIX_NAME_GONE != 0 && !s.has_path() {
         bad("name marked unlinked but it is not a path".into());

@@ -926,7 +926,7 @@ fn anonymous_fd_state_rules() {
 fn unix_socket_state_rules() {
     use crate::record::fd::{
         FdState, UnixPending, UnixSocket, UNIX_CONNECTED, UNIX_LISTENING, UNIX_NAME_GONE,
-        UNIX_PEER_EXTERNAL,
+        UNIX_PEER_CLOSED, UNIX_PEER_EXTERNAL,
     };
     let put = |img: &mut Image<'static>, n: u32, ino: u64, s: UnixSocket| {
         let mut f = fd(100, n, FdKind::UnixSocket, "socket:[1]", ino);
@@ -963,6 +963,9 @@ fn unix_socket_state_rules() {
     let mut ext = conn(9999, b"", b"/run/log");
     ext.flags = UNIX_PEER_EXTERNAL;
     put(&mut img, 24, 704, ext);
+    let mut closed = conn(0, b"/run/s", b"");
+    closed.flags = UNIX_PEER_CLOSED;
+    put(&mut img, 25, 705, closed);
     let report = validate(&img, None);
     assert!(report.findings.is_empty(), "{report:#?}");
 
@@ -995,6 +998,10 @@ fn unix_socket_state_rules() {
         UnixSocket {
             flags: UNIX_PEER_EXTERNAL,
             ..conn(9999, b"", b"")
+        },
+        UnixSocket {
+            flags: UNIX_PEER_CLOSED,
+            ..conn(603, b"", b"")
         },
     ] {
         let mut bad = img.clone();

@@ -133,17 +133,6 @@ fn classify_socket(ino: u64) -> Class {
         {
             Class::Unsupported(format!("a Unix socket of type {}", d.sock_type))
         }
-        // A datagram socket that another connected to shows ESTABLISHED without a peer, and
-        // so does a client whose connection waits to be accepted (its peer has no inode yet);
-        // a peer that closed shut both directions.
-        Ok(d)
-            if d.peer == 0
-                && d.state == UNIX_ESTABLISHED
-                && d.shutdown == 3
-                && i32::from(d.sock_type) != libc::SOCK_DGRAM =>
-        {
-            Class::Unsupported("a connected Unix socket whose peer has closed".into())
-        }
         Ok(d)
             if d.state != UNIX_LISTEN
                 && d.peer != 0
@@ -212,7 +201,7 @@ fn unix_socket_state(
     use crate::sys::{pidfd, unixsock};
     use crak_format::record::fd::{
         UnixMessage, UnixPending, UnixSocket, UNIX_CONNECTED, UNIX_LISTENING, UNIX_NAME_GONE,
-        UNIX_UNCONNECTED,
+        UNIX_PEER_CLOSED, UNIX_UNCONNECTED,
     };
     let diag_err = |e| Error::Io {
         context: format!("sock_diag of fd {fd} of process {pid}"),
@@ -235,8 +224,12 @@ fn unix_socket_state(
             UNIX_UNCONNECTED
         },
         flags: u32::from(d.shutdown & 3),
+        // A datagram socket that another connected to shows ESTABLISHED without a peer, and
+        // so does a client whose connection waits to be accepted (its peer has no inode yet)
+        // and a socket whose peer closed (which shut both directions).
         peer: if d.peer == 0
             && d.state == UNIX_ESTABLISHED
+            && d.shutdown != 3
             && i32::from(d.sock_type) != libc::SOCK_DGRAM
         {
             // Connected to a listener that has not accepted it yet: the peer's name is the
@@ -250,6 +243,14 @@ fn unix_socket_state(
     };
     if s.state == UNIX_UNCONNECTED && s.peer != 0 {
         s.state = UNIX_CONNECTED;
+    }
+    if s.state == UNIX_UNCONNECTED
+        && d.state == UNIX_ESTABLISHED
+        && d.shutdown == 3
+        && i32::from(d.sock_type) != libc::SOCK_DGRAM
+    {
+        s.state = UNIX_CONNECTED;
+        s.flags |= UNIX_PEER_CLOSED;
     }
     if s.has_path() {
         if s.name.first() != Some(&b'/') {

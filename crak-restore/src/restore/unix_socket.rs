@@ -18,6 +18,8 @@
 //!    each end's queue is sent from the other end;
 //! 3. each listener's pending connections are made again by connecting their clients, in
 //!    order, and what the client had sent is sent again;
+//!    a socket whose peer closed is connected the same way to a temporary peer, which sends its
+//!    queue and closes;
 //! 4. sockets connected outside the image are connected to their peer's name;
 //! 5. queued datagrams are sent again to their receiver, from the socket bound to the saved
 //!    sender name when there is one (the group's, or a temporary one), before any datagram
@@ -30,7 +32,7 @@
 use crate::sys::unixsock;
 use crak_format::record::fd::{
     Fd, FdKind, FdState, UnixSocket, UNIX_CONNECTED, UNIX_LISTENING, UNIX_NAME_GONE,
-    UNIX_PEER_EXTERNAL, UNIX_SHUT_RD, UNIX_SHUT_WR,
+    UNIX_PEER_CLOSED, UNIX_PEER_EXTERNAL, UNIX_SHUT_RD, UNIX_SHUT_WR,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{AsFd, OwnedFd};
@@ -298,7 +300,7 @@ fn make_stages(
         if made.socks.contains_key(&ino)
             || s.sock_type == dgram
             || s.state != UNIX_CONNECTED
-            || s.flags & UNIX_PEER_EXTERNAL != 0
+            || s.flags & (UNIX_PEER_EXTERNAL | UNIX_PEER_CLOSED) != 0
             || is_embryo(s.peer)
         {
             continue;
@@ -337,6 +339,31 @@ fn make_stages(
         }
         made.socks.insert(ino, mine);
         made.socks.insert(s.peer, theirs);
+    }
+
+    // Sockets whose peer closed: connected to a temporary peer (through a listener of their
+    // name when they have one, to get it back) that sends their queue and closes.
+    for (&ino, (_, s)) in &socks {
+        if made.socks.contains_key(&ino) || s.flags & UNIX_PEER_CLOSED == 0 {
+            continue;
+        }
+        let (mine, temp) = if s.name.is_empty() {
+            unixsock::socketpair(s.sock_type as i32)
+                .map_err(|e| err(ino, s, format!("socketpair: {e}")))?
+        } else {
+            let temp_peer = UnixSocket {
+                sock_type: s.sock_type,
+                ..UnixSocket::default()
+            };
+            connect_accept(s, &temp_peer, &socks, made).map_err(|e| err(ino, s, e))?
+        };
+        let stream = s.sock_type == libc::SOCK_STREAM as u32;
+        for m in &s.queue {
+            unixsock::send_all(temp.as_fd(), &m.data, stream)
+                .map_err(|e| err(ino, s, format!("refilling the queue: {e}")))?;
+        }
+        drop(temp);
+        made.socks.insert(ino, mine);
     }
 
     // 3. Pending connections, in accept order.
