@@ -234,7 +234,7 @@ fn unix_socket_state(
         {
             // Connected to a listener that has not accepted it yet: the peer's name is the
             // listener's, filled in when the tree is known.
-            s_pending_id(ino)
+            pending_id(ino)
         } else {
             d.peer
         },
@@ -283,7 +283,7 @@ fn unix_socket_state(
                 )));
             }
             s.pending.push(UnixPending {
-                ino: s_pending_id(client),
+                ino: pending_id(client),
                 client,
                 queue: Vec::new(),
             });
@@ -322,7 +322,7 @@ fn unix_socket_state(
 
 /// The identifier of a connection not yet accepted (which has no inode): its client's inode
 /// with bit 63 set (spec §3.13).
-fn s_pending_id(client: u64) -> u64 {
+fn pending_id(client: u64) -> u64 {
     client | 1 << 63
 }
 
