@@ -61,6 +61,11 @@ struct Cli {
     /// give its terminal fds this terminal.
     #[arg(long)]
     shell_job: bool,
+    /// When a SysV IPC object of the image (shared memory segment, semaphore set, message
+    /// queue) still exists with its id and key (its processes were killed at capture, it was
+    /// not), remove it and recreate it from the image instead of refusing the restore.
+    #[arg(long)]
+    ipc_replace: bool,
     /// Print the summary as JSON on stderr.
     #[arg(long)]
     json: bool,
@@ -276,6 +281,7 @@ fn main() -> ExitCode {
             })
             .collect(),
         external_pipes: cli.external_pipes.clone(),
+        ipc_replace: cli.ipc_replace,
     };
     if !cli.detach {
         // Forwarded to the process while waiting for it, like a shell's foreground job.
