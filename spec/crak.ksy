@@ -902,4 +902,6 @@ enums:
     8: timerfd
     9: epoll
     10: unix
+    11: tcp
+    12: udp
     13: unix_socket

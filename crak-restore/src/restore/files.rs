@@ -47,7 +47,7 @@ pub fn restore_fds(
     helper: OwnedFd,
     tty: Option<&[u8]>,
 ) -> Result<OwnedFd, (String, Option<OwnedFd>)> {
-    restore_fds_keeping(fds, pipes, helper, tty, &[], &Sockets::default())
+    restore_fds_keeping(fds, pipes, helper, tty, &[], &[], &Sockets::default())
 }
 
 /// How the UNIX_SOCKET fds of a process are made (spec §3.13, [`super::unix_socket`]).
@@ -61,13 +61,16 @@ pub struct Sockets<'a> {
 }
 
 /// [`restore_fds`], leaving the inherited descriptors `keep` open too (they must lie above the
-/// image's range: the objects a process tree shares, see [`super::tree`]).
+/// image's range: the objects a process tree shares, see [`super::tree`]). An fd whose open
+/// file description is in `shared` (FD `description`, the object) gets that object instead of
+/// a new one: a second listening socket could not bind the same address.
 pub fn restore_fds_keeping(
     fds: &[Fd<'_>],
     pipes: &[PipeData<'_>],
     helper: OwnedFd,
     tty: Option<&[u8]>,
     keep: &[RawFd],
+    shared: &[(u32, &OwnedFd)],
     sockets: &Sockets<'_>,
 ) -> Result<OwnedFd, (String, Option<OwnedFd>)> {
     let max_target = fds.iter().map(|f| f.fd as i32).max().unwrap_or(-1);
@@ -82,7 +85,7 @@ pub fn restore_fds_keeping(
     };
     // Close the old number now: dropped later, it could close a restored fd of that number.
     drop(helper);
-    match place_all(fds, pipes, &moved, base, tty, keep, sockets) {
+    match place_all(fds, pipes, &moved, base, tty, keep, shared, sockets) {
         Ok(()) => Ok(moved),
         Err(msg) => Err((msg, Some(moved))),
     }
@@ -95,6 +98,7 @@ fn place_all(
     base: i32,
     tty: Option<&[u8]>,
     keep: &[RawFd],
+    shared: &[(u32, &OwnedFd)],
     sockets: &Sockets<'_>,
 ) -> ChildResult<()> {
     let helper_no = std::os::fd::AsRawFd::as_raw_fd(helper);
@@ -119,8 +123,12 @@ fn place_all(
     let mut order: Vec<&Fd<'_>> = fds.iter().collect();
     order.sort_by_key(|f| f.fd);
     for f in order {
-        let obj = match descriptions.get(&f.description) {
-            Some(o) if f.description != 0 => o.try_clone().map_err(|e| err(f, "dup", e))?,
+        let pooled = shared
+            .iter()
+            .find(|(d, _)| f.description != 0 && *d == f.description);
+        let obj = match (descriptions.get(&f.description), pooled) {
+            (Some(o), _) if f.description != 0 => o.try_clone().map_err(|e| err(f, "dup", e))?,
+            (_, Some((_, o))) => o.try_clone().map_err(|e| err(f, "dup", e))?,
             _ if f.kind == FdKind::UnixSocket => unix_socket(f, fds, &mut sock_ends, sockets)?,
             _ => open_one(f, fds, pipes, &mut pipe_ends, &mut sock_ends, tty)?,
         };
@@ -187,6 +195,7 @@ fn open_one(
         FdKind::Fifo => open_fifo(f, flags, pipes),
         FdKind::Pipe => open_pipe_end(f, pipes, pipe_ends),
         FdKind::Eventfd | FdKind::Signalfd | FdKind::Timerfd | FdKind::Epoll => open_anon(f),
+        FdKind::Tcp | FdKind::Udp => super::net::open(f),
         FdKind::UnixSocket => Err(err(f, "socket", "shared open file of a Unix socket")),
         FdKind::Unix => {
             if !sock_ends.contains_key(&f.ino) {
@@ -316,7 +325,7 @@ fn open_anon(f: &Fd<'_>) -> ChildResult<OwnedFd> {
                 .map_err(|e| err(f, "timerfd", e))?
         }
         FdState::Epoll(_) => anonfd::epoll().map_err(|e| err(f, "epoll_create1", e))?,
-        FdState::Unix { .. } | FdState::UnixSocket(_) => {
+        FdState::Unix { .. } | FdState::UnixSocket(_) | FdState::Tcp(_) | FdState::Udp(_) => {
             return Err(err(f, "state", "a socket, not an anonymous inode"))
         }
     };

@@ -264,6 +264,7 @@ fn child_main(
         errpipe,
         plan.tty_path.as_deref(),
         &tree::pool_fds(pool),
+        &tree::pool_files(pool),
         &files::Sockets {
             pooled: &tree::pooled_sockets(pool),
             external: &plan.options.external_unix,

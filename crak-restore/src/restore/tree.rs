@@ -600,6 +600,11 @@ pub fn pooled_sockets(pool: &Pool) -> Vec<u64> {
     pool.socks.iter().map(|(ino, _)| *ino).collect()
 }
 
+/// The pool's open file descriptions: (FD `description`, the object).
+pub fn pool_files(pool: &Pool) -> Vec<(u32, &OwnedFd)> {
+    pool.files.iter().map(|(d, f)| (*d, f)).collect()
+}
+
 /// Closes the pool's descriptors by number.
 pub fn close_pool(pool: &Pool) {
     for fd in pool_fds(pool) {
