@@ -85,10 +85,22 @@ pub fn restore_fds_keeping(
     };
     // Close the old number now: dropped later, it could close a restored fd of that number.
     drop(helper);
-    match place_all(fds, pipes, &moved, base, tty, keep, shared, sockets) {
+    let tree = Tree {
+        keep,
+        shared,
+        sockets,
+    };
+    match place_all(fds, pipes, &moved, base, tty, &tree) {
         Ok(()) => Ok(moved),
         Err(msg) => Err((msg, Some(moved))),
     }
+}
+
+/// What a process of a tree inherits for its fds (see [`restore_fds_keeping`]).
+struct Tree<'a, 'b> {
+    keep: &'a [RawFd],
+    shared: &'a [(u32, &'b OwnedFd)],
+    sockets: &'a Sockets<'a>,
 }
 
 fn place_all(
@@ -97,10 +109,13 @@ fn place_all(
     helper: &OwnedFd,
     base: i32,
     tty: Option<&[u8]>,
-    keep: &[RawFd],
-    shared: &[(u32, &OwnedFd)],
-    sockets: &Sockets<'_>,
+    tree: &Tree<'_, '_>,
 ) -> ChildResult<()> {
+    let Tree {
+        keep,
+        shared,
+        sockets,
+    } = *tree;
     let helper_no = std::os::fd::AsRawFd::as_raw_fd(helper);
     // Close everything inherited but the helper and `keep`.
     let inherited: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
