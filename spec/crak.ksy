@@ -100,6 +100,9 @@ types:
             'record_kind::pipe_data': rec_pipe_data
             'record_kind::note': rec_note
             'record_kind::auth': rec_auth
+            'record_kind::shm': rec_shm
+            'record_kind::sem': rec_sem
+            'record_kind::msg': rec_msg
             'record_kind::end': rec_end
         doc: |
           Kind-specific payload. A kind this description does not know stays raw bytes: a reader
@@ -690,6 +693,101 @@ types:
           At most capacity bytes (bad-value), checked after the bytes are taken from the
           payload (truncated first when they run past it).
 
+  ipc_perm:
+    doc-ref: spec/crak-format.md#shm
+    doc: The 32 bytes every System V IPC record (SHM, SEM, MSG; format 1.2) starts with.
+    seq:
+      - id: id
+        type: u4
+        doc: shmid, semid or msqid
+      - id: key
+        type: u4
+        doc: key_t bits; 0 is IPC_PRIVATE
+      - id: uid
+        type: u4
+      - id: gid
+        type: u4
+      - id: cuid
+        type: u4
+      - id: cgid
+        type: u4
+      - id: mode
+        type: u4
+      - id: reserved
+        type: u4
+
+  rec_shm:
+    doc-ref: spec/crak-format.md#shm
+    seq:
+      - id: perm
+        type: ipc_perm
+      - id: size
+        type: u8
+      - id: cpid
+        type: u4
+      - id: lpid
+        type: u4
+      - id: data_len
+        type: u4
+      - id: data
+        size: data_len
+        valid:
+          expr: _.size <= size
+        doc: |
+          The segment's first bytes, at most size (bad-value, checked after the bytes are taken
+          from the payload); the rest of the segment is zero.
+
+  rec_sem:
+    doc-ref: spec/crak-format.md#sem
+    seq:
+      - id: perm
+        type: ipc_perm
+      - id: num_sems
+        type: u4
+        valid:
+          min: 1
+          max: 65536
+      - id: sems
+        type: sem
+        repeat: expr
+        repeat-expr: num_sems
+    types:
+      sem:
+        seq:
+          - id: value
+            type: u4
+          - id: pid
+            type: u4
+
+  rec_msg:
+    doc-ref: spec/crak-format.md#msg
+    seq:
+      - id: perm
+        type: ipc_perm
+      - id: qbytes
+        type: u8
+      - id: lspid
+        type: u4
+      - id: lrpid
+        type: u4
+      - id: num_messages
+        type: u4
+        valid:
+          max: 1048576
+      - id: messages
+        type: message
+        repeat: expr
+        repeat-expr: num_messages
+    types:
+      message:
+        seq:
+          - id: mtype
+            type: s8
+          - id: text_len
+            type: u4
+          - id: text
+            size: text_len
+
   rec_note:
     doc-ref: spec/crak-format.md#note
     seq:
@@ -778,6 +876,9 @@ enums:
     0x000e: pipe_data
     0x0010: note
     0x0011: auth
+    0x0012: shm
+    0x0013: sem
+    0x0014: msg
     0x00ff: end
   vma_kind:
     1: anon

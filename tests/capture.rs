@@ -859,7 +859,7 @@ fn refuses_unsupported_fds_and_mappings_naming_them() {
     for (kind, expect) in [
         ("inotify", "is an inotify instance"),
         ("unix-listen", "is a listening Unix socket"),
-        ("sysv", "is SysV shared memory"),
+        ("sysv", "is SysV shared memory of another IPC namespace"),
         ("memfd-map", "is a memfd mapping"),
     ] {
         let dir = tempfile::tempdir().unwrap();

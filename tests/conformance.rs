@@ -287,6 +287,9 @@ fn image(processes: Vec<Process<'static>>) -> Image<'static> {
         processes,
         pipes: Vec::new(),
         notes: Vec::new(),
+        shm_segments: Vec::new(),
+        sem_sets: Vec::new(),
+        msg_queues: Vec::new(),
         auth: None,
         unknown: Vec::new(),
         extras: Vec::new(),
@@ -1206,6 +1209,133 @@ fn valid_vectors() -> Vec<Valid> {
         },
         None,
     );
+    let perm = |id: u32, key: u32, mode: u32| crak_format::record::ipc::IpcPerm {
+        id,
+        key,
+        uid: 1000,
+        gid: 100,
+        cuid: 1000,
+        cgid: 100,
+        mode,
+    };
+    add(
+        "020-sysv-shm",
+        "SHM (format 1.2, §3.18): a segment of 2 pages and 100 bytes whose first page holds \
+         data, attached twice by the process (a read-write SYSV_SHM VMA over the whole segment \
+         and a read-only one over its second page, `ino` the shmid, `pgoff` the offset), and a \
+         segment removed at capture (`SHM_DEST`, key IPC_PRIVATE) with no data",
+        {
+            use crak_format::record::shm::Shm;
+            let mut m = image(vec![full_process(PID, 1)]);
+            let mut rw = vma(
+                PID,
+                VmaKind::SysvShm,
+                0x7fff_e000_0000,
+                3,
+                3,
+                "/SYSV00c0ffee (deleted)",
+            );
+            rw.flags = 0x1;
+            rw.dev = 0;
+            rw.ino = 5;
+            let mut ro = vma(
+                PID,
+                VmaKind::SysvShm,
+                0x7fff_e100_0000,
+                1,
+                1,
+                "/SYSV00c0ffee (deleted)",
+            );
+            ro.flags = 0x1;
+            ro.dev = 0;
+            ro.ino = 5;
+            ro.pgoff = PAGE as u64;
+            let vmas = &mut m.processes[0].vmas;
+            let at = vmas.partition_point(|x| x.start < rw.start);
+            vmas.insert(at, ro);
+            vmas.insert(at, rw);
+            m.shm_segments = vec![
+                Shm {
+                    perm: perm(5, 0x00c0_ffee, 0o640),
+                    size: 2 * PAGE as u64 + 100,
+                    cpid: PID,
+                    lpid: PID,
+                    data: Blob::from((0..PAGE).map(|i| (i % 251) as u8).collect::<Vec<u8>>()),
+                },
+                Shm {
+                    perm: perm(6, 0, 0o600 | 0o1000),
+                    size: 1,
+                    cpid: PID,
+                    lpid: 0,
+                    data: Blob::default(),
+                },
+            ];
+            m.version = Version { major: 1, minor: 2 };
+            m
+        },
+        None,
+    );
+    add(
+        "021-sysv-sem",
+        "SEM (format 1.2, §3.19): a set of three semaphores with their values and last pids, \
+         and a private set of one",
+        {
+            use crak_format::record::sem::{Sem, SemSet};
+            let mut m = image(vec![full_process(PID, 1)]);
+            m.sem_sets = vec![
+                SemSet {
+                    perm: perm(0, 0x1234_5678, 0o666),
+                    sems: vec![
+                        Sem { value: 1, pid: PID },
+                        Sem { value: 0, pid: 0 },
+                        Sem {
+                            value: 32767,
+                            pid: PID,
+                        },
+                    ],
+                },
+                SemSet {
+                    perm: perm(32769, 0, 0o600),
+                    sems: vec![Sem { value: 5, pid: 9 }],
+                },
+            ];
+            m.version = Version { major: 1, minor: 2 };
+            m
+        },
+        None,
+    );
+    add(
+        "022-sysv-msg",
+        "MSG (format 1.2, §3.20): a queue of three messages in order (types 2, 1, 2^63-1; one \
+         empty) with its qbytes and last pids, and an empty queue",
+        {
+            use crak_format::record::msg::{Message, MsgQueue};
+            let mut m = image(vec![full_process(PID, 1)]);
+            let msg = |mtype, text: &[u8]| Message {
+                mtype,
+                text: Blob::from(text.to_vec()),
+            };
+            m.msg_queues = vec![
+                MsgQueue {
+                    perm: perm(3, 0x0bad_cafe, 0o620),
+                    qbytes: 16384,
+                    lspid: PID,
+                    lrpid: 0,
+                    messages: vec![msg(2, b"first"), msg(1, b""), msg(i64::MAX, b"last")],
+                },
+                MsgQueue {
+                    perm: perm(4, 0, 0o600),
+                    qbytes: 0,
+                    lspid: 0,
+                    lrpid: 0,
+                    messages: Vec::new(),
+                },
+            ];
+            m.version = Version { major: 1, minor: 2 };
+            m
+        },
+        None,
+    );
     add(
         "018-tcp-and-udp-sockets",
         "FD kinds TCP (11) and UDP (12) with their state in `contents` (§3.13, 1.2): an IPv4 \
@@ -2019,6 +2149,79 @@ fn invalid_vectors() -> Vec<Invalid> {
         Some("PIPE_DATA"),
         Some("data"),
     );
+    // System V IPC records (format 1.2), inserted before the first PAGES record.
+    let ipc_record = |kind: u16, payload: Vec<u8>| {
+        let mut r = raw.clone();
+        r.records.insert(
+            r.find(kind::PAGES, 0),
+            RawRecord {
+                kind,
+                flags: 1,
+                payload,
+                verbatim: false,
+            },
+        );
+        r.to_bytes()
+    };
+    let ipc_at = off(&raw, kind::PAGES, 0) + RECORD_HEADER_LEN as u64;
+    let perm = |id: u32| {
+        let mut p = Vec::new();
+        for x in [id, 0x1234, 0, 0, 0, 0, 0o600, 0] {
+            p.extend_from_slice(&x.to_le_bytes());
+        }
+        p
+    };
+    add(
+        "111-bad-value-shm-data-over-size",
+        "SHM holding 5 bytes of data for a segment of 4 (§3.18)",
+        ipc_record(kind::SHM, {
+            let mut p = perm(1);
+            p.extend_from_slice(&4u64.to_le_bytes());
+            p.extend_from_slice(&[0; 8]);
+            p.extend_from_slice(&5u32.to_le_bytes());
+            p.extend_from_slice(b"12345");
+            p
+        }),
+        "bad-value",
+        ipc_at + 48,
+        Some("SHM"),
+        Some("data"),
+    );
+    add(
+        "112-bad-value-sem-empty",
+        "SEM with no semaphore: a set has at least one (§3.19)",
+        ipc_record(kind::SEM, {
+            let mut p = perm(2);
+            p.extend_from_slice(&0u32.to_le_bytes());
+            p
+        }),
+        "bad-value",
+        ipc_at + 32,
+        Some("SEM"),
+        Some("sems"),
+    );
+    add(
+        "113-truncated-msg-text",
+        "MSG whose second message's text runs past the payload: the list's contents do, so it \
+         is truncated at its count (§2.5, §3.20)",
+        ipc_record(kind::MSG, {
+            let mut p = perm(3);
+            p.extend_from_slice(&16384u64.to_le_bytes());
+            p.extend_from_slice(&[0; 8]);
+            p.extend_from_slice(&2u32.to_le_bytes());
+            p.extend_from_slice(&1i64.to_le_bytes());
+            p.extend_from_slice(&2u32.to_le_bytes());
+            p.extend_from_slice(b"ok");
+            p.extend_from_slice(&1i64.to_le_bytes());
+            p.extend_from_slice(&9u32.to_le_bytes());
+            p.extend_from_slice(b"short");
+            p
+        }),
+        "truncated",
+        ipc_at + 48,
+        Some("MSG"),
+        Some("messages"),
+    );
     add(
         "141-truncated-thread-1-2-fields",
         "THREAD with 5 bytes after `clear_child_tid`: the 1.2 fields come all or none, so a \
@@ -2753,7 +2956,7 @@ fn kaitai_and_rust_agree_on_mutated_images() {
     // A record relabelled as another kind, known or not: every parser meets foreign payloads.
     let kinds = [
         0x0001, 0x0002, 0x0003, 0x0004, 0x0005, 0x0006, 0x0007, 0x0008, 0x0009, 0x000a, 0x000b,
-        0x000c, 0x000d, 0x000e, 0x0010, 0x00ff, 0x0011, 0x0012, 0x9000,
+        0x000c, 0x000d, 0x000e, 0x0010, 0x00ff, 0x0011, 0x0012, 0x0013, 0x0014, 0x9000,
     ];
     for i in 0..raw.records.len() {
         for _ in 0..3 {
@@ -3298,6 +3501,9 @@ mod gen {
                     .into_iter()
                     .map(|(key, value)| Note { key, value })
                     .collect(),
+                shm_segments: Vec::new(),
+                sem_sets: Vec::new(),
+                msg_queues: Vec::new(),
                 auth: None,
                 unknown: Vec::new(),
                 extras: Vec::new(),

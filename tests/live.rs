@@ -1519,6 +1519,82 @@ fn process_tree_restored_under_new_pids() {
     case.go_and_expect_pass(restored);
 }
 
+/// Reads numbered lines from `r` while they continue `*last`; returns how many it read before
+/// the end of file.
+fn read_numbered(r: &mut impl std::io::BufRead, last: &mut i64, case: &Case) -> usize {
+    let mut n = 0;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match r.read_line(&mut line) {
+            Ok(0) => return n,
+            Ok(_) => {}
+            Err(e) => case.fail(&format!("reading the pipe: {e}")),
+        }
+        let v: i64 = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| case.fail(&format!("not a number: {line:?}")));
+        if v != *last + 1 {
+            case.fail(&format!("line {v} follows line {}", *last));
+        }
+        *last = v;
+        n += 1;
+    }
+}
+
+/// A program writing numbered lines into a pipe the test reads: captured (killed), the old
+/// pipe drained to its end, then restored with `--external-pipe 1` onto a new pipe of
+/// crak-restore's: the lines go on from the next number to the last, none lost or repeated.
+#[test]
+fn external_pipe_reconnected_to_the_restorer() {
+    need_root!();
+    let _g = serial();
+    let mut case = Case::new();
+    let prog = case.compile("lines");
+    let mut child = Command::new(&prog)
+        .current_dir(case.dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn lines");
+    let pid = child.id() as i32;
+    case.pids.push(pid);
+    let mut old = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut last = -1i64;
+    let mut line = String::new();
+    while last < 100 {
+        line.clear();
+        if std::io::BufRead::read_line(&mut old, &mut line).unwrap_or(0) == 0 {
+            case.fail("the program ended early");
+        }
+        last += 1;
+        if line.trim() != last.to_string() {
+            case.fail(&format!("line {line:?}, expected {last}"));
+        }
+    }
+    let img = case.capture(pid, &[]);
+    // What the old pipe held at the kill is still there for its reader.
+    read_numbered(&mut old, &mut last, &case);
+    let _ = child.wait();
+    let mut cmd = case.restore_cmd(&img, &["--external-pipe", "1"]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut r = cmd.spawn().expect("spawn crak-restore");
+    let mut new = std::io::BufReader::new(r.stdout.take().expect("stdout"));
+    let got = read_numbered(&mut new, &mut last, &case);
+    let status = r.wait().expect("wait crak-restore");
+    if !status.success() || last != 2999 || got == 0 {
+        let mut err = String::new();
+        if let Some(mut e) = r.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut err);
+        }
+        case.fail(&format!(
+            "crak-restore {status}, {got} lines after the restore ending at {last}: {err}"
+        ));
+    }
+}
+
 #[test]
 fn shell_pipeline_checkpointed_midway() {
     need_root!();

@@ -512,6 +512,84 @@ pub fn pipe_data() -> impl Strategy<Value = PipeData<'static>> {
     })
 }
 
+/// The id and permissions of a System V IPC object.
+pub fn ipc_perm() -> impl Strategy<Value = crate::record::ipc::IpcPerm> {
+    (
+        0u32..=i32::MAX as u32,
+        any::<u32>(),
+        (any::<u32>(), any::<u32>(), any::<u32>(), any::<u32>()),
+        0u32..0o4000,
+    )
+        .prop_map(
+            |(id, key, (uid, gid, cuid, cgid), mode)| crate::record::ipc::IpcPerm {
+                id,
+                key,
+                uid,
+                gid,
+                cuid,
+                cgid,
+                mode,
+            },
+        )
+}
+
+/// An SHM record.
+pub fn shm() -> impl Strategy<Value = crate::record::shm::Shm<'static>> {
+    (
+        ipc_perm(),
+        blob(64),
+        0u64..70000,
+        any::<u32>(),
+        any::<u32>(),
+    )
+        .prop_map(|(perm, data, extra, cpid, lpid)| crate::record::shm::Shm {
+            perm,
+            size: (data.len() as u64 + extra).max(1),
+            cpid,
+            lpid,
+            data,
+        })
+}
+
+/// A SEM record.
+pub fn sem_set() -> impl Strategy<Value = crate::record::sem::SemSet> {
+    (
+        ipc_perm(),
+        vec(
+            (0u32..=crate::record::sem::SEMVMX, any::<u32>())
+                .prop_map(|(value, pid)| crate::record::sem::Sem { value, pid }),
+            1..=4,
+        ),
+    )
+        .prop_map(|(perm, sems)| crate::record::sem::SemSet { perm, sems })
+}
+
+/// A MSG record.
+pub fn msg_queue() -> impl Strategy<Value = crate::record::msg::MsgQueue<'static>> {
+    (
+        ipc_perm(),
+        vec(
+            (1i64..=i64::MAX, blob(32))
+                .prop_map(|(mtype, text)| crate::record::msg::Message { mtype, text }),
+            0..=3,
+        ),
+        0u64..70000,
+        any::<u32>(),
+        any::<u32>(),
+    )
+        .prop_map(|(perm, messages, extra, lspid, lrpid)| {
+            let mut q = crate::record::msg::MsgQueue {
+                perm,
+                qbytes: extra,
+                lspid,
+                lrpid,
+                messages,
+            };
+            q.qbytes = q.cbytes().saturating_add(extra);
+            q
+        })
+}
+
 /// A NOTE record.
 pub fn note() -> impl Strategy<Value = Note> {
     (byte_string(32), byte_string(64)).prop_map(|(key, value)| Note { key, value })
@@ -583,17 +661,27 @@ pub fn image() -> impl Strategy<Value = Image<'static>> {
             procs,
             vec(pipe_data(), 0..=2),
             vec(note(), 0..=2),
+            (
+                vec(shm(), 0..=1),
+                vec(sem_set(), 0..=1),
+                vec(msg_queue(), 0..=1),
+            ),
         )
-            .prop_map(|(header, processes, pipes, notes)| Image {
-                version: CURRENT_VERSION,
-                flags: 0,
-                header,
-                processes,
-                pipes,
-                notes,
-                auth: None,
-                unknown: Vec::new(),
-                extras: Vec::new(),
-            })
+            .prop_map(
+                |(header, processes, pipes, notes, (shm_segments, sem_sets, msg_queues))| Image {
+                    version: CURRENT_VERSION,
+                    flags: 0,
+                    header,
+                    processes,
+                    pipes,
+                    notes,
+                    shm_segments,
+                    sem_sets,
+                    msg_queues,
+                    auth: None,
+                    unknown: Vec::new(),
+                    extras: Vec::new(),
+                },
+            )
     })
 }

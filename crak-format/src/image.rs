@@ -2,9 +2,9 @@
 
 use crate::bytes::Blob;
 use crate::record::{
-    creds::Creds, fd::Fd, header::Header, mm::Mm, note::Note, pages::PageRun, pages::ZeroRun,
-    pipe_data::PipeData, process::ProcessRecord, rlimits::Rlimits, sigactions::SigActions,
-    sigqueue::SigQueue, thread::Thread, vma::Vma, xsave::Xsave,
+    creds::Creds, fd::Fd, header::Header, mm::Mm, msg::MsgQueue, note::Note, pages::PageRun,
+    pages::ZeroRun, pipe_data::PipeData, process::ProcessRecord, rlimits::Rlimits, sem::SemSet,
+    shm::Shm, sigactions::SigActions, sigqueue::SigQueue, thread::Thread, vma::Vma, xsave::Xsave,
 };
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +35,15 @@ pub struct Image<'data> {
     pub pipes: Vec<PipeData<'data>>,
     /// NOTE records.
     pub notes: Vec<Note>,
+    /// SHM records (§3.18, format 1.2): System V shared memory segments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shm_segments: Vec<Shm<'data>>,
+    /// SEM records (§3.19, format 1.2): System V semaphore sets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sem_sets: Vec<SemSet>,
+    /// MSG records (§3.20, format 1.2): System V message queues.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub msg_queues: Vec<MsgQueue<'data>>,
     /// The AUTH record (§3.17), if the image is signed. Written last before END.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<crate::record::auth::Auth>,
@@ -69,7 +78,8 @@ pub struct UnknownRecord<'data> {
 pub struct RecordExtra<'data> {
     /// Record kind.
     pub kind: u16,
-    /// The pid of a per-process record, `None` for HEADER, PIPE_DATA, NOTE, AUTH and END.
+    /// The pid of a per-process record, `None` for HEADER, PIPE_DATA, NOTE, AUTH, SHM, SEM, MSG
+    /// and END.
     pub pid: Option<u32>,
     /// Position in the list the record is in (as [`crate::read::RecordSpan::index`]): the
     /// process's `threads`, `vmas`, ... or the image's `pipes`, `notes`; 0 for a record that
@@ -116,6 +126,9 @@ impl<'data> Image<'data> {
             processes: Vec::new(),
             pipes: Vec::new(),
             notes: Vec::new(),
+            shm_segments: Vec::new(),
+            sem_sets: Vec::new(),
+            msg_queues: Vec::new(),
             auth: None,
             unknown: Vec::new(),
             extras: Vec::new(),
@@ -145,6 +158,17 @@ impl<'data> Image<'data> {
                 .collect(),
             pipes: self.pipes.into_iter().map(|p| p.into_owned()).collect(),
             notes: self.notes,
+            shm_segments: self
+                .shm_segments
+                .into_iter()
+                .map(|s| s.into_owned())
+                .collect(),
+            sem_sets: self.sem_sets,
+            msg_queues: self
+                .msg_queues
+                .into_iter()
+                .map(|q| q.into_owned())
+                .collect(),
             auth: self.auth,
             unknown: self.unknown.into_iter().map(|u| u.into_owned()).collect(),
             extras: self.extras.into_iter().map(|x| x.into_owned()).collect(),

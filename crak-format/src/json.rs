@@ -5,7 +5,8 @@
 //! An object with the fields of [`Image`]: `version` (`{"major", "minor"}`), `flags`, `header`,
 //! `processes` (each with `process`, `creds`, `mm`, `rlimits`, `sigactions` — `null` when
 //! absent — and the lists `threads`, `xsaves`, `sigqueues`, `fds`, `vmas`, `pages`,
-//! `zero_runs`), `pipes` and `notes`, then, only when the image has them, `auth` (the AUTH
+//! `zero_runs`), `pipes` and `notes`, then, only when the image has them, `shm_segments`,
+//! `sem_sets` and `msg_queues` (SHM, SEM and MSG records, format 1.2), `auth` (the AUTH
 //! record; `key_id`, `signature` and each entry's `sha256` in hex), `unknown` (records of kinds
 //! this version does not define: `after`, `kind`, `flags`, `payload`) and `extras` (known
 //! records' non-default `flags` and payload bytes past the known fields: `kind`, `pid`,
@@ -51,6 +52,33 @@ pub fn to_json(image: &Image<'_>, include_pages: bool) -> Value {
             })
             .collect(),
         notes: image.notes.clone(),
+        shm_segments: image
+            .shm_segments
+            .iter()
+            .map(|x| crate::record::shm::Shm {
+                data: Blob::default(),
+                ..x.clone()
+            })
+            .collect(),
+        sem_sets: image.sem_sets.clone(),
+        msg_queues: image
+            .msg_queues
+            .iter()
+            .map(|q| crate::record::msg::MsgQueue {
+                perm: q.perm.clone(),
+                qbytes: q.qbytes,
+                lspid: q.lspid,
+                lrpid: q.lrpid,
+                messages: q
+                    .messages
+                    .iter()
+                    .map(|m| crate::record::msg::Message {
+                        mtype: m.mtype,
+                        text: Blob::default(),
+                    })
+                    .collect(),
+            })
+            .collect(),
         auth: image.auth.clone(),
         unknown: image
             .unknown
@@ -97,6 +125,22 @@ pub fn to_json(image: &Image<'_>, include_pages: bool) -> Value {
         "data",
         image.pipes.iter().map(|p| len(&p.data)),
     );
+    set_each(
+        &mut v,
+        "shm_segments",
+        "data",
+        image.shm_segments.iter().map(|x| len(&x.data)),
+    );
+    if let Some(queues) = v.get_mut("msg_queues").and_then(Value::as_array_mut) {
+        for (jq, q) in queues.iter_mut().zip(&image.msg_queues) {
+            set_each(
+                jq,
+                "messages",
+                "text",
+                q.messages.iter().map(|m| len(&m.text)),
+            );
+        }
+    }
     set_each(
         &mut v,
         "unknown",
@@ -240,6 +284,18 @@ mod tests {
                 }
                 for item in w["pipes"].as_array_mut().unwrap() {
                     item["data"] = Value::Null;
+                }
+                if let Some(segments) = w.get_mut("shm_segments").and_then(Value::as_array_mut) {
+                    for item in segments {
+                        item["data"] = Value::Null;
+                    }
+                }
+                if let Some(queues) = w.get_mut("msg_queues").and_then(Value::as_array_mut) {
+                    for q in queues {
+                        for m in q["messages"].as_array_mut().unwrap() {
+                            m["text"] = Value::Null;
+                        }
+                    }
                 }
             }
             prop_assert_eq!(full, elided);

@@ -646,6 +646,9 @@ pub(crate) struct Builder<'data> {
     by_pid: HashMap<u32, usize>,
     pipes: Vec<crate::record::pipe_data::PipeData<'data>>,
     notes: Vec<crate::record::note::Note>,
+    shm_segments: Vec<crate::record::shm::Shm<'data>>,
+    sem_sets: Vec<crate::record::sem::SemSet>,
+    msg_queues: Vec<crate::record::msg::MsgQueue<'data>>,
     layout: Layout,
     unknown: HashMap<u16, usize>,
     auth: Option<crate::record::auth::Auth>,
@@ -684,6 +687,12 @@ pub(crate) fn tail_of<'a>(rec: &Record<'_>, payload: &'a [u8]) -> &'a [u8] {
             Record::Xsave(g).encode(&mut known);
             n
         }
+        Record::Shm(x) => {
+            let mut g = x.clone();
+            let n = std::mem::take(&mut g.data).len();
+            Record::Shm(g).encode(&mut known);
+            n
+        }
         _ => {
             rec.encode(&mut known);
             0
@@ -704,6 +713,9 @@ impl<'data> Builder<'data> {
             by_pid: HashMap::new(),
             pipes: Vec::new(),
             notes: Vec::new(),
+            shm_segments: Vec::new(),
+            sem_sets: Vec::new(),
+            msg_queues: Vec::new(),
             layout: Layout::default(),
             unknown: HashMap::new(),
             auth: None,
@@ -794,6 +806,9 @@ impl<'data> Builder<'data> {
             }
             (Record::PipeData(d), _) => put(&mut self.pipes, d),
             (Record::Note(n), _) => put(&mut self.notes, n),
+            (Record::Shm(x), _) => put(&mut self.shm_segments, x),
+            (Record::Sem(x), _) => put(&mut self.sem_sets, x),
+            (Record::Msg(x), _) => put(&mut self.msg_queues, x),
             (Record::Auth(a), _) => {
                 self.auth = Some(a);
                 0
@@ -853,6 +868,9 @@ impl<'data> Builder<'data> {
                 processes: self.processes,
                 pipes: self.pipes,
                 notes: self.notes,
+                shm_segments: self.shm_segments,
+                sem_sets: self.sem_sets,
+                msg_queues: self.msg_queues,
                 auth: self.auth,
                 unknown: self.unknown_records,
                 extras: self.extras,

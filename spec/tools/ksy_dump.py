@@ -71,6 +71,9 @@ RECORD_NAMES = {
     0x000E: "PIPE_DATA",
     0x0010: "NOTE",
     0x0011: "AUTH",
+    0x0012: "SHM",
+    0x0013: "SEM",
+    0x0014: "MSG",
     0x00FF: "END",
 }
 KIND_HEADER = 0x0001
@@ -86,7 +89,7 @@ def default_flags(kind):
     return 0 if kind in (KIND_NOTE, KIND_AUTH) else 1
 
 # Kinds whose payload carries page-sized data (spec §2.2); every other kind is metadata.
-BULK_KINDS = {0x000B, 0x000D, 0x000E}
+BULK_KINDS = {0x000B, 0x000D, 0x000E, 0x0012, 0x0014}
 MAX_METADATA_PAYLOAD = 64 << 20
 MAX_VMAS = 1 << 20
 MAX_FDS = 1 << 20
@@ -429,6 +432,35 @@ def model_pipe_data(p):
     return {"pipe_id": p.pipe_id, "capacity": p.capacity, "data": blob(p.data)}
 
 
+def model_ipc_perm(p):
+    return {"id": p.id, "key": p.key, "uid": p.uid, "gid": p.gid, "cuid": p.cuid,
+            "cgid": p.cgid, "mode": p.mode}
+
+
+def model_shm(s):
+    return {"perm": model_ipc_perm(s.perm), "size": s.size, "cpid": s.cpid, "lpid": s.lpid,
+            "data": blob(s.data)}
+
+
+def model_sem(s):
+    return {"perm": model_ipc_perm(s.perm),
+            "sems": [{"value": m.value, "pid": m.pid} for m in s.sems]}
+
+
+def model_msg(q):
+    return {"perm": model_ipc_perm(q.perm), "qbytes": q.qbytes, "lspid": q.lspid,
+            "lrpid": q.lrpid,
+            "messages": [{"mtype": m.mtype, "text": blob(m.text)} for m in q.messages]}
+
+
+# kind -> (model converter, list of the image) for the System V IPC records (format 1.2)
+IPC_KINDS = {
+    0x0012: (model_shm, "shm_segments"),
+    0x0013: (model_sem, "sem_sets"),
+    0x0014: (model_msg, "msg_queues"),
+}
+
+
 def model_note(n):
     return {"key": byte_string(n.key), "value": byte_string(n.value)}
 
@@ -494,6 +526,11 @@ def elide(image):
             p["data"] = len(base64.b64decode(p["data"]))
     for p in out["pipes"]:
         p["data"] = len(base64.b64decode(p["data"]))
+    for s in out.get("shm_segments", []):
+        s["data"] = len(base64.b64decode(s["data"]))
+    for q in out.get("msg_queues", []):
+        for m in q["messages"]:
+            m["text"] = len(base64.b64decode(m["text"]))
     for u in out.get("unknown", []):
         u["payload"] = len(base64.b64decode(u["payload"]))
     for x in out.get("extras", []):
@@ -728,6 +765,7 @@ class Image:
         self.by_pid = {}
         self.pipes = []
         self.notes = []
+        self.ipc = {"shm_segments": [], "sem_sets": [], "msg_queues": []}
         self.record_count = 0
         self.page_count = 0
         self.seen_once = set()
@@ -777,6 +815,11 @@ class Image:
             self.extra(kind, None, len(self.notes), flags, extra)
             self.notes.append(model_note(p))
             return
+        if kind in IPC_KINDS:
+            convert, slot = IPC_KINDS[kind]
+            self.extra(kind, None, len(self.ipc[slot]), flags, extra)
+            self.ipc[slot].append(convert(p))
+            return
         convert, slot, once, once_per_thread = PER_PROCESS[kind]
         proc = self.by_pid.get(p.pid)
         if proc is None:
@@ -823,6 +866,9 @@ class Image:
             "notes": self.notes,
         }
         # Present only when the image has them, as serde skips them otherwise.
+        for slot in ("shm_segments", "sem_sets", "msg_queues"):
+            if self.ipc[slot]:
+                out[slot] = self.ipc[slot]
         if self.auth is not None:
             out["auth"] = self.auth
         if self.unknown:

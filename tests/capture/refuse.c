@@ -1,8 +1,9 @@
-/* Holds one resource crak cannot capture yet, named by argv[1] (inotify, unix-listen, sysv,
+/* Holds one resource crak cannot capture yet, named by argv[1] (inotify, unix-listen, sysv (in an IPC namespace of its own),
  * memfd-map), prints "READY <fd or address>" and waits. */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/shm.h>
@@ -24,6 +25,8 @@ int main(int argc, char **argv) {
             return 2;
     }
     else if (!strcmp(k, "sysv")) {
+        /* A segment of an IPC namespace of its own, which a restore could not recreate. */
+        if (unshare(CLONE_NEWIPC)) return 2;
         int id = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
         void *p = shmat(id, NULL, 0);
         shmctl(id, IPC_RMID, NULL);

@@ -771,6 +771,68 @@ pub fn diff(sa: &Source, sb: &Source) -> anyhow::Result<Diff> {
         }))
     };
     compare(&mut changes, None, pipes(a), pipes(b));
+    let perm_fields = |p: &crak_format::record::ipc::IpcPerm| {
+        vec![
+            f("key", format!("{:#010x}", p.key)),
+            f("uid", p.uid.to_string()),
+            f("gid", p.gid.to_string()),
+            f("mode", format!("{:o}", p.mode)),
+        ]
+    };
+    let shm = |img: &Image<'_>| {
+        keyed(img.shm_segments.iter().map(|s| {
+            let mut fields = perm_fields(&s.perm);
+            fields.push(f("size", s.size.to_string()));
+            fields.push(f("data", digest(s.data.as_bytes())));
+            (
+                s.perm.id,
+                format!("shm {}", s.perm.id),
+                Described {
+                    summary: format!("{} bytes", s.size),
+                    fields,
+                },
+            )
+        }))
+    };
+    compare(&mut changes, None, shm(a), shm(b));
+    let sem = |img: &Image<'_>| {
+        keyed(img.sem_sets.iter().map(|s| {
+            let values: Vec<String> = s.sems.iter().map(|m| m.value.to_string()).collect();
+            let mut fields = perm_fields(&s.perm);
+            fields.push(f("values", values.join(" ")));
+            (
+                s.perm.id,
+                format!("sem {}", s.perm.id),
+                Described {
+                    summary: format!("{} semaphores", s.sems.len()),
+                    fields,
+                },
+            )
+        }))
+    };
+    compare(&mut changes, None, sem(a), sem(b));
+    let msg = |img: &Image<'_>| {
+        keyed(img.msg_queues.iter().map(|q| {
+            let mut all = Vec::new();
+            for m in &q.messages {
+                all.extend_from_slice(&m.mtype.to_le_bytes());
+                all.extend_from_slice(&(m.text.len() as u64).to_le_bytes());
+                all.extend_from_slice(m.text.as_bytes());
+            }
+            let mut fields = perm_fields(&q.perm);
+            fields.push(f("qbytes", q.qbytes.to_string()));
+            fields.push(f("messages", digest(&all)));
+            (
+                q.perm.id,
+                format!("msg {}", q.perm.id),
+                Described {
+                    summary: format!("{} messages", q.messages.len()),
+                    fields,
+                },
+            )
+        }))
+    };
+    compare(&mut changes, None, msg(a), msg(b));
     let notes = |img: &Image<'_>| {
         keyed(img.notes.iter().map(|n| {
             let key = names::text(&n.key);

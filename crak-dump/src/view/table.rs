@@ -96,6 +96,7 @@ pub fn summary(
         right(&mut t, &[1, 2]);
         writeln!(out, "{t}")?;
     }
+    sysv(out, image, style)?;
     if !image.notes.is_empty() {
         writeln!(out)?;
         title(out, style, "Notes")?;
@@ -103,6 +104,148 @@ pub fn summary(
         for n in &image.notes {
             t.add_row(vec![names::text(&n.key), names::text(&n.value)]);
         }
+        writeln!(out, "{t}")?;
+    }
+    Ok(())
+}
+
+/// A SysV key: `IPC_PRIVATE` or hexadecimal.
+fn ipc_key(key: u32) -> String {
+    if key == 0 {
+        "IPC_PRIVATE".into()
+    } else {
+        format!("{key:#010x}")
+    }
+}
+
+/// A SysV mode: `rw-r-----`, with `dest` and `locked` for segments.
+fn ipc_mode(mode: u32) -> String {
+    let mut s: String = (0..9)
+        .map(|i| {
+            let bit = 0o400 >> i;
+            if mode & bit == 0 {
+                '-'
+            } else {
+                ['r', 'w', 'x'][i % 3]
+            }
+        })
+        .collect();
+    if mode & 0o1000 != 0 {
+        s.push_str(" dest");
+    }
+    if mode & 0o2000 != 0 {
+        s.push_str(" locked");
+    }
+    s
+}
+
+fn ipc_owner(p: &crak_format::record::ipc::IpcPerm) -> String {
+    if (p.uid, p.gid) == (p.cuid, p.cgid) {
+        format!("{}:{}", p.uid, p.gid)
+    } else {
+        format!("{}:{} (creator {}:{})", p.uid, p.gid, p.cuid, p.cgid)
+    }
+}
+
+/// The System V IPC objects (SHM, SEM, MSG records).
+fn sysv(out: &mut dyn Write, image: &Image<'_>, style: Style) -> io::Result<()> {
+    if !image.shm_segments.is_empty() {
+        writeln!(out)?;
+        title(out, style, "SysV shared memory")?;
+        let mut t = table(
+            style,
+            &[
+                "shmid",
+                "key",
+                "mode",
+                "owner",
+                "size",
+                "stored",
+                "mapped by",
+            ],
+        );
+        for s in &image.shm_segments {
+            let mut by: Vec<String> = image
+                .processes
+                .iter()
+                .filter(|p| {
+                    p.vmas
+                        .iter()
+                        .any(|v| v.kind == VmaKind::SysvShm && v.ino == u64::from(s.perm.id))
+                })
+                .map(|p| p.pid().to_string())
+                .collect();
+            if by.is_empty() {
+                by.push("-".into());
+            }
+            t.add_row(vec![
+                Cell::new(s.perm.id),
+                Cell::new(ipc_key(s.perm.key)),
+                Cell::new(ipc_mode(s.perm.mode)),
+                Cell::new(ipc_owner(&s.perm)),
+                Cell::new(names::size(s.size)),
+                Cell::new(names::size(s.data.len() as u64)),
+                Cell::new(by.join(", ")),
+            ]);
+        }
+        right(&mut t, &[0, 4, 5]);
+        writeln!(out, "{t}")?;
+    }
+    if !image.sem_sets.is_empty() {
+        writeln!(out)?;
+        title(out, style, "SysV semaphore sets")?;
+        let mut t = table(style, &["semid", "key", "mode", "owner", "nsems", "values"]);
+        for s in &image.sem_sets {
+            let mut values: Vec<String> = s
+                .sems
+                .iter()
+                .take(16)
+                .map(|m| m.value.to_string())
+                .collect();
+            if s.sems.len() > 16 {
+                values.push(format!("… ({} more)", s.sems.len() - 16));
+            }
+            t.add_row(vec![
+                Cell::new(s.perm.id),
+                Cell::new(ipc_key(s.perm.key)),
+                Cell::new(ipc_mode(s.perm.mode)),
+                Cell::new(ipc_owner(&s.perm)),
+                Cell::new(s.sems.len()),
+                Cell::new(values.join(" ")),
+            ]);
+        }
+        right(&mut t, &[0, 4]);
+        writeln!(out, "{t}")?;
+    }
+    if !image.msg_queues.is_empty() {
+        writeln!(out)?;
+        title(out, style, "SysV message queues")?;
+        let mut t = table(
+            style,
+            &[
+                "msqid", "key", "mode", "owner", "qbytes", "messages", "queued", "types",
+            ],
+        );
+        for q in &image.msg_queues {
+            let mut types: Vec<i64> = q.messages.iter().map(|m| m.mtype).collect();
+            types.sort_unstable();
+            types.dedup();
+            let mut shown: Vec<String> = types.iter().take(8).map(|t| t.to_string()).collect();
+            if types.len() > 8 {
+                shown.push("…".into());
+            }
+            t.add_row(vec![
+                Cell::new(q.perm.id),
+                Cell::new(ipc_key(q.perm.key)),
+                Cell::new(ipc_mode(q.perm.mode)),
+                Cell::new(ipc_owner(&q.perm)),
+                Cell::new(names::size(q.qbytes)),
+                Cell::new(q.messages.len()),
+                Cell::new(names::size(q.cbytes())),
+                Cell::new(shown.join(" ")),
+            ]);
+        }
+        right(&mut t, &[0, 4, 5, 6]);
         writeln!(out, "{t}")?;
     }
     Ok(())

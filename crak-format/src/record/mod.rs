@@ -5,12 +5,16 @@ pub mod creds;
 pub mod end;
 pub mod fd;
 pub mod header;
+pub mod ipc;
 pub mod mm;
+pub mod msg;
 pub mod note;
 pub mod pages;
 pub mod pipe_data;
 pub mod process;
 pub mod rlimits;
+pub mod sem;
+pub mod shm;
 pub mod sigactions;
 pub mod sigqueue;
 pub mod thread;
@@ -45,6 +49,12 @@ pub mod kind {
     /// this crate's readers decode it into [`crate::Image::auth`], and
     /// [`crate::auth::verify`] checks it.
     pub const AUTH: u16 = 0x0011;
+    /// SHM (§3.18, format 1.2): a System V shared memory segment.
+    pub const SHM: u16 = 0x0012;
+    /// SEM (§3.19, format 1.2): a System V semaphore set.
+    pub const SEM: u16 = 0x0013;
+    /// MSG (§3.20, format 1.2): a System V message queue.
+    pub const MSG: u16 = 0x0014;
     pub const END: u16 = 0x00FF;
 
     /// The record's name as the spec spells it, or `None` for an unknown kind.
@@ -66,6 +76,9 @@ pub mod kind {
             PIPE_DATA => "PIPE_DATA",
             NOTE => "NOTE",
             AUTH => "AUTH",
+            SHM => "SHM",
+            SEM => "SEM",
+            MSG => "MSG",
             END => "END",
             _ => return None,
         })
@@ -88,9 +101,10 @@ pub mod kind {
     }
 
     /// Whether a stream reader bounds this kind's payload by
-    /// [`crate::MAX_METADATA_PAYLOAD`] (§2.2): every kind except PAGES, FD and PIPE_DATA.
+    /// [`crate::MAX_METADATA_PAYLOAD`] (§2.2): every kind except PAGES, FD, PIPE_DATA, SHM
+    /// and MSG.
     pub fn is_metadata(kind: u16) -> bool {
-        !matches!(kind, PAGES | FD | PIPE_DATA)
+        !matches!(kind, PAGES | FD | PIPE_DATA | SHM | MSG)
     }
 }
 
@@ -117,6 +131,9 @@ pub enum Record<'data> {
     PipeData(pipe_data::PipeData<'data>),
     Note(note::Note),
     Auth(auth::Auth),
+    Shm(shm::Shm<'data>),
+    Sem(sem::SemSet),
+    Msg(msg::MsgQueue<'data>),
     End(end::End),
     /// A record of a kind this version does not define, kept as raw payload.
     Unknown {
@@ -155,6 +172,9 @@ impl<'data> Record<'data> {
             kind::PIPE_DATA => Record::PipeData(pipe_data::parse(payload)?),
             kind::NOTE => Record::Note(note::parse(payload)?),
             kind::AUTH => Record::Auth(auth::parse(payload)?),
+            kind::SHM => Record::Shm(shm::parse(payload)?),
+            kind::SEM => Record::Sem(sem::parse(payload)?),
+            kind::MSG => Record::Msg(msg::parse(payload)?),
             kind::END => Record::End(end::parse(payload)?),
             other => Record::Unknown {
                 kind: other,
@@ -183,6 +203,9 @@ impl<'data> Record<'data> {
             Record::PipeData(r) => pipe_data::write(r, out),
             Record::Note(r) => note::write(r, out),
             Record::Auth(r) => auth::write(r, out),
+            Record::Shm(r) => shm::write(r, out),
+            Record::Sem(r) => sem::write(r, out),
+            Record::Msg(r) => msg::write(r, out),
             Record::End(r) => end::write(r, out),
             Record::Unknown { payload, .. } => out.extend_from_slice(payload.as_bytes()),
         }
@@ -207,6 +230,9 @@ impl<'data> Record<'data> {
             Record::PipeData(_) => kind::PIPE_DATA,
             Record::Note(_) => kind::NOTE,
             Record::Auth(_) => kind::AUTH,
+            Record::Shm(_) => kind::SHM,
+            Record::Sem(_) => kind::SEM,
+            Record::Msg(_) => kind::MSG,
             Record::End(_) => kind::END,
             Record::Unknown { kind, .. } => *kind,
         }
@@ -261,6 +287,9 @@ impl<'data> Record<'data> {
             Record::PipeData(r) => Record::PipeData(r.into_owned()),
             Record::Note(r) => Record::Note(r),
             Record::Auth(r) => Record::Auth(r),
+            Record::Shm(r) => Record::Shm(r.into_owned()),
+            Record::Sem(r) => Record::Sem(r),
+            Record::Msg(r) => Record::Msg(r.into_owned()),
             Record::End(r) => Record::End(r),
             Record::Unknown { kind, payload } => Record::Unknown {
                 kind,

@@ -219,6 +219,30 @@ pub(crate) fn list<'a, T>(
     }
 }
 
+/// Runs `p`; a `truncated` failure anywhere inside is reported at the field that starts at
+/// `input` instead: a list of variable-size items whose contents run past the payload is
+/// truncated at its count (§2.5).
+pub(crate) fn truncated_here<'a, T>(
+    field: &'static str,
+    p: impl FnOnce(&'a [u8]) -> PResult<'a, T>,
+) -> impl FnOnce(&'a [u8]) -> PResult<'a, T> {
+    move |input: &'a [u8]| match p(input) {
+        Err(nom::Err::Failure(e)) | Err(nom::Err::Error(e)) if e.kind == ErrorKind::Truncated => {
+            Err(nom::Err::Failure(PErr {
+                kind: ErrorKind::Truncated,
+                field,
+                remaining: input.len(),
+                detail: Some(format!(
+                    "the items run past the payload ({}: {})",
+                    e.field,
+                    e.detail.unwrap_or_default()
+                )),
+            }))
+        }
+        other => other,
+    }
+}
+
 /// Appends a `u8`.
 pub(crate) fn put_u8(out: &mut Vec<u8>, v: u8) {
     out.push(v);

@@ -13,6 +13,7 @@
 
 mod fd;
 mod header;
+mod ipc;
 mod mm;
 mod pages;
 mod process;
@@ -141,6 +142,7 @@ pub fn validate(image: &Image<'_>, layout: Option<&Layout>) -> Report {
         pages::check(&mut cx, p, &vmas);
     }
     fd::check(&mut cx);
+    ipc::check(&mut cx);
     let errors = cx
         .findings
         .iter()

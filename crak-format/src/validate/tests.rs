@@ -251,6 +251,9 @@ fn good() -> Image<'static> {
             data: Blob::from(b"hello".to_vec()),
         }],
         notes: Vec::new(),
+        shm_segments: Vec::new(),
+        sem_sets: Vec::new(),
+        msg_queues: Vec::new(),
         auth: None,
         unknown: Vec::new(),
         extras: Vec::new(),
@@ -1325,4 +1328,123 @@ mod props {
             prop_assert_eq!(report.errors + report.warnings, report.findings.len());
         }
     }
+}
+
+/// `good()` with a 2-page shared memory segment 9 attached at 0x7e00_0000_0000 by process 100,
+/// a semaphore set and a message queue.
+fn with_ipc() -> Image<'static> {
+    use crate::record::ipc::IpcPerm;
+    use crate::record::msg::{Message, MsgQueue};
+    use crate::record::sem::{Sem, SemSet};
+    use crate::record::shm::Shm;
+    let mut img = good();
+    let perm = |id, key| IpcPerm {
+        id,
+        key,
+        mode: 0o600,
+        ..IpcPerm::default()
+    };
+    img.shm_segments.push(Shm {
+        perm: perm(9, 0x1234),
+        size: 2 * PS - 100,
+        cpid: 100,
+        lpid: 100,
+        data: Blob::from(b"data".to_vec()),
+    });
+    img.sem_sets.push(SemSet {
+        perm: perm(3, 0x1234),
+        sems: vec![Sem { value: 1, pid: 100 }; 2],
+    });
+    img.msg_queues.push(MsgQueue {
+        perm: perm(4, 0),
+        qbytes: 16,
+        lspid: 100,
+        lrpid: 0,
+        messages: vec![Message {
+            mtype: 1,
+            text: Blob::from(b"hello".to_vec()),
+        }],
+    });
+    let mut v = vma(
+        100,
+        VmaKind::SysvShm,
+        0x7e00_0000_0000,
+        0x7e00_0000_2000,
+        PROT_READ | PROT_WRITE,
+        "/SYSV00001234",
+    );
+    v.flags = MAP_SHARED;
+    v.ino = 9;
+    let p = p0(&mut img);
+    let at = p.vmas.partition_point(|w| w.start < v.start);
+    p.vmas.insert(at, v);
+    img
+}
+
+fn shm_vma<'a>(img: &'a mut Image<'static>) -> &'a mut Vma {
+    p0(img)
+        .vmas
+        .iter_mut()
+        .find(|v| v.kind == VmaKind::SysvShm)
+        .expect("the SYSV_SHM VMA")
+}
+
+#[test]
+fn ipc_objects_are_valid() {
+    let report = validate(&with_ipc(), None);
+    assert!(report.findings.is_empty(), "{report:#?}");
+}
+
+#[test]
+fn sysv_shm_mapping_names_a_segment() {
+    let mut img = with_ipc();
+    img.shm_segments[0].perm.id = 10;
+    let f = expect(&img, "shm-missing", Severity::Error);
+    assert_eq!((f.record, f.pid, f.field), ("VMA", Some(100), "ino"));
+    let mut img = with_ipc();
+    shm_vma(&mut img).pgoff = PS;
+    expect(&img, "vma-outside-shm", Severity::Error);
+    let mut img = with_ipc();
+    shm_vma(&mut img).flags = MAP_PRIVATE;
+    expect(&img, "sysv-shm-not-shared", Severity::Error);
+}
+
+#[test]
+fn ipc_ids_and_keys_are_unique() {
+    let mut img = with_ipc();
+    let again = img.msg_queues[0].clone();
+    img.msg_queues.push(again);
+    let f = expect(&img, "duplicate-ipc-id", Severity::Error);
+    assert_eq!((f.record, f.index, f.field), ("MSG", Some(1), "id"));
+    let mut img = with_ipc();
+    let mut other = img.sem_sets[0].clone();
+    other.perm.id = 8;
+    img.sem_sets.push(other);
+    expect(&img, "duplicate-ipc-key", Severity::Error);
+    let mut img = with_ipc();
+    img.sem_sets[0].perm.id = 1 << 31;
+    expect(&img, "bad-ipc-id", Severity::Error);
+}
+
+#[test]
+fn ipc_values_in_their_domains() {
+    let mut img = with_ipc();
+    img.sem_sets[0].sems[1].value = 40000;
+    let f = expect(&img, "bad-sem-value", Severity::Error);
+    assert_eq!((f.record, f.field), ("SEM", "sems.value"));
+    let mut img = with_ipc();
+    img.msg_queues[0].messages[0].mtype = 0;
+    expect(&img, "bad-msg-type", Severity::Error);
+    let mut img = with_ipc();
+    img.msg_queues[0].qbytes = 4;
+    expect(&img, "msg-over-qbytes", Severity::Error);
+    let mut img = with_ipc();
+    img.shm_segments[0].size = 2;
+    let report = validate(&img, None);
+    assert!(report.has("shm-data-over-size") && report.has("vma-outside-shm"));
+    let mut img = with_ipc();
+    img.shm_segments[0].size = 0;
+    img.shm_segments[0].data = Blob::default();
+    let report = validate(&img, None);
+    assert!(report.has("bad-shm-size"));
 }

@@ -38,6 +38,12 @@ struct Cli {
     /// is closed (a reader sees end-of-file after the saved data, a writer gets EPIPE).
     #[arg(long)]
     refuse_external_pipes: bool,
+    /// Which System V IPC objects to record: `attached` (only the shared memory segments the
+    /// tree maps, which are always recorded), `tree` (also the semaphore sets and message
+    /// queues a process of the tree used last: `sempid`, `lspid` or `lrpid`), `all` (every
+    /// segment, semaphore set and message queue of the IPC namespace).
+    #[arg(long, value_name = "SCOPE", default_value = "tree")]
+    ipc: crak_restore::capture::ipc::IpcScope,
     /// Capture periodically, leaving the process running: at start and then every INTERVAL
     /// (`30s`, `5m`, `1h`), into DIR/crak-PID-<UTC time>.crak, until the process exits or
     /// SIGINT/SIGTERM/SIGHUP.
@@ -103,6 +109,7 @@ fn capture_once(cli: &Cli, sign: Option<SecretKey>, command: String) -> ExitCode
         sign,
         tree: !cli.no_tree,
         external_pipes: !cli.refuse_external_pipes,
+        ipc: cli.ipc,
         ..Options::new(cli.pid, output)
     };
     let result = capture::run(&opts);
@@ -122,6 +129,7 @@ fn supervise(cli: &Cli, every: Duration, sign: Option<SecretKey>, command: Strin
     }
     let opts = supervisor::Options {
         external_pipes: !cli.refuse_external_pipes,
+        ipc: cli.ipc,
         pid: cli.pid,
         dir: cli.output.clone(),
         every,

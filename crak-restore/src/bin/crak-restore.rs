@@ -52,6 +52,11 @@ struct Cli {
     /// is taken another; the tree keeps its shape, groups and sessions).
     #[arg(long)]
     new_pid: bool,
+    /// Connect fd N, a pipe whose other end was outside the captured processes, to this
+    /// command's own fd N (a pipe) instead of closing that end; repeatable. The bytes that were
+    /// buffered in the old pipe stay in it.
+    #[arg(long = "external-pipe", value_name = "N")]
+    external_pipes: Vec<i32>,
     /// Keep the process in this terminal's session and process group, like a shell job, and
     /// give its terminal fds this terminal.
     #[arg(long)]
@@ -60,6 +65,11 @@ struct Cli {
     /// gone: the program's next call on them fails with ECONNRESET.
     #[arg(long)]
     tcp_close: bool,
+    /// When a SysV IPC object of the image (shared memory segment, semaphore set, message
+    /// queue) still exists with its id and key (its processes were killed at capture, it was
+    /// not), remove it and recreate it from the image instead of refusing the restore.
+    #[arg(long)]
+    ipc_replace: bool,
     /// Print the summary as JSON on stderr.
     #[arg(long)]
     json: bool,
@@ -262,6 +272,8 @@ fn main() -> ExitCode {
         new_pid: cli.new_pid,
         shell_job: cli.shell_job,
         tcp_close: cli.tcp_close,
+        external_pipes: cli.external_pipes.clone(),
+        ipc_replace: cli.ipc_replace,
     };
     if !cli.detach {
         // Forwarded to the process while waiting for it, like a shell's foreground job.

@@ -18,6 +18,8 @@ pub(super) struct Metadata {
     pub(super) fds: usize,
     /// The target's descendants (spec §2.3 order), with their mappings, for their pages.
     pub(super) others: Vec<(i32, Vec<mm::Mapping>)>,
+    /// What the user should know about what was left out.
+    pub(super) warnings: Vec<String>,
 }
 
 /// The records of one process, its mappings and its pipes' contents.
@@ -88,6 +90,9 @@ pub(super) fn collect(
     check_unix_peers(&records)?;
     mark_shared_descriptions(&mut records)?;
     records.extend(pipes.into_iter().map(Record::PipeData));
+    // SysV IPC objects after PIPE_DATA (spec §2.3), read while the tree is frozen.
+    let (ipc, warnings) = super::ipc::capture(&records, opts.ipc)?;
+    records.extend(ipc);
     if let Some(cmd) = &opts.command {
         // NOTEs go last (spec §2.3); kept here and written after the pages.
         records.push(Record::Note(Note {
@@ -100,6 +105,7 @@ pub(super) fn collect(
         maps: root.maps,
         fds,
         others,
+        warnings,
     })
 }
 

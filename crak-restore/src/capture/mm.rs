@@ -56,7 +56,11 @@ pub fn classify(pid: i32, e: &MapEntry) -> Result<(VmaKind, PagePolicy), Error> 
             (VmaKind::Anon, PagePolicy::Anon)
         }
         b"/dev/zero (deleted)" | b"/dev/zero" => (VmaKind::Anon, PagePolicy::Anon),
-        _ if p.starts_with(b"/SYSV") => return Err(unsupported("is SysV shared memory")),
+        // The segment's contents go in its SHM record (capture::ipc), not in PAGES.
+        _ if p.starts_with(b"/SYSV") && e.shared => (VmaKind::SysvShm, PagePolicy::None),
+        _ if p.starts_with(b"/SYSV") => {
+            return Err(unsupported("is a private mapping of SysV shared memory"))
+        }
         _ if p.starts_with(b"/memfd:") => return Err(unsupported("is a memfd mapping")),
         _ if p.starts_with(b"[") => {
             return Err(unsupported(&format!(
@@ -225,6 +229,11 @@ pub fn mappings_of(pid: i32, entries: &[MapEntry]) -> Result<Vec<Mapping>, Error
                     .mtime()
                     .saturating_mul(1_000_000_000)
                     .saturating_add(md.mtime_nsec());
+            }
+            VmaKind::SysvShm => {
+                // maps shows the segment's shmid as its inode (spec §3.10).
+                v.ino = e.inode;
+                v.pgoff = e.offset;
             }
             VmaKind::Anon => {
                 v.path = Default::default();
@@ -481,7 +490,11 @@ mod tests {
             classify(1, &e("[vvar_other]", false)).unwrap().0,
             VmaKind::VvarOther
         );
-        let err = classify(1, &e("/SYSV00000000 (deleted)", true)).unwrap_err();
+        assert_eq!(
+            classify(1, &e("/SYSV00000000 (deleted)", true)).unwrap(),
+            (VmaKind::SysvShm, PagePolicy::None)
+        );
+        let err = classify(1, &e("/SYSV00000000 (deleted)", false)).unwrap_err();
         assert!(err.to_string().contains("SysV"), "{err}");
         assert!(classify(1, &e("/memfd:x (deleted)", true)).is_err());
     }

@@ -28,6 +28,7 @@
 mod collect;
 pub mod files;
 pub mod freeze;
+pub mod ipc;
 pub mod mm;
 pub mod net;
 pub mod output;
@@ -152,6 +153,8 @@ pub struct Options {
     /// Accept pipes with an end held outside the captured tree (that end is closed after a
     /// restore; each is named in a warning); else such a pipe refuses the capture.
     pub external_pipes: bool,
+    /// Which System V IPC objects to record besides the segments the tree maps.
+    pub ipc: ipc::IpcScope,
 }
 
 impl Options {
@@ -166,6 +169,7 @@ impl Options {
             sign: None,
             tree: true,
             external_pipes: true,
+            ipc: ipc::IpcScope::default(),
         }
     }
 }
@@ -556,6 +560,7 @@ pub fn run(opts: &Options) -> Result<Summary, Error> {
     let nvmas = meta.maps.len() + meta.others.iter().map(|(_, m)| m.len()).sum::<usize>();
     let processes = 1 + meta.others.len() + zombies.len();
     let mut warnings = pipe_warnings;
+    warnings.extend(meta.warnings.iter().cloned());
 
     // Forked snapshots hold the memory from here on: the processes are resumed at once.
     let mut snaps = Vec::new();

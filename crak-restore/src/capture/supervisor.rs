@@ -29,6 +29,8 @@ pub const STOP_SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 pub struct Options {
     /// Accept pipes with an end outside the target's tree (see [`super::Options`]).
     pub external_pipes: bool,
+    /// Which System V IPC objects to record (see [`super::Options`]).
+    pub ipc: super::ipc::IpcScope,
     /// The target.
     pub pid: Pid,
     /// Directory of the images (created if missing).
@@ -239,6 +241,7 @@ pub fn run(
             sign: opts.sign.clone(),
             tree: true,
             external_pipes: opts.external_pipes,
+            ipc: opts.ipc,
         };
         let result = super::run(&copts);
         if result.is_err() && target_gone(opts.pid, starttime) {

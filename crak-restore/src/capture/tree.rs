@@ -57,7 +57,8 @@ pub fn preflight_descendants(
         all.push(c);
         queue.extend(children(c)?);
     }
-    let list: Vec<String> = external_pipe_ends(&all)?
+    let ends = external_pipe_ends(&all)?;
+    let list: Vec<String> = ends
         .iter()
         .map(|(p, fd, ino, holder)| {
             let comm = procfs::read_string(*holder, "comm").unwrap_or_default();
@@ -70,7 +71,12 @@ pub fn preflight_descendants(
     if external_pipes {
         Ok(list
             .into_iter()
-            .map(|w| format!("{w}; after a restore that end is closed"))
+            .zip(&ends)
+            .map(|(w, (_, fd, _, _))| {
+                format!(
+                    "{w}; after a restore that end is closed, unless `crak-restore --external-pipe {fd}` connects it to the restorer's fd {fd}"
+                )
+            })
             .collect())
     } else if list.is_empty() {
         Ok(Vec::new())

@@ -9,7 +9,8 @@
 //!    must find its range free (`MAP_FIXED_NOREPLACE` catches any mistake).
 //! 3. Move the vDSO group to its saved addresses (through a free temporary area when the old
 //!    and new ranges could overlap): the saved program holds pointers into its vDSO.
-//! 4. Map every VMA at its address, writable first when it must be filled; fill stored pages
+//! 4. Attach the SysV shared memory segments at their addresses (first: `shmat` maps a whole
+//!    segment, of which parts may be unmapped again). Map every other VMA at its address, writable first when it must be filled; fill stored pages
 //!    and the zero pages of private file mappings; then set the saved protection and madvise
 //!    bits. Shared file mappings are never written: the file is the truth.
 //! 5. `PR_SET_MM_MAP`: the memory descriptor's bounds, auxv and exe, now that every VMA they
@@ -23,7 +24,7 @@ use crate::sys::prctl::{PrctlMmMap, MAX_AUXV_BYTES, PR_SET_MM, PR_SET_MM_MAP};
 use crate::sys::ptrace;
 use crate::sys::remote::RemoteSyscall;
 use crak_format::record::vma::{
-    madv, Vma, VmaKind, MAP_GROWSDOWN, MAP_SHARED, PROT_READ, PROT_WRITE,
+    madv, Vma, VmaKind, MAP_GROWSDOWN, MAP_SHARED, PROT_EXEC, PROT_READ, PROT_WRITE,
 };
 use crak_format::Process;
 use std::collections::HashMap;
@@ -273,7 +274,7 @@ pub fn rebuild(
     plan: &Plan,
     src: Option<&ImageFile<'_>>,
 ) -> Result<MmStats, RestoreError> {
-    rebuild_sharing(r, proc, plan, src, &[])
+    rebuild_sharing(r, proc, plan, src, &[], &[])
 }
 
 /// A shared anonymous memory object of a process tree (spec §3.10: the same `ino` in VMAs of
@@ -291,18 +292,22 @@ pub struct SharedAnon {
 }
 
 /// [`rebuild`] for a process of a tree whose `shared` objects are mapped at their temporary
-/// addresses.
+/// addresses; `segments` are the (shmid, size) of the image's SysV segments, which exist
+/// already (restore::ipc).
 pub fn rebuild_sharing(
     r: &mut Remote,
     proc: &Process<'_>,
     plan: &Plan,
     src: Option<&ImageFile<'_>>,
     shared: &[SharedAnon],
+    segments: &[(u64, u64)],
 ) -> Result<MmStats, RestoreError> {
     unmap_all_but_trampoline(r, plan, shared)?;
     move_specials(r, plan)?;
     super::fault_point("restore-mid-mm")?;
-    let stats = map_and_fill(r, proc, src, shared)?;
+    let attached = attach_sysv(r, proc, segments)?;
+    let mut stats = map_and_fill(r, proc, src, shared)?;
+    stats.vmas += attached;
     // What this process does not map of a shared object goes.
     for s in shared {
         r.call(
@@ -449,6 +454,91 @@ fn pieces(vmas: &[Vma], addr: u64, nr_pages: u64) -> Vec<(usize, u64, usize, usi
         i += 1;
     }
     out
+}
+
+/// Step 4a: the SYSV_SHM mappings, before any other mapping so that a segment's whole range is
+/// free. The VMAs of one attachment (same shmid, same base address `start - pgoff`) are made by
+/// one `shmat` in the child at that base (read-only unless one of them is writable, executable
+/// if one is); the parts of the segment none of them covers are unmapped again, and each VMA
+/// gets its saved protection. Returns the number of VMAs made.
+fn attach_sysv(
+    r: &mut Remote,
+    proc: &Process<'_>,
+    segments: &[(u64, u64)],
+) -> Result<u64, RestoreError> {
+    let mut groups: Vec<((u64, u64), Vec<&Vma>)> = Vec::new();
+    for v in proc.vmas.iter().filter(|v| v.kind == VmaKind::SysvShm) {
+        let base = v.start.checked_sub(v.pgoff).ok_or_else(|| {
+            RestoreError::Invalid(format!(
+                "SysV mapping {:#x}-{:#x}: offset {:#x} is above its address",
+                v.start, v.end, v.pgoff
+            ))
+        })?;
+        match groups.iter_mut().find(|(k, _)| *k == (v.ino, base)) {
+            Some((_, g)) => g.push(v),
+            None => groups.push(((v.ino, base), vec![v])),
+        }
+    }
+    let mut made = 0u64;
+    for ((id, base), vmas) in groups {
+        let size = segments
+            .iter()
+            .find(|(s, _)| *s == id)
+            .map(|(_, size)| size.div_ceil(PAGE) * PAGE)
+            .ok_or_else(|| {
+                RestoreError::Invalid(format!("SysV segment {id} is not in the image"))
+            })?;
+        let writable = vmas.iter().any(|v| v.prot & PROT_WRITE != 0);
+        let exec = vmas.iter().any(|v| v.prot & PROT_EXEC != 0);
+        let mut flags = 0u64;
+        let mut prot = PROT_READ;
+        if writable {
+            prot |= PROT_WRITE;
+        } else {
+            flags |= libc::SHM_RDONLY as u64;
+        }
+        if exec {
+            prot |= PROT_EXEC;
+            flags |= libc::SHM_EXEC as u64;
+        }
+        let got = r.call(
+            || format!("shmat({id}, {base:#x}) for {:#x}-{:#x}", base, base + size),
+            libc::SYS_shmat,
+            &[id, base, flags],
+        )?;
+        if got != base {
+            return Err(RestoreError::failed(
+                "attaching SysV shared memory",
+                format!("segment {id} landed at {got:#x}, not {base:#x}"),
+            ));
+        }
+        // What no VMA covers goes.
+        let mut at = base;
+        let mut covered: Vec<(u64, u64)> = vmas.iter().map(|v| (v.start, v.end)).collect();
+        covered.sort_unstable();
+        covered.push((base + size, base + size));
+        for (s, e) in covered {
+            if s > at {
+                r.call(
+                    || format!("munmap({at:#x}-{s:#x}) of SysV segment {id}"),
+                    libc::SYS_munmap,
+                    &[at, s - at],
+                )?;
+            }
+            at = at.max(e);
+        }
+        for v in vmas {
+            if v.prot != prot {
+                r.call(
+                    || format!("mprotect({:#x}-{:#x} {})", v.start, v.end, v.perms()),
+                    libc::SYS_mprotect,
+                    &[v.start, v.end - v.start, u64::from(v.prot)],
+                )?;
+            }
+            made += 1;
+        }
+    }
+    Ok(made)
 }
 
 fn is_restorable_mapping(v: &Vma) -> bool {

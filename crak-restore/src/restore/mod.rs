@@ -4,6 +4,8 @@
 //!
 //! 1. [`plan`]: check the image and the host; choose the addresses used later. Nothing exists
 //!    yet, so a refusal here leaves no trace.
+//!    Then [`ipc`]: the image's SysV IPC objects are created with their ids (removed again if
+//!    the restore fails), before any process, which attaches them in stage 3.
 //! 2. [`fork`]: `clone3` with the saved PID; the child sets up its task state (files, signal
 //!    dispositions, queued signals, cwd, umask, session) and stops under ptrace.
 //! 3. [`mm`]: the parent rebuilds the child's memory with remote system calls.
@@ -21,6 +23,7 @@
 pub mod creds;
 pub mod files;
 pub mod fork;
+pub mod ipc;
 pub mod mm;
 pub mod net;
 pub mod plan;
@@ -158,10 +161,20 @@ fn restore_inner(
         .require_restore()
         .map_err(|e| RestoreError::Refused(e.to_string()))?;
     let family = tree::family(image, options)?;
+    ipc::check(image)?;
+    // Stage 1b: the SysV IPC objects, which the processes attach and name by id. Removed again
+    // (the guard) if anything below fails.
+    let mut objects = ipc::create(image, options.ipc_replace)?;
+    let segments: Vec<(u64, u64)> = image
+        .shm_segments
+        .iter()
+        .map(|s| (u64::from(s.perm.id), s.size))
+        .collect();
     // Stage 2.
     let pid = fork::spawn(image, &family)?;
-    match build(&family, pid, src, options) {
+    match build(&family, pid, src, &segments, &mut objects, options) {
         Ok(mut summary) => {
+            objects.keep();
             summary.elapsed = t0.elapsed();
             Ok(summary)
         }
@@ -192,6 +205,8 @@ fn build(
     family: &tree::Family<'_>,
     root: i32,
     src: Option<&ImageFile<'_>>,
+    segments: &[(u64, u64)],
+    objects: &mut ipc::Created,
     options: &Options,
 ) -> Result<Summary, RestoreError> {
     ptrace::setoptions(
@@ -214,8 +229,17 @@ fn build(
     }
     let mut ready = Vec::with_capacity(family.members.len());
     for (m, &pid) in family.members.iter().zip(&live) {
-        ready.push(prepare(m.proc, &m.plan, pid, src, &family.shared_anon)?);
+        ready.push(prepare(
+            m.proc,
+            &m.plan,
+            pid,
+            src,
+            &family.shared_anon,
+            segments,
+        )?);
     }
+    // Every process has attached its segments: those removed at capture are removed again.
+    objects.mark_destroyed()?;
     // Stage 6. The pages read from the image file were those whose CRCs were checked only if
     // the file has not changed since.
     if let Some(f) = src {
@@ -275,11 +299,12 @@ fn prepare<'a>(
     pid: i32,
     src: Option<&ImageFile<'_>>,
     shared: &[mm::SharedAnon],
+    segments: &[(u64, u64)],
 ) -> Result<Prepared<'a>, RestoreError> {
     let mut r = mm::Remote::new(pid, plan.trampoline);
     // Stage 3.
     mm::unregister_own_rseq(&mut r)?;
-    let stats = mm::rebuild_sharing(&mut r, proc, plan, src, shared)?;
+    let stats = mm::rebuild_sharing(&mut r, proc, plan, src, shared, segments)?;
     // Stage 4.
     let thread = proc
         .threads

@@ -34,6 +34,12 @@ pub struct Options {
     /// Restore established TCP connections reset (the program sees `ECONNRESET`): the peer is
     /// gone.
     pub tcp_close: bool,
+    /// Descriptor numbers whose pipe, held at capture with its other end outside the image, is
+    /// replaced by the restorer's own descriptor of that number (`--external-pipe N`).
+    pub external_pipes: Vec<i32>,
+    /// Replace a SysV IPC object that exists with the saved id and key (removing it) instead
+    /// of refusing the restore (restore::ipc).
+    pub ipc_replace: bool,
 }
 
 /// A mapping of this process (`/proc/self/maps`) or of a child.
@@ -287,12 +293,6 @@ pub fn check_structure<'a>(image: &'a Image<'_>) -> Result<&'a Process<'a>, Rest
         if v.kind != VmaKind::Vsyscall && v.end > TASK_SIZE {
             return Err(invalid(format!(
                 "VMA {:#x}-{:#x} lies outside the user address space",
-                v.start, v.end
-            )));
-        }
-        if v.kind == VmaKind::SysvShm {
-            return Err(refused(format!(
-                "VMA {:#x}-{:#x} is SysV shared memory, which is not supported",
                 v.start, v.end
             )));
         }

@@ -68,6 +68,8 @@ pub struct Family<'a> {
     /// The live PID of every member, then of every zombie, in that order; `None` for a single
     /// process, which crak-restore creates itself.
     pub pids: Option<Slots>,
+    /// `--external-pipe`: (pipe inode, whether the image holds its write end, fd number).
+    pub externals: Vec<(u64, bool, i32)>,
 }
 
 /// A zombie of the image and the PID it asks for (`None`: any, with `--new-pid`).
@@ -92,6 +94,7 @@ pub fn family<'a>(image: &'a Image<'_>, options: &Options) -> Result<Family<'a>,
             shared_anon: Vec::new(),
             zombies: Vec::new(),
             pids: None,
+            externals: external_pipes(image, options)?,
         });
     }
     let report = crak_format::validate::validate(image, None);
@@ -212,7 +215,48 @@ pub fn family<'a>(image: &'a Image<'_>, options: &Options) -> Result<Family<'a>,
         shared_anon,
         zombies,
         pids: Some(pids),
+        externals: external_pipes(image, options)?,
     })
+}
+
+/// The pipes `--external-pipe N` reconnects: for each N, the pipe some process of the image
+/// has at fd N, whose other end no fd of the image holds; crak-restore's own fd N must be a
+/// pipe. Refused otherwise, before anything is created.
+fn external_pipes(
+    image: &Image<'_>,
+    options: &Options,
+) -> Result<Vec<(u64, bool, i32)>, RestoreError> {
+    let mut out = Vec::new();
+    let fds = || image.processes.iter().flat_map(|p| p.fds.iter());
+    for &n in &options.external_pipes {
+        let write_end = |f: &Fd<'_>| (f.open_flags as i32) & libc::O_ACCMODE == libc::O_WRONLY;
+        let at_n: Vec<&Fd<'_>> = fds()
+            .filter(|f| f.kind == FdKind::Pipe && i64::from(f.fd) == i64::from(n))
+            .collect();
+        let lone = at_n.iter().find(|f| {
+            let w = write_end(f);
+            !fds().any(|g| g.kind == FdKind::Pipe && g.ino == f.ino && write_end(g) != w)
+        });
+        let Some(f) = lone else {
+            return Err(RestoreError::Refused(format!(
+                "--external-pipe {n}: no process of the image has at fd {n} a pipe whose other end was outside the image"
+            )));
+        };
+        let ino = f.ino;
+        let w = write_end(f);
+        if at_n.iter().any(|g| g.ino != ino) {
+            return Err(RestoreError::Refused(format!(
+                "--external-pipe {n}: processes of the image hold different pipes at fd {n}"
+            )));
+        }
+        if !fdops::is_pipe(n) {
+            return Err(RestoreError::Refused(format!(
+                "--external-pipe {n}: fd {n} of crak-restore is not a pipe"
+            )));
+        }
+        out.push((ino, w, n));
+    }
+    Ok(out)
 }
 
 /// The shared anonymous memory objects mapped by more than one process (the same `ino`, spec
@@ -415,6 +459,9 @@ pub struct Pool {
     socks: Vec<(u64, OwnedFd)>,
     /// Open file descriptions: (FD `description`, the open file).
     files: Vec<(u32, OwnedFd)>,
+    /// Pipe ends reconnected to the restorer's own fds (`--external-pipe`): (pipe inode,
+    /// whether the image holds its write end, the restorer's fd).
+    externals: Vec<(u64, bool, OwnedFd)>,
 }
 
 /// Creates and fills the shared pipes and maps the shared memory (in the root's restore
@@ -429,6 +476,12 @@ pub fn make_pool(family: &Family<'_>, image: &Image<'_>) -> Result<Pool, String>
         })?;
     }
     let mut pool = Pool::default();
+    // First, while this process still has the restorer's descriptors.
+    for &(ino, write, n) in &family.externals {
+        let fd = fdops::dup_raw_at_least(n, family.pool_base)
+            .map_err(|e| format!("--external-pipe {n}: dup: {e}"))?;
+        pool.externals.push((ino, write, fd));
+    }
     let all_fds: Vec<Fd<'_>> = family
         .members
         .iter()
@@ -496,6 +549,7 @@ pub fn pool_fds(pool: &Pool) -> Vec<RawFd> {
         .flat_map(|(_, r, w)| [r.as_raw_fd(), w.as_raw_fd()])
         .chain(pool.socks.iter().map(|(_, s)| s.as_raw_fd()))
         .chain(pool.files.iter().map(|(_, f)| f.as_raw_fd()))
+        .chain(pool.externals.iter().map(|(_, _, f)| f.as_raw_fd()))
         .collect()
 }
 
@@ -519,7 +573,18 @@ pub fn place_shared(fds: &[Fd<'_>], pool: &Pool) -> Result<(), String> {
             .files
             .iter()
             .find(|(d, _)| f.description != 0 && *d == f.description);
-        let end = if let Some((_, file)) = shared_file {
+        let is_write = (f.open_flags as i32) & libc::O_ACCMODE == libc::O_WRONLY;
+        let external = pool
+            .externals
+            .iter()
+            .find(|(ino, w, _)| f.kind == FdKind::Pipe && *ino == f.ino && *w == is_write);
+        let end = if let Some((_, _, ext)) = external {
+            // The restorer's own pipe: its status flags are not the image's to set.
+            let target = RawFd::try_from(f.fd).map_err(|_| format!("fd {} out of range", f.fd))?;
+            fdops::place_at(ext.as_fd(), target, f.fd_flags & FD_CLOEXEC != 0)
+                .map_err(|e| format!("fd {} (external pipe {}): dup3: {e}", f.fd, f.ino))?;
+            continue;
+        } else if let Some((_, file)) = shared_file {
             file
         } else if !matches!(f.kind, FdKind::Pipe | FdKind::Unix) {
             continue;
@@ -532,7 +597,6 @@ pub fn place_shared(fds: &[Fd<'_>], pool: &Pool) -> Result<(), String> {
             let Some((_, r, w)) = pool.pipes.iter().find(|(ino, _, _)| *ino == f.ino) else {
                 continue;
             };
-            let is_write = (f.open_flags as i32) & libc::O_ACCMODE == libc::O_WRONLY;
             if is_write {
                 w
             } else {

@@ -22,6 +22,28 @@ pub fn dup_at_least(fd: BorrowedFd<'_>, min: i32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(n) })
 }
 
+/// [`dup_at_least`] of a descriptor known by number only (one inherited from the restorer).
+pub fn dup_raw_at_least(fd: RawFd, min: i32) -> io::Result<OwnedFd> {
+    // SAFETY: fcntl validates `fd` itself (EBADF); the new fd is owned by the returned OwnedFd.
+    let n = check(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) })?;
+    // SAFETY: `n` was just created and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(n) })
+}
+
+/// Whether descriptor `fd` of this process is open and refers to a pipe or FIFO.
+pub fn is_pipe(fd: RawFd) -> bool {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: fstat writes a `struct stat` into the live, properly sized buffer; an invalid fd
+    // is reported as EBADF.
+    let r = unsafe { libc::fstat(fd, st.as_mut_ptr()) };
+    if r != 0 {
+        return false;
+    }
+    // SAFETY: fstat succeeded and filled the buffer.
+    let st = unsafe { st.assume_init() };
+    st.st_mode & libc::S_IFMT == libc::S_IFIFO
+}
+
 /// Places a duplicate of `fd` at exactly `target` (`dup3(2)`), closing whatever was there,
 /// with `FD_CLOEXEC` as given. The new descriptor is handed over to the program being restored,
 /// so it is returned as a plain number and never closed by this process.

@@ -21,6 +21,7 @@ pub mod ptrace;
 pub mod remote;
 pub mod signalfd;
 pub mod slots;
+pub mod sysvipc;
 pub mod unixsock;
 pub mod waitid;
 
