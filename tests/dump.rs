@@ -2033,6 +2033,10 @@ fn json_schema_document_lists_every_image_key() {
     let signed = vectors.join("016-signed.bin");
     // FD kinds 6-10 and a shared open file description.
     let fds = vectors.join("017-event-fds-and-unix-sockets.bin");
+    // System V IPC objects (format 1.2).
+    let shm = vectors.join("020-sysv-shm.bin");
+    let sem = vectors.join("021-sysv-sem.bin");
+    let msg = vectors.join("022-sysv-msg.bin");
     let img = s.image("srv.crak", &sample());
     let mut outs = Vec::new();
     for (path, pages) in [
@@ -2044,6 +2048,9 @@ fn json_schema_document_lists_every_image_key() {
         (&extras, true),
         (&signed, true),
         (&fds, true),
+        (&shm, true),
+        (&sem, true),
+        (&msg, true),
     ] {
         let r = if pages {
             s.run(args![path, "--json", "--pages"])

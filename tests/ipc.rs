@@ -91,7 +91,7 @@ impl Case {
 
     /// Compiles tests/live/<name>.c and starts it in the scratch directory; waits for READY and
     /// returns its pid and the words of its "ids" file.
-    fn start(&mut self, name: &str) -> (i32, Vec<i32>) {
+    fn start(&mut self, name: &str, args: &[&str]) -> (i32, Vec<i32>) {
         let src = crak_tests::workspace_root()
             .join("tests/live")
             .join(format!("{name}.c"));
@@ -104,6 +104,7 @@ impl Case {
             .expect("cc");
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let child = Command::new(&exe)
+            .args(args)
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -217,7 +218,7 @@ fn sysv_shm_shared_by_a_tree_and_guarded_by_a_semaphore() {
     need_root!();
     let _g = serial();
     let mut case = Case::new();
-    let (pid, ids) = case.start("ipc_shm");
+    let (pid, ids) = case.start("ipc_shm", &[]);
     let (shmid, semid, key, child) = (ids[0], ids[1], ids[2], ids[3]);
     case.shm.push(shmid);
     case.sem.push(semid);
@@ -265,11 +266,69 @@ fn sysv_shm_shared_by_a_tree_and_guarded_by_a_semaphore() {
 }
 
 #[test]
+fn a_removed_segment_is_restored_removed_and_goes_with_its_processes() {
+    need_root!();
+    let _g = serial();
+    let mut case = Case::new();
+    let (pid, ids) = case.start("ipc_shm", &["rmid"]);
+    let (shmid, semid, child) = (ids[0], ids[1], ids[3]);
+    case.shm.push(shmid);
+    case.sem.push(semid);
+    let maps = (sysv_maps(pid), sysv_maps(child));
+    let img = case.path("image.crak");
+    capture(pid, &img, &[]);
+    case.reap();
+    assert!(wait_gone(pid, Duration::from_secs(5)) && wait_gone(child, Duration::from_secs(5)));
+    let json: serde_json::Value = serde_json::from_str(&dump(&img, true)).expect("json");
+    let seg = &json["shm_segments"][0];
+    assert_eq!(seg["perm"]["key"], 0);
+    assert_eq!(
+        seg["perm"]["mode"].as_u64().map(|m| m & 0o1000),
+        Some(0o1000)
+    );
+    // Its last process was killed: the segment is gone, the semaphore set is not.
+    assert!(!shm_exists(shmid) && sem_exists(semid));
+    let restored = restore(&img, &["--ipc-replace"]).expect("restore");
+    case.pids.push(restored);
+    case.pids.push(child);
+    assert_eq!((sysv_maps(pid), sysv_maps(child)), maps);
+    assert_eq!(case.go(pid), "PASS");
+    assert!(wait_gone(pid, Duration::from_secs(10)));
+    assert!(
+        !shm_exists(shmid),
+        "the removed segment outlived its processes"
+    );
+}
+
+#[test]
+fn a_capture_leaving_the_tree_running_leaves_its_segment_and_semaphores_alone() {
+    need_root!();
+    let _g = serial();
+    let mut case = Case::new();
+    let (pid, ids) = case.start("ipc_shm", &[]);
+    let (shmid, semid, child) = (ids[0], ids[1], ids[3]);
+    case.shm.push(shmid);
+    case.sem.push(semid);
+    case.pids.push(child);
+    let img = case.path("image.crak");
+    // With a forked snapshot (the default), then without.
+    capture(pid, &img, &["--leave-running"]);
+    capture(pid, &img, &["--leave-running", "--no-snapshot"]);
+    let json: serde_json::Value = serde_json::from_str(&dump(&img, true)).expect("json");
+    assert_eq!(json["shm_segments"].as_array().map(Vec::len), Some(1));
+    assert_eq!(json["sem_sets"][0]["perm"]["id"], semid);
+    // Still three attachments (the capture's own is gone), still counting, same state.
+    assert_eq!(case.go(pid), "PASS");
+    case.reap();
+    assert!(!shm_exists(shmid) && !sem_exists(semid));
+}
+
+#[test]
 fn msg_queue_of_100_messages_left_intact_by_capture_and_drained_after_restore() {
     need_root!();
     let _g = serial();
     let mut case = Case::new();
-    let (pid, ids) = case.start("ipc_msg");
+    let (pid, ids) = case.start("ipc_msg", &[]);
     let (msqid, key) = (ids[0], ids[1]);
     case.msg.push(msqid);
     let img = case.path("image.crak");
@@ -304,7 +363,7 @@ fn a_failed_restore_removes_the_objects_it_made() {
     need_root!();
     let _g = serial();
     let mut case = Case::new();
-    let (pid, ids) = case.start("ipc_msg");
+    let (pid, ids) = case.start("ipc_msg", &[]);
     let msqid = ids[0];
     case.msg.push(msqid);
     let img = case.path("image.crak");
@@ -322,4 +381,36 @@ fn a_failed_restore_removes_the_objects_it_made() {
         !msg_exists(msqid),
         "the queue of a failed restore is left behind"
     );
+}
+
+#[test]
+fn a_key_taken_by_another_object_is_refused_and_left_alone() {
+    need_root!();
+    let _g = serial();
+    let mut case = Case::new();
+    let (pid, ids) = case.start("ipc_msg", &[]);
+    let (msqid, key) = (ids[0], ids[1]);
+    case.msg.push(msqid);
+    let img = case.path("image.crak");
+    capture(pid, &img, &["--leave-running"]);
+    assert_eq!(case.go(pid), "PASS");
+    case.reap();
+    // Another queue takes the key (with another id: ids carry a sequence number).
+    // SAFETY: msgget takes integers only.
+    let other = unsafe { libc::msgget(key, libc::IPC_CREAT | 0o600) };
+    assert!(other >= 0);
+    case.msg.push(other);
+    assert_ne!(other, msqid);
+    for replace in [false, true] {
+        let args: &[&str] = if replace { &["--ipc-replace"] } else { &[] };
+        let refused = restore(&img, args).expect_err("a taken key is refused");
+        let err = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            err.contains(&format!("key {:#010x} is taken by id {other}", key as u32)),
+            "{err}"
+        );
+        assert!(wait_gone(pid, Duration::from_secs(1)));
+        assert!(msg_exists(other), "the other queue was touched");
+        assert!(!msg_exists(msqid), "the refused restore left its queue");
+    }
 }

@@ -6,7 +6,10 @@
  * After go, the parent checks that the child keeps counting (so the restored processes share
  * the segment), that the read-only view shows the same bytes, the pattern, the zeros, the ids
  * and keys (shmget/semget of the key give the same ids), the permissions, then stops the child,
- * reaps it, checks the semaphore is free, removes both objects and passes. */
+ * reaps it, checks the semaphore is free, removes both objects and passes.
+ * With the argument "rmid" the segment is removed (IPC_RMID) right after it is attached, before
+ * the fork, as programs do so that it goes with them: it then has no key and SHM_DEST in its
+ * mode, before and after the restore, and goes when both processes have exited. */
 #include "common.h"
 #include <sys/ipc.h>
 #include <sys/sem.h>
@@ -40,7 +43,8 @@ static void count(struct shared *sh, volatile uint64_t *mine) {
 
 static uint8_t pattern(int i) { return (uint8_t)(i * 7 + 3); }
 
-int main(void) {
+int main(int argc, char **argv) {
+    int rmid = argc > 1 && !strcmp(argv[1], "rmid");
     key_t key = 0x63720000 | (getpid() & 0xffff);
     int shmid = shmget(key, SIZE, IPC_CREAT | IPC_EXCL | 0640);
     if (shmid < 0) fail("shmget: %s", strerror(errno));
@@ -54,6 +58,7 @@ int main(void) {
     if (ro == (void *)-1) fail("shmat ro");
     uint8_t *bytes = (uint8_t *)sh;
     for (int i = 0; i < 64; i++) bytes[2 * PAGE + i] = pattern(i);
+    if (rmid && shmctl(shmid, IPC_RMID, NULL) < 0) fail("IPC_RMID");
 
     pid_t child = fork();
     if (child < 0) fail("fork");
@@ -88,11 +93,13 @@ int main(void) {
         if (ro[2 * PAGE + i] != pattern(i)) fail("pattern byte %d", i);
     for (int i = 64; i < SIZE - 2 * PAGE; i++)
         if (ro[2 * PAGE + i] != 0) fail("byte %d of page 3 is not zero", i);
-    if (shmget(key, 0, 0) != shmid) fail("the key names another segment");
+    if (!rmid && shmget(key, 0, 0) != shmid) fail("the key names another segment");
+    if (rmid && shmget(key, 0, 0) >= 0) fail("the removed segment has its key again");
     if (semget(key, 0, 0) != semid) fail("the key names another semaphore set");
     struct shmid_ds ds;
     if (shmctl(shmid, IPC_STAT, &ds) < 0) fail("IPC_STAT");
     if ((ds.shm_perm.mode & 0777) != 0640 || ds.shm_segsz != SIZE) fail("segment mode or size");
+    if (!!(ds.shm_perm.mode & SHM_DEST) != rmid) fail("SHM_DEST is %s", rmid ? "clear" : "set");
     if (ds.shm_nattch != 3) fail("%lu attachments, not 3", (unsigned long)ds.shm_nattch);
     if (semctl(semid, 1, GETVAL) != 42) fail("second semaphore");
 
@@ -103,7 +110,7 @@ int main(void) {
     if (sh->bad) fail("total and counts disagreed");
     if (sh->total != sh->parent + sh->child) fail("total");
     if (semctl(semid, 0, GETVAL) != 1) fail("the semaphore is not free");
-    shmctl(shmid, IPC_RMID, NULL);
+    if (!rmid) shmctl(shmid, IPC_RMID, NULL);
     semctl(semid, 0, IPC_RMID);
     pass();
 }

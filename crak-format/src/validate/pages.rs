@@ -92,6 +92,16 @@ pub(super) fn check(cx: &mut Cx<'_, '_>, p: &Process<'_>, vmas: &[Span]) {
                     v.index, v.kind
                 ),
             ),
+            Some(v) if k == kind::PAGES && v.kind == crate::record::vma::VmaKind::SysvShm => cx
+                .warn(
+                    "pages-in-sysv-shm",
+                    at,
+                    Field::At("addr", 8),
+                    format!(
+                        "pages stored for VMA #{} (SysV shared memory), whose contents are its SHM record's",
+                        v.index
+                    ),
+                ),
             Some(_) => {}
         }
         ranges.push((addr, end, Run { kind: k, index: i }));

@@ -1448,3 +1448,16 @@ fn ipc_values_in_their_domains() {
     let report = validate(&img, None);
     assert!(report.has("bad-shm-size"));
 }
+
+#[test]
+fn pages_in_a_sysv_shm_mapping_are_a_warning() {
+    let mut img = with_ipc();
+    p0(&mut img).pages.push(PageRun {
+        pid: 100,
+        addr: 0x7e00_0000_0000,
+        nr_pages: 1,
+        data: Blob::from(vec![1u8; PS as usize]),
+    });
+    let f = expect(&img, "pages-in-sysv-shm", Severity::Warning);
+    assert_eq!((f.record, f.field), ("PAGES", "addr"));
+}

@@ -39,9 +39,10 @@ struct Cli {
     #[arg(long)]
     refuse_external_pipes: bool,
     /// Which System V IPC objects to record: `attached` (only the shared memory segments the
-    /// tree maps, which are always recorded), `tree` (also the semaphore sets and message
-    /// queues a process of the tree used last: `sempid`, `lspid` or `lrpid`), `all` (every
-    /// segment, semaphore set and message queue of the IPC namespace).
+    /// tree maps, which are always recorded), `tree` (also the objects a process of the tree
+    /// made or used last: a segment's creator or last attacher, a semaphore's `sempid`, a
+    /// queue's last sender or receiver), `all` (every segment, semaphore set and message queue
+    /// of the IPC namespace).
     #[arg(long, value_name = "SCOPE", default_value = "tree")]
     ipc: crak_restore::capture::ipc::IpcScope,
     /// Capture periodically, leaving the process running: at start and then every INTERVAL

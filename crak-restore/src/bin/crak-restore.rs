@@ -61,15 +61,15 @@ struct Cli {
     /// give its terminal fds this terminal.
     #[arg(long)]
     shell_job: bool,
-    /// Restore established TCP connections reset instead of connected, for when the peer is
-    /// gone: the program's next call on them fails with ECONNRESET.
-    #[arg(long)]
-    tcp_close: bool,
     /// When a SysV IPC object of the image (shared memory segment, semaphore set, message
     /// queue) still exists with its id and key (its processes were killed at capture, it was
     /// not), remove it and recreate it from the image instead of refusing the restore.
     #[arg(long)]
     ipc_replace: bool,
+    /// Restore established TCP connections reset instead of connected, for when the peer is
+    /// gone: the program's next call on them fails with ECONNRESET.
+    #[arg(long)]
+    tcp_close: bool,
     /// Print the summary as JSON on stderr.
     #[arg(long)]
     json: bool,
@@ -271,9 +271,9 @@ fn main() -> ExitCode {
     let options = Options {
         new_pid: cli.new_pid,
         shell_job: cli.shell_job,
-        tcp_close: cli.tcp_close,
         external_pipes: cli.external_pipes.clone(),
         ipc_replace: cli.ipc_replace,
+        tcp_close: cli.tcp_close,
     };
     if !cli.detach {
         // Forwarded to the process while waiting for it, like a shell's foreground job.

@@ -20,9 +20,10 @@ use std::collections::{BTreeSet, HashSet};
 pub enum IpcScope {
     /// Only the shared memory segments the tree maps.
     Attached,
-    /// Those, and the semaphore sets and message queues the tree used last: a set with a
-    /// semaphore whose last operation (`sempid`) was made by a process of the tree, a queue
-    /// whose last sender or receiver (`lspid`, `lrpid`) is one.
+    /// Those, and the objects the tree made or used last: a segment whose creator or last
+    /// attacher (`shm_cpid`, `shm_lpid`) is a process of the tree, a set with a semaphore whose
+    /// last operation (`sempid`) was made by one, a queue whose last sender or receiver
+    /// (`lspid`, `lrpid`) is one.
     #[default]
     Tree,
     /// Every segment, set and queue of the IPC namespace.
@@ -93,6 +94,23 @@ fn same_ipc_namespace(pid: i32) -> Result<bool, Error> {
     Ok(ns(format!("/proc/{pid}/ns/ipc"))? == ns("/proc/self/ns/ipc".into())?)
 }
 
+/// Refuses, before anything is touched, a process of `pid` that maps SysV shared memory of
+/// another IPC namespace (its segments could not be read or recreated).
+pub fn preflight(pid: i32, maps: &[super::mm::Mapping]) -> Result<(), Error> {
+    let Some(m) = maps.iter().find(|m| m.vma.kind == VmaKind::SysvShm) else {
+        return Ok(());
+    };
+    if same_ipc_namespace(pid)? {
+        return Ok(());
+    }
+    Err(Error::UnsupportedVma {
+        pid,
+        start: m.vma.start,
+        end: m.vma.end,
+        what: "is SysV shared memory of another IPC namespace".into(),
+    })
+}
+
 /// The SHM, SEM and MSG records for the processes whose records are `records` (all frozen);
 /// warnings for what was left out.
 pub fn capture(
@@ -140,8 +158,13 @@ pub fn capture(
         }
         return Ok((Vec::new(), warnings));
     }
-    if scope == IpcScope::All {
-        segments.extend(proc_ids("shm", &[])?.into_iter().map(|(id, _)| id));
+    // /proc/sysvipc/shm: key shmid perms size cpid lpid ...
+    if scope != IpcScope::Attached {
+        for (id, by) in proc_ids("shm", &[4, 5])? {
+            if scope == IpcScope::All || by.iter().any(|p| pids.contains(p)) {
+                segments.insert(id);
+            }
+        }
     }
     let mut out = Vec::new();
     for id in segments {

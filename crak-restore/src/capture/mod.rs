@@ -298,7 +298,8 @@ fn preflight_entries(pid: i32) -> Result<(u64, Vec<procfs::MapEntry>), Error> {
     }
     files::preflight(pid)?;
     let entries = procfs::smaps(pid)?;
-    mm::mappings_of(pid, &entries)?;
+    let maps = mm::mappings_of(pid, &entries)?;
+    ipc::preflight(pid, &maps)?;
     Ok((stat.starttime, entries))
 }
 

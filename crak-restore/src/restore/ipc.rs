@@ -194,7 +194,18 @@ pub fn create(image: &Image<'_>, replace: bool) -> Result<Created, RestoreError>
         .or_else(|_| sysvipc::lock_file(&std::env::temp_dir().join("crak-sysvipc.lock")))
         .map_err(|e| RestoreError::failed("locking SysV IPC ids", e.to_string()))?;
     for s in &image.shm_segments {
-        let id = make(&mut created, Kind::Shm, &s.perm, replace, |key, flags| {
+        let mut perm = s.perm.clone();
+        if perm.mode & SHM_DEST != 0 && perm.key == 0 {
+            // A removed segment lost its key, but /proc/PID/maps still names it by the key it
+            // was made with: made with that key again (when free), it shows the same name, and
+            // loses the key when it is removed again.
+            if let Some(k) =
+                original_key(image, perm.id).filter(|&k| Kind::Shm.id_of_key(k as i32).is_none())
+            {
+                perm.key = k;
+            }
+        }
+        let id = make(&mut created, Kind::Shm, &perm, replace, |key, flags| {
             sysvipc::shm_get(key, s.size, flags)
         })?;
         let set = || -> crate::sys::Result<()> {
@@ -231,6 +242,20 @@ pub fn create(image: &Image<'_>, replace: bool) -> Result<Created, RestoreError>
         set().map_err(|e| failed(Kind::Msg, id, e))?;
     }
     Ok(created)
+}
+
+/// The key a mapping of segment `id` is named after (`/SYSV%08x`), if any mapping names one.
+fn original_key(image: &Image<'_>, id: u32) -> Option<u32> {
+    image
+        .processes
+        .iter()
+        .flat_map(|p| &p.vmas)
+        .filter(|v| v.kind == VmaKind::SysvShm && v.ino == u64::from(id))
+        .find_map(|v| {
+            let hex = v.path.as_bytes().strip_prefix(b"/SYSV")?.get(..8)?;
+            u32::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
+        })
+        .filter(|&k| k != 0)
 }
 
 fn failed(kind: Kind, id: i32, e: crate::sys::SysError) -> RestoreError {

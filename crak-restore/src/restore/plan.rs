@@ -31,15 +31,15 @@ pub struct Options {
     pub new_pid: bool,
     /// Keep the process in the restorer's session and process group, on its terminal.
     pub shell_job: bool,
-    /// Restore established TCP connections reset (the program sees `ECONNRESET`): the peer is
-    /// gone.
-    pub tcp_close: bool,
     /// Descriptor numbers whose pipe, held at capture with its other end outside the image, is
     /// replaced by the restorer's own descriptor of that number (`--external-pipe N`).
     pub external_pipes: Vec<i32>,
     /// Replace a SysV IPC object that exists with the saved id and key (removing it) instead
     /// of refusing the restore (restore::ipc).
     pub ipc_replace: bool,
+    /// Restore established TCP connections reset (the program sees `ECONNRESET`): the peer is
+    /// gone.
+    pub tcp_close: bool,
 }
 
 /// A mapping of this process (`/proc/self/maps`) or of a child.
