@@ -774,3 +774,60 @@ fn connection_inside_a_network_namespace() {
     }
     round(&mut c, b"four\n", &s);
 }
+
+/// A restore that fails with the connections built but still in repair mode kills what it
+/// made without the peer seeing anything (no reset, the lock stays); the next restore takes
+/// the connection over and nothing is lost.
+#[test]
+fn failed_restore_leaves_the_peer_waiting_for_the_next_one() {
+    let _g = serial();
+    if !can_run() {
+        return;
+    }
+    let mut s = Scratch::new();
+    let prog = s.compile("tcp_echo");
+    let pid = s.spawn(&prog, &["4"]);
+    let tport: u16 = s
+        .wait_file("ports")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut c = TcpStream::connect(("127.0.0.1", tport)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    c.write_all(b"one\n").unwrap();
+    let mut b = [0u8; 4];
+    c.read_exact(&mut b).unwrap();
+    let img = s.capture(pid);
+    c.write_all(b"two\n").unwrap();
+    let mut cmd = Command::new(bin("crak-restore"));
+    cmd.arg("--detach")
+        .arg(&img)
+        .env("CRAK_FAULT", "restore-before-tcp-live");
+    let o = s.run(cmd);
+    let err = String::from_utf8_lossy(&o.stderr);
+    if o.status.success() || !err.contains("restore-before-tcp-live") {
+        s.fail("the restore with an injected fault must fail naming it");
+    }
+    if !crak_tests::wait_gone(pid, Duration::from_secs(5)) {
+        s.fail("the half-built process is still there");
+    }
+    // The peer saw nothing: its connection is open and waits.
+    c.set_nonblocking(true).unwrap();
+    match c.read(&mut b) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => s.fail(&format!("the peer saw {other:?} after a failed restore")),
+    }
+    c.set_nonblocking(false).unwrap();
+    s.restore(&img, &[]);
+    no_locks_left(&s, &img);
+    c.write_all(b"tri\n").unwrap();
+    let mut all = [0u8; 8];
+    if c.read_exact(&mut all).is_err() || &all != b"two\ntri\n" {
+        s.fail(&format!(
+            "after the second restore: {:?}",
+            String::from_utf8_lossy(&all)
+        ));
+    }
+}
