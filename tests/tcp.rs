@@ -250,6 +250,19 @@ fn echo_across_checkpoint(family: &str, fork: bool) {
     let addr: SocketAddr = format!("{host}:{tport}").parse().unwrap();
     let uaddr: SocketAddr = format!("{host}:{uport}").parse().unwrap();
 
+    let connected_udp = || {
+        if family == "6" {
+            return None;
+        }
+        // /proc/net/udp: "sl local rem st ...", addresses as hex host-order IPv4:port.
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/udp")).unwrap();
+        let rem = format!("0100007F:{uport:04X}");
+        text.lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|w| w.get(2) == Some(&rem.as_str()) && w.get(3) == Some(&"01"))
+            .and_then(|w| w.get(1).map(|x| x.to_string()))
+    };
+    let udp_before = connected_udp();
     let client = TcpStream::connect(addr).expect("connect");
     client
         .set_read_timeout(Some(Duration::from_secs(60)))
@@ -283,6 +296,13 @@ fn echo_across_checkpoint(family: &str, fork: bool) {
     assert_eq!(restored, pid);
     no_locks_left(&s, &img);
 
+    // The connected UDP socket is connected again, from the same local port.
+    if family != "6" && (udp_before.is_none() || connected_udp() != udp_before) {
+        s.fail(&format!(
+            "connected UDP socket: before {udp_before:?}, after {:?}",
+            connected_udp()
+        ));
+    }
     // More lines after the restore, then every echo in order.
     let target = sent.load(Ordering::SeqCst) + 200;
     while sent.load(Ordering::SeqCst) < target {
