@@ -150,6 +150,33 @@ fn io(pid: i32, fd: i32, what: &str, e: std::io::Error) -> Error {
     }
 }
 
+/// Checks, before the process is touched, that TCP socket `fd` of `pid` can be locked if it
+/// needs to be (listening or connected): `nft` is there and the process is in our network
+/// namespace. `Err` says why not.
+pub fn preflight(pid: i32, fd: i32) -> Result<(), String> {
+    use crate::sys::pidfd;
+    let sock = pidfd::pidfd_open(pid)
+        .and_then(|p| pidfd::pidfd_getfd(&p, fd))
+        .map_err(|e| e.to_string())?;
+    let info = inet::tcp_info(sock.as_fd()).map_err(|e| e.to_string())?;
+    if u16::from(info.state) != TCP_LISTEN && u16::from(info.state) != TCP_ESTABLISHED {
+        return Ok(());
+    }
+    same_netns(pid).map_err(|why| format!("a TCP socket: {why}"))?;
+    if !crate::netlock::available() {
+        return Err(format!(
+            "a {} TCP socket, and nft (nftables), needed to lock it while it is captured, does \
+             not run here",
+            if u16::from(info.state) == TCP_LISTEN {
+                "listening"
+            } else {
+                "connected"
+            }
+        ));
+    }
+    Ok(())
+}
+
 /// The state of TCP socket `fd` of the frozen process `pid` (inode `ino`); what the capture
 /// changed on it is pushed to `holds`.
 pub fn tcp_state(pid: i32, fd: i32, ino: u64, holds: &mut Vec<Hold>) -> Result<FdState, Error> {
