@@ -620,6 +620,23 @@ fn failed_and_leave_running_captures_give_the_connection_back() {
     if !dump.contains("ESTABLISHED") {
         s.fail(&format!("no connection in the image:\n{dump}"));
     }
+    // Leaving repair mode clears SO_REUSEADDR: it was set again.
+    let again = s.path("again.crak");
+    let mut cmd = Command::new(bin("crak-capture"));
+    cmd.arg(pid.to_string())
+        .arg("-o")
+        .arg(&again)
+        .arg("--leave-running");
+    if !s.run(cmd).status.success() {
+        s.fail("the last crak-capture --leave-running failed");
+    }
+    let dump = s.dump(&again);
+    if !dump
+        .lines()
+        .any(|l| l.contains("ESTABLISHED") && l.contains("SO_REUSEADDR"))
+    {
+        s.fail(&format!("the connection lost SO_REUSEADDR:\n{dump}"));
+    }
 }
 
 /// crak-dump shows a socket's endpoints, state and queues, and `--json` its kind (vector 018).
@@ -848,6 +865,24 @@ fn failed_restore_leaves_the_peer_waiting_for_the_next_one() {
         s.fail(&format!(
             "after the second restore: {:?}",
             String::from_utf8_lossy(&all)
+        ));
+    } // The restored connection has its SO_REUSEADDR (leaving repair mode clears it).
+    let again = s.path("again.crak");
+    let mut cmd = Command::new(bin("crak-capture"));
+    cmd.arg(pid.to_string())
+        .arg("-o")
+        .arg(&again)
+        .arg("--leave-running");
+    if !s.run(cmd).status.success() {
+        s.fail("crak-capture --leave-running of the restored process failed");
+    }
+    let dump = s.dump(&again);
+    if !dump
+        .lines()
+        .any(|l| l.contains("ESTABLISHED") && l.contains("SO_REUSEADDR"))
+    {
+        s.fail(&format!(
+            "the restored connection lost SO_REUSEADDR:\n{dump}"
         ));
     }
 }

@@ -29,6 +29,8 @@ pub struct Hold {
     sock: OwnedFd,
     repair: bool,
     lock: Option<u64>,
+    /// `SO_REUSEADDR` before repair mode (leaving repair mode clears it).
+    reuseaddr: bool,
 }
 
 /// Undoes what the capture did to the sockets of `holds` (repair mode off, lock removed):
@@ -43,6 +45,13 @@ pub fn release(holds: &mut Vec<Hold>) {
                 inet::REPAIR_OFF,
             ) {
                 eprintln!("crak-capture: turning TCP repair mode off again: {e}");
+            }
+            if h.reuseaddr {
+                if let Err(e) =
+                    inet::set_int(h.sock.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)
+                {
+                    eprintln!("crak-capture: setting SO_REUSEADDR again: {e}");
+                }
             }
         }
         if let Some(ino) = h.lock {
@@ -245,6 +254,7 @@ pub fn tcp_state(pid: i32, fd: i32, ino: u64, holds: &mut Vec<Hold>) -> Result<F
                 sock: sock.try_clone().map_err(|e| io(pid, fd, "dup", e))?,
                 repair: false,
                 lock: Some(ino),
+                reuseaddr: sockopts & SOCKOPT_REUSEADDR != 0,
             });
             // A connection that completed while the lock was being set up.
             let again = inet::tcp_info(s).map_err(|e| io(pid, fd, "TCP_INFO", e))?;
@@ -262,6 +272,7 @@ pub fn tcp_state(pid: i32, fd: i32, ino: u64, holds: &mut Vec<Hold>) -> Result<F
                 sock: sock.try_clone().map_err(|e| io(pid, fd, "dup", e))?,
                 repair: false,
                 lock: Some(ino),
+                reuseaddr: sockopts & SOCKOPT_REUSEADDR != 0,
             });
             inet::set_int(s, libc::IPPROTO_TCP, inet::TCP_REPAIR, inet::REPAIR_ON)
                 .map_err(|e| io(pid, fd, "TCP_REPAIR", e))?;
