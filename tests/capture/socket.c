@@ -1,6 +1,7 @@
-/* Holds a socket crak cannot capture (a netlink one) at fd 3 (or the next free fd) and waits. */
-#include <linux/netlink.h>
+/* Holds a socket of a family crak does not capture (netlink) at fd 3 (or the next free fd) and
+ * waits. */
 #include <stdio.h>
+#include <linux/netlink.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
