@@ -902,3 +902,5 @@ enums:
     8: timerfd
     9: epoll
     10: unix
+    11: tcp
+    12: udp

@@ -1337,6 +1337,170 @@ fn valid_vectors() -> Vec<Valid> {
         None,
     );
     add(
+        "018-tcp-and-udp-sockets",
+        "FD kinds TCP (11) and UDP (12) with their state in `contents` (§3.13, 1.2): an IPv4 \
+         listening socket, an established connection accepted from it with bytes in both \
+         queues (two of the sent ones never sent), the same connection's fd shared with a dup \
+         (one open file description), an IPv6 socket connected to an IPv4-mapped peer, and a \
+         bound IPv6 UDP socket whose queued datagrams were dropped",
+        {
+            use crak_format::record::fd::{
+                FdState, InetAddr, TcpConn, TcpState, UdpState, AF_INET, AF_INET6,
+                SOCKOPT_KEEPALIVE, SOCKOPT_NODELAY, SOCKOPT_REUSEADDR, SOCKOPT_V6ONLY,
+                TCPI_OPT_SACK, TCPI_OPT_TIMESTAMPS, TCPI_OPT_WSCALE, TCP_ESTABLISHED, TCP_LISTEN,
+            };
+            let mut m = image(vec![full_process(PID, 1)]);
+            let sock = |n: u32, kind: FdKind, ino: u64, state: FdState| {
+                let mut f = fd(PID, n, kind, &format!("socket:[{ino}]"));
+                f.dev = 0;
+                f.ino = ino;
+                f.mode = 0o140777;
+                f.contents = Blob::from(state.encode());
+                f
+            };
+            let v4 = |a: [u8; 4]| {
+                let mut b = [0u8; 16];
+                b[..4].copy_from_slice(&a);
+                b
+            };
+            let conn = |send: &[u8], unsent: u32, recv: &[u8]| TcpConn {
+                snd_seq: 0x1000_0000,
+                rcv_seq: 0xffff_fff0,
+                mss: 65483,
+                snd_wscale: 7,
+                rcv_wscale: 7,
+                options: TCPI_OPT_TIMESTAMPS | TCPI_OPT_SACK | TCPI_OPT_WSCALE,
+                timestamp: 0x00c0_ffee,
+                snd_wl1: 0xffff_ff00,
+                snd_wnd: 65536,
+                max_window: 65536,
+                rcv_wnd: 65483,
+                rcv_wup: 0xffff_ffe0,
+                unsent,
+                send_queue: send.to_vec(),
+                recv_queue: recv.to_vec(),
+            };
+            let idle = conn(&[], 0, &[]);
+            let none = TcpConn {
+                snd_seq: 0,
+                rcv_seq: 0,
+                mss: 0,
+                snd_wscale: 0,
+                rcv_wscale: 0,
+                options: 0,
+                timestamp: 0,
+                snd_wl1: 0,
+                snd_wnd: 0,
+                max_window: 0,
+                rcv_wnd: 0,
+                rcv_wup: 0,
+                ..idle.clone()
+            };
+            let tcp = |addr, state, sockopts, backlog, conn| {
+                FdState::Tcp(Box::new(TcpState {
+                    addr,
+                    state,
+                    sockopts,
+                    keepidle: 7200,
+                    keepintvl: 75,
+                    keepcnt: 9,
+                    rcvbuf: 131072,
+                    sndbuf: 2626560,
+                    backlog,
+                    conn,
+                }))
+            };
+            let lo = v4([127, 0, 0, 1]);
+            let fds = &mut m.processes[0].fds;
+            fds.push(sock(
+                20,
+                FdKind::Tcp,
+                9200,
+                tcp(
+                    InetAddr {
+                        family: AF_INET,
+                        local: lo,
+                        remote: [0; 16],
+                        local_port: 8080,
+                        remote_port: 0,
+                    },
+                    TCP_LISTEN,
+                    SOCKOPT_REUSEADDR,
+                    128,
+                    none.clone(),
+                ),
+            ));
+            let mut c = sock(
+                21,
+                FdKind::Tcp,
+                9201,
+                tcp(
+                    InetAddr {
+                        family: AF_INET,
+                        local: lo,
+                        remote: lo,
+                        local_port: 8080,
+                        remote_port: 41234,
+                    },
+                    TCP_ESTABLISHED,
+                    SOCKOPT_REUSEADDR | SOCKOPT_NODELAY | SOCKOPT_KEEPALIVE,
+                    0,
+                    conn(b"line 41\nline 42\n", 2, b"line 43\n"),
+                ),
+            );
+            c.description = 1;
+            let mut dup = c.clone();
+            dup.fd = 22;
+            fds.push(c);
+            fds.push(dup);
+            let mut mapped = [0u8; 16];
+            mapped[10] = 0xff;
+            mapped[11] = 0xff;
+            mapped[12..].copy_from_slice(&[127, 0, 0, 1]);
+            fds.push(sock(
+                23,
+                FdKind::Tcp,
+                9202,
+                tcp(
+                    InetAddr {
+                        family: AF_INET6,
+                        local: mapped,
+                        remote: mapped,
+                        local_port: 50000,
+                        remote_port: 8080,
+                    },
+                    TCP_ESTABLISHED,
+                    0,
+                    0,
+                    idle,
+                ),
+            ));
+            let mut one = [0u8; 16];
+            one[15] = 1;
+            fds.push(sock(
+                24,
+                FdKind::Udp,
+                9203,
+                FdState::Udp(UdpState {
+                    addr: InetAddr {
+                        family: AF_INET6,
+                        local: one,
+                        remote: [0; 16],
+                        local_port: 5353,
+                        remote_port: 0,
+                    },
+                    sockopts: SOCKOPT_V6ONLY,
+                    rcvbuf: 212992,
+                    sndbuf: 212992,
+                    dropped: 3,
+                }),
+            ));
+            m.version = Version { major: 1, minor: 2 };
+            m
+        },
+        None,
+    );
+    add(
         "029-thread-names-and-robust-lists",
         "THREAD with and without the 1.2 fields (§3.7): a 1.2 thread with its robust list and an \
          empty name next to a thread whose payload ends at `clear_child_tid`",

@@ -533,7 +533,7 @@ fn fd(pid: u32, n: u32, kind: FdKind, path: &str, flags: u32, ino: u64) -> Fd<'s
             FdKind::Fifo => 0o10644,
             FdKind::Chr | FdKind::Tty => 0o20620,
             FdKind::Eventfd | FdKind::Signalfd | FdKind::Timerfd | FdKind::Epoll => 0o600,
-            FdKind::Unix => 0o140777,
+            FdKind::Unix | FdKind::Tcp | FdKind::Udp => 0o140777,
         },
         deleted: false,
         path: path.into(),

@@ -11,7 +11,10 @@
 use crate::bytes::{Blob, ByteString};
 use crate::image::{Image, Process, CURRENT_VERSION};
 use crate::record::creds::Creds;
-use crate::record::fd::{Fd, FdKind};
+use crate::record::fd::{
+    Fd, FdKind, FdState, InetAddr, TcpConn, TcpState, UdpState, AF_INET, AF_INET6, SOCKOPT_ALL,
+    TCP_CLOSE, TCP_ESTABLISHED, TCP_LISTEN,
+};
 use crate::record::header::{Header, SpecialMapping, ARCH_X86_64};
 use crate::record::mm::Mm;
 use crate::record::note::Note;
@@ -408,6 +411,96 @@ pub fn fd(pid: u32) -> impl Strategy<Value = Fd<'static>> {
                 description: 0,
             },
         )
+}
+
+/// Endpoints of a TCP or UDP state (§3.13, 1.2): IPv4 addresses with their 12 zero bytes.
+pub fn inet_addr() -> impl Strategy<Value = InetAddr> {
+    (
+        prop_oneof![Just(AF_INET), Just(AF_INET6)],
+        any::<[u8; 16]>(),
+        any::<[u8; 16]>(),
+        any::<u16>(),
+        any::<u16>(),
+    )
+        .prop_map(|(family, mut local, mut remote, local_port, remote_port)| {
+            if family == AF_INET {
+                local[4..].fill(0);
+                remote[4..].fill(0);
+            }
+            InetAddr {
+                family,
+                local,
+                remote,
+                local_port,
+                remote_port,
+            }
+        })
+}
+
+/// The state of a TCP or UDP fd (kind and decodable `contents`, 1.2).
+pub fn inet_state() -> impl Strategy<Value = (FdKind, FdState)> {
+    let tcp = (
+        inet_addr(),
+        prop_oneof![Just(TCP_ESTABLISHED), Just(TCP_CLOSE), Just(TCP_LISTEN)],
+        0..=SOCKOPT_ALL,
+        any::<[u32; 7]>(),
+        (any::<[u32; 10]>(), any::<[u8; 3]>()),
+        (vec(any::<u8>(), 0..64), vec(any::<u8>(), 0..64), any::<u32>()),
+    )
+        .prop_map(|(addr, state, sockopts, o, (c, w), (send_queue, recv_queue, u))| {
+            let unsent = if send_queue.is_empty() {
+                0
+            } else {
+                u % (send_queue.len() as u32 + 1)
+            };
+            let [keepidle, keepintvl, keepcnt, rcvbuf, sndbuf, backlog, _] = o;
+            let [snd_seq, rcv_seq, mss, timestamp, snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup, _] =
+                c;
+            (
+                FdKind::Tcp,
+                FdState::Tcp(Box::new(TcpState {
+                    addr,
+                    state,
+                    sockopts,
+                    keepidle,
+                    keepintvl,
+                    keepcnt,
+                    rcvbuf,
+                    sndbuf,
+                    backlog,
+                    conn: TcpConn {
+                        snd_seq,
+                        rcv_seq,
+                        mss,
+                        snd_wscale: w[0],
+                        rcv_wscale: w[1],
+                        options: w[2],
+                        timestamp,
+                        snd_wl1,
+                        snd_wnd,
+                        max_window,
+                        rcv_wnd,
+                        rcv_wup,
+                        unsent,
+                        send_queue,
+                        recv_queue,
+                    },
+                })),
+            )
+        });
+    let udp = (inet_addr(), 0..=SOCKOPT_ALL, any::<[u32; 3]>()).prop_map(|(addr, sockopts, v)| {
+        (
+            FdKind::Udp,
+            FdState::Udp(UdpState {
+                addr,
+                sockopts,
+                rcvbuf: v[0],
+                sndbuf: v[1],
+                dropped: v[2],
+            }),
+        )
+    });
+    prop_oneof![tcp, udp]
 }
 
 /// A PIPE_DATA record.

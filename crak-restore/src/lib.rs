@@ -8,6 +8,7 @@
 pub mod capture;
 pub mod fault;
 pub mod kernel;
+pub mod netlock;
 pub mod procfs;
 pub mod restart;
 pub mod restore;

@@ -336,6 +336,76 @@ fn fd_kind(k: FdKind) -> &'static str {
         FdKind::Timerfd => "timerfd",
         FdKind::Epoll => "epoll",
         FdKind::Unix => "unix",
+        FdKind::Tcp => "tcp",
+        FdKind::Udp => "udp",
+    }
+}
+
+/// A TCP or UDP socket's endpoints and state: `127.0.0.1:8080 -> 127.0.0.1:41234 ESTABLISHED
+/// (send 3 B, 2 unsent; receive 7 B)`.
+fn inet_text(f: &crak_format::record::fd::Fd<'_>) -> Option<String> {
+    use crak_format::record::fd::{FdState, TCP_CLOSE, TCP_ESTABLISHED, TCP_LISTEN};
+    let opts = |bits: u32| {
+        let names = [
+            "SO_REUSEADDR",
+            "SO_REUSEPORT",
+            "SO_KEEPALIVE",
+            "TCP_NODELAY",
+            "IPV6_V6ONLY",
+            "SO_RCVBUF",
+            "SO_SNDBUF",
+            "SO_BROADCAST",
+        ];
+        let on: Vec<&str> = names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| bits & (1 << i) != 0)
+            .map(|(_, n)| *n)
+            .collect();
+        if on.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", on.join(","))
+        }
+    };
+    match FdState::decode(f.kind, f.contents.as_bytes()).ok()?? {
+        FdState::Tcp(t) => {
+            let a = &t.addr;
+            Some(match t.state {
+                TCP_LISTEN => format!(
+                    "{} LISTEN (backlog {}){}",
+                    a.show_local(),
+                    t.backlog,
+                    opts(t.sockopts)
+                ),
+                TCP_ESTABLISHED => format!(
+                    "{} -> {} ESTABLISHED (send {} B, {} unsent; receive {} B){}",
+                    a.show_local(),
+                    a.show_remote(),
+                    t.conn.send_queue.len(),
+                    t.conn.unsent,
+                    t.conn.recv_queue.len(),
+                    opts(t.sockopts)
+                ),
+                TCP_CLOSE if a.local_port != 0 => {
+                    format!("{} CLOSE (bound){}", a.show_local(), opts(t.sockopts))
+                }
+                _ => format!("CLOSE{}", opts(t.sockopts)),
+            })
+        }
+        FdState::Udp(u) => {
+            let a = &u.addr;
+            let mut s = a.show_local();
+            if a.remote_port != 0 {
+                s.push_str(&format!(" -> {}", a.show_remote()));
+            }
+            if u.dropped != 0 {
+                s.push_str(&format!(" ({} queued datagrams dropped)", u.dropped));
+            }
+            s.push_str(&opts(u.sockopts));
+            Some(s)
+        }
+        _ => None,
     }
 }
 
@@ -666,6 +736,9 @@ fn fds(out: &mut dyn Write, p: &Process<'_>, style: Style) -> io::Result<()> {
     let mut t = table(style, &["fd", "kind", "path", "offset", "flags", "cloexec"]);
     for f in &p.fds {
         let mut path = names::text(&f.path);
+        if let Some(text) = inet_text(f) {
+            path = text;
+        }
         if matches!(f.kind, FdKind::Pipe | FdKind::Fifo) && !path.contains(&f.ino.to_string()) {
             path.push_str(&format!(" (pipe {})", f.ino));
         }

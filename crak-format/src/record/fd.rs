@@ -25,6 +25,8 @@ pub enum FdKind {
     Timerfd = 8,
     Epoll = 9,
     Unix = 10,
+    Tcp = 11,
+    Udp = 12,
 }
 
 impl FdKind {
@@ -41,6 +43,8 @@ impl FdKind {
             8 => FdKind::Timerfd,
             9 => FdKind::Epoll,
             10 => FdKind::Unix,
+            11 => FdKind::Tcp,
+            12 => FdKind::Udp,
             _ => return None,
         })
     }
@@ -50,7 +54,13 @@ impl FdKind {
     pub fn is_anon(self) -> bool {
         matches!(
             self,
-            FdKind::Eventfd | FdKind::Signalfd | FdKind::Timerfd | FdKind::Epoll | FdKind::Unix
+            FdKind::Eventfd
+                | FdKind::Signalfd
+                | FdKind::Timerfd
+                | FdKind::Epoll
+                | FdKind::Unix
+                | FdKind::Tcp
+                | FdKind::Udp
         )
     }
 }
@@ -69,6 +79,159 @@ pub struct EpollEntry {
     pub events: u32,
     /// The user data returned with its events.
     pub data: u64,
+}
+
+/// `AF_INET`, in [`InetAddr::family`].
+pub const AF_INET: u16 = 2;
+/// `AF_INET6`, in [`InetAddr::family`].
+pub const AF_INET6: u16 = 10;
+
+/// `SO_REUSEADDR` in [`TcpState::sockopts`] and [`UdpState::sockopts`].
+pub const SOCKOPT_REUSEADDR: u32 = 1;
+/// `SO_REUSEPORT`.
+pub const SOCKOPT_REUSEPORT: u32 = 2;
+/// `SO_KEEPALIVE` (TCP).
+pub const SOCKOPT_KEEPALIVE: u32 = 4;
+/// `TCP_NODELAY` (TCP).
+pub const SOCKOPT_NODELAY: u32 = 8;
+/// `IPV6_V6ONLY` (IPv6 sockets).
+pub const SOCKOPT_V6ONLY: u32 = 16;
+/// `rcvbuf` was set by the program (`SO_RCVBUF`) and is restored.
+pub const SOCKOPT_RCVBUF: u32 = 32;
+/// `sndbuf` was set by the program (`SO_SNDBUF`) and is restored.
+pub const SOCKOPT_SNDBUF: u32 = 64;
+/// `SO_BROADCAST` (UDP).
+pub const SOCKOPT_BROADCAST: u32 = 128;
+/// Every `SOCKOPT_*` bit.
+pub const SOCKOPT_ALL: u32 = 255;
+
+/// `TCP_ESTABLISHED` in [`TcpState::state`].
+pub const TCP_ESTABLISHED: u16 = 1;
+/// `TCP_CLOSE`: not connected, not listening (maybe bound).
+pub const TCP_CLOSE: u16 = 7;
+/// `TCP_LISTEN`.
+pub const TCP_LISTEN: u16 = 10;
+
+/// Timestamps were negotiated, in [`TcpConn::options`].
+pub const TCPI_OPT_TIMESTAMPS: u8 = 1;
+/// Selective acknowledgements were negotiated.
+pub const TCPI_OPT_SACK: u8 = 2;
+/// Window scaling was negotiated.
+pub const TCPI_OPT_WSCALE: u8 = 4;
+
+/// Bytes of the fixed part of [`FdState::Tcp`]'s encoding (before the two queues).
+pub const TCP_FIXED_SIZE: usize = 112;
+/// Bytes of [`FdState::Udp`]'s encoding.
+pub const UDP_SIZE: usize = 56;
+
+/// A family and two endpoints: the socket's own address and its peer's (zero when none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InetAddr {
+    /// [`AF_INET`] or [`AF_INET6`].
+    pub family: u16,
+    /// Local address: 4 bytes then 12 zero bytes for IPv4, 16 bytes for IPv6.
+    pub local: [u8; 16],
+    /// Remote address, laid out as `local`; all zero when not connected.
+    pub remote: [u8; 16],
+    /// Local port (0: not bound).
+    pub local_port: u16,
+    /// Remote port (0: not connected).
+    pub remote_port: u16,
+}
+
+impl InetAddr {
+    /// `addr:port` of the local end, `[addr]:port` for IPv6.
+    pub fn show_local(&self) -> String {
+        show_endpoint(self.family, &self.local, self.local_port)
+    }
+
+    /// `addr:port` of the remote end.
+    pub fn show_remote(&self) -> String {
+        show_endpoint(self.family, &self.remote, self.remote_port)
+    }
+}
+
+fn show_endpoint(family: u16, a: &[u8; 16], port: u16) -> String {
+    if family == AF_INET {
+        format!("{}.{}.{}.{}:{port}", a[0], a[1], a[2], a[3])
+    } else {
+        format!("[{}]:{port}", std::net::Ipv6Addr::from(*a))
+    }
+}
+
+/// What an established TCP connection needs to go on (TCP_REPAIR).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpConn {
+    /// Sequence number after the last byte queued to send (`write_seq`).
+    pub snd_seq: u32,
+    /// Sequence number after the last byte received (`rcv_nxt`).
+    pub rcv_seq: u32,
+    /// Maximum segment size (`TCP_MAXSEG`).
+    pub mss: u32,
+    /// Window scale the peer announced.
+    pub snd_wscale: u8,
+    /// Window scale announced to the peer.
+    pub rcv_wscale: u8,
+    /// `TCPI_OPT_*` bits negotiated.
+    pub options: u8,
+    /// `TCP_TIMESTAMP` (the timestamp clock as the peer sees it).
+    pub timestamp: u32,
+    /// `TCP_REPAIR_WINDOW`: `snd_wl1`.
+    pub snd_wl1: u32,
+    /// `snd_wnd`.
+    pub snd_wnd: u32,
+    /// `max_window`.
+    pub max_window: u32,
+    /// `rcv_wnd`.
+    pub rcv_wnd: u32,
+    /// `rcv_wup`.
+    pub rcv_wup: u32,
+    /// How many bytes at the end of `send_queue` were not sent yet.
+    pub unsent: u32,
+    /// Bytes written by the program and not yet acknowledged by the peer, in order.
+    pub send_queue: Vec<u8>,
+    /// Bytes received and not yet read by the program, in order.
+    pub recv_queue: Vec<u8>,
+}
+
+/// A TCP socket (kind 11).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpState {
+    /// Endpoints.
+    pub addr: InetAddr,
+    /// [`TCP_ESTABLISHED`], [`TCP_CLOSE`] or [`TCP_LISTEN`].
+    pub state: u16,
+    /// `SOCKOPT_*` bits.
+    pub sockopts: u32,
+    /// `TCP_KEEPIDLE`, s.
+    pub keepidle: u32,
+    /// `TCP_KEEPINTVL`, s.
+    pub keepintvl: u32,
+    /// `TCP_KEEPCNT`.
+    pub keepcnt: u32,
+    /// `SO_RCVBUF` (restored only with [`SOCKOPT_RCVBUF`]).
+    pub rcvbuf: u32,
+    /// `SO_SNDBUF` (restored only with [`SOCKOPT_SNDBUF`]).
+    pub sndbuf: u32,
+    /// `listen` backlog (LISTEN only).
+    pub backlog: u32,
+    /// The connection (all zero unless ESTABLISHED).
+    pub conn: TcpConn,
+}
+
+/// A UDP socket (kind 12).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UdpState {
+    /// Endpoints (remote zero: not connected).
+    pub addr: InetAddr,
+    /// `SOCKOPT_*` bits.
+    pub sockopts: u32,
+    /// `SO_RCVBUF` (restored only with [`SOCKOPT_RCVBUF`]).
+    pub rcvbuf: u32,
+    /// `SO_SNDBUF` (restored only with [`SOCKOPT_SNDBUF`]).
+    pub sndbuf: u32,
+    /// Datagrams that were queued at capture and are not in the image (informative).
+    pub dropped: u32,
 }
 
 /// The state of an anonymous-inode fd, stored in FD `contents` (spec §3.13).
@@ -111,6 +274,51 @@ pub enum FdState {
         /// one entry for a stream socket).
         queue: Vec<Vec<u8>>,
     },
+    /// A TCP socket (1.2).
+    Tcp(Box<TcpState>),
+    /// A UDP socket (1.2).
+    Udp(UdpState),
+}
+
+/// The endpoints, with `word` (TCP's state, UDP's reserved 0) after the family.
+fn put_addr(out: &mut Vec<u8>, a: &InetAddr, word: u16) {
+    wire::put_u16(out, a.family);
+    wire::put_u16(out, word);
+    out.extend_from_slice(&a.local);
+    out.extend_from_slice(&a.remote);
+    wire::put_u16(out, a.local_port);
+    wire::put_u16(out, a.remote_port);
+}
+
+/// The endpoints at the start of a TCP or UDP state (40 bytes), or what is wrong with them.
+fn get_addr(b: &[u8]) -> Result<(InetAddr, u16), String> {
+    let arr = |o: usize| -> [u8; 16] {
+        b.get(o..o + 16)
+            .and_then(|s| s.try_into().ok())
+            .unwrap_or([0; 16])
+    };
+    let u16_at = |o: usize| -> u16 {
+        b.get(o..o + 2)
+            .and_then(|s| s.try_into().ok())
+            .map_or(0, u16::from_le_bytes)
+    };
+    let family = u16_at(0);
+    if family != AF_INET && family != AF_INET6 {
+        return Err(format!("address family {family}"));
+    }
+    let a = InetAddr {
+        family,
+        local: arr(4),
+        remote: arr(20),
+        local_port: u16_at(36),
+        remote_port: u16_at(38),
+    };
+    if family == AF_INET
+        && (a.local[4..].iter().any(|&x| x != 0) || a.remote[4..].iter().any(|&x| x != 0))
+    {
+        return Err("an IPv4 address with nonzero bytes past its 4".into());
+    }
+    Ok((a, u16_at(2)))
 }
 
 impl FdState {
@@ -154,6 +362,46 @@ impl FdState {
                 for m in queue {
                     wire::put_u32(&mut out, m.len() as u32);
                     out.extend_from_slice(m);
+                }
+            }
+            FdState::Tcp(t) => {
+                put_addr(&mut out, &t.addr, t.state);
+                for v in [
+                    t.sockopts,
+                    t.keepidle,
+                    t.keepintvl,
+                    t.keepcnt,
+                    t.rcvbuf,
+                    t.sndbuf,
+                    t.backlog,
+                ] {
+                    wire::put_u32(&mut out, v);
+                }
+                let c = &t.conn;
+                for v in [c.snd_seq, c.rcv_seq, c.mss] {
+                    wire::put_u32(&mut out, v);
+                }
+                out.extend_from_slice(&[c.snd_wscale, c.rcv_wscale, c.options, 0]);
+                for v in [
+                    c.timestamp,
+                    c.snd_wl1,
+                    c.snd_wnd,
+                    c.max_window,
+                    c.rcv_wnd,
+                    c.rcv_wup,
+                    c.unsent,
+                ] {
+                    wire::put_u32(&mut out, v);
+                }
+                for q in [&c.send_queue, &c.recv_queue] {
+                    wire::put_u32(&mut out, q.len() as u32);
+                    out.extend_from_slice(q);
+                }
+            }
+            FdState::Udp(u) => {
+                put_addr(&mut out, &u.addr, 0);
+                for v in [u.sockopts, u.rcvbuf, u.sndbuf, u.dropped] {
+                    wire::put_u32(&mut out, v);
                 }
             }
         }
@@ -251,6 +499,96 @@ impl FdState {
                     peer: u64_at(4),
                     queue,
                 }
+            }
+            FdKind::Tcp => {
+                if b.len() < TCP_FIXED_SIZE + 8 {
+                    return Err(format!(
+                        "{} bytes, at least {} expected",
+                        b.len(),
+                        TCP_FIXED_SIZE + 8
+                    ));
+                }
+                let (addr, state) = get_addr(b)?;
+                if !matches!(state, TCP_ESTABLISHED | TCP_CLOSE | TCP_LISTEN) {
+                    return Err(format!("TCP state {state}"));
+                }
+                let sockopts = u32_at(40);
+                if sockopts & !SOCKOPT_ALL != 0 {
+                    return Err(format!("socket option bits {sockopts:#x}"));
+                }
+                let byte = |o: usize| b.get(o).copied().unwrap_or(0);
+                if byte(83) != 0 {
+                    return Err("nonzero reserved byte 83".into());
+                }
+                let mut at = TCP_FIXED_SIZE;
+                let mut queue = |name: &str| -> Result<Vec<u8>, String> {
+                    let len = u32_at(at) as usize;
+                    let q = at
+                        .checked_add(4)
+                        .and_then(|s| Some((s, s.checked_add(len)?)))
+                        .and_then(|(s, e)| b.get(s..e))
+                        .ok_or_else(|| format!("the {name} queue runs past the end"))?;
+                    at += 4 + len;
+                    Ok(q.to_vec())
+                };
+                let send_queue = queue("send")?;
+                let recv_queue = queue("receive")?;
+                if at != b.len() {
+                    return Err(format!("{} bytes after the queues", b.len() - at));
+                }
+                let unsent = u32_at(108);
+                if unsent as usize > send_queue.len() {
+                    return Err(format!(
+                        "{unsent} unsent bytes in a send queue of {}",
+                        send_queue.len()
+                    ));
+                }
+                FdState::Tcp(Box::new(TcpState {
+                    addr,
+                    state,
+                    sockopts,
+                    keepidle: u32_at(44),
+                    keepintvl: u32_at(48),
+                    keepcnt: u32_at(52),
+                    rcvbuf: u32_at(56),
+                    sndbuf: u32_at(60),
+                    backlog: u32_at(64),
+                    conn: TcpConn {
+                        snd_seq: u32_at(68),
+                        rcv_seq: u32_at(72),
+                        mss: u32_at(76),
+                        snd_wscale: byte(80),
+                        rcv_wscale: byte(81),
+                        options: byte(82),
+                        timestamp: u32_at(84),
+                        snd_wl1: u32_at(88),
+                        snd_wnd: u32_at(92),
+                        max_window: u32_at(96),
+                        rcv_wnd: u32_at(100),
+                        rcv_wup: u32_at(104),
+                        unsent,
+                        send_queue,
+                        recv_queue,
+                    },
+                }))
+            }
+            FdKind::Udp => {
+                want(UDP_SIZE)?;
+                let (addr, reserved) = get_addr(b)?;
+                if reserved != 0 {
+                    return Err(format!("reserved field {reserved}"));
+                }
+                let sockopts = u32_at(40);
+                if sockopts & !SOCKOPT_ALL != 0 {
+                    return Err(format!("socket option bits {sockopts:#x}"));
+                }
+                FdState::Udp(UdpState {
+                    addr,
+                    sockopts,
+                    rcvbuf: u32_at(44),
+                    sndbuf: u32_at(48),
+                    dropped: u32_at(52),
+                })
             }
             FdKind::Reg | FdKind::Pipe | FdKind::Fifo | FdKind::Chr | FdKind::Tty => {
                 return Ok(None)
@@ -353,7 +691,7 @@ fn fields(i: &[u8]) -> PResult<'_, Fd<'_>> {
             ErrorKind::BadValue,
             "kind",
             r,
-            format!("{k} is not an fd kind (1-10)"),
+            format!("{k} is not an fd kind (1-12)"),
         );
     };
     let (r, ()) = wire::reserved("reserved", 2)(r2)?;
@@ -502,12 +840,106 @@ mod tests {
         assert_eq!(FdState::decode(FdKind::Reg, b"x"), Ok(None));
     }
 
+    /// An established IPv4 connection with both queues.
+    pub(crate) fn tcp_example() -> FdState {
+        let mut local = [0u8; 16];
+        local[..4].copy_from_slice(&[127, 0, 0, 1]);
+        FdState::Tcp(Box::new(TcpState {
+            addr: InetAddr {
+                family: AF_INET,
+                local,
+                remote: local,
+                local_port: 8080,
+                remote_port: 41234,
+            },
+            state: TCP_ESTABLISHED,
+            sockopts: SOCKOPT_REUSEADDR | SOCKOPT_NODELAY,
+            keepidle: 7200,
+            keepintvl: 75,
+            keepcnt: 9,
+            rcvbuf: 131072,
+            sndbuf: 16384,
+            backlog: 0,
+            conn: TcpConn {
+                snd_seq: 0xfffffff0,
+                rcv_seq: 77,
+                mss: 65483,
+                snd_wscale: 7,
+                rcv_wscale: 7,
+                options: TCPI_OPT_TIMESTAMPS | TCPI_OPT_SACK | TCPI_OPT_WSCALE,
+                timestamp: 123456,
+                snd_wl1: 70,
+                snd_wnd: 65536,
+                max_window: 65536,
+                rcv_wnd: 65536,
+                rcv_wup: 77,
+                unsent: 2,
+                send_queue: b"abc".to_vec(),
+                recv_queue: b"line 1\n".to_vec(),
+            },
+        }))
+    }
+
+    #[test]
+    fn tcp_and_udp_state() {
+        let t = tcp_example();
+        let b = t.encode();
+        assert_eq!(b.len(), TCP_FIXED_SIZE + 4 + 3 + 4 + 7);
+        assert_eq!(&b[0..8], &[2, 0, 1, 0, 127, 0, 0, 1]);
+        assert_eq!(&b[36..40], &[0x90, 0x1f, 0x12, 0xa1]);
+        assert_eq!(&b[112..119], &[3, 0, 0, 0, b'a', b'b', b'c']);
+        assert_eq!(FdState::decode(FdKind::Tcp, &b), Ok(Some(t.clone())));
+        assert!(FdState::decode(FdKind::Tcp, &b[..b.len() - 1]).is_err());
+        let mut bad = b.clone();
+        bad[2] = 2; // SYN_SENT
+        assert!(FdState::decode(FdKind::Tcp, &bad)
+            .unwrap_err()
+            .contains("state"));
+        let mut bad = b.clone();
+        bad[0] = 1;
+        assert!(FdState::decode(FdKind::Tcp, &bad)
+            .unwrap_err()
+            .contains("family"));
+        let mut bad = b.clone();
+        bad[10] = 1; // past the IPv4 address
+        assert!(FdState::decode(FdKind::Tcp, &bad).is_err());
+        let mut bad = b.clone();
+        bad[108] = 4; // more unsent than queued
+        assert!(FdState::decode(FdKind::Tcp, &bad)
+            .unwrap_err()
+            .contains("unsent"));
+        let mut bad = b.clone();
+        bad[112..116].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(FdState::decode(FdKind::Tcp, &bad).is_err());
+        let u = FdState::Udp(UdpState {
+            addr: InetAddr {
+                family: AF_INET6,
+                local: std::net::Ipv6Addr::LOCALHOST.octets(),
+                remote: [0; 16],
+                local_port: 5353,
+                remote_port: 0,
+            },
+            sockopts: SOCKOPT_V6ONLY | SOCKOPT_BROADCAST,
+            rcvbuf: 1,
+            sndbuf: 2,
+            dropped: 3,
+        });
+        let b = u.encode();
+        assert_eq!(b.len(), UDP_SIZE);
+        assert_eq!(FdState::decode(FdKind::Udp, &b), Ok(Some(u)));
+        let mut bad = b.clone();
+        bad[40] = 0; // unknown option bit
+        bad[41] = 1;
+        assert!(FdState::decode(FdKind::Udp, &bad).is_err());
+        assert!(FdState::decode(FdKind::Udp, &b[..UDP_SIZE - 1]).is_err());
+    }
+
     #[test]
     fn rejects_bad_kind_fd_and_deleted() {
         let mut b = Vec::new();
         write(&example(), &mut b);
         let mut k = b.clone();
-        k[12] = 11;
+        k[12..14].copy_from_slice(&0x7777u16.to_le_bytes());
         assert_eq!(parse(&k).unwrap_err().field, "kind");
         k[12] = 0;
         assert_eq!(parse(&k).unwrap_err().field, "kind");
@@ -526,6 +958,11 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn inet_state_round_trips((kind, st) in crate::arbitrary::inet_state()) {
+            prop_assert_eq!(FdState::decode(kind, &st.encode()), Ok(Some(st)));
+        }
+
         #[test]
         fn round_trip(f in crate::arbitrary::fd(1)) {
             let mut b = Vec::new();

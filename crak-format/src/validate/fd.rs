@@ -120,6 +120,35 @@ pub(super) fn check(cx: &mut Cx<'_, '_>) {
                             );
                         }
                     }
+                    Ok(Some(FdState::Tcp(t))) => {
+                        use crate::record::fd::{TCP_ESTABLISHED, TCP_LISTEN};
+                        let a = &t.addr;
+                        let why = if (t.state == TCP_LISTEN || t.state == TCP_ESTABLISHED)
+                            && a.local_port == 0
+                        {
+                            Some("no local port")
+                        } else if t.state == TCP_ESTABLISHED && a.remote_port == 0 {
+                            Some("no remote port")
+                        } else {
+                            None
+                        };
+                        if let Some(why) = why {
+                            cx.error(
+                                "inet-endpoint-missing",
+                                at,
+                                contents_at,
+                                format!(
+                                    "fd {} is a {} TCP socket with {why}",
+                                    f.fd,
+                                    if t.state == TCP_LISTEN {
+                                        "listening"
+                                    } else {
+                                        "connected"
+                                    }
+                                ),
+                            );
+                        }
+                    }
                     Ok(Some(FdState::Epoll(entries))) => {
                         for e in entries {
                             if !p.fds.iter().any(|g| g.fd == e.fd) {

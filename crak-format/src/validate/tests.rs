@@ -926,6 +926,98 @@ fn anonymous_fd_state_rules() {
 }
 
 #[test]
+fn tcp_and_udp_endpoint_rules() {
+    use crate::record::fd::{
+        FdState, InetAddr, TcpConn, TcpState, UdpState, AF_INET, TCP_ESTABLISHED, TCP_LISTEN,
+    };
+    let mut lo = [0u8; 16];
+    lo[..4].copy_from_slice(&[127, 0, 0, 1]);
+    let tcp = |state, local_port, remote_port| {
+        FdState::Tcp(Box::new(TcpState {
+            addr: InetAddr {
+                family: AF_INET,
+                local: lo,
+                remote: lo,
+                local_port,
+                remote_port,
+            },
+            state,
+            sockopts: 0,
+            keepidle: 0,
+            keepintvl: 0,
+            keepcnt: 0,
+            rcvbuf: 0,
+            sndbuf: 0,
+            backlog: 4,
+            conn: TcpConn {
+                snd_seq: 1,
+                rcv_seq: 2,
+                mss: 1460,
+                snd_wscale: 0,
+                rcv_wscale: 0,
+                options: 0,
+                timestamp: 0,
+                snd_wl1: 0,
+                snd_wnd: 0,
+                max_window: 0,
+                rcv_wnd: 0,
+                rcv_wup: 0,
+                unsent: 0,
+                send_queue: vec![],
+                recv_queue: b"q".to_vec(),
+            },
+        }))
+    };
+    let udp = FdState::Udp(UdpState {
+        addr: InetAddr {
+            family: AF_INET,
+            local: lo,
+            remote: [0; 16],
+            local_port: 53,
+            remote_port: 0,
+        },
+        sockopts: 0,
+        rcvbuf: 0,
+        sndbuf: 0,
+        dropped: 2,
+    });
+    let with = |states: &[(FdKind, FdState)]| {
+        let mut img = good();
+        for (i, (kind, st)) in states.iter().enumerate() {
+            let mut f = fd(100, 30 + i as u32, *kind, "socket:[1]", 900 + i as u64);
+            f.contents = Blob::from(st.encode());
+            p0(&mut img).fds.push(f);
+        }
+        img
+    };
+    let img = with(&[
+        (FdKind::Tcp, tcp(TCP_LISTEN, 80, 0)),
+        (FdKind::Tcp, tcp(TCP_ESTABLISHED, 80, 5000)),
+        (FdKind::Udp, udp),
+    ]);
+    let report = validate(&img, None);
+    assert!(report.findings.is_empty(), "{report:#?}");
+    expect(
+        &with(&[(FdKind::Tcp, tcp(TCP_LISTEN, 0, 0))]),
+        "inet-endpoint-missing",
+        Severity::Error,
+    );
+    let f = expect(
+        &with(&[(FdKind::Tcp, tcp(TCP_ESTABLISHED, 80, 0))]),
+        "inet-endpoint-missing",
+        Severity::Error,
+    );
+    assert_eq!(f.field, "contents");
+    let mut bad = with(&[(FdKind::Tcp, tcp(TCP_LISTEN, 80, 0))]);
+    if let Some(f) = p0(&mut bad).fds.iter_mut().find(|f| f.fd == 30) {
+        let mut b = f.contents.as_bytes().to_vec();
+        b[2] = 2; // SYN_SENT
+        f.contents = Blob::from(b);
+    }
+    expect(&bad, "bad-fd-state", Severity::Error);
+}
+
+#[test]
 fn fd_number_too_large() {
     let mut img = good();
     p0(&mut img).fds[2].fd = 1 << 20;

@@ -66,6 +66,10 @@ struct Cli {
     /// not), remove it and recreate it from the image instead of refusing the restore.
     #[arg(long)]
     ipc_replace: bool,
+    /// Restore established TCP connections reset instead of connected, for when the peer is
+    /// gone: the program's next call on them fails with ECONNRESET.
+    #[arg(long)]
+    tcp_close: bool,
     /// Print the summary as JSON on stderr.
     #[arg(long)]
     json: bool,
@@ -269,6 +273,7 @@ fn main() -> ExitCode {
         shell_job: cli.shell_job,
         external_pipes: cli.external_pipes.clone(),
         ipc_replace: cli.ipc_replace,
+        tcp_close: cli.tcp_close,
     };
     if !cli.detach {
         // Forwarded to the process while waiting for it, like a shell's foreground job.

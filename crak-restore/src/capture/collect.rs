@@ -146,6 +146,8 @@ fn mark_shared_descriptions(records: &mut [Record<'static>]) -> Result<(), Error
                 | FdKind::Eventfd
                 | FdKind::Signalfd
                 | FdKind::Timerfd
+                | FdKind::Tcp
+                | FdKind::Udp
         )
     };
     // Candidates by (kind, dev, ino): only those can share a description.
@@ -268,7 +270,7 @@ fn collect_process(frozen: &mut Frozen, starttime: Option<u64>) -> Result<Proces
     let squeue = task::shared_queue(pid)?;
     // The last remote call needing memory is done: the address space is the target's own again.
     frozen.release_scratch()?;
-    let files = files::capture(pid)?;
+    let files = files::capture(pid, frozen.net_holds())?;
     let maps = mm::mappings(pid)?;
     let xsave_size = threads.first().map(|(_, x, _)| x.area.len());
 

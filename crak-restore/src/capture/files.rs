@@ -1,8 +1,8 @@
 //! Open file descriptors (spec §3.13) and pipe buffers (§3.14).
 //!
 //! Kinds: regular files (deleted ones with their contents), directories (as REG), pipes, FIFOs,
-//! character devices, terminals, and eventfd, signalfd, timerfd and epoll instances (their state
-//! from `/proc/PID/fdinfo/N`). Anything else is refused with the fd number and its kind.
+//! character devices, terminals, eventfd, signalfd, timerfd and epoll instances (their state
+//! from `/proc/PID/fdinfo/N`), connected Unix sockets, and TCP and UDP sockets ([`super::net`]). Anything else is refused with the fd number and its kind.
 //! Pipe contents are read without consuming them: the pipe is opened through
 //! `/proc/PID/fd/N`, `tee(2)`d into a private pipe, and that copy is read.
 
@@ -57,7 +57,7 @@ pub fn classify(pid: i32, fd: i32) -> Result<(Class, Vec<u8>, Option<std::fs::Me
         .and_then(|s| s.parse::<u64>().ok())
     {
         let md = std::fs::metadata(procfs::path(pid, &format!("fd/{fd}"))).ok();
-        return Ok((classify_socket(ino), link, md));
+        return Ok((classify_socket(pid, fd, ino), link, md));
     }
     if let Some(rest) = text.strip_prefix("anon_inode:") {
         let name = rest.trim_start_matches('[').trim_end_matches(']');
@@ -117,12 +117,21 @@ pub fn classify(pid: i32, fd: i32) -> Result<(Class, Vec<u8>, Option<std::fs::Me
     Ok((class, link, Some(md)))
 }
 
-/// A socket: a connected Unix socket (one end of a pair, or of a connection) is supported;
-/// anything else is named.
-fn classify_socket(ino: u64) -> Class {
+/// A socket: a connected Unix socket (one end of a pair, or of a connection), a TCP socket
+/// (listening, connected or neither) and a UDP socket are supported; anything else is named.
+fn classify_socket(pid: i32, fd: i32, ino: u64) -> Class {
     match crate::sys::unixsock::diag(ino) {
         // Not a Unix socket (sock_diag knows it by inode only in its own family).
-        Err(_) => Class::Unsupported("a socket (not a Unix one)".into()),
+        Err(_) => {
+            let dup = crate::sys::pidfd::pidfd_open(pid)
+                .and_then(|p| crate::sys::pidfd::pidfd_getfd(&p, fd));
+            match dup.map(|s| super::net::classify(&s)) {
+                Ok(Ok(Some(11))) => Class::Supported(FdKind::Tcp),
+                Ok(Ok(Some(_))) => Class::Supported(FdKind::Udp),
+                Ok(Err(kind)) => Class::Unsupported(kind),
+                _ => Class::Unsupported("a socket (not a Unix, TCP or UDP one)".into()),
+            }
+        }
         Ok(d) if d.state == UNIX_LISTEN => Class::Unsupported("a listening Unix socket".into()),
         Ok(d) if d.peer == 0 => Class::Unsupported("an unconnected Unix socket".into()),
         Ok(d)
@@ -251,8 +260,10 @@ fn pipe_contents(pid: i32, fd: i32) -> Result<(u32, Vec<u8>), Error> {
     Ok((capacity, data))
 }
 
-/// Captures every fd of the (frozen) process `pid`.
-pub fn capture(pid: i32) -> Result<Files, Error> {
+/// Captures every fd of the (frozen) process `pid`. What the capture changes on its TCP sockets
+/// (repair mode, locks) is pushed to `holds`, also when it fails, to be undone or kept
+/// ([`super::net`]).
+pub fn capture(pid: i32, holds: &mut Vec<super::net::Hold>) -> Result<Files, Error> {
     let mut out = Files::default();
     let mut pipes: BTreeMap<u64, PipeData<'static>> = BTreeMap::new();
     for fd in procfs::fds(pid)? {
@@ -327,7 +338,15 @@ pub fn capture(pid: i32) -> Result<Files, Error> {
                 });
             }
         }
-        if kind == FdKind::Unix {
+        if kind == FdKind::Tcp || kind == FdKind::Udp {
+            let state = if kind == FdKind::Tcp {
+                super::net::tcp_state(pid, fd, md.ino(), holds)?
+            } else {
+                super::net::udp_state(pid, fd)?
+            };
+            rec.contents = Blob::from(state.encode());
+            rec.dev = 0;
+        } else if kind == FdKind::Unix {
             let state = unix_socket_state(pid, fd, md.ino())?;
             rec.contents = Blob::from(state.encode());
             rec.dev = 0;
@@ -431,9 +450,14 @@ pub fn anon_state(kind: FdKind, text: &str) -> Result<FdState, String> {
             }
             FdState::Epoll(entries)
         }
-        FdKind::Reg | FdKind::Pipe | FdKind::Fifo | FdKind::Chr | FdKind::Tty | FdKind::Unix => {
-            return Err(format!("{kind:?} has no fdinfo state"))
-        }
+        FdKind::Reg
+        | FdKind::Pipe
+        | FdKind::Fifo
+        | FdKind::Chr
+        | FdKind::Tty
+        | FdKind::Unix
+        | FdKind::Tcp
+        | FdKind::Udp => return Err(format!("{kind:?} has no fdinfo state")),
     })
 }
 

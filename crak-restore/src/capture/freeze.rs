@@ -42,6 +42,9 @@ pub struct Frozen {
     mapped_scratch: Option<u64>,
     /// The leader's registers at the stop.
     leader_regs: Gpr,
+    /// Sockets the capture put in TCP repair mode or locked: undone before the process runs
+    /// again, kept when it is killed.
+    net: Vec<super::net::Hold>,
 }
 
 fn seize_err(pid: Pid, tid: Pid, e: crate::sys::SysError) -> Error {
@@ -68,6 +71,7 @@ impl Frozen {
             syscall_addr: None,
             mapped_scratch: None,
             leader_regs: Gpr::default(),
+            net: Vec::new(),
         };
         let mut want = vec![pid];
         loop {
@@ -289,7 +293,14 @@ impl Frozen {
         self.do_resume()
     }
 
+    /// Where the capture records what it changed on the process's sockets.
+    pub fn net_holds(&mut self) -> &mut Vec<super::net::Hold> {
+        &mut self.net
+    }
+
     fn do_resume(&mut self) -> Result<(), Error> {
+        // Repair mode off and locks removed before the process runs again.
+        super::net::release(&mut self.net);
         if !self.tasks.iter().any(|t| t.attached) {
             return Ok(());
         }
@@ -339,6 +350,9 @@ impl Frozen {
     /// exit is reported only after the other threads').
     pub fn kill(mut self) -> Result<(), Error> {
         process::kill(self.pid, libc::SIGKILL)?;
+        // Killed in repair mode, its TCP sockets close silently; their locks wait for the
+        // restore.
+        super::net::keep(&mut self.net);
         for t in self.tasks.iter_mut().rev() {
             t.attached = false;
             loop {

@@ -30,6 +30,7 @@ pub mod files;
 pub mod freeze;
 pub mod ipc;
 pub mod mm;
+pub mod net;
 pub mod output;
 pub mod snapshot;
 pub mod supervisor;

@@ -47,17 +47,20 @@ pub fn restore_fds(
     helper: OwnedFd,
     tty: Option<&[u8]>,
 ) -> Result<OwnedFd, (String, Option<OwnedFd>)> {
-    restore_fds_keeping(fds, pipes, helper, tty, &[])
+    restore_fds_keeping(fds, pipes, helper, tty, &[], &[])
 }
 
 /// [`restore_fds`], leaving the inherited descriptors `keep` open too (they must lie above the
-/// image's range: the objects a process tree shares, see [`super::tree`]).
+/// image's range: the objects a process tree shares, see [`super::tree`]). An fd whose open
+/// file description is in `shared` (FD `description`, the object) gets that object instead of
+/// a new one: a second listening socket could not bind the same address.
 pub fn restore_fds_keeping(
     fds: &[Fd<'_>],
     pipes: &[PipeData<'_>],
     helper: OwnedFd,
     tty: Option<&[u8]>,
     keep: &[RawFd],
+    shared: &[(u32, &OwnedFd)],
 ) -> Result<OwnedFd, (String, Option<OwnedFd>)> {
     let max_target = fds.iter().map(|f| f.fd as i32).max().unwrap_or(-1);
     let base = max_target.saturating_add(1).max(3);
@@ -71,7 +74,7 @@ pub fn restore_fds_keeping(
     };
     // Close the old number now: dropped later, it could close a restored fd of that number.
     drop(helper);
-    match place_all(fds, pipes, &moved, base, tty, keep) {
+    match place_all(fds, pipes, &moved, base, tty, keep, shared) {
         Ok(()) => Ok(moved),
         Err(msg) => Err((msg, Some(moved))),
     }
@@ -84,6 +87,7 @@ fn place_all(
     base: i32,
     tty: Option<&[u8]>,
     keep: &[RawFd],
+    shared: &[(u32, &OwnedFd)],
 ) -> ChildResult<()> {
     let helper_no = std::os::fd::AsRawFd::as_raw_fd(helper);
     // Close everything inherited but the helper and `keep`.
@@ -107,8 +111,12 @@ fn place_all(
     let mut order: Vec<&Fd<'_>> = fds.iter().collect();
     order.sort_by_key(|f| f.fd);
     for f in order {
-        let obj = match descriptions.get(&f.description) {
-            Some(o) if f.description != 0 => o.try_clone().map_err(|e| err(f, "dup", e))?,
+        let pooled = shared
+            .iter()
+            .find(|(d, _)| f.description != 0 && *d == f.description);
+        let obj = match (descriptions.get(&f.description), pooled) {
+            (Some(o), _) if f.description != 0 => o.try_clone().map_err(|e| err(f, "dup", e))?,
+            (_, Some((_, o))) => o.try_clone().map_err(|e| err(f, "dup", e))?,
             _ => open_one(f, fds, pipes, &mut pipe_ends, &mut sock_ends, tty)?,
         };
         if f.description != 0 && !descriptions.contains_key(&f.description) {
@@ -174,6 +182,7 @@ fn open_one(
         FdKind::Fifo => open_fifo(f, flags, pipes),
         FdKind::Pipe => open_pipe_end(f, pipes, pipe_ends),
         FdKind::Eventfd | FdKind::Signalfd | FdKind::Timerfd | FdKind::Epoll => open_anon(f),
+        FdKind::Tcp | FdKind::Udp => super::net::open(f),
         FdKind::Unix => {
             if !sock_ends.contains_key(&f.ino) {
                 let (mine, peer_ino, peer) = unix_pair(f, all)?;
@@ -268,7 +277,9 @@ fn open_anon(f: &Fd<'_>) -> ChildResult<OwnedFd> {
                 .map_err(|e| err(f, "timerfd", e))?
         }
         FdState::Epoll(_) => anonfd::epoll().map_err(|e| err(f, "epoll_create1", e))?,
-        FdState::Unix { .. } => return Err(err(f, "state", "a socket, not an anonymous inode")),
+        FdState::Unix { .. } | FdState::Tcp(_) | FdState::Udp(_) => {
+            return Err(err(f, "state", "a socket, not an anonymous inode"))
+        }
     };
     fdops::set_status_flags(fd.as_fd(), status_flags(f.open_flags))
         .map_err(|e| err(f, "F_SETFL", e))?;

@@ -264,6 +264,7 @@ fn child_main(
         errpipe,
         plan.tty_path.as_deref(),
         &tree::pool_fds(pool),
+        &tree::pool_files(pool),
     )?;
     if let Err(e) = tree::place_shared(&proc.fds, pool) {
         return Err((e, Some(errpipe)));

@@ -25,6 +25,7 @@ pub mod files;
 pub mod fork;
 pub mod ipc;
 pub mod mm;
+pub mod net;
 pub mod plan;
 pub mod regs;
 pub mod signals;
@@ -171,7 +172,7 @@ fn restore_inner(
         .collect();
     // Stage 2.
     let pid = fork::spawn(image, &family)?;
-    match build(&family, pid, src, &segments, &mut objects) {
+    match build(&family, pid, src, &segments, &mut objects, options) {
         Ok(mut summary) => {
             objects.keep();
             summary.elapsed = t0.elapsed();
@@ -206,6 +207,7 @@ fn build(
     src: Option<&ImageFile<'_>>,
     segments: &[(u64, u64)],
     objects: &mut ipc::Created,
+    options: &Options,
 ) -> Result<Summary, RestoreError> {
     ptrace::setoptions(
         root,
@@ -258,6 +260,14 @@ fn build(
         elapsed: Duration::ZERO,
         pids: family.pid_map(),
     };
+    // TCP connections leave repair mode right before their processes run.
+    let running: Vec<(&crak_format::Process<'_>, i32)> = family
+        .members
+        .iter()
+        .zip(&ready)
+        .map(|(m, p)| (m.proc, p.pid))
+        .collect();
+    net::go_live(&running, options.tcp_close)?;
     // Children before their parents: a parent never runs while a child is still stopped.
     for (m, p) in family.members.iter().zip(&ready).rev() {
         finish(m.proc, &m.plan, p)?;
@@ -266,6 +276,10 @@ fn build(
         summary.lazy_bytes += p.stats.lazy_bytes;
         summary.vmas += p.stats.vmas;
         summary.fds += m.proc.fds.len();
+    }
+    // The processes run: the peers' packets may reach the new sockets.
+    for w in net::unlock(family.members.iter().map(|m| m.proc)) {
+        eprintln!("crak-restore: warning: {w}");
     }
     Ok(summary)
 }

@@ -37,6 +37,9 @@ pub struct Options {
     /// Replace a SysV IPC object that exists with the saved id and key (removing it) instead
     /// of refusing the restore (restore::ipc).
     pub ipc_replace: bool,
+    /// Restore established TCP connections reset (the program sees `ECONNRESET`): the peer is
+    /// gone.
+    pub tcp_close: bool,
 }
 
 /// A mapping of this process (`/proc/self/maps`) or of a child.
@@ -674,7 +677,9 @@ fn check_files_as_image(proc: &Process<'_>, options: &Options) -> Result<(), Res
             | FdKind::Signalfd
             | FdKind::Timerfd
             | FdKind::Epoll
-            | FdKind::Unix => {}
+            | FdKind::Unix
+            | FdKind::Tcp
+            | FdKind::Udp => {}
         }
     }
     Ok(())

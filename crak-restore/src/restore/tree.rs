@@ -553,6 +553,11 @@ pub fn pool_fds(pool: &Pool) -> Vec<RawFd> {
         .collect()
 }
 
+/// The pool's open file descriptions: (FD `description`, the object).
+pub fn pool_files(pool: &Pool) -> Vec<(u32, &OwnedFd)> {
+    pool.files.iter().map(|(d, f)| (*d, f)).collect()
+}
+
 /// Closes the pool's descriptors by number.
 pub fn close_pool(pool: &Pool) {
     for fd in pool_fds(pool) {

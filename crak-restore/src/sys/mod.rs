@@ -8,6 +8,7 @@ pub mod clone;
 pub mod cpu;
 pub mod fdops;
 pub mod fs;
+pub mod inet;
 pub mod fsid;
 pub mod kcmp;
 pub mod mapfile;
