@@ -349,6 +349,16 @@ pub fn preflight(pid: i32) -> Result<(), Error> {
                     link: String::from_utf8_lossy(&link).into_owned(),
                 })
             }
+            Ok((Class::Supported(FdKind::Tcp), link, _)) => {
+                if let Err(kind) = super::net::preflight(pid, fd) {
+                    return Err(Error::UnsupportedFd {
+                        pid,
+                        fd,
+                        kind,
+                        link: String::from_utf8_lossy(&link).into_owned(),
+                    });
+                }
+            }
             Ok(_) => {}
             // The fd was closed meanwhile.
             Err(Error::Proc(e)) if e.is_not_found() => {}

@@ -273,6 +273,7 @@ fn build(
         .zip(&ready)
         .map(|(m, p)| (m.proc, p.pid))
         .collect();
+    fault_point("restore-before-tcp-live")?;
     net::go_live(&running, options.tcp_close)?;
     // Children before their parents: a parent never runs while a child is still stopped.
     for (m, p) in family.members.iter().zip(&ready).rev() {
