@@ -1008,6 +1008,7 @@ enums:
     10: unix
     11: tcp
     12: udp
+    13: unix_socket
     15: inotify
     16: memfd
   itimer_which:

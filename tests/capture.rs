@@ -858,7 +858,10 @@ fn pending_signals_are_recorded_and_stay_pending() {
 fn refuses_unsupported_fds_and_mappings_naming_them() {
     for (kind, expect) in [
         ("inotify-queued", "events not yet read"),
-        ("unix-listen", "is a listening Unix socket"),
+        (
+            "unix-listen",
+            "with a connection not yet accepted that has data queued",
+        ),
         ("sysv", "is SysV shared memory of another IPC namespace"),
         ("memfd-private", "is a private mapping of a memfd"),
     ] {

@@ -1665,6 +1665,254 @@ fn valid_vectors() -> Vec<Valid> {
         None,
     );
     add(
+        "023-unix-sockets-named-and-listening",
+        "FD kind 13 UNIX_SOCKET (1.2, §3.13) in a parent and a child: a stream listener on a \
+         path (socket file mode 0640) with one connection waiting to be accepted, an accepted \
+         connection with bytes queued both ways, a seqpacket listener on an abstract name, a \
+         datagram socket bound to a path holding datagrams from an abstract and an unnamed \
+         sender, and the unnamed datagram socket connected to it",
+        {
+            use crak_format::record::fd::{
+                FdState, UnixMessage, UnixPending, UnixSocket, UNIX_CONNECTED, UNIX_LISTENING,
+            };
+            let child = 4243;
+            let mut m = image(vec![full_process(PID, 1), full_process(child, PID)]);
+            let sock = |pid: u32, n: u32, ino: u64, s: UnixSocket| {
+                let mut f = fd(pid, n, FdKind::UnixSocket, &format!("socket:[{ino}]"));
+                f.dev = 0;
+                f.ino = ino;
+                f.mode = 0o140777;
+                f.contents = Blob::from(FdState::UnixSocket(s).encode());
+                f
+            };
+            let path = b"/run/app/srv.sock".to_vec();
+            let waiting = 9203 | 1 << 63;
+            let parent = vec![
+                sock(
+                    PID,
+                    20,
+                    9200,
+                    UnixSocket {
+                        sock_type: 1,
+                        state: UNIX_LISTENING,
+                        backlog: 8,
+                        name_uid: 1000,
+                        name_gid: 1000,
+                        name_mode: 0o140640,
+                        name: path.clone(),
+                        pending: vec![UnixPending {
+                            ino: waiting,
+                            client: 9203,
+                            queue: vec![],
+                        }],
+                        ..UnixSocket::default()
+                    },
+                ),
+                sock(
+                    PID,
+                    21,
+                    9201,
+                    UnixSocket {
+                        sock_type: 1,
+                        state: UNIX_CONNECTED,
+                        peer: 9202,
+                        name: path.clone(),
+                        queue: vec![UnixMessage {
+                            sender: vec![],
+                            data: b"c1-hello".to_vec(),
+                        }],
+                        ..UnixSocket::default()
+                    },
+                ),
+                sock(
+                    PID,
+                    22,
+                    9204,
+                    UnixSocket {
+                        sock_type: 5,
+                        state: UNIX_LISTENING,
+                        backlog: 4,
+                        name: b"\0app-seq".to_vec(),
+                        ..UnixSocket::default()
+                    },
+                ),
+                sock(
+                    PID,
+                    23,
+                    9205,
+                    UnixSocket {
+                        sock_type: 2,
+                        name_uid: 1000,
+                        name_gid: 1000,
+                        name_mode: 0o140755,
+                        name: b"/run/app/dg.sock".to_vec(),
+                        queue: vec![
+                            UnixMessage {
+                                sender: b"\0app-dg".to_vec(),
+                                data: b"dgram-1".to_vec(),
+                            },
+                            UnixMessage {
+                                sender: vec![],
+                                data: b"from-d3".to_vec(),
+                            },
+                        ],
+                        ..UnixSocket::default()
+                    },
+                ),
+                sock(
+                    PID,
+                    24,
+                    9206,
+                    UnixSocket {
+                        sock_type: 2,
+                        state: UNIX_CONNECTED,
+                        peer: 9205,
+                        peer_name: b"/run/app/dg.sock".to_vec(),
+                        ..UnixSocket::default()
+                    },
+                ),
+            ];
+            let kid = vec![
+                sock(
+                    child,
+                    3,
+                    9202,
+                    UnixSocket {
+                        sock_type: 1,
+                        state: UNIX_CONNECTED,
+                        peer: 9201,
+                        peer_name: path.clone(),
+                        queue: vec![UnixMessage {
+                            sender: vec![],
+                            data: b"srv-to-c1".to_vec(),
+                        }],
+                        ..UnixSocket::default()
+                    },
+                ),
+                sock(
+                    child,
+                    4,
+                    9203,
+                    UnixSocket {
+                        sock_type: 1,
+                        state: UNIX_CONNECTED,
+                        peer: waiting,
+                        peer_name: path,
+                        ..UnixSocket::default()
+                    },
+                ),
+                sock(
+                    child,
+                    5,
+                    9207,
+                    UnixSocket {
+                        sock_type: 2,
+                        name: b"\0app-dg".to_vec(),
+                        ..UnixSocket::default()
+                    },
+                ),
+            ];
+            m.processes[0].fds.extend(parent);
+            m.processes[1].fds.extend(kid);
+            m.version = Version { major: 1, minor: 2 };
+            m
+        },
+        None,
+    );
+    add(
+        "024-unix-sockets-external-peer-and-shutdown",
+        "FD kind 13 UNIX_SOCKET (1.2, §3.13): a stream socket connected to a listener outside \
+         the image (PEER_EXTERNAL, reconnected only on request), a pair made by \
+         connect/accept whose client is bound to a path that was unlinked (NAME_GONE) and \
+         whose ends were shut down (SHUT_WR on one, SHUT_RD on the other), an accepted socket \
+         whose peer closed with bytes left to read (PEER_CLOSED), and an unconnected unnamed \
+         stream socket",
+        {
+            use crak_format::record::fd::{
+                FdState, UnixMessage, UnixSocket, UNIX_CONNECTED, UNIX_NAME_GONE, UNIX_PEER_CLOSED,
+                UNIX_PEER_EXTERNAL, UNIX_SHUT_RD, UNIX_SHUT_WR,
+            };
+            let mut m = image(vec![full_process(PID, 1)]);
+            let sock = |n: u32, ino: u64, s: UnixSocket| {
+                let mut f = fd(PID, n, FdKind::UnixSocket, &format!("socket:[{ino}]"));
+                f.dev = 0;
+                f.ino = ino;
+                f.mode = 0o140777;
+                f.contents = Blob::from(FdState::UnixSocket(s).encode());
+                f
+            };
+            let fds = &mut m.processes[0].fds;
+            fds.push(sock(
+                20,
+                9300,
+                UnixSocket {
+                    sock_type: 1,
+                    state: UNIX_CONNECTED,
+                    flags: UNIX_PEER_EXTERNAL,
+                    peer: 777,
+                    peer_name: b"/run/dbus/system_bus_socket".to_vec(),
+                    ..UnixSocket::default()
+                },
+            ));
+            fds.push(sock(
+                21,
+                9301,
+                UnixSocket {
+                    sock_type: 1,
+                    state: UNIX_CONNECTED,
+                    flags: UNIX_SHUT_WR | UNIX_NAME_GONE,
+                    peer: 9302,
+                    name: b"/tmp/client.sock".to_vec(),
+                    peer_name: b"\0server".to_vec(),
+                    ..UnixSocket::default()
+                },
+            ));
+            fds.push(sock(
+                22,
+                9302,
+                UnixSocket {
+                    sock_type: 1,
+                    state: UNIX_CONNECTED,
+                    flags: UNIX_SHUT_RD,
+                    peer: 9301,
+                    name: b"\0server".to_vec(),
+                    peer_name: b"/tmp/client.sock".to_vec(),
+                    queue: vec![UnixMessage {
+                        sender: vec![],
+                        data: b"last words".to_vec(),
+                    }],
+                    ..UnixSocket::default()
+                },
+            ));
+            fds.push(sock(
+                23,
+                9303,
+                UnixSocket {
+                    sock_type: 1,
+                    ..UnixSocket::default()
+                },
+            ));
+            fds.push(sock(
+                24,
+                9304,
+                UnixSocket {
+                    sock_type: 1,
+                    state: UNIX_CONNECTED,
+                    flags: UNIX_PEER_CLOSED | UNIX_SHUT_RD | UNIX_SHUT_WR,
+                    name: b"\0server".to_vec(),
+                    queue: vec![UnixMessage {
+                        sender: vec![],
+                        data: b"bye".to_vec(),
+                    }],
+                    ..UnixSocket::default()
+                },
+            ));
+            m.version = Version { major: 1, minor: 2 };
+            m
+        },
+        None,
+    );
+    add(
         "029-thread-names-and-robust-lists",
         "THREAD with and without the 1.2 fields (§3.7): a 1.2 thread with its robust list and an \
          empty name next to a thread whose payload ends at `clear_child_tid`",
@@ -2385,6 +2633,20 @@ fn invalid_vectors() -> Vec<Invalid> {
         ipc_at + 48,
         Some("MSG"),
         Some("messages"),
+    );
+    add(
+        "121-bad-value-fd-kind-unallocated",
+        "an FD kind of 14, after UNIX_SOCKET (13) and defined by no version (§3.13)",
+        {
+            let mut r = raw.clone();
+            let i = r.find(kind::FD, 0);
+            r.records[i].payload[12..14].copy_from_slice(&14u16.to_le_bytes());
+            r.to_bytes()
+        },
+        "bad-value",
+        payload(&raw, kind::FD, 0) + 12,
+        Some("FD"),
+        Some("kind"),
     );
     add(
         "141-truncated-thread-1-2-fields",

@@ -537,7 +537,7 @@ fn fd(pid: u32, n: u32, kind: FdKind, path: &str, flags: u32, ino: u64) -> Fd<'s
             | FdKind::Timerfd
             | FdKind::Epoll
             | FdKind::Inotify => 0o600,
-            FdKind::Unix | FdKind::Tcp | FdKind::Udp => 0o140777,
+            FdKind::Unix | FdKind::UnixSocket | FdKind::Tcp | FdKind::Udp => 0o140777,
             FdKind::Memfd => 0o100777,
         },
         deleted: false,

@@ -54,12 +54,14 @@ impl Drop for Case {
 }
 
 fn shm_exists(id: i32) -> bool {
+    // SAFETY: shmid_ds is plain integers, for which all zeros is a value.
     let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
     // SAFETY: `ds` is a live shmid_ds.
     unsafe { libc::shmctl(id, libc::IPC_STAT, &mut ds) == 0 }
 }
 
 fn msg_exists(id: i32) -> bool {
+    // SAFETY: msqid_ds is plain integers, for which all zeros is a value.
     let mut ds: libc::msqid_ds = unsafe { std::mem::zeroed() };
     // SAFETY: `ds` is a live msqid_ds.
     unsafe { libc::msgctl(id, libc::IPC_STAT, &mut ds) == 0 }

@@ -250,6 +250,19 @@ fn echo_across_checkpoint(family: &str, fork: bool) {
     let addr: SocketAddr = format!("{host}:{tport}").parse().unwrap();
     let uaddr: SocketAddr = format!("{host}:{uport}").parse().unwrap();
 
+    let connected_udp = || {
+        if family == "6" {
+            return None;
+        }
+        // /proc/net/udp: "sl local rem st ...", addresses as hex host-order IPv4:port.
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/udp")).unwrap();
+        let rem = format!("0100007F:{uport:04X}");
+        text.lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|w| w.get(2) == Some(&rem.as_str()) && w.get(3) == Some(&"01"))
+            .and_then(|w| w.get(1).map(|x| x.to_string()))
+    };
+    let udp_before = connected_udp();
     let client = TcpStream::connect(addr).expect("connect");
     client
         .set_read_timeout(Some(Duration::from_secs(60)))
@@ -283,6 +296,13 @@ fn echo_across_checkpoint(family: &str, fork: bool) {
     assert_eq!(restored, pid);
     no_locks_left(&s, &img);
 
+    // The connected UDP socket is connected again, from the same local port.
+    if family != "6" && (udp_before.is_none() || connected_udp() != udp_before) {
+        s.fail(&format!(
+            "connected UDP socket: before {udp_before:?}, after {:?}",
+            connected_udp()
+        ));
+    }
     // More lines after the restore, then every echo in order.
     let target = sent.load(Ordering::SeqCst) + 200;
     while sent.load(Ordering::SeqCst) < target {
@@ -600,6 +620,23 @@ fn failed_and_leave_running_captures_give_the_connection_back() {
     if !dump.contains("ESTABLISHED") {
         s.fail(&format!("no connection in the image:\n{dump}"));
     }
+    // Leaving repair mode clears SO_REUSEADDR: it was set again.
+    let again = s.path("again.crak");
+    let mut cmd = Command::new(bin("crak-capture"));
+    cmd.arg(pid.to_string())
+        .arg("-o")
+        .arg(&again)
+        .arg("--leave-running");
+    if !s.run(cmd).status.success() {
+        s.fail("the last crak-capture --leave-running failed");
+    }
+    let dump = s.dump(&again);
+    if !dump
+        .lines()
+        .any(|l| l.contains("ESTABLISHED") && l.contains("SO_REUSEADDR"))
+    {
+        s.fail(&format!("the connection lost SO_REUSEADDR:\n{dump}"));
+    }
 }
 
 /// crak-dump shows a socket's endpoints, state and queues, and `--json` its kind (vector 018).
@@ -773,4 +810,79 @@ fn connection_inside_a_network_namespace() {
         s.fail("the line sent while locked was not echoed after the restore");
     }
     round(&mut c, b"four\n", &s);
+}
+
+/// A restore that fails with the connections built but still in repair mode kills what it
+/// made without the peer seeing anything (no reset, the lock stays); the next restore takes
+/// the connection over and nothing is lost.
+#[test]
+fn failed_restore_leaves_the_peer_waiting_for_the_next_one() {
+    let _g = serial();
+    if !can_run() {
+        return;
+    }
+    let mut s = Scratch::new();
+    let prog = s.compile("tcp_echo");
+    let pid = s.spawn(&prog, &["4"]);
+    let tport: u16 = s
+        .wait_file("ports")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut c = TcpStream::connect(("127.0.0.1", tport)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    c.write_all(b"one\n").unwrap();
+    let mut b = [0u8; 4];
+    c.read_exact(&mut b).unwrap();
+    let img = s.capture(pid);
+    c.write_all(b"two\n").unwrap();
+    let mut cmd = Command::new(bin("crak-restore"));
+    cmd.arg("--detach")
+        .arg(&img)
+        .env("CRAK_FAULT", "restore-before-tcp-live");
+    let o = s.run(cmd);
+    let err = String::from_utf8_lossy(&o.stderr);
+    if o.status.success() || !err.contains("restore-before-tcp-live") {
+        s.fail("the restore with an injected fault must fail naming it");
+    }
+    if !crak_tests::wait_gone(pid, Duration::from_secs(5)) {
+        s.fail("the half-built process is still there");
+    }
+    // The peer saw nothing: its connection is open and waits.
+    c.set_nonblocking(true).unwrap();
+    match c.read(&mut b) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => s.fail(&format!("the peer saw {other:?} after a failed restore")),
+    }
+    c.set_nonblocking(false).unwrap();
+    s.restore(&img, &[]);
+    no_locks_left(&s, &img);
+    c.write_all(b"tri\n").unwrap();
+    let mut all = [0u8; 8];
+    if c.read_exact(&mut all).is_err() || &all != b"two\ntri\n" {
+        s.fail(&format!(
+            "after the second restore: {:?}",
+            String::from_utf8_lossy(&all)
+        ));
+    } // The restored connection has its SO_REUSEADDR (leaving repair mode clears it).
+    let again = s.path("again.crak");
+    let mut cmd = Command::new(bin("crak-capture"));
+    cmd.arg(pid.to_string())
+        .arg("-o")
+        .arg(&again)
+        .arg("--leave-running");
+    if !s.run(cmd).status.success() {
+        s.fail("crak-capture --leave-running of the restored process failed");
+    }
+    let dump = s.dump(&again);
+    if !dump
+        .lines()
+        .any(|l| l.contains("ESTABLISHED") && l.contains("SO_REUSEADDR"))
+    {
+        s.fail(&format!(
+            "the restored connection lost SO_REUSEADDR:\n{dump}"
+        ));
+    }
 }

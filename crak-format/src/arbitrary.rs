@@ -439,6 +439,101 @@ pub fn zero_run(pid: u32) -> impl Strategy<Value = ZeroRun> {
 
 /// An FD record for `pid`.
 pub fn fd(pid: u32) -> impl Strategy<Value = Fd<'static>> {
+    prop_oneof![6 => plain_fd(pid), 1 => unix_socket_fd(pid)]
+}
+
+/// A Unix socket's name: unnamed, a path or an abstract name.
+fn unix_name() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        Just(Vec::new()),
+        vec(1u8..=255, 1..=16).prop_map(|mut v| {
+            v.insert(0, b'/');
+            v
+        }),
+        vec(any::<u8>(), 0..=107).prop_map(|mut v| {
+            v.insert(0, 0);
+            v
+        }),
+    ]
+}
+
+/// A UNIX_SOCKET state (1.2) whose `contents` decodes, not necessarily consistent.
+pub fn unix_socket() -> impl Strategy<Value = crate::record::fd::UnixSocket> {
+    use crate::record::fd::{UnixMessage, UnixPending, UnixSocket};
+    (
+        (
+            prop_oneof![Just(1u32), Just(2), Just(5)],
+            0u32..=2,
+            0u32..=0x1f,
+            any::<u32>(),
+            any::<u64>(),
+        ),
+        (any::<u32>(), any::<u32>(), any::<u32>()),
+        (unix_name(), unix_name()),
+        vec((unix_name(), vec(any::<u8>(), 0..=16)), 0..=3),
+        vec(
+            (
+                any::<u64>(),
+                any::<u64>(),
+                vec(vec(any::<u8>(), 0..=8), 0..=2),
+            ),
+            0..=2,
+        ),
+    )
+        .prop_map(
+            |(
+                (sock_type, state, flags, backlog, peer),
+                (name_uid, name_gid, name_mode),
+                (name, peer_name),
+                queue,
+                pending,
+            )| UnixSocket {
+                sock_type,
+                state,
+                flags,
+                backlog,
+                peer,
+                name_uid,
+                name_gid,
+                name_mode,
+                name,
+                peer_name,
+                queue: queue
+                    .into_iter()
+                    .map(|(sender, data)| UnixMessage { sender, data })
+                    .collect(),
+                pending: pending
+                    .into_iter()
+                    .map(|(ino, client, queue)| UnixPending { ino, client, queue })
+                    .collect(),
+            },
+        )
+}
+
+/// An FD record of kind UNIX_SOCKET with a state that decodes.
+pub fn unix_socket_fd(pid: u32) -> impl Strategy<Value = Fd<'static>> {
+    (0u32..(1 << 20), any::<u64>(), unix_socket()).prop_map(move |(fd, ino, s)| Fd {
+        pid,
+        fd,
+        fd_flags: 0,
+        kind: FdKind::UnixSocket,
+        open_flags: 0o2,
+        pos: 0,
+        dev: 0,
+        ino,
+        rdev: 0,
+        size: 0,
+        mtime_ns: 0,
+        mode: 0o140777,
+        deleted: false,
+        path: ByteString(format!("socket:[{ino}]").into_bytes()),
+        contents: Blob::from(crate::record::fd::FdState::UnixSocket(s).encode()),
+        description: 0,
+    })
+}
+
+/// An FD record of kinds 1–5.
+fn plain_fd(pid: u32) -> impl Strategy<Value = Fd<'static>> {
     (
         (
             0u32..(1 << 20),

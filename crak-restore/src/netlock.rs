@@ -114,6 +114,16 @@ fn nft(args: &[&str], stdin: Option<&str>) -> Result<(), String> {
     }
 }
 
+/// Whether `nft` runs here.
+pub fn available() -> bool {
+    Command::new("nft")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// Installs the lock of the socket with inode `ino` (again: a socket shared by two fds).
 pub fn lock(ino: u64, a: &InetAddr, listening: bool) -> Result<(), String> {
     let _ = nft(&["delete", "table", "inet", &table(ino)], None);

@@ -27,12 +27,16 @@ int main(int argc, char **argv) {
         unlink("refuse-inotify-probe");
     }
     else if (!strcmp(k, "unix-listen")) {
-        /* Bound to an abstract name: nothing in the filesystem to clean up. */
+        /* A listener whose connection, not yet accepted, has bytes queued (which cannot be
+         * read without accepting it). Bound to an abstract name: nothing in the filesystem
+         * to clean up. */
         struct sockaddr_un a = {.sun_family = AF_UNIX};
         int n = snprintf(a.sun_path + 1, sizeof a.sun_path - 1, "crak-test-%d", (int)getpid());
+        socklen_t len = sizeof(sa_family_t) + 1 + n;
         v = socket(AF_UNIX, SOCK_STREAM, 0);
-        if (v < 0 || bind(v, (struct sockaddr *)&a, sizeof(sa_family_t) + 1 + n) || listen(v, 1))
-            return 2;
+        if (v < 0 || bind(v, (struct sockaddr *)&a, len) || listen(v, 1)) return 2;
+        int c = socket(AF_UNIX, SOCK_STREAM, 0);
+        if (c < 0 || connect(c, (struct sockaddr *)&a, len) || write(c, "x", 1) != 1) return 2;
     }
     else if (!strcmp(k, "sysv")) {
         /* A segment of an IPC namespace of its own, which a restore could not recreate. */

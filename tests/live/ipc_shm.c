@@ -5,7 +5,8 @@
  * the third page (the rest is zero). The ids are written to the file "ids" before READY.
  * After go, the parent checks that the child keeps counting (so the restored processes share
  * the segment), that the read-only view shows the same bytes, the pattern, the zeros, the ids
- * and keys (shmget/semget of the key give the same ids), the permissions, then stops the child,
+ * and keys (shmget/semget of the key give the same ids), the permissions, MADV_DONTDUMP on the
+ * read-write attachment only, then stops the child,
  * reaps it, checks the semaphore is free, removes both objects and passes.
  * With the argument "rmid" the segment is removed (IPC_RMID) right after it is attached, before
  * the fork, as programs do so that it goes with them: it then has no key and SHM_DEST in its
@@ -43,6 +44,23 @@ static void count(struct shared *sh, volatile uint64_t *mine) {
 
 static uint8_t pattern(int i) { return (uint8_t)(i * 7 + 3); }
 
+/* Whether the VmFlags of the mapping at `addr` (in /proc/self/smaps) hold `flag`. */
+static int vm_flag(void *addr, const char *flag) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f) return 0;
+    char line[512], want[32];
+    snprintf(want, sizeof want, "%lx-", (unsigned long)addr);
+    int in = 0, found = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (strchr(line, '-') && strchr(line, ' ') && strchr(line, '-') < strchr(line, ' '))
+            in = !strncmp(line, want, strlen(want));
+        else if (in && !strncmp(line, "VmFlags:", 8))
+            found = strstr(line, flag) != NULL;
+    }
+    fclose(f);
+    return found;
+}
+
 int main(int argc, char **argv) {
     int rmid = argc > 1 && !strcmp(argv[1], "rmid");
     key_t key = 0x63720000 | (getpid() & 0xffff);
@@ -58,6 +76,7 @@ int main(int argc, char **argv) {
     if (ro == (void *)-1) fail("shmat ro");
     uint8_t *bytes = (uint8_t *)sh;
     for (int i = 0; i < 64; i++) bytes[2 * PAGE + i] = pattern(i);
+    if (madvise(sh, 4 * PAGE, MADV_DONTDUMP) < 0) fail("madvise");
     if (rmid && shmctl(shmid, IPC_RMID, NULL) < 0) fail("IPC_RMID");
 
     pid_t child = fork();
@@ -102,6 +121,8 @@ int main(int argc, char **argv) {
     if (!!(ds.shm_perm.mode & SHM_DEST) != rmid) fail("SHM_DEST is %s", rmid ? "clear" : "set");
     if (ds.shm_nattch != 3) fail("%lu attachments, not 3", (unsigned long)ds.shm_nattch);
     if (semctl(semid, 1, GETVAL) != 42) fail("second semaphore");
+    if (!vm_flag(sh, " dd")) fail("the segment lost MADV_DONTDUMP");
+    if (vm_flag(ro, " dd")) fail("the read-only attachment gained MADV_DONTDUMP");
 
     sh->stop = 1;
     int st;

@@ -1,6 +1,6 @@
 /* A TCP and UDP echo server on loopback: argv[1] is "4" (127.0.0.1) or "6" (::1). It listens
  * on an ephemeral TCP port (SO_REUSEADDR, TCP_NODELAY and keepalive on accepted connections)
- * and has a UDP socket bound to another, writes "tcp_port udp_port" to the file "ports", then
+ * and has a UDP socket bound to another (and one connected to it), writes "tcp_port udp_port" to the file "ports", then
  * echoes every byte each connection sends and every datagram, forever, in one poll loop. A
  * connection that fails is reported in the file "events" with its errno name. With argv[2]
  * "fork", a child shares both sockets (one object in two processes of the tree) and exits when
@@ -47,6 +47,12 @@ int main(int argc, char **argv) {
     int l = bound(family, SOCK_STREAM, &tport);
     if (listen(l, 8)) fail("listen");
     int u = bound(family, SOCK_DGRAM, &uport);
+    /* A UDP socket connected to the echo socket (bound to an ephemeral port by connect). */
+    int uc = socket(family, SOCK_DGRAM, 0);
+    struct sockaddr_storage us;
+    socklen_t uslen = sizeof us;
+    getsockname(u, (struct sockaddr *)&us, &uslen);
+    if (uc < 0 || connect(uc, (struct sockaddr *)&us, uslen)) fail("connect udp");
     if (argc > 2 && !strcmp(argv[2], "fork")) {
         pid_t parent = getpid();
         if (fork() == 0) {

@@ -340,6 +340,7 @@ fn fd_kind(k: FdKind) -> &'static str {
         FdKind::Unix => "unix",
         FdKind::Inotify => "inotify",
         FdKind::Memfd => "memfd",
+        FdKind::UnixSocket => "unix_socket",
         FdKind::Tcp => "tcp",
         FdKind::Udp => "udp",
     }
@@ -411,6 +412,80 @@ fn inet_text(f: &crak_format::record::fd::Fd<'_>) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// A Unix socket's state in a few words: `stream listening /run/s (backlog 16, 1 pending)`,
+/// `dgram @name connected to /run/log (external), 2 messages queued (5 B)`.
+fn unix_socket(f: &crak_format::record::fd::Fd<'_>) -> String {
+    use crak_format::record::fd::{
+        FdState, UNIX_CONNECTED, UNIX_LISTENING, UNIX_NAME_GONE, UNIX_PEER_CLOSED,
+        UNIX_PEER_EXTERNAL, UNIX_SHUT_RD, UNIX_SHUT_WR,
+    };
+    let s = match FdState::decode(f.kind, f.contents.as_bytes()) {
+        Ok(Some(FdState::UnixSocket(s))) => s,
+        Ok(_) => return format!("socket:[{}] (no state)", f.ino),
+        Err(e) => return format!("socket:[{}] (bad state: {e})", f.ino),
+    };
+    let name = |n: &[u8]| match n.split_first() {
+        None => "unnamed".to_string(),
+        Some((0, rest)) => format!("@{}", names::clean(&String::from_utf8_lossy(rest))),
+        Some(_) => names::clean(&String::from_utf8_lossy(n)),
+    };
+    let ty = match s.sock_type {
+        1 => "stream",
+        2 => "dgram",
+        5 => "seqpacket",
+        _ => "?",
+    };
+    let mut out = format!("{ty} {}", name(&s.name));
+    if s.flags & UNIX_NAME_GONE != 0 {
+        out.push_str(" (unlinked)");
+    }
+    if s.has_path() && s.name_mode != 0 {
+        out.push_str(&format!(
+            " [{:o} {}:{}]",
+            s.name_mode & 0o7777,
+            s.name_uid,
+            s.name_gid
+        ));
+    }
+    match s.state {
+        UNIX_LISTENING => out.push_str(&format!(
+            " listening (backlog {}, {} pending)",
+            s.backlog,
+            s.pending.len()
+        )),
+        UNIX_CONNECTED if s.flags & UNIX_PEER_CLOSED != 0 => {
+            out.push_str(" connected, peer closed");
+        }
+        UNIX_CONNECTED => {
+            out.push_str(&format!(" connected to {}", name(&s.peer_name)));
+            if s.flags & UNIX_PEER_EXTERNAL != 0 {
+                out.push_str(" (outside the image)");
+            } else {
+                out.push_str(&format!(" (socket {})", s.peer));
+            }
+        }
+        _ => {}
+    }
+    let shut: Vec<&str> = [(UNIX_SHUT_RD, "rd"), (UNIX_SHUT_WR, "wr")]
+        .iter()
+        .filter(|(b, _)| s.flags & b != 0)
+        .map(|(_, n)| *n)
+        .collect();
+    if !shut.is_empty() {
+        out.push_str(&format!(", shut {}", shut.join("+")));
+    }
+    if !s.queue.is_empty() {
+        let bytes: usize = s.queue.iter().map(|m| m.data.len()).sum();
+        out.push_str(&format!(
+            ", {} message{} queued ({})",
+            s.queue.len(),
+            if s.queue.len() == 1 { "" } else { "s" },
+            names::size(bytes as u64)
+        ));
+    }
+    out
 }
 
 /// The process tree, roots (parent outside the image) first, children indented under their
@@ -753,6 +828,9 @@ fn fds(out: &mut dyn Write, p: &Process<'_>, style: Style) -> io::Result<()> {
                 path = stem.to_string();
             }
             path.push_str(&format!(" (deleted, {} bytes kept)", f.contents.len()));
+        }
+        if f.kind == FdKind::UnixSocket {
+            path = unix_socket(f);
         }
         if let Some(state) = object_state(f.kind, f.contents.as_bytes()) {
             path.push_str(&state);

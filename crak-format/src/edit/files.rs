@@ -39,6 +39,46 @@ fn remap(path: &[u8], old: &[u8], new: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The path names a UNIX_SOCKET fd holds (its own, its peer's, its datagrams' senders),
+/// remapped (spec §3.13, 1.2); the number changed. A name that would not fit `sun_path` is
+/// refused.
+fn map_socket_names(
+    f: &mut crate::record::fd::Fd<'_>,
+    old: &[u8],
+    new: &[u8],
+) -> Result<usize, EditError> {
+    use crate::record::fd::{FdState, UNIX_NAME_MAX};
+    let Ok(Some(FdState::UnixSocket(mut s))) = FdState::decode(f.kind, f.contents.as_bytes())
+    else {
+        return Ok(0);
+    };
+    let mut n = 0usize;
+    let names = std::iter::once(&mut s.name)
+        .chain(std::iter::once(&mut s.peer_name))
+        .chain(s.queue.iter_mut().map(|m| &mut m.sender));
+    for name in names {
+        // Abstract names (a leading NUL) are not paths.
+        if name.first().is_some_and(|&b| b == 0) {
+            continue;
+        }
+        if let Some(np) = remap(name, old, new) {
+            if np.len() >= UNIX_NAME_MAX {
+                return refused(format!(
+                    "the Unix socket name {} would be longer than {} bytes",
+                    String::from_utf8_lossy(&np),
+                    UNIX_NAME_MAX - 1
+                ));
+            }
+            *name = np;
+            n += 1;
+        }
+    }
+    if n > 0 {
+        f.contents = Blob::from(FdState::UnixSocket(s).encode());
+    }
+    Ok(n)
+}
+
 fn checked_path(p: Vec<u8>) -> Result<ByteString, EditError> {
     if p.len() > MAX_PATH as usize {
         return refused(format!(
@@ -50,7 +90,8 @@ fn checked_path(p: Vec<u8>) -> Result<ByteString, EditError> {
 }
 
 /// Replaces the path prefix `old` by `new` (whole components) in every file mapping, every
-/// fd of a file, FIFO or device, and every process's `exe` and `cwd`. With `stat`, the device,
+/// fd of a file, FIFO or device, every Unix socket's path names, and every process's `exe`
+/// and `cwd`. With `stat`, the device,
 /// inode, size and modification time of each remapped file mapping and fd (not of deleted
 /// files, whose contents are in the image) are read again from the new path, so that a copied
 /// file is accepted by the restorer's same-file check; a `stat` error refuses the edit.
@@ -97,6 +138,10 @@ pub fn map_path(
             }
         }
         for f in &mut p.fds {
+            if f.kind == FdKind::UnixSocket {
+                n += map_socket_names(f, old, new)?;
+                continue;
+            }
             if f.kind == FdKind::Pipe {
                 continue;
             }

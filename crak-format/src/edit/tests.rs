@@ -285,6 +285,41 @@ fn set_pid_renames_every_record() {
 }
 
 #[test]
+fn map_path_rewrites_unix_socket_path_names() {
+    use crate::record::fd::{FdState, UnixMessage, UnixSocket};
+    let mut img = image();
+    let mut f = img.processes[0].fds[0].clone();
+    f.fd = 9;
+    f.kind = FdKind::UnixSocket;
+    f.path = ByteString(b"socket:[5]".to_vec());
+    f.ino = 5;
+    let state = |name: &[u8], sender: &[u8]| {
+        FdState::UnixSocket(UnixSocket {
+            sock_type: 2,
+            name: name.to_vec(),
+            queue: vec![UnixMessage {
+                sender: sender.to_vec(),
+                data: b"x".to_vec(),
+            }],
+            ..UnixSocket::default()
+        })
+    };
+    f.contents = Blob::from(state(b"/run/app/dg.sock", b"\0/run/app/abstract").encode());
+    img.processes[0].fds.push(f);
+    map_path(&mut img, b"/run/app", b"/run/app2", None).unwrap();
+    let f = img.processes[0].fds.iter().find(|f| f.fd == 9).unwrap();
+    assert_eq!(
+        FdState::decode(f.kind, f.contents.as_bytes()),
+        Ok(Some(state(b"/run/app2/dg.sock", b"\0/run/app/abstract")))
+    );
+    // A name that would not fit sun_path is refused, the image unchanged.
+    let before = img.clone();
+    let long = format!("/{}", "d".repeat(100));
+    assert!(map_path(&mut img, b"/run", long.as_bytes(), None).is_err());
+    assert_eq!(img, before);
+}
+
+#[test]
 fn map_path_rewrites_whole_components_and_refreshes() {
     let mut img = image();
     let mut seen = Vec::new();

@@ -29,6 +29,8 @@ pub enum FdKind {
     Memfd = 16,
     Tcp = 11,
     Udp = 12,
+    /// A Unix socket with a name, a listener, or an end of a connection (1.2).
+    UnixSocket = 13,
 }
 
 impl FdKind {
@@ -49,6 +51,7 @@ impl FdKind {
             16 => FdKind::Memfd,
             11 => FdKind::Tcp,
             12 => FdKind::Udp,
+            13 => FdKind::UnixSocket,
             _ => return None,
         })
     }
@@ -67,6 +70,7 @@ impl FdKind {
                 | FdKind::Memfd
                 | FdKind::Tcp
                 | FdKind::Udp
+                | FdKind::UnixSocket
         )
     }
 }
@@ -118,6 +122,203 @@ pub struct MemfdExtent {
     pub offset: u64,
     /// The bytes.
     pub data: Vec<u8>,
+}
+
+/// Longest Unix socket name (`sun_path`), in bytes.
+pub const UNIX_NAME_MAX: usize = 108;
+
+/// [`UnixSocket::state`]: neither listening nor connected.
+pub const UNIX_UNCONNECTED: u32 = 0;
+/// [`UnixSocket::state`]: listening.
+pub const UNIX_LISTENING: u32 = 1;
+/// [`UnixSocket::state`]: connected to `peer`.
+pub const UNIX_CONNECTED: u32 = 2;
+
+/// [`UnixSocket::flags`]: no more reading (`SHUT_RD`, or the peer's `SHUT_WR`).
+pub const UNIX_SHUT_RD: u32 = 1;
+/// [`UnixSocket::flags`]: no more writing (`SHUT_WR`, or the peer's `SHUT_RD`).
+pub const UNIX_SHUT_WR: u32 = 2;
+/// [`UnixSocket::flags`]: the peer is outside the image; `peer_name` is its name.
+pub const UNIX_PEER_EXTERNAL: u32 = 4;
+/// [`UnixSocket::flags`]: the socket's path name was unlinked (or now names another file).
+pub const UNIX_NAME_GONE: u32 = 8;
+/// [`UnixSocket::flags`]: connected, but the peer has closed (`peer` is 0): what is queued is
+/// read, then end of file.
+pub const UNIX_PEER_CLOSED: u32 = 16;
+/// Every [`UnixSocket::flags`] bit 1.2 defines.
+pub const UNIX_FLAGS_KNOWN: u32 = 0x1f;
+
+/// One message queued on a Unix socket.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnixMessage {
+    /// The sender's name as `recvfrom` gives it (empty: unnamed, and always for a stream).
+    pub sender: Vec<u8>,
+    /// The bytes.
+    pub data: Vec<u8>,
+}
+
+/// A connection waiting on a listener to be accepted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnixPending {
+    /// Inode of the not-yet-accepted socket (the listener's end).
+    pub ino: u64,
+    /// Inode of the connecting socket.
+    pub client: u64,
+    /// What the client sent that waits to be read once accepted.
+    pub queue: Vec<Vec<u8>>,
+}
+
+/// A Unix socket beyond an unnamed connected pair: named (a path or an abstract name),
+/// listening with its pending connections, or connected to a named peer (spec §3.13, kind 13).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnixSocket {
+    /// `SOCK_STREAM` (1), `SOCK_DGRAM` (2) or `SOCK_SEQPACKET` (5).
+    pub sock_type: u32,
+    /// [`UNIX_UNCONNECTED`], [`UNIX_LISTENING`] or [`UNIX_CONNECTED`].
+    pub state: u32,
+    /// `UNIX_SHUT_*`, [`UNIX_PEER_EXTERNAL`], [`UNIX_NAME_GONE`], [`UNIX_PEER_CLOSED`].
+    pub flags: u32,
+    /// `listen` backlog (listening sockets; else 0).
+    pub backlog: u32,
+    /// Inode of the peer (0: none).
+    pub peer: u64,
+    /// Owner of the socket file of a path name.
+    pub name_uid: u32,
+    /// Group of the socket file of a path name.
+    pub name_gid: u32,
+    /// `st_mode` of the socket file of a path name (0 when there is none).
+    pub name_mode: u32,
+    /// Own name: `sun_path` bytes (a leading NUL for an abstract name); empty: unnamed.
+    pub name: Vec<u8>,
+    /// The peer's name as `getpeername` gives it.
+    pub peer_name: Vec<u8>,
+    /// Messages queued to be read (a stream's bytes in one message).
+    pub queue: Vec<UnixMessage>,
+    /// Connections waiting to be accepted (listening sockets).
+    pub pending: Vec<UnixPending>,
+}
+
+impl UnixSocket {
+    /// Whether `name` is a filesystem path (not abstract, not empty).
+    pub fn has_path(&self) -> bool {
+        self.name.first().is_some_and(|&b| b != 0)
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        for v in [self.sock_type, self.state, self.flags, self.backlog] {
+            wire::put_u32(out, v);
+        }
+        wire::put_u64(out, self.peer);
+        for v in [self.name_uid, self.name_gid, self.name_mode] {
+            wire::put_u32(out, v);
+        }
+        wire::put_bytes(out, &self.name);
+        wire::put_bytes(out, &self.peer_name);
+        wire::put_u32(out, self.queue.len() as u32);
+        for m in &self.queue {
+            wire::put_bytes(out, &m.sender);
+            wire::put_bytes(out, &m.data);
+        }
+        wire::put_u32(out, self.pending.len() as u32);
+        for p in &self.pending {
+            wire::put_u64(out, p.ino);
+            wire::put_u64(out, p.client);
+            wire::put_u32(out, p.queue.len() as u32);
+            for m in &p.queue {
+                wire::put_bytes(out, m);
+            }
+        }
+    }
+
+    fn decode(b: &[u8]) -> Result<UnixSocket, String> {
+        let mut c = Cursor { b, at: 0 };
+        let mut s = UnixSocket {
+            sock_type: c.u32("sock_type")?,
+            state: c.u32("state")?,
+            flags: c.u32("flags")?,
+            backlog: c.u32("backlog")?,
+            peer: c.u64("peer")?,
+            name_uid: c.u32("name_uid")?,
+            name_gid: c.u32("name_gid")?,
+            name_mode: c.u32("name_mode")?,
+            ..UnixSocket::default()
+        };
+        if !matches!(s.sock_type, 1 | 2 | 5) {
+            return Err(format!("socket type {}", s.sock_type));
+        }
+        if s.state > UNIX_CONNECTED {
+            return Err(format!("socket state {}", s.state));
+        }
+        if s.flags & !UNIX_FLAGS_KNOWN != 0 {
+            return Err(format!("socket flags {:#x}", s.flags));
+        }
+        s.name = c.bytes("name", UNIX_NAME_MAX)?.to_vec();
+        s.peer_name = c.bytes("peer_name", UNIX_NAME_MAX)?.to_vec();
+        let count = c.u32("queue count")?;
+        for i in 0..count {
+            // Each message takes at least 8 bytes: the loop ends with the bytes present.
+            let what = || format!("queued message {i} of {count}");
+            let sender = c.bytes(&what(), UNIX_NAME_MAX)?.to_vec();
+            let data = c.bytes(&what(), usize::MAX)?.to_vec();
+            s.queue.push(UnixMessage { sender, data });
+        }
+        let count = c.u32("pending count")?;
+        for i in 0..count {
+            let what = format!("pending connection {i} of {count}");
+            let ino = c.u64(&what)?;
+            let client = c.u64(&what)?;
+            let n = c.u32(&what)?;
+            let mut queue = Vec::new();
+            for _ in 0..n {
+                queue.push(c.bytes(&what, usize::MAX)?.to_vec());
+            }
+            s.pending.push(UnixPending { ino, client, queue });
+        }
+        if c.at != b.len() {
+            return Err(format!(
+                "{} bytes after the pending connections",
+                b.len() - c.at
+            ));
+        }
+        Ok(s)
+    }
+}
+
+/// A bounds-checked reader of a state's bytes.
+struct Cursor<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&e| e <= self.b.len())
+            .ok_or_else(|| format!("{what} runs past the end"))?;
+        let s = self.b.get(self.at..end).unwrap_or(&[]);
+        self.at = end;
+        Ok(s)
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32, String> {
+        let s = self.take(4, what)?;
+        Ok(s.try_into().map_or(0, u32::from_le_bytes))
+    }
+
+    fn u64(&mut self, what: &str) -> Result<u64, String> {
+        let s = self.take(8, what)?;
+        Ok(s.try_into().map_or(0, u64::from_le_bytes))
+    }
+
+    fn bytes(&mut self, what: &str, max: usize) -> Result<&'a [u8], String> {
+        let n = self.u32(what)? as usize;
+        if n > max {
+            return Err(format!("{what}: {n} bytes, at most {max}"));
+        }
+        self.take(n, what)
+    }
 }
 
 /// `AF_INET`, in [`InetAddr::family`].
@@ -328,6 +529,8 @@ pub enum FdState {
         /// Non-zero contents, sorted and disjoint, inside `size`; the rest reads as zeros.
         extents: Vec<MemfdExtent>,
     },
+    /// A named, listening or otherwise connected Unix socket (1.2).
+    UnixSocket(UnixSocket),
     /// A TCP socket (1.2).
     Tcp(Box<TcpState>),
     /// A UDP socket (1.2).
@@ -445,6 +648,7 @@ impl FdState {
                     wire::put_bytes(&mut out, &e.data);
                 }
             }
+            FdState::UnixSocket(s) => s.encode(&mut out),
             FdState::Tcp(t) => {
                 put_addr(&mut out, &t.addr, t.state);
                 for v in [
@@ -583,6 +787,7 @@ impl FdState {
             }
             FdKind::Inotify => decode_inotify(b)?,
             FdKind::Memfd => decode_memfd(b)?,
+            FdKind::UnixSocket => FdState::UnixSocket(UnixSocket::decode(b)?),
             FdKind::Tcp => {
                 if b.len() < TCP_FIXED_SIZE + 8 {
                     return Err(format!(
@@ -680,37 +885,7 @@ impl FdState {
     }
 }
 
-/// A cursor over `contents` whose reads fail, naming what was cut short, instead of panicking.
-struct Cursor<'a> {
-    b: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
-        let s = self
-            .at
-            .checked_add(n)
-            .and_then(|e| self.b.get(self.at..e))
-            .ok_or_else(|| format!("{what} runs past the end"))?;
-        self.at += n;
-        Ok(s)
-    }
-    fn u32(&mut self, what: &str) -> Result<u32, String> {
-        let s = self.take(4, what)?;
-        Ok(u32::from_le_bytes(s.try_into().unwrap_or([0; 4])))
-    }
-    fn u64(&mut self, what: &str) -> Result<u64, String> {
-        let s = self.take(8, what)?;
-        Ok(u64::from_le_bytes(s.try_into().unwrap_or([0; 8])))
-    }
-    fn bytes(&mut self, max: usize, what: &str) -> Result<&'a [u8], String> {
-        let n = self.u32(what)? as usize;
-        if n > max {
-            return Err(format!("{what} is {n} bytes, more than {max}"));
-        }
-        self.take(n, what)
-    }
+impl Cursor<'_> {
     fn end(&self) -> Result<(), String> {
         match self.b.len() - self.at.min(self.b.len()) {
             0 => Ok(()),
@@ -737,7 +912,7 @@ fn decode_inotify(b: &[u8]) -> Result<FdState, String> {
         let dev = c.u64(&what)?;
         let ino = c.u64(&what)?;
         let path = c
-            .bytes(MAX_PATH as usize, &format!("path of {what}"))?
+            .bytes(&format!("path of {what}"), MAX_PATH as usize)?
             .to_vec();
         watches.push(InotifyWatch {
             wd,
@@ -756,14 +931,14 @@ fn decode_memfd(b: &[u8]) -> Result<FdState, String> {
     let flags = c.u32("flags")?;
     let seals = c.u32("seals")?;
     let size = c.u64("size")?;
-    let name = c.bytes(MAX_MEMFD_NAME, "name")?.to_vec();
+    let name = c.bytes("name", MAX_MEMFD_NAME)?.to_vec();
     let count = c.u32("count")?;
     let mut extents: Vec<MemfdExtent> = Vec::new();
     let mut end = 0u64;
     for i in 0..count {
         let what = format!("extent {i} of {count}");
         let offset = c.u64(&what)?;
-        let data = c.bytes(usize::MAX, &what)?;
+        let data = c.bytes(&what, usize::MAX)?;
         if offset < end {
             return Err(format!(
                 "{what} at {offset} overlaps or precedes the previous one"
@@ -882,7 +1057,7 @@ fn fields(i: &[u8]) -> PResult<'_, Fd<'_>> {
             ErrorKind::BadValue,
             "kind",
             r,
-            format!("{k} is not an fd kind (1-12, 15-16)"),
+            format!("{k} is not an fd kind (1-13, 15-16)"),
         );
     };
     let (r, ()) = wire::reserved("reserved", 2)(r2)?;
@@ -1029,6 +1204,73 @@ mod tests {
         huge[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(FdState::decode(FdKind::Unix, &huge).is_err());
         assert_eq!(FdState::decode(FdKind::Reg, b"x"), Ok(None));
+    }
+
+    fn listener() -> UnixSocket {
+        UnixSocket {
+            sock_type: 1,
+            state: UNIX_LISTENING,
+            backlog: 16,
+            name_uid: 1000,
+            name_gid: 100,
+            name_mode: 0o140755,
+            name: b"/run/s".to_vec(),
+            pending: vec![UnixPending {
+                ino: 9,
+                client: 10,
+                queue: vec![b"hi".to_vec()],
+            }],
+            ..UnixSocket::default()
+        }
+    }
+
+    #[test]
+    fn unix_socket_byte_layout_and_bounds() {
+        let s = FdState::UnixSocket(listener());
+        let b = s.encode();
+        assert_eq!(&b[0..8], &[1, 0, 0, 0, 1, 0, 0, 0]);
+        assert_eq!(&b[12..16], &[16, 0, 0, 0]);
+        assert_eq!(&b[36..46], b"\x06\0\0\0/run/s");
+        // peer_name (empty), no queued message, one pending connection.
+        assert_eq!(&b[46..54], &[0; 8]);
+        assert_eq!(&b[54..58], &[1, 0, 0, 0]);
+        assert_eq!(b.len(), 58 + 8 + 8 + 4 + 4 + 2);
+        assert_eq!(FdState::decode(FdKind::UnixSocket, &b), Ok(Some(s)));
+        for cut in 0..b.len() {
+            assert!(FdState::decode(FdKind::UnixSocket, &b[..cut]).is_err());
+        }
+        let mut extra = b.clone();
+        extra.push(0);
+        assert!(FdState::decode(FdKind::UnixSocket, &extra).is_err());
+        let mut long = b.clone();
+        long[36..40].copy_from_slice(&109u32.to_le_bytes());
+        assert!(FdState::decode(FdKind::UnixSocket, &long).is_err());
+        let mut many = b.clone();
+        many[54..58].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(FdState::decode(FdKind::UnixSocket, &many).is_err());
+        for (at, v) in [(0usize, 3u32), (4, 3), (8, 0x20)] {
+            let mut bad = b.clone();
+            bad[at..at + 4].copy_from_slice(&v.to_le_bytes());
+            assert!(FdState::decode(FdKind::UnixSocket, &bad).is_err(), "{at}");
+        }
+        let dgram = FdState::UnixSocket(UnixSocket {
+            sock_type: 2,
+            state: UNIX_CONNECTED,
+            flags: UNIX_SHUT_WR | UNIX_PEER_EXTERNAL,
+            peer: 7,
+            name: b"\0abstract".to_vec(),
+            peer_name: b"/run/log".to_vec(),
+            queue: vec![
+                UnixMessage {
+                    sender: b"\0other".to_vec(),
+                    data: b"x".to_vec(),
+                },
+                UnixMessage::default(),
+            ],
+            ..UnixSocket::default()
+        });
+        let b = dgram.encode();
+        assert_eq!(FdState::decode(FdKind::UnixSocket, &b), Ok(Some(dgram)));
     }
 
     /// An established IPv4 connection with both queues.
@@ -1190,8 +1432,9 @@ mod tests {
         let mut k = b.clone();
         k[12..14].copy_from_slice(&0x7777u16.to_le_bytes());
         assert_eq!(parse(&k).unwrap_err().field, "kind");
-        k[13] = 0;
-        k[12] = 0;
+        k[12..14].copy_from_slice(&13u16.to_le_bytes());
+        assert_eq!(parse(&k).unwrap().kind, FdKind::UnixSocket);
+        k[12..14].copy_from_slice(&0u16.to_le_bytes());
         assert_eq!(parse(&k).unwrap_err().field, "kind");
         let mut d = b.clone();
         d[76] = 2;
@@ -1208,6 +1451,12 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn unix_socket_state_round_trips(s in crate::arbitrary::unix_socket()) {
+            let st = FdState::UnixSocket(s);
+            prop_assert_eq!(FdState::decode(FdKind::UnixSocket, &st.encode()), Ok(Some(st)));
+        }
+
         #[test]
         fn inet_state_round_trips((kind, st) in crate::arbitrary::inet_state()) {
             prop_assert_eq!(FdState::decode(kind, &st.encode()), Ok(Some(st)));

@@ -43,6 +43,27 @@ pub(super) fn check(cx: &mut Cx<'_, '_>) {
         }
     }
 
+    // Unix sockets of the image (kinds 10 and 13) and the not-yet-accepted ends of listeners'
+    // pending connections: (ino -> peer).
+    let mut sockets: HashMap<u64, u64> = HashMap::new();
+    let mut embryos: HashSet<u64> = HashSet::new();
+    for f in image.processes.iter().flat_map(|p| p.fds.iter()) {
+        match f.kind {
+            FdKind::Unix | FdKind::UnixSocket => {
+                let peer = match FdState::decode(f.kind, f.contents.as_bytes()) {
+                    Ok(Some(FdState::Unix { peer, .. })) => peer,
+                    Ok(Some(FdState::UnixSocket(s))) => {
+                        embryos.extend(s.pending.iter().map(|c| c.ino));
+                        s.peer
+                    }
+                    _ => 0,
+                };
+                sockets.insert(f.ino, peer);
+            }
+            _ => {}
+        }
+    }
+
     let mut used: HashSet<u64> = HashSet::new();
     for p in &image.processes {
         let pid = p.pid();
@@ -117,6 +138,16 @@ pub(super) fn check(cx: &mut Cx<'_, '_>) {
                                     "fd {} is a Unix socket whose peer (inode {peer}) no fd of the image holds",
                                     f.fd
                                 ),
+                            );
+                        }
+                    }
+                    Ok(Some(FdState::UnixSocket(s))) => {
+                        for why in unix_socket_findings(&s, &sockets, &embryos) {
+                            cx.error(
+                                why.0,
+                                at,
+                                contents_at,
+                                format!("fd {} (Unix socket {}): {}", f.fd, f.ino, why.1),
                             );
                         }
                     }
@@ -241,4 +272,76 @@ pub(super) fn check(cx: &mut Cx<'_, '_>) {
             );
         }
     }
+}
+
+/// What is wrong with the state of a kind 13 Unix socket (spec §3.13): (code, why).
+fn unix_socket_findings(
+    s: &crate::record::fd::UnixSocket,
+    sockets: &HashMap<u64, u64>,
+    embryos: &HashSet<u64>,
+) -> Vec<(&'static str, String)> {
+    use crate::record::fd::{
+        UNIX_CONNECTED, UNIX_LISTENING, UNIX_NAME_GONE, UNIX_PEER_CLOSED, UNIX_PEER_EXTERNAL,
+    };
+    let mut out = Vec::new();
+    let mut bad = |why: String| out.push(("bad-unix-socket", why));
+    if s.state == UNIX_LISTENING {
+        if s.sock_type == 2 {
+            bad("a datagram socket cannot listen".into());
+        }
+        if s.name.is_empty() {
+            bad("listening without a name".into());
+        }
+        if s.peer != 0 || !s.queue.is_empty() {
+            bad("listening, yet with a peer or queued messages".into());
+        }
+    } else if !s.pending.is_empty() {
+        bad(format!(
+            "{} pending connections on a socket that is not listening",
+            s.pending.len()
+        ));
+    }
+    let closed = s.flags & UNIX_PEER_CLOSED != 0;
+    if (s.state == UNIX_CONNECTED) != (s.peer != 0 || closed) || (closed && s.peer != 0) {
+        bad(format!(
+            "state {} with peer inode {}{} (a connected socket has a peer, or one that closed)",
+            s.state,
+            s.peer,
+            if closed { " and PEER_CLOSED" } else { "" }
+        ));
+    }
+    if closed && (s.flags & UNIX_PEER_EXTERNAL != 0 || s.sock_type == 2) {
+        bad("PEER_CLOSED on a datagram socket or with PEER_EXTERNAL".into());
+    }
+    if s.flags & UNIX_NAME_GONE != 0 && !s.has_path() {
+        bad("name marked unlinked but it is not a path".into());
+    }
+    if s.sock_type == 1 && s.queue.iter().any(|m| !m.sender.is_empty()) {
+        bad("a stream message with a sender name".into());
+    }
+    if s.flags & UNIX_PEER_EXTERNAL != 0 {
+        if s.peer_name.is_empty() {
+            bad("peer outside the image without a name to reconnect to".into());
+        }
+    } else if s.peer != 0 && !sockets.contains_key(&s.peer) && !embryos.contains(&s.peer) {
+        out.push((
+            "unix-peer-missing",
+            format!(
+                "its peer (inode {}) is neither in an fd of the image nor a pending connection",
+                s.peer
+            ),
+        ));
+    }
+    for c in &s.pending {
+        if sockets.get(&c.client) != Some(&c.ino) {
+            out.push((
+                "unix-peer-missing",
+                format!(
+                    "pending connection {} names client inode {}, which no fd of the image holds connected to it",
+                    c.ino, c.client
+                ),
+            ));
+        }
+    }
+    out
 }

@@ -926,6 +926,101 @@ fn anonymous_fd_state_rules() {
 }
 
 #[test]
+fn unix_socket_state_rules() {
+    use crate::record::fd::{
+        FdState, UnixPending, UnixSocket, UNIX_CONNECTED, UNIX_LISTENING, UNIX_NAME_GONE,
+        UNIX_PEER_CLOSED, UNIX_PEER_EXTERNAL,
+    };
+    let put = |img: &mut Image<'static>, n: u32, ino: u64, s: UnixSocket| {
+        let mut f = fd(100, n, FdKind::UnixSocket, "socket:[1]", ino);
+        f.contents = Blob::from(FdState::UnixSocket(s).encode());
+        p0(img).fds.push(f);
+    };
+    let listener = UnixSocket {
+        sock_type: 1,
+        state: UNIX_LISTENING,
+        backlog: 4,
+        name: b"/run/s".to_vec(),
+        pending: vec![UnixPending {
+            ino: 700,
+            client: 702,
+            queue: vec![],
+        }],
+        ..UnixSocket::default()
+    };
+    let conn = |peer: u64, name: &[u8], peer_name: &[u8]| UnixSocket {
+        sock_type: 1,
+        state: UNIX_CONNECTED,
+        peer,
+        name: name.to_vec(),
+        peer_name: peer_name.to_vec(),
+        ..UnixSocket::default()
+    };
+    // A listener, an accepted connection, its client, a pending client and a socket connected
+    // outside the image: no finding.
+    let mut img = good();
+    put(&mut img, 20, 600, listener.clone());
+    put(&mut img, 21, 601, conn(603, b"/run/s", b""));
+    put(&mut img, 22, 603, conn(601, b"", b"/run/s"));
+    put(&mut img, 23, 702, conn(700, b"", b"/run/s"));
+    let mut ext = conn(9999, b"", b"/run/log");
+    ext.flags = UNIX_PEER_EXTERNAL;
+    put(&mut img, 24, 704, ext);
+    let mut closed = conn(0, b"/run/s", b"");
+    closed.flags = UNIX_PEER_CLOSED;
+    put(&mut img, 25, 705, closed);
+    let report = validate(&img, None);
+    assert!(report.findings.is_empty(), "{report:#?}");
+
+    let mut bad = img.clone();
+    p0(&mut bad).fds.retain(|f| f.fd != 23);
+    let f = expect(&bad, "unix-peer-missing", Severity::Error);
+    assert_eq!(f.field, "contents");
+    let mut bad = img.clone();
+    p0(&mut bad).fds.retain(|f| f.fd != 22);
+    expect(&bad, "unix-peer-missing", Severity::Error);
+    for broken in [
+        UnixSocket {
+            sock_type: 2,
+            ..listener.clone()
+        },
+        UnixSocket {
+            name: vec![],
+            ..listener.clone()
+        },
+        UnixSocket {
+            state: UNIX_CONNECTED,
+            peer: 0,
+            pending: vec![],
+            ..listener.clone()
+        },
+        UnixSocket {
+            flags: UNIX_NAME_GONE,
+            ..conn(603, b"\0abstract", b"")
+        },
+        UnixSocket {
+            flags: UNIX_PEER_EXTERNAL,
+            ..conn(9999, b"", b"")
+        },
+        UnixSocket {
+            flags: UNIX_PEER_CLOSED,
+            ..conn(603, b"", b"")
+        },
+    ] {
+        let mut bad = img.clone();
+        put(&mut bad, 30, 800, broken.clone());
+        assert!(
+            validate(&bad, None)
+                .findings
+                .iter()
+                .any(|f| f.severity == Severity::Error
+                    && matches!(f.code, "bad-unix-socket" | "unix-peer-missing")),
+            "{broken:?}"
+        );
+    }
+}
+
+#[test]
 fn tcp_and_udp_endpoint_rules() {
     use crate::record::fd::{
         FdState, InetAddr, TcpConn, TcpState, UdpState, AF_INET, TCP_ESTABLISHED, TCP_LISTEN,

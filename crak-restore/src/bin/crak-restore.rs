@@ -85,6 +85,11 @@ struct Cli {
     /// Restore an image although the validator warns about it (errors are never overridden).
     #[arg(long)]
     force: bool,
+    /// A Unix socket of the image connected to a socket outside the image, named PATH (or
+    /// `@NAME` for an abstract name), is connected to PATH again; without it such a socket
+    /// refuses the restore, naming its peer. Repeatable.
+    #[arg(long, value_name = "PATH")]
+    external_unix: Vec<std::path::PathBuf>,
 }
 
 /// The image's bytes: a mapping of a regular file, or what was read from anything else.
@@ -271,6 +276,14 @@ fn main() -> ExitCode {
     let options = Options {
         new_pid: cli.new_pid,
         shell_job: cli.shell_job,
+        external_unix: cli
+            .external_unix
+            .iter()
+            .map(|p| {
+                use std::os::unix::ffi::OsStrExt;
+                restore::unix_socket::external_name(p.as_os_str().as_bytes())
+            })
+            .collect(),
         external_pipes: cli.external_pipes.clone(),
         ipc_replace: cli.ipc_replace,
         tcp_close: cli.tcp_close,

@@ -88,6 +88,7 @@ pub(super) fn collect(
         records.push(Record::Process(zombie_record(z)?));
     }
     check_unix_peers(&records)?;
+    mark_unix_socket_peers(&mut records)?;
     mark_shared_descriptions(&mut records)?;
     add_locks(&mut records)?;
     records.extend(pipes.into_iter().map(Record::PipeData));
@@ -308,6 +309,88 @@ fn memfd_mappings(
         m.policy = mm::PagePolicy::Whole(v.start.saturating_add(inside));
     }
     Ok(())
+}
+
+/// UNIX_SOCKET peers: a peer no process of the tree holds (and that is not a connection
+/// waiting on a listener of the tree) is outside the image: marked `PEER_EXTERNAL` when it has
+/// a name to reconnect to, else refused; a listener's pending client must be in the tree.
+fn mark_unix_socket_peers(records: &mut [Record<'static>]) -> Result<(), Error> {
+    use crak_format::record::fd::{FdKind, FdState, UNIX_PEER_EXTERNAL};
+    use crak_format::Blob;
+    let mut held = std::collections::HashSet::new();
+    // Connections not yet accepted: their identifier and their listener's name.
+    let mut embryos = std::collections::HashMap::new();
+    for r in records.iter() {
+        let Record::Fd(f) = r else { continue };
+        if matches!(f.kind, FdKind::Unix | FdKind::UnixSocket) {
+            held.insert(f.ino);
+        }
+        if let Ok(Some(FdState::UnixSocket(s))) = FdState::decode(f.kind, f.contents.as_bytes()) {
+            embryos.extend(s.pending.iter().map(|c| (c.ino, s.name.clone())));
+        }
+    }
+    for r in records.iter_mut() {
+        let Record::Fd(f) = r else { continue };
+        let Ok(Some(FdState::UnixSocket(mut s))) = FdState::decode(f.kind, f.contents.as_bytes())
+        else {
+            continue;
+        };
+        let refuse = |kind: String| Error::UnsupportedFd {
+            pid: f.pid as i32,
+            fd: f.fd as i32,
+            kind,
+            link: format!("socket:[{}]", f.ino),
+        };
+        if let Some(c) = s.pending.iter().find(|c| !held.contains(&c.client)) {
+            return Err(refuse(format!(
+                "a listening Unix socket ({}) with a pending connection from socket inode {}, which no process of the captured tree holds",
+                crate::restore::unix_socket::shown(&s.name),
+                c.client
+            )));
+        }
+        if let Some(name) = embryos.get(&s.peer) {
+            s.peer_name = name.clone();
+            f.contents = Blob::from(FdState::UnixSocket(s).encode());
+            continue;
+        }
+        if s.peer & 1 << 63 != 0 {
+            return Err(refuse(
+                "a Unix socket whose connection to a listener outside the captured tree is not yet accepted".into(),
+            ));
+        }
+        if s.peer == 0 || held.contains(&s.peer) {
+            continue;
+        }
+        if s.peer_name.is_empty() {
+            return Err(refuse(format!(
+                "a Unix socket connected to socket inode {} outside the captured tree, which has no name to reconnect to",
+                s.peer
+            )));
+        }
+        s.flags |= UNIX_PEER_EXTERNAL;
+        f.contents = Blob::from(FdState::UnixSocket(s).encode());
+    }
+    Ok(())
+}
+
+/// One warning per Unix socket connected to a socket outside the captured tree, naming the
+/// peer and how to connect to it again at restore.
+pub(super) fn external_unix_warnings(records: &[Record<'static>]) -> Vec<String> {
+    use crak_format::record::fd::{FdState, UNIX_PEER_EXTERNAL};
+    let mut out = Vec::new();
+    for r in records {
+        let Record::Fd(f) = r else { continue };
+        if let Ok(Some(FdState::UnixSocket(s))) = FdState::decode(f.kind, f.contents.as_bytes()) {
+            if s.flags & UNIX_PEER_EXTERNAL != 0 {
+                let peer = crate::restore::unix_socket::shown(&s.peer_name);
+                out.push(format!(
+                    "process {}: fd {} is a Unix socket connected to {peer} outside the captured tree; a restore refuses it unless told to connect it there again (crak-restore --external-unix {peer}), and what the peer had sent is not kept",
+                    f.pid, f.fd
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// The records of one frozen process; `starttime`, when known, tells it from a later process

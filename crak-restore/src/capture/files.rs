@@ -15,7 +15,7 @@ use crak_format::Blob;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 
 /// `O_CLOEXEC` as the kernel spells it in fdinfo flags.
 const O_CLOEXEC: u32 = 0o2_000_000;
@@ -126,10 +126,13 @@ pub fn classify(pid: i32, fd: i32) -> Result<(Class, Vec<u8>, Option<std::fs::Me
     Ok((class, link, Some(md)))
 }
 
-/// A socket: a connected Unix socket (one end of a pair, or of a connection), a TCP socket
-/// (listening, connected or neither) and a UDP socket are supported; anything else is named.
+/// A socket: an unnamed connected pair of Unix sockets is UNIX; any other Unix socket
+/// (named, listening, unconnected, connected to a named peer) is UNIX_SOCKET; a TCP socket
+/// (listening, connected or neither) and a UDP socket are supported; anything else is
+/// named.
 fn classify_socket(pid: i32, fd: i32, ino: u64) -> Class {
-    match crate::sys::unixsock::diag(ino) {
+    use crate::sys::unixsock::diag;
+    match diag(ino) {
         // Not a Unix socket (sock_diag knows it by inode only in its own family).
         Err(_) => {
             let dup = crate::sys::pidfd::pidfd_open(pid)
@@ -141,8 +144,6 @@ fn classify_socket(pid: i32, fd: i32, ino: u64) -> Class {
                 _ => Class::Unsupported("a socket (not a Unix, TCP or UDP one)".into()),
             }
         }
-        Ok(d) if d.state == UNIX_LISTEN => Class::Unsupported("a listening Unix socket".into()),
-        Ok(d) if d.peer == 0 => Class::Unsupported("an unconnected Unix socket".into()),
         Ok(d)
             if !matches!(
                 i32::from(d.sock_type),
@@ -151,16 +152,27 @@ fn classify_socket(pid: i32, fd: i32, ino: u64) -> Class {
         {
             Class::Unsupported(format!("a Unix socket of type {}", d.sock_type))
         }
-        Ok(_) => Class::Supported(FdKind::Unix),
+        Ok(d)
+            if d.state != UNIX_LISTEN
+                && d.peer != 0
+                && d.name.is_empty()
+                && diag(d.peer).is_ok_and(|p| p.name.is_empty()) =>
+        {
+            Class::Supported(FdKind::Unix)
+        }
+        Ok(_) => Class::Supported(FdKind::UnixSocket),
     }
 }
+
+/// `TCP_ESTABLISHED`, the state `sock_diag` gives a connected Unix socket.
+const UNIX_ESTABLISHED: u8 = 1;
 
 /// `TCP_LISTEN`, the state `sock_diag` gives a listening Unix socket.
 const UNIX_LISTEN: u8 = 10;
 
 /// The state of a connected Unix socket: type, peer and what is queued on it (read without
 /// consuming it, through a duplicate taken with `pidfd_getfd`).
-fn unix_socket_state(pid: i32, fd: i32, ino: u64) -> Result<FdState, Error> {
+fn unix_pair_state(pid: i32, fd: i32, ino: u64) -> Result<FdState, Error> {
     use crate::sys::{pidfd, unixsock};
     let d = unixsock::diag(ino).map_err(|e| Error::Io {
         context: format!("sock_diag of fd {fd} of process {pid}"),
@@ -191,6 +203,148 @@ fn unix_socket_state(pid: i32, fd: i32, ino: u64) -> Result<FdState, Error> {
     })
 }
 
+/// A name as shown in messages: a path, or `@name` for an abstract one.
+fn shown(name: &[u8]) -> String {
+    crate::restore::unix_socket::shown(name)
+}
+
+/// The state of a UNIX_SOCKET fd: type, state, names, the socket file's owner and mode, the
+/// queue (read without consuming it, through a duplicate taken with `pidfd_getfd`) and, for a
+/// listener, the connections waiting to be accepted. The peer is marked external later, when
+/// the whole tree is known ([`super::collect`]).
+fn unix_socket_state(
+    pid: i32,
+    fd: i32,
+    ino: u64,
+) -> Result<crak_format::record::fd::UnixSocket, Error> {
+    use crate::sys::{pidfd, unixsock};
+    use crak_format::record::fd::{
+        UnixMessage, UnixPending, UnixSocket, UNIX_CONNECTED, UNIX_LISTENING, UNIX_NAME_GONE,
+        UNIX_PEER_CLOSED, UNIX_UNCONNECTED,
+    };
+    let diag_err = |e| Error::Io {
+        context: format!("sock_diag of fd {fd} of process {pid}"),
+        source: e,
+    };
+    let refuse = |kind: String| Error::UnsupportedFd {
+        pid,
+        fd,
+        kind,
+        link: format!("socket:[{ino}]"),
+    };
+    let d = unixsock::diag(ino).map_err(diag_err)?;
+    let mut s = UnixSocket {
+        sock_type: u32::from(d.sock_type),
+        state: if d.state == UNIX_LISTEN {
+            UNIX_LISTENING
+        } else if d.peer != 0 {
+            UNIX_CONNECTED
+        } else {
+            UNIX_UNCONNECTED
+        },
+        flags: u32::from(d.shutdown & 3),
+        // A datagram socket that another connected to shows ESTABLISHED without a peer, and
+        // so does a client whose connection waits to be accepted (its peer has no inode yet)
+        // and a socket whose peer closed (which shut both directions).
+        peer: if d.peer == 0
+            && d.state == UNIX_ESTABLISHED
+            && d.shutdown != 3
+            && i32::from(d.sock_type) != libc::SOCK_DGRAM
+        {
+            // Connected to a listener that has not accepted it yet: the peer's name is the
+            // listener's, filled in when the tree is known.
+            pending_id(ino)
+        } else {
+            d.peer
+        },
+        name: d.name.clone(),
+        ..UnixSocket::default()
+    };
+    if s.state == UNIX_UNCONNECTED && s.peer != 0 {
+        s.state = UNIX_CONNECTED;
+    }
+    if s.state == UNIX_UNCONNECTED
+        && d.state == UNIX_ESTABLISHED
+        && d.shutdown == 3
+        && i32::from(d.sock_type) != libc::SOCK_DGRAM
+    {
+        s.state = UNIX_CONNECTED;
+        s.flags |= UNIX_PEER_CLOSED;
+    }
+    if s.has_path() {
+        if s.name.first() != Some(&b'/') {
+            return Err(refuse(format!(
+                "a Unix socket bound to the relative path {}",
+                shown(&s.name)
+            )));
+        }
+        match std::fs::symlink_metadata(std::ffi::OsStr::from_bytes(&s.name)) {
+            Ok(m) if m.ino() == d.vfs_ino && m.file_type().is_socket() => {
+                s.name_uid = m.uid();
+                s.name_gid = m.gid();
+                s.name_mode = m.mode();
+            }
+            _ => s.flags |= UNIX_NAME_GONE,
+        }
+    }
+    if d.peer != 0 {
+        s.peer_name = unixsock::diag(d.peer).map(|p| p.name).unwrap_or_default();
+    }
+    if s.state == UNIX_LISTENING {
+        s.backlog = d.wqueue;
+        // sock_diag names the clients of the waiting connections (those have no inode yet).
+        for &client in &d.icons {
+            let c = unixsock::diag(client).map_err(diag_err)?;
+            if c.wqueue != 0 {
+                return Err(refuse(format!(
+                    "a listening Unix socket ({}) with a connection not yet accepted that has data queued (client socket {client})",
+                    shown(&s.name)
+                )));
+            }
+            s.pending.push(UnixPending {
+                ino: pending_id(client),
+                client,
+                queue: Vec::new(),
+            });
+        }
+        return Ok(s);
+    }
+    let stream = i32::from(d.sock_type) == libc::SOCK_STREAM;
+    if s.state == UNIX_UNCONNECTED && i32::from(d.sock_type) != libc::SOCK_DGRAM {
+        // Nothing can be queued on an unconnected stream or seqpacket socket.
+        return Ok(s);
+    }
+    let pfd = pidfd::pidfd_open(pid)?;
+    let dup = pidfd::pidfd_getfd(&pfd, fd)?;
+    let queue = unixsock::peek_messages(std::os::fd::AsFd::as_fd(&dup), stream).map_err(|e| {
+        if e.raw_os_error() == Some(libc::EBADMSG) {
+            refuse(format!(
+                "a Unix socket ({}) with file descriptors or credentials in flight",
+                shown(&s.name)
+            ))
+        } else {
+            Error::Io {
+                context: format!("reading the queue of socket fd {fd} of process {pid}"),
+                source: e,
+            }
+        }
+    })?;
+    s.queue = queue
+        .into_iter()
+        .map(|(sender, data)| UnixMessage {
+            sender: if stream { Vec::new() } else { sender },
+            data,
+        })
+        .collect();
+    Ok(s)
+}
+
+/// The identifier of a connection not yet accepted (which has no inode): its client's inode
+/// with bit 63 set (spec §3.13).
+fn pending_id(client: u64) -> u64 {
+    client | 1 << 63
+}
+
 /// Checks every fd of `pid` without touching the process; an unsupported one is an error
 /// naming it.
 pub fn preflight(pid: i32) -> Result<(), Error> {
@@ -203,6 +357,16 @@ pub fn preflight(pid: i32) -> Result<(), Error> {
                     kind,
                     link: String::from_utf8_lossy(&link).into_owned(),
                 })
+            }
+            Ok((Class::Supported(FdKind::Tcp), link, _)) => {
+                if let Err(kind) = super::net::preflight(pid, fd) {
+                    return Err(Error::UnsupportedFd {
+                        pid,
+                        fd,
+                        kind,
+                        link: String::from_utf8_lossy(&link).into_owned(),
+                    });
+                }
             }
             Ok(_) => {}
             // The fd was closed meanwhile.
@@ -356,6 +520,10 @@ pub fn capture(pid: i32, holds: &mut Vec<super::net::Hold>) -> Result<Files, Err
             rec.contents = Blob::from(state.encode());
             rec.dev = 0;
             rec.ino = 0;
+        } else if kind == FdKind::UnixSocket {
+            let state = FdState::UnixSocket(unix_socket_state(pid, fd, md.ino())?);
+            rec.contents = Blob::from(state.encode());
+            rec.dev = 0;
         } else if kind == FdKind::Tcp || kind == FdKind::Udp {
             let state = if kind == FdKind::Tcp {
                 super::net::tcp_state(pid, fd, md.ino(), holds)?
@@ -365,7 +533,7 @@ pub fn capture(pid: i32, holds: &mut Vec<super::net::Hold>) -> Result<Files, Err
             rec.contents = Blob::from(state.encode());
             rec.dev = 0;
         } else if kind == FdKind::Unix {
-            let state = unix_socket_state(pid, fd, md.ino())?;
+            let state = unix_pair_state(pid, fd, md.ino())?;
             rec.contents = Blob::from(state.encode());
             rec.dev = 0;
         } else if kind.is_anon() {
@@ -695,8 +863,10 @@ pub fn anon_state(kind: FdKind, text: &str) -> Result<FdState, String> {
         | FdKind::Tty
         | FdKind::Unix
         | FdKind::Inotify
-        | FdKind::Memfd => return Err(format!("{kind:?} has no fdinfo state")),
-        FdKind::Tcp | FdKind::Udp => return Err(format!("{kind:?} has no fdinfo state")),
+        | FdKind::Memfd
+        | FdKind::UnixSocket
+        | FdKind::Tcp
+        | FdKind::Udp => return Err(format!("{kind:?} has no fdinfo state")),
     })
 }
 

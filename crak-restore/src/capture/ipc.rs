@@ -246,11 +246,12 @@ fn sem(id: i32) -> Result<SemSet, Error> {
 /// Message queue `id` with its messages, in order, left in the queue.
 fn msg(id: i32) -> Result<MsgQueue<'static>, Error> {
     let st = sysvipc::msg_stat(id).map_err(sys)?;
-    // No message is longer than the queue's bytes.
-    let max = st.cbytes.max(st.qbytes).min(u32::MAX as u64) as usize;
+    // No message is longer than the bytes queued (read again if the queue grows meanwhile).
+    let max = st.cbytes.min(u32::MAX as u64) as usize;
+    let mut buf = Vec::new();
     let mut messages = Vec::new();
     for i in 0..st.qnum {
-        let copy = sysvipc::msg_copy(id, i, max).map_err(|e| {
+        let copy = sysvipc::msg_copy(id, i, max, &mut buf).map_err(|e| {
             if e.errno() == Some(libc::ENOSYS) {
                 Error::Other(format!(
                     "message queue {id}: reading its messages without taking them (msgrcv MSG_COPY) needs a kernel with CONFIG_CHECKPOINT_RESTORE"

@@ -562,6 +562,7 @@ pub fn run(opts: &Options) -> Result<Summary, Error> {
     let nvmas = meta.maps.len() + meta.others.iter().map(|(_, m)| m.len()).sum::<usize>();
     let processes = 1 + meta.others.len() + zombies.len();
     let mut warnings = pipe_warnings;
+    warnings.extend(collect::external_unix_warnings(&meta.records));
     warnings.extend(meta.warnings.iter().cloned());
 
     // Forked snapshots hold the memory from here on: the processes are resumed at once.

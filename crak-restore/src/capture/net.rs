@@ -29,6 +29,8 @@ pub struct Hold {
     sock: OwnedFd,
     repair: bool,
     lock: Option<u64>,
+    /// `SO_REUSEADDR` before repair mode (leaving repair mode clears it).
+    reuseaddr: bool,
 }
 
 /// Undoes what the capture did to the sockets of `holds` (repair mode off, lock removed):
@@ -43,6 +45,13 @@ pub fn release(holds: &mut Vec<Hold>) {
                 inet::REPAIR_OFF,
             ) {
                 eprintln!("crak-capture: turning TCP repair mode off again: {e}");
+            }
+            if h.reuseaddr {
+                if let Err(e) =
+                    inet::set_int(h.sock.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)
+                {
+                    eprintln!("crak-capture: setting SO_REUSEADDR again: {e}");
+                }
             }
         }
         if let Some(ino) = h.lock {
@@ -150,6 +159,33 @@ fn io(pid: i32, fd: i32, what: &str, e: std::io::Error) -> Error {
     }
 }
 
+/// Checks, before the process is touched, that TCP socket `fd` of `pid` can be locked if it
+/// needs to be (listening or connected): `nft` is there and the process is in our network
+/// namespace. `Err` says why not.
+pub fn preflight(pid: i32, fd: i32) -> Result<(), String> {
+    use crate::sys::pidfd;
+    let sock = pidfd::pidfd_open(pid)
+        .and_then(|p| pidfd::pidfd_getfd(&p, fd))
+        .map_err(|e| e.to_string())?;
+    let info = inet::tcp_info(sock.as_fd()).map_err(|e| e.to_string())?;
+    if u16::from(info.state) != TCP_LISTEN && u16::from(info.state) != TCP_ESTABLISHED {
+        return Ok(());
+    }
+    same_netns(pid).map_err(|why| format!("a TCP socket: {why}"))?;
+    if !crate::netlock::available() {
+        return Err(format!(
+            "a {} TCP socket, and nft (nftables), needed to lock it while it is captured, does \
+             not run here",
+            if u16::from(info.state) == TCP_LISTEN {
+                "listening"
+            } else {
+                "connected"
+            }
+        ));
+    }
+    Ok(())
+}
+
 /// The state of TCP socket `fd` of the frozen process `pid` (inode `ino`); what the capture
 /// changed on it is pushed to `holds`.
 pub fn tcp_state(pid: i32, fd: i32, ino: u64, holds: &mut Vec<Hold>) -> Result<FdState, Error> {
@@ -218,6 +254,7 @@ pub fn tcp_state(pid: i32, fd: i32, ino: u64, holds: &mut Vec<Hold>) -> Result<F
                 sock: sock.try_clone().map_err(|e| io(pid, fd, "dup", e))?,
                 repair: false,
                 lock: Some(ino),
+                reuseaddr: sockopts & SOCKOPT_REUSEADDR != 0,
             });
             // A connection that completed while the lock was being set up.
             let again = inet::tcp_info(s).map_err(|e| io(pid, fd, "TCP_INFO", e))?;
@@ -235,6 +272,7 @@ pub fn tcp_state(pid: i32, fd: i32, ino: u64, holds: &mut Vec<Hold>) -> Result<F
                 sock: sock.try_clone().map_err(|e| io(pid, fd, "dup", e))?,
                 repair: false,
                 lock: Some(ino),
+                reuseaddr: sockopts & SOCKOPT_REUSEADDR != 0,
             });
             inet::set_int(s, libc::IPPROTO_TCP, inet::TCP_REPAIR, inet::REPAIR_ON)
                 .map_err(|e| io(pid, fd, "TCP_REPAIR", e))?;

@@ -47,7 +47,17 @@ pub fn restore_fds(
     helper: OwnedFd,
     tty: Option<&[u8]>,
 ) -> Result<OwnedFd, (String, Option<OwnedFd>)> {
-    restore_fds_keeping(fds, pipes, helper, tty, &[], &[])
+    restore_fds_keeping(fds, pipes, helper, tty, &[], &[], &Sockets::default())
+}
+
+/// How the UNIX_SOCKET fds of a process are made (spec §3.13, [`super::unix_socket`]).
+#[derive(Debug, Default)]
+pub struct Sockets<'a> {
+    /// Inodes of the sockets the tree's pool holds: placed by [`super::tree::place_shared`],
+    /// not made here.
+    pub pooled: &'a [u64],
+    /// Names outside the image that sockets may connect to again (`--external-unix`).
+    pub external: &'a [Vec<u8>],
 }
 
 /// [`restore_fds`], leaving the inherited descriptors `keep` open too (they must lie above the
@@ -61,6 +71,7 @@ pub fn restore_fds_keeping(
     tty: Option<&[u8]>,
     keep: &[RawFd],
     shared: &[(u32, &OwnedFd)],
+    sockets: &Sockets<'_>,
 ) -> Result<OwnedFd, (String, Option<OwnedFd>)> {
     let max_target = fds.iter().map(|f| f.fd as i32).max().unwrap_or(-1);
     let base = max_target.saturating_add(1).max(3);
@@ -74,10 +85,22 @@ pub fn restore_fds_keeping(
     };
     // Close the old number now: dropped later, it could close a restored fd of that number.
     drop(helper);
-    match place_all(fds, pipes, &moved, base, tty, keep, shared) {
+    let tree = Tree {
+        keep,
+        shared,
+        sockets,
+    };
+    match place_all(fds, pipes, &moved, base, tty, &tree) {
         Ok(()) => Ok(moved),
         Err(msg) => Err((msg, Some(moved))),
     }
+}
+
+/// What a process of a tree inherits for its fds (see [`restore_fds_keeping`]).
+struct Tree<'a, 'b> {
+    keep: &'a [RawFd],
+    shared: &'a [(u32, &'b OwnedFd)],
+    sockets: &'a Sockets<'a>,
 }
 
 fn place_all(
@@ -86,9 +109,13 @@ fn place_all(
     helper: &OwnedFd,
     base: i32,
     tty: Option<&[u8]>,
-    keep: &[RawFd],
-    shared: &[(u32, &OwnedFd)],
+    tree: &Tree<'_, '_>,
 ) -> ChildResult<()> {
+    let Tree {
+        keep,
+        shared,
+        sockets,
+    } = *tree;
     let helper_no = std::os::fd::AsRawFd::as_raw_fd(helper);
     // Close everything inherited but the helper and `keep`.
     let inherited: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
@@ -118,6 +145,7 @@ fn place_all(
         let obj = match (descriptions.get(&f.description), pooled) {
             (Some(o), _) if f.description != 0 => o.try_clone().map_err(|e| err(f, "dup", e))?,
             (_, Some((_, o))) => o.try_clone().map_err(|e| err(f, "dup", e))?,
+            _ if f.kind == FdKind::UnixSocket => unix_socket(f, fds, &mut sock_ends, sockets)?,
             _ => open_one(
                 f,
                 fds,
@@ -206,6 +234,7 @@ fn open_one(
         FdKind::Inotify => open_inotify(f),
         FdKind::Memfd => open_memfd(f, flags, objects.memfds),
         FdKind::Tcp | FdKind::Udp => super::net::open(f),
+        FdKind::UnixSocket => Err(err(f, "socket", "shared open file of a Unix socket")),
         FdKind::Unix => {
             if !sock_ends.contains_key(&f.ino) {
                 let (mine, peer_ino, peer) = unix_pair(f, all)?;
@@ -222,6 +251,40 @@ fn open_one(
             end.try_clone().map_err(|e| err(f, "dup socket", e))
         }
     }
+}
+
+/// A UNIX_SOCKET fd: the socket of its group, made with the whole group on the group's first
+/// fd ([`super::unix_socket`]); a placeholder for a socket of the tree's pool, which
+/// [`super::tree::place_shared`] puts in its place.
+fn unix_socket(
+    f: &Fd<'_>,
+    all: &[Fd<'_>],
+    sock_ends: &mut HashMap<u64, OwnedFd>,
+    sockets: &Sockets<'_>,
+) -> ChildResult<OwnedFd> {
+    use super::unix_socket as us;
+    if sockets.pooled.contains(&f.ino) {
+        return crate::sys::unixsock::socket(libc::SOCK_STREAM).map_err(|e| err(f, "socket", e));
+    }
+    if !sock_ends.contains_key(&f.ino) {
+        let mine: Vec<&Fd<'_>> = all
+            .iter()
+            .filter(|g| g.kind == FdKind::UnixSocket && !sockets.pooled.contains(&g.ino))
+            .collect();
+        let group = us::groups(&mine)
+            .into_iter()
+            .find(|g| g.contains(&f.ino))
+            .unwrap_or_default();
+        let made = us::make_group(&group, &mine, sockets.external)
+            .map_err(|e| err(f, "Unix socket", e))?;
+        sock_ends.extend(made);
+    }
+    let end = sock_ends
+        .get(&f.ino)
+        .ok_or_else(|| err(f, "socket", "lost"))?;
+    fdops::set_status_flags(end.as_fd(), status_flags(f.open_flags))
+        .map_err(|e| err(f, "F_SETFL", e))?;
+    end.try_clone().map_err(|e| err(f, "dup socket", e))
 }
 
 /// Opens the object of `f` alone (for a description a process tree shares, see
@@ -311,6 +374,7 @@ fn open_anon(f: &Fd<'_>) -> ChildResult<OwnedFd> {
         }
         FdState::Epoll(_) => anonfd::epoll().map_err(|e| err(f, "epoll_create1", e))?,
         FdState::Unix { .. }
+        | FdState::UnixSocket(_)
         | FdState::Tcp(_)
         | FdState::Udp(_)
         | FdState::Inotify(_)

@@ -265,6 +265,10 @@ fn child_main(
         plan.tty_path.as_deref(),
         &tree::pool_fds(pool),
         &tree::pool_files(pool),
+        &files::Sockets {
+            pooled: &tree::pooled_sockets(pool),
+            external: &plan.options.external_unix,
+        },
     )?;
     if let Err(e) = tree::place_shared(&proc.fds, pool) {
         return Err((e, Some(errpipe)));

@@ -541,7 +541,7 @@ fn map_memfd(
 /// free. The VMAs of one attachment (same shmid, same base address `start - pgoff`) are made by
 /// one `shmat` in the child at that base (read-only unless one of them is writable, executable
 /// if one is); the parts of the segment none of them covers are unmapped again, and each VMA
-/// gets its saved protection. Returns the number of VMAs made.
+/// gets its saved protection and madvise bits. Returns the number of VMAs made.
 fn attach_sysv(
     r: &mut Remote,
     proc: &Process<'_>,
@@ -616,6 +616,7 @@ fn attach_sysv(
                     &[v.start, v.end - v.start, u64::from(v.prot)],
                 )?;
             }
+            apply_madvise(r, v)?;
             made += 1;
         }
     }
@@ -816,30 +817,36 @@ fn map_and_fill(
                 &[v.start, v.end - v.start, u64::from(v.prot)],
             )?;
         }
-        for (bit, advice, name) in [
-            (madv::DONTFORK, libc::MADV_DONTFORK, "MADV_DONTFORK"),
-            (madv::WIPEONFORK, libc::MADV_WIPEONFORK, "MADV_WIPEONFORK"),
-            (madv::DONTDUMP, libc::MADV_DONTDUMP, "MADV_DONTDUMP"),
-            (madv::HUGEPAGE, libc::MADV_HUGEPAGE, "MADV_HUGEPAGE"),
-            (madv::NOHUGEPAGE, libc::MADV_NOHUGEPAGE, "MADV_NOHUGEPAGE"),
-        ] {
-            if v.madvise & bit != 0 {
-                r.call(
-                    || format!("madvise({:#x}-{:#x}, {name})", v.start, v.end),
-                    libc::SYS_madvise,
-                    &[v.start, v.end - v.start, advice as u64],
-                )?;
-            }
-        }
-        if v.madvise & madv::LOCKED != 0 {
+        apply_madvise(r, v)?;
+    }
+    Ok(stats)
+}
+
+/// The saved `madvise` bits of `v` (and `mlock`).
+fn apply_madvise(r: &mut Remote, v: &Vma) -> Result<(), RestoreError> {
+    for (bit, advice, name) in [
+        (madv::DONTFORK, libc::MADV_DONTFORK, "MADV_DONTFORK"),
+        (madv::WIPEONFORK, libc::MADV_WIPEONFORK, "MADV_WIPEONFORK"),
+        (madv::DONTDUMP, libc::MADV_DONTDUMP, "MADV_DONTDUMP"),
+        (madv::HUGEPAGE, libc::MADV_HUGEPAGE, "MADV_HUGEPAGE"),
+        (madv::NOHUGEPAGE, libc::MADV_NOHUGEPAGE, "MADV_NOHUGEPAGE"),
+    ] {
+        if v.madvise & bit != 0 {
             r.call(
-                || format!("mlock({:#x}-{:#x})", v.start, v.end),
-                libc::SYS_mlock,
-                &[v.start, v.end - v.start],
+                || format!("madvise({:#x}-{:#x}, {name})", v.start, v.end),
+                libc::SYS_madvise,
+                &[v.start, v.end - v.start, advice as u64],
             )?;
         }
     }
-    Ok(stats)
+    if v.madvise & madv::LOCKED != 0 {
+        r.call(
+            || format!("mlock({:#x}-{:#x})", v.start, v.end),
+            libc::SYS_mlock,
+            &[v.start, v.end - v.start],
+        )?;
+    }
+    Ok(())
 }
 
 /// Writes the stored pages of every restorable VMA but shared file mappings. From an image file

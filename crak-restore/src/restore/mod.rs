@@ -32,6 +32,7 @@ pub mod regs;
 pub mod signals;
 pub mod threads;
 pub mod tree;
+pub mod unix_socket;
 
 pub use mm::ImageFile;
 pub use plan::Options;
@@ -171,8 +172,12 @@ fn restore_inner(
         .iter()
         .map(|s| (u64::from(s.perm.id), s.size))
         .collect();
+    // Socket files a failed restore must not leave behind: the image's path names that no
+    // file holds yet.
+    let fresh = unix_socket::absent_paths(family.members.iter().map(|m| m.proc));
     // Stage 2.
-    let pid = fork::spawn(image, &family)?;
+    let pid =
+        fork::spawn(image, &family).inspect_err(|_| unix_socket::remove_socket_files(&fresh))?;
     match build(&family, pid, src, &segments, &mut objects, options) {
         Ok(mut summary) => {
             objects.keep();
@@ -185,6 +190,7 @@ fn restore_inner(
             } else {
                 kill_child(pid);
             }
+            unix_socket::remove_socket_files(&fresh);
             let what = if family.members.len() > 1 {
                 format!("the half-built process tree under {pid} was killed")
             } else {
@@ -268,6 +274,7 @@ fn build(
         .zip(&ready)
         .map(|(m, p)| (m.proc, p.pid))
         .collect();
+    fault_point("restore-before-tcp-live")?;
     net::go_live(&running, options.tcp_close)?;
     // Children before their parents: a parent never runs while a child is still stopped.
     for (m, p) in family.members.iter().zip(&ready).rev() {

@@ -282,15 +282,15 @@ fn repair_connection(f: &Fd<'_>, s: BorrowedFd<'_>, t: &TcpState) -> ChildResult
     Ok(())
 }
 
-/// The TCP sockets of the image: (pid in the image, fd, inode, state).
+/// The TCP sockets of the image: (pid in the image, fd, inode, state, `sockopts`).
 fn tcp_fds<'a>(
     procs: impl Iterator<Item = &'a crak_format::Process<'a>>,
-) -> Vec<(u32, u32, u64, u16)> {
+) -> Vec<(u32, u32, u64, u16, u32)> {
     let mut out = Vec::new();
     for p in procs {
         for f in p.fds.iter().filter(|f| f.kind == FdKind::Tcp) {
             if let Ok(Some(FdState::Tcp(t))) = FdState::decode(f.kind, f.contents.as_bytes()) {
-                out.push((p.pid(), f.fd, f.ino, t.state));
+                out.push((p.pid(), f.fd, f.ino, t.state, t.sockopts));
             }
         }
     }
@@ -305,7 +305,7 @@ pub fn go_live(
 ) -> Result<(), RestoreError> {
     let mut done = std::collections::HashSet::new();
     for (proc, pid) in procs {
-        for (_, fd, ino, state) in tcp_fds(std::iter::once(*proc)) {
+        for (_, fd, ino, state, sockopts) in tcp_fds(std::iter::once(*proc)) {
             if state != TCP_ESTABLISHED || !done.insert(ino) {
                 continue;
             }
@@ -325,6 +325,11 @@ pub fn go_live(
                 inet::REPAIR_OFF,
             )
             .map_err(|e| fail("turning TCP repair mode off", &e))?;
+            // Leaving repair mode clears SO_REUSEADDR.
+            if sockopts & SOCKOPT_REUSEADDR != 0 {
+                inet::set_int(sock.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)
+                    .map_err(|e| fail("SO_REUSEADDR", &e))?;
+            }
             if tcp_close {
                 inet::disconnect(sock.as_fd()).map_err(|e| fail("resetting (--tcp-close)", &e))?;
             }
@@ -338,7 +343,7 @@ pub fn go_live(
 pub fn unlock<'a>(procs: impl Iterator<Item = &'a crak_format::Process<'a>>) -> Vec<String> {
     let mut warnings = Vec::new();
     let mut done = std::collections::HashSet::new();
-    for (pid, fd, ino, state) in tcp_fds(procs) {
+    for (pid, fd, ino, state, _) in tcp_fds(procs) {
         if (state == TCP_ESTABLISHED || state == TCP_LISTEN) && done.insert(ino) {
             if let Err(e) = crate::netlock::unlock(ino) {
                 warnings.push(format!("fd {fd} of process {pid}: {e}"));

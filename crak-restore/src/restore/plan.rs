@@ -31,6 +31,9 @@ pub struct Options {
     pub new_pid: bool,
     /// Keep the process in the restorer's session and process group, on its terminal.
     pub shell_job: bool,
+    /// Names of Unix sockets outside the image that sockets of the image connected to may be
+    /// connected to again (`--external-unix`; a leading NUL for an abstract name).
+    pub external_unix: Vec<Vec<u8>>,
     /// Descriptor numbers whose pipe, held at capture with its other end outside the image, is
     /// replaced by the restorer's own descriptor of that number (`--external-pipe N`).
     pub external_pipes: Vec<i32>,
@@ -682,8 +685,10 @@ fn check_files_as_image(proc: &Process<'_>, options: &Options) -> Result<(), Res
             | FdKind::Tcp
             | FdKind::Udp => {}
             FdKind::Inotify => check_inotify(f)?,
+            FdKind::UnixSocket => {}
         }
     }
+    super::unix_socket::check(&proc.fds, &options.external_unix).map_err(refused)?;
     Ok(())
 }
 

@@ -57,6 +57,9 @@ pub struct Family<'a> {
     pub shared_pipes: Vec<u64>,
     /// Connected Unix socket pairs with ends in more than one process: (end, other end).
     pub shared_socks: Vec<(u64, u64)>,
+    /// Groups of UNIX_SOCKET inodes held by more than one process, made by the root
+    /// ([`super::unix_socket`]).
+    pub shared_unix: Vec<Vec<u64>>,
     /// Open file descriptions (FD `description`) held by more than one process.
     pub shared_descs: Vec<u32>,
     /// Lowest descriptor number of the pool (above every number the image uses).
@@ -89,6 +92,7 @@ pub fn family<'a>(image: &'a Image<'_>, options: &Options) -> Result<Family<'a>,
             members: vec![Member { proc, plan }],
             shared_pipes: Vec::new(),
             shared_socks: Vec::new(),
+            shared_unix: Vec::new(),
             shared_descs: Vec::new(),
             pool_base: 0,
             shared_anon: Vec::new(),
@@ -177,6 +181,23 @@ pub fn family<'a>(image: &'a Image<'_>, options: &Options) -> Result<Family<'a>,
             }
         }
     }
+    // UNIX_SOCKET groups whose sockets several processes hold.
+    let all_unix: Vec<&Fd<'_>> = members
+        .iter()
+        .flat_map(|m| m.proc.fds.iter())
+        .filter(|f| f.kind == FdKind::UnixSocket)
+        .collect();
+    let shared_unix: Vec<Vec<u64>> = super::unix_socket::groups(&all_unix)
+        .into_iter()
+        .filter(|g| {
+            let mut pids = all_unix
+                .iter()
+                .filter(|f| g.contains(&f.ino))
+                .map(|f| f.pid);
+            let first = pids.next();
+            pids.any(|p| Some(p) != first)
+        })
+        .collect();
     let mut descs: std::collections::BTreeMap<u32, Vec<u32>> = Default::default();
     for m in &members {
         for f in m.proc.fds.iter().filter(|f| f.description != 0) {
@@ -210,6 +231,7 @@ pub fn family<'a>(image: &'a Image<'_>, options: &Options) -> Result<Family<'a>,
         members,
         shared_pipes,
         shared_socks,
+        shared_unix,
         shared_descs,
         pool_base,
         shared_anon,
@@ -527,6 +549,26 @@ pub fn make_pool(family: &Family<'_>, image: &Image<'_>) -> Result<Pool, String>
             pool.socks.push((peer_ino, up(t)?));
         }
     }
+    if !family.shared_unix.is_empty() {
+        let unix: Vec<&Fd<'_>> = all_fds
+            .iter()
+            .filter(|f| f.kind == FdKind::UnixSocket)
+            .collect();
+        let external = family
+            .members
+            .first()
+            .map(|m| m.plan.options.external_unix.as_slice())
+            .unwrap_or(&[]);
+        for group in &family.shared_unix {
+            let made = super::unix_socket::make_group(group, &unix, external)
+                .map_err(|e| format!("shared Unix sockets: {e}"))?;
+            for (ino, s) in made {
+                let s = fdops::dup_at_least(s.as_fd(), family.pool_base)
+                    .map_err(|e| format!("shared Unix socket {ino}: dup: {e}"))?;
+                pool.socks.push((ino, s));
+            }
+        }
+    }
     for &ino in &family.shared_pipes {
         let e = |what: &str, err: std::io::Error| format!("shared pipe {ino}: {what}: {err}");
         let (r, w) = std::io::pipe().map_err(|x| e("pipe2", x))?;
@@ -559,6 +601,11 @@ pub fn pool_fds(pool: &Pool) -> Vec<RawFd> {
         .chain(pool.files.iter().map(|(_, f)| f.as_raw_fd()))
         .chain(pool.externals.iter().map(|(_, _, f)| f.as_raw_fd()))
         .collect()
+}
+
+/// Inodes of the UNIX and UNIX_SOCKET sockets of the pool.
+pub fn pooled_sockets(pool: &Pool) -> Vec<u64> {
+    pool.socks.iter().map(|(ino, _)| *ino).collect()
 }
 
 /// The pool's open file descriptions: (FD `description`, the object).
@@ -594,9 +641,9 @@ pub fn place_shared(fds: &[Fd<'_>], pool: &Pool) -> Result<(), String> {
             continue;
         } else if let Some((_, file)) = shared_file {
             file
-        } else if !matches!(f.kind, FdKind::Pipe | FdKind::Unix) {
+        } else if !matches!(f.kind, FdKind::Pipe | FdKind::Unix | FdKind::UnixSocket) {
             continue;
-        } else if f.kind == FdKind::Unix {
+        } else if matches!(f.kind, FdKind::Unix | FdKind::UnixSocket) {
             match pool.socks.iter().find(|(ino, _)| *ino == f.ino) {
                 Some((_, s)) => s,
                 None => continue,

@@ -368,9 +368,15 @@ pub fn msg_rmid(id: i32) -> Result<()> {
 
 /// A copy of message number `index` (from 0) of queue `id`, left in the queue
 /// (`msgrcv(id, buf, max, index, IPC_NOWAIT | MSG_COPY)`, which needs
-/// `CONFIG_CHECKPOINT_RESTORE`); `None` past the last message. `max` bounds its text.
-pub fn msg_copy(id: i32, index: u64, max: usize) -> Result<Option<(i64, Vec<u8>)>> {
-    let mut buf = vec![0u8; max.saturating_add(8)];
+/// `CONFIG_CHECKPOINT_RESTORE`); `None` past the last message. `max` bounds its text; `buf` is
+/// scratch space, reused from call to call.
+pub fn msg_copy(
+    id: i32,
+    index: u64,
+    max: usize,
+    buf: &mut Vec<u8>,
+) -> Result<Option<(i64, Vec<u8>)>> {
+    buf.resize(max.saturating_add(8), 0);
     // SAFETY: `buf` holds the 8-byte mtype and `max` bytes of text, as msgrcv is told.
     let r = unsafe {
         libc::msgrcv(

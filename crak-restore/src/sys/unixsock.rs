@@ -2,17 +2,21 @@
 //! queued data read without consuming it (`MSG_PEEK` with `SO_PEEK_OFF`), and `socketpair`.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// `SOCK_DIAG_BY_FAMILY`.
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
-/// `UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN`.
-const UDIAG_SHOW: u32 = 0x04 | 0x10;
+/// `UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN`.
+const UDIAG_SHOW: u32 = 0x01 | 0x02 | 0x04 | 0x08 | 0x10;
+const UNIX_DIAG_NAME: u16 = 0;
+const UNIX_DIAG_VFS: u16 = 1;
 const UNIX_DIAG_PEER: u16 = 2;
+const UNIX_DIAG_ICONS: u16 = 3;
 const UNIX_DIAG_RQLEN: u16 = 4;
+const UNIX_DIAG_SHUTDOWN: u16 = 6;
 
 /// One Unix socket as `sock_diag` reports it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UnixDiag {
     /// `SOCK_STREAM`, `SOCK_DGRAM` or `SOCK_SEQPACKET`.
     pub sock_type: u8,
@@ -20,8 +24,33 @@ pub struct UnixDiag {
     pub state: u8,
     /// Inode of the peer socket (0: none).
     pub peer: u64,
-    /// Bytes (stream) or datagrams queued to be read.
+    /// Bytes (stream) or datagrams queued to be read; for a listener, connections waiting.
     pub rqueue: u32,
+    /// For a listener, its backlog.
+    pub wqueue: u32,
+    /// Own address: the `sun_path` bytes (empty: unnamed). A path name's terminating NUL is
+    /// not included.
+    pub name: Vec<u8>,
+    /// Inode of the socket file of a path name (0: none).
+    pub vfs_ino: u64,
+    /// Device of that file, as the kernel encodes it.
+    pub vfs_dev: u32,
+    /// Inodes of the connections waiting to be accepted (listeners).
+    pub icons: Vec<u64>,
+    /// `RCV_SHUTDOWN` (1) and `SEND_SHUTDOWN` (2).
+    pub shutdown: u8,
+}
+
+/// A name as `sock_diag` or `getsockname` gives it, without a path name's terminating NUL
+/// (an abstract name, which starts with NUL, is kept whole).
+fn trim_name(raw: &[u8]) -> Vec<u8> {
+    match raw.first() {
+        Some(0) | None => raw.to_vec(),
+        Some(_) => {
+            let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+            raw.get(..end).unwrap_or(raw).to_vec()
+        }
+    }
 }
 
 fn rd_u16(b: &[u8], o: usize) -> u16 {
@@ -72,7 +101,7 @@ pub fn diag(ino: u64) -> io::Result<UnixDiag> {
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
-    let mut buf = vec![0u8; 8192];
+    let mut buf = vec![0u8; 64 << 10];
     // SAFETY: `buf` is writable for its length.
     let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
     if n < 0 {
@@ -105,9 +134,25 @@ pub fn diag(ino: u64) -> io::Result<UnixDiag> {
         if len < 4 {
             break;
         }
+        let payload = b.get(at + 4..(at + len).min(msg_len)).unwrap_or(&[]);
         match kind {
+            UNIX_DIAG_NAME => d.name = trim_name(payload),
+            UNIX_DIAG_VFS => {
+                d.vfs_ino = u64::from(rd_u32(payload, 0));
+                d.vfs_dev = rd_u32(payload, 4);
+            }
             UNIX_DIAG_PEER => d.peer = u64::from(rd_u32(b, at + 4)),
-            UNIX_DIAG_RQLEN => d.rqueue = rd_u32(b, at + 4),
+            UNIX_DIAG_ICONS => {
+                d.icons = payload
+                    .chunks_exact(4)
+                    .map(|c| u64::from(rd_u32(c, 0)))
+                    .collect();
+            }
+            UNIX_DIAG_RQLEN => {
+                d.rqueue = rd_u32(b, at + 4);
+                d.wqueue = rd_u32(b, at + 8);
+            }
+            UNIX_DIAG_SHUTDOWN => d.shutdown = payload.first().copied().unwrap_or(0),
             _ => {}
         }
         at += (len + 3) & !3;
@@ -156,6 +201,15 @@ fn set_peek_off(fd: BorrowedFd<'_>, off: libc::c_int) -> io::Result<()> {
 /// (`stream` false) or one entry with every byte (`stream` true). `Err` with `EBADMSG` when
 /// ancillary data (passed fds, credentials) is in flight.
 pub fn peek_queue(fd: BorrowedFd<'_>, stream: bool) -> io::Result<Vec<Vec<u8>>> {
+    Ok(peek_messages(fd, stream)?
+        .into_iter()
+        .map(|(_, data)| data)
+        .collect())
+}
+
+/// [`peek_queue`] with each message's sender address as `recvfrom` gives it (empty for a
+/// stream and for an unnamed sender; a path name without its terminating NUL).
+pub fn peek_messages(fd: BorrowedFd<'_>, stream: bool) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     set_peek_off(fd, 0)?;
     let result = peek_all(fd, stream);
     // Back to the default (no peek offset), whatever happened.
@@ -165,8 +219,8 @@ pub fn peek_queue(fd: BorrowedFd<'_>, stream: bool) -> io::Result<Vec<Vec<u8>>> 
     Ok(out)
 }
 
-fn peek_all(fd: BorrowedFd<'_>, stream: bool) -> io::Result<Vec<Vec<u8>>> {
-    let mut out: Vec<Vec<u8>> = Vec::new();
+fn peek_all(fd: BorrowedFd<'_>, stream: bool) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     let mut buf = vec![0u8; 256 << 10];
     let mut cmsg = [0u8; 256];
     loop {
@@ -174,14 +228,18 @@ fn peek_all(fd: BorrowedFd<'_>, stream: bool) -> io::Result<Vec<Vec<u8>>> {
             iov_base: buf.as_mut_ptr().cast(),
             iov_len: buf.len(),
         };
+        // SAFETY: sockaddr_un is plain data; all zeroes is a valid (empty) address.
+        let mut from: libc::sockaddr_un = unsafe { std::mem::zeroed() };
         // SAFETY: msghdr is plain data; zeroed is a valid empty header, filled below.
         let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_name = (&mut from as *mut libc::sockaddr_un).cast();
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
         msg.msg_control = cmsg.as_mut_ptr().cast();
         msg.msg_controllen = cmsg.len();
-        // SAFETY: `msg` points at `iov` (into `buf`) and `cmsg`, all valid and writable for
-        // their lengths during the call.
+        // SAFETY: `msg` points at `from`, `iov` (into `buf`) and `cmsg`, all valid and
+        // writable for their lengths during the call.
         let n = unsafe {
             libc::recvmsg(
                 fd.as_raw_fd(),
@@ -208,11 +266,11 @@ fn peek_all(fd: BorrowedFd<'_>, stream: bool) -> io::Result<Vec<Vec<u8>>> {
                 break;
             }
             match out.first_mut() {
-                Some(all) => all.extend_from_slice(&data),
-                None => out.push(data),
+                Some((_, all)) => all.extend_from_slice(&data),
+                None => out.push((Vec::new(), data)),
             }
         } else {
-            out.push(data);
+            out.push((addr_name(&from, msg.msg_namelen), data));
         }
     }
     Ok(out)
@@ -259,5 +317,171 @@ pub fn send_all(fd: BorrowedFd<'_>, data: &[u8], stream: bool) -> io::Result<()>
         if !stream || done >= data.len() {
             return Ok(());
         }
+    }
+}
+
+/// The `sun_path` bytes of an address `len` bytes long (empty: unnamed), without a path
+/// name's terminating NUL.
+fn addr_name(a: &libc::sockaddr_un, len: libc::socklen_t) -> Vec<u8> {
+    let n = (len as usize)
+        .saturating_sub(std::mem::size_of::<libc::sa_family_t>())
+        .min(a.sun_path.len());
+    let raw: Vec<u8> = a.sun_path.iter().take(n).map(|&c| c as u8).collect();
+    trim_name(&raw)
+}
+
+/// A `sockaddr_un` for `name` (`sun_path` bytes; a path without its NUL, which is added; an
+/// abstract name with its leading NUL) and its length.
+fn sockaddr(name: &[u8]) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
+    // SAFETY: sockaddr_un is plain data; all zeroes is a valid address to fill.
+    let mut a: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    a.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let path = name.first().is_some_and(|&b| b != 0);
+    // A path needs room for its terminating NUL.
+    if name.is_empty() || name.len() + usize::from(path) > a.sun_path.len() {
+        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    for (d, s) in a.sun_path.iter_mut().zip(name) {
+        *d = *s as libc::c_char;
+    }
+    let len = std::mem::size_of::<libc::sa_family_t>() + name.len() + usize::from(path);
+    Ok((a, len as libc::socklen_t))
+}
+
+/// `socket(AF_UNIX, sock_type | SOCK_CLOEXEC, 0)`.
+pub fn socket(sock_type: i32) -> io::Result<OwnedFd> {
+    // SAFETY: socket takes three integers.
+    let s = unsafe { libc::socket(libc::AF_UNIX, sock_type | libc::SOCK_CLOEXEC, 0) };
+    if s < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `s` is a new descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(s) })
+}
+
+/// `bind(2)` to `name` (see [`sockaddr`]).
+pub fn bind(fd: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
+    let (a, len) = sockaddr(name)?;
+    // SAFETY: `a` is a valid sockaddr_un of at least `len` bytes.
+    let r = unsafe { libc::bind(fd.as_raw_fd(), (&a as *const libc::sockaddr_un).cast(), len) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `connect(2)` to `name` (see [`sockaddr`]).
+pub fn connect(fd: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
+    let (a, len) = sockaddr(name)?;
+    // SAFETY: `a` is a valid sockaddr_un of at least `len` bytes.
+    let r = unsafe { libc::connect(fd.as_raw_fd(), (&a as *const libc::sockaddr_un).cast(), len) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Whether a socket is bound at the path `name` (a socket file a running program uses, not a
+/// stale one): a non-blocking stream `connect` to it succeeds, finds another socket type
+/// (`EPROTOTYPE`) or a full backlog (`EAGAIN`); a stale socket file refuses it
+/// (`ECONNREFUSED`).
+pub fn is_bound(name: &[u8]) -> bool {
+    let Ok(s) = socket(libc::SOCK_STREAM | libc::SOCK_NONBLOCK) else {
+        return false;
+    };
+    match connect(s.as_fd(), name) {
+        Ok(()) => true,
+        Err(e) => matches!(
+            e.raw_os_error(),
+            Some(libc::EPROTOTYPE | libc::EAGAIN | libc::EINPROGRESS)
+        ),
+    }
+}
+
+/// `listen(2)`; on a listening socket, sets a new backlog.
+pub fn listen(fd: BorrowedFd<'_>, backlog: u32) -> io::Result<()> {
+    let backlog = libc::c_int::try_from(backlog).unwrap_or(libc::c_int::MAX);
+    // SAFETY: listen takes two integers.
+    if unsafe { libc::listen(fd.as_raw_fd(), backlog) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `accept4(2)` without blocking, `SOCK_CLOEXEC`.
+pub fn accept(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    // SAFETY: null address and length: the peer's address is not wanted.
+    let s = unsafe {
+        libc::accept4(
+            fd.as_raw_fd(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+        )
+    };
+    if s < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `s` is a new descriptor nobody else owns.
+    let s = unsafe { OwnedFd::from_raw_fd(s) };
+    // SOCK_NONBLOCK belongs to the new description; the caller sets the saved status flags.
+    Ok(s)
+}
+
+/// Sends one datagram to `name` without blocking (`sendto(2)`).
+pub fn send_to(fd: BorrowedFd<'_>, data: &[u8], name: &[u8]) -> io::Result<()> {
+    let (a, len) = sockaddr(name)?;
+    // SAFETY: `data` is readable for its length and `a` a valid address of `len` bytes.
+    let n = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            data.as_ptr().cast(),
+            data.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            (&a as *const libc::sockaddr_un).cast(),
+            len,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `shutdown(2)` with `how` (`SHUT_RD`, `SHUT_WR`, `SHUT_RDWR`).
+pub fn shutdown(fd: BorrowedFd<'_>, how: i32) -> io::Result<()> {
+    // SAFETY: shutdown takes two integers.
+    if unsafe { libc::shutdown(fd.as_raw_fd(), how) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_bind_connect_accept_and_diag() {
+        let name = format!("\0crak-unixsock-test-{}", std::process::id()).into_bytes();
+        let l = socket(libc::SOCK_STREAM).unwrap();
+        bind(l.as_fd(), &name).unwrap();
+        listen(l.as_fd(), 3).unwrap();
+        let c = socket(libc::SOCK_STREAM).unwrap();
+        connect(c.as_fd(), &name).unwrap();
+        let lino = std::fs::metadata(format!("/proc/self/fd/{}", l.as_raw_fd()))
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+            .unwrap();
+        let d = diag(lino).unwrap();
+        assert_eq!((d.state, d.rqueue, d.wqueue), (10, 1, 3));
+        assert_eq!(d.name, name);
+        assert_eq!(d.icons.len(), 1);
+        let a = accept(l.as_fd()).unwrap();
+        send_all(c.as_fd(), b"hello", true).unwrap();
+        let q = peek_messages(a.as_fd(), true).unwrap();
+        assert_eq!(q, vec![(Vec::new(), b"hello".to_vec())]);
+        assert!(sockaddr(&[b'x'; 108]).is_err());
+        assert_eq!(sockaddr(&[b'x'; 107]).unwrap().1, 110);
+        assert_eq!(trim_name(b"/tmp/s\0"), b"/tmp/s");
     }
 }
