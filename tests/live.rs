@@ -8,16 +8,12 @@
 //! The tests need root (ptrace, `clone3` with `set_tid`, `PR_SET_MM_MAP`) and run one at a time
 //! (they share PIDs and the CPU).
 
-use crak_tests::{bin, is_gone, is_root, serial, wait_gone};
+use crak_tests::{bin, is_gone, is_root, serial, signal, wait_gone};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn signal(pid: i32, sig: i32) {
-    let _ = crak_restore::sys::process::kill(pid, sig);
-}
 
 /// One mapping, as compared before and after: range, perms, path.
 type MapLine = (u64, u64, String, String);
@@ -81,173 +77,8 @@ fn fds_of(pid: i32) -> BTreeMap<i32, (String, String, String)> {
     out
 }
 
-/// A test's scratch directory, its processes, and a transcript for failure messages.
-struct Case {
-    dir: tempfile::TempDir,
-    children: Vec<Child>,
-    pids: Vec<i32>,
-    log: String,
-}
-
-impl Drop for Case {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for &pid in &self.pids {
-            signal(pid, libc::SIGKILL);
-            wait_gone(pid, Duration::from_secs(5));
-        }
-    }
-}
-
-impl Case {
-    fn new() -> Case {
-        Case {
-            dir: tempfile::Builder::new()
-                .prefix("crak-live-")
-                .tempdir()
-                .expect("tempdir"),
-            children: Vec::new(),
-            pids: Vec::new(),
-            log: String::new(),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    #[track_caller]
-    fn fail(&self, msg: &str) -> ! {
-        let out = std::fs::read_to_string(self.path("err.log")).unwrap_or_default();
-        panic!(
-            "{msg}\n--- transcript ---\n{}\n--- program stderr ---\n{out}",
-            self.log
-        );
-    }
-
-    /// Compiles tests/live/<name>.c into the scratch directory.
-    fn compile(&mut self, name: &str) -> PathBuf {
-        let src = crak_tests::workspace_root()
-            .join("tests/live")
-            .join(format!("{name}.c"));
-        let out = self.path(name);
-        let mut cmd = Command::new("cc");
-        cmd.args(["-O1", "-g", "-Wall", "-o"]).arg(&out).arg(&src);
-        if name == "vector" {
-            cmd.arg("-mavx");
-        }
-        let o = cmd.output().expect("run cc");
-        if !o.status.success() {
-            self.fail(&format!(
-                "cc {name}.c failed:\n{}",
-                String::from_utf8_lossy(&o.stderr)
-            ));
-        }
-        out
-    }
-
-    /// Starts a program in the scratch directory with stdin from /dev/null and output to
-    /// out.log / err.log.
-    fn spawn(&mut self, program: &Path, args: &[&str]) -> i32 {
-        let out = std::fs::File::create(self.path("out.log")).expect("out.log");
-        let err = std::fs::File::create(self.path("err.log")).expect("err.log");
-        let child = Command::new(program)
-            .args(args)
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("spawn test program");
-        let pid = child.id() as i32;
-        let _ = writeln!(self.log, "spawned {} {args:?} as {pid}", program.display());
-        self.children.push(child);
-        pid
-    }
-
-    /// Waits until file `name` exists in the scratch dir; returns its contents.
-    fn wait_file(&self, name: &str, timeout: Duration) -> String {
-        let t0 = Instant::now();
-        loop {
-            if let Ok(s) = std::fs::read_to_string(self.path(name)) {
-                return s;
-            }
-            if t0.elapsed() > timeout {
-                self.fail(&format!("timed out waiting for {name}"));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn run(&mut self, mut cmd: Command) -> Output {
-        let shown = format!("{cmd:?}");
-        let o = cmd.output().expect("run command");
-        let _ = writeln!(
-            self.log,
-            "$ {shown}\n  -> {}\n  stdout: {}  stderr: {}",
-            o.status,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        o
-    }
-
-    /// Captures `pid` into image.crak with crak-capture (which kills it) and reaps it.
-    fn capture(&mut self, pid: i32, extra: &[&str]) -> PathBuf {
-        let img = self.path("image.crak");
-        let mut cmd = Command::new(bin("crak-capture"));
-        cmd.arg(pid.to_string()).arg("-o").arg(&img).args(extra);
-        let o = self.run(cmd);
-        if !o.status.success() {
-            self.fail("crak-capture failed");
-        }
-        if !extra.contains(&"--leave-running") {
-            if let Some(i) = self.children.iter().position(|c| c.id() as i32 == pid) {
-                let mut c = self.children.remove(i);
-                let _ = c.wait();
-            }
-            if !wait_gone(pid, Duration::from_secs(5)) {
-                self.fail("the captured process is still alive");
-            }
-        }
-        img
-    }
-
-    fn restore_cmd(&self, img: &Path, args: &[&str]) -> Command {
-        let mut cmd = Command::new(bin("crak-restore"));
-        cmd.args(args).arg(img);
-        cmd
-    }
-
-    /// `crak-restore --detach IMAGE`; returns the restored PID.
-    fn restore_detached(&mut self, img: &Path, args: &[&str]) -> i32 {
-        let mut a = vec!["--detach"];
-        a.extend_from_slice(args);
-        let cmd = self.restore_cmd(img, &a);
-        let o = self.run(cmd);
-        if !o.status.success() {
-            self.fail("crak-restore failed");
-        }
-        let pid: i32 = String::from_utf8_lossy(&o.stdout)
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| self.fail("crak-restore printed no PID"));
-        self.pids.push(pid);
-        pid
-    }
-
-    /// Sends SIGUSR2 and waits for the program's verdict.
-    fn go_and_expect_pass(&mut self, pid: i32) {
-        signal(pid, libc::SIGUSR2);
-        let r = self.wait_file("result", Duration::from_secs(30));
-        if r.trim() != "PASS" {
-            self.fail(&format!("program reported: {}", r.trim()));
-        }
-    }
-}
+/// The live tests' scratch directory and processes (`crak_tests::Scratch`).
+type Case = crak_tests::Scratch;
 
 /// Lines of /proc/PID/status that a restore must keep.
 const STATUS_KEYS: [&str; 15] = [
@@ -374,7 +205,7 @@ impl Views {
 /// The common ZDTM flow: compile, start, READY, capture, restore with the same PID, compare
 /// the /proc views, `before_go`, SIGUSR2, PASS.
 fn zdtm(name: &str, args: &[&str], setup: impl FnOnce(&Path), before_go: impl FnOnce(i32)) -> Case {
-    let mut case = Case::new();
+    let mut case = Case::new("crak-live-");
     let prog = case.compile(name);
     setup(case.dir.path());
     let pid = case.spawn(&prog, args);
@@ -407,7 +238,7 @@ macro_rules! need_root {
 fn counter_appends_without_gap_or_repeat() {
     need_root!();
     let _g = serial();
-    let mut case = Case::new();
+    let mut case = Case::new("crak-live-");
     let prog = case.compile("counter");
     let pid = case.spawn(&prog, &[]);
     case.wait_file("ready", Duration::from_secs(20));
@@ -588,7 +419,7 @@ fn root_directory_from_an_edited_image() {
 fn nanosleep_sleeps_only_the_remaining_time() {
     need_root!();
     let _g = serial();
-    let mut case = Case::new();
+    let mut case = Case::new("crak-live-");
     let prog = case.compile("sleeper");
     let pid = case.spawn(&prog, &["6"]);
     case.wait_file("ready", Duration::from_secs(20));
@@ -635,7 +466,7 @@ fn files_offsets_flags_and_deleted_file() {
 fn deleted_file_whose_name_was_taken_again() {
     need_root!();
     let _g = serial();
-    let mut case = Case::new();
+    let mut case = Case::new("crak-live-");
     let prog = case.compile("files");
     std::fs::write(case.path("input.txt"), "ABCDEFGHIJ").expect("input.txt");
     let pid = case.spawn(&prog, &[]);
@@ -674,7 +505,7 @@ fn heap_file_mappings_and_guard_pages() {
 fn taken_pid_needs_new_pid() {
     need_root!();
     let _g = serial();
-    let mut case = Case::new();
+    let mut case = Case::new("crak-live-");
     let prog = case.compile("memory");
     let pid = case.spawn(&prog, &["8"]);
     case.wait_file("ready", Duration::from_secs(20));
@@ -703,7 +534,7 @@ fn taken_pid_needs_new_pid() {
 fn unmodified_sleep_finishes_with_status_zero() {
     need_root!();
     let _g = serial();
-    let mut case = Case::new();
+    let mut case = Case::new("crak-live-");
     let t0 = Instant::now();
     let pid = case.spawn(Path::new("/bin/sleep"), &["3"]);
     std::thread::sleep(Duration::from_millis(1000));
@@ -739,7 +570,7 @@ fn unmodified_sleep_finishes_with_status_zero() {
 fn shell_job_on_a_terminal() {
     need_root!();
     let _g = serial();
-    let mut case = Case::new();
+    let mut case = Case::new("crak-live-");
     let prog = case.compile("tty");
     let dir = case.dir.path().to_path_buf();
     // Everything runs inside one pseudo-terminal made by script(1): the program, its capture
@@ -794,7 +625,7 @@ fn shell_job_on_a_terminal() {
 /// Runs a looping interpreter that appends 0, 1, 2... to `log`, checkpoints it, restores it,
 /// and checks the numbers go on without gap or repeat.
 fn interpreter_loop(program: &str, args: &[&str], log: &str, setup: impl FnOnce(&Path)) {
-    let mut case = Case::new();
+    let mut case = Case::new("crak-live-");
     setup(case.dir.path());
     let pid = case.spawn(Path::new(program), args);
     let t0 = Instant::now();
@@ -913,7 +744,7 @@ fn restore_from_stdin_with_json_summary() {
 fn capture_piped_into_restore() {
     need_root!();
     let _g = serial();
-    let mut case = Case::new();
+    let mut case = Case::new("crak-live-");
     let prog = case.compile("memory");
     let pid = case.spawn(&prog, &["16"]);
     case.wait_file("ready", Duration::from_secs(20));
@@ -961,7 +792,7 @@ fn capture_piped_into_restore() {
 fn waiting_restore_forwards_signals_and_exits_with_128_plus_signal() {
     need_root!();
     let _g = serial();
-    let mut case = Case::new();
+    let mut case = Case::new("crak-live-");
     let pid = case.spawn(Path::new("/bin/sleep"), &["100"]);
     std::thread::sleep(Duration::from_millis(300));
     let img = case.capture(pid, &[]);
@@ -993,7 +824,7 @@ fn waiting_restore_forwards_signals_and_exits_with_128_plus_signal() {
 
 /// A captured memory program, for the error-path tests.
 fn captured_memory_program() -> (Case, i32, PathBuf) {
-    let mut case = Case::new();
+    let mut case = Case::new("crak-live-");
     let prog = case.compile("memory");
     let pid = case.spawn(&prog, &["8"]);
     case.wait_file("ready", Duration::from_secs(20));
@@ -1070,7 +901,7 @@ fn injected_faults_kill_only_the_half_built_process() {
 fn changed_file_is_refused_naming_it() {
     need_root!();
     let _g = serial();
-    let mut case = Case::new();
+    let mut case = Case::new("crak-live-");
     let prog = case.compile("files");
     std::fs::write(case.path("input.txt"), "ABCDEFGHIJ").expect("input.txt");
     let pid = case.spawn(&prog, &[]);
@@ -1204,7 +1035,7 @@ fn host_mismatches_are_refused_before_forking() {
 
 /// A captured threads program (12 threads), for the error-path tests.
 fn captured_threads_program() -> (Case, i32, PathBuf, Vec<u32>) {
-    let mut case = Case::new();
+    let mut case = Case::new("crak-live-");
     let prog = case.compile("threads");
     let pid = case.spawn(&prog, &[]);
     case.wait_file("ready", Duration::from_secs(20));
@@ -1419,7 +1250,7 @@ fn ppid_of(pid: i32) -> Option<i32> {
 fn process_tree_pipeline_shared_memory_groups_and_sessions() {
     need_root!();
     let _g = serial();
-    let mut case = Case::new();
+    let mut case = Case::new("crak-live-");
     let prog = case.compile("tree");
     let pid = case.spawn(&prog, &[]);
     case.wait_file("ready", Duration::from_secs(20));
@@ -1479,7 +1310,7 @@ fn process_tree_pipeline_shared_memory_groups_and_sessions() {
 fn process_tree_restored_under_new_pids() {
     need_root!();
     let _g = serial();
-    let mut case = Case::new();
+    let mut case = Case::new("crak-live-");
     let prog = case.compile("family");
     let pid = case.spawn(&prog, &[]);
     case.wait_file("ready", Duration::from_secs(20));
@@ -1550,7 +1381,7 @@ fn read_numbered(r: &mut impl std::io::BufRead, last: &mut i64, case: &Case) -> 
 fn external_pipe_reconnected_to_the_restorer() {
     need_root!();
     let _g = serial();
-    let mut case = Case::new();
+    let mut case = Case::new("crak-live-");
     let prog = case.compile("lines");
     let mut child = Command::new(&prog)
         .current_dir(case.dir.path())
@@ -1609,7 +1440,7 @@ fn shell_pipeline_checkpointed_midway() {
         !expected.is_empty(),
         "the uninterrupted pipeline printed nothing"
     );
-    let mut case = Case::new();
+    let mut case = Case::new("crak-live-");
     let script = format!("{PIPELINE} > wc.out");
     let pid = case.spawn(Path::new("bash"), &["-c", &script]);
     let t0 = Instant::now();

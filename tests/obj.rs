@@ -5,169 +5,61 @@
 //! also compares `/proc/PID/maps` and the fd table before and after, and what `crak-dump`
 //! shows of the image.
 
-use crak_tests::{bin, is_root, serial, wait_gone};
+use crak_tests::{bin, is_root, serial, wait_gone, Scratch};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
+/// A program of tests/live/obj_*.c running in its scratch directory.
 struct Run {
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-    pids: Vec<i32>,
-    log: String,
+    s: Scratch,
+    pid: i32,
 }
 
-impl Drop for Run {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for &p in &self.pids {
-            let _ = crak_restore::sys::process::kill(p, libc::SIGKILL);
-            wait_gone(p, Duration::from_secs(5));
-        }
+impl std::ops::Deref for Run {
+    type Target = Scratch;
+    fn deref(&self) -> &Scratch {
+        &self.s
+    }
+}
+
+impl std::ops::DerefMut for Run {
+    fn deref_mut(&mut self) -> &mut Scratch {
+        &mut self.s
     }
 }
 
 impl Run {
     /// Compiles and starts tests/live/<name>.c in a scratch directory; waits for READY.
     fn start(name: &str) -> Run {
-        let dir = tempfile::Builder::new()
-            .prefix("crak-obj-")
-            .tempdir()
-            .expect("tempdir");
-        let mut run = Run {
-            dir,
-            child: None,
-            pids: Vec::new(),
-            log: String::new(),
-        };
-        let src = crak_tests::workspace_root()
-            .join("tests/live")
-            .join(format!("{name}.c"));
-        let exe = run.path(name);
-        let o = Command::new("cc")
-            .args(["-O1", "-g", "-Wall", "-o"])
-            .arg(&exe)
-            .arg(&src)
-            .args(["-pthread", "-lrt"])
-            .output()
-            .expect("cc");
-        if !o.status.success() {
-            run.fail(&format!("cc: {}", String::from_utf8_lossy(&o.stderr)));
-        }
-        let child = Command::new(&exe)
-            .current_dir(run.dir.path())
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(run.path("out.log")).expect("out.log"))
-            .stderr(std::fs::File::create(run.path("err.log")).expect("err.log"))
-            .spawn()
-            .expect("spawn");
-        run.log += &format!("started {name} as {}\n", child.id());
-        run.child = Some(child);
-        run.wait_file("ready");
+        let mut s = Scratch::new("crak-obj-");
+        let exe = s.compile(name);
+        let pid = s.spawn(&exe, &[]);
+        s.wait_file("ready", Duration::from_secs(30));
         std::thread::sleep(Duration::from_millis(100));
-        run
+        Run { s, pid }
     }
 
     fn pid(&self) -> i32 {
-        self.child.as_ref().map_or(0, |c| c.id() as i32)
+        self.pid
     }
 
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    #[track_caller]
-    fn fail(&self, msg: &str) -> ! {
-        let result = std::fs::read_to_string(self.path("result")).unwrap_or_default();
-        let err = std::fs::read_to_string(self.path("err.log")).unwrap_or_default();
-        panic!(
-            "{msg}\n--- transcript ---\n{}--- result ---\n{result}--- stderr ---\n{err}",
-            self.log
-        );
-    }
-
-    fn wait_file(&self, name: &str) -> String {
-        let t0 = Instant::now();
-        loop {
-            if let Ok(s) = std::fs::read_to_string(self.path(name)) {
-                return s;
-            }
-            if t0.elapsed() > Duration::from_secs(30) {
-                self.fail(&format!("timed out waiting for {name}"));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn cmd(&mut self, mut c: Command) -> std::process::Output {
-        let shown = format!("{c:?}");
-        let o = c.output().expect("run");
-        let out = String::from_utf8_lossy(&o.stdout);
-        let out: String = out.chars().take(4000).collect();
-        self.log += &format!(
-            "$ {shown}\n  -> {}\n  stdout: {out}\n  stderr: {}\n",
-            o.status,
-            String::from_utf8_lossy(&o.stderr)
-        );
-        o
+    fn cmd(&mut self, c: Command) -> std::process::Output {
+        self.s.run(c)
     }
 
     /// Captures the program (killing it unless `extra` says otherwise) into image.crak.
     fn capture(&mut self, extra: &[&str]) -> PathBuf {
-        let img = self.path("image.crak");
-        let mut c = Command::new(bin("crak-capture"));
-        c.arg(self.pid().to_string())
-            .arg("-o")
-            .arg(&img)
-            .args(extra);
-        if !self.cmd(c).status.success() {
-            self.fail("crak-capture failed");
-        }
-        if !extra.contains(&"--leave-running") {
-            if let Some(mut c) = self.child.take() {
-                let _ = c.wait();
-            }
-        }
-        img
+        let pid = self.pid;
+        self.s.capture(pid, extra)
     }
 
     fn restore(&mut self, img: &Path) -> i32 {
-        let mut c = Command::new(bin("crak-restore"));
-        c.arg("--detach").arg(img);
-        let o = self.cmd(c);
-        if !o.status.success() {
-            self.fail("crak-restore failed");
-        }
-        let pid: i32 = String::from_utf8_lossy(&o.stdout)
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| self.fail("no pid printed"));
-        self.pids.push(pid);
-        pid
+        self.s.restore_detached(img, &[])
     }
 
     fn dump(&mut self, img: &Path, json: bool) -> String {
-        let mut c = Command::new(bin("crak-dump"));
-        c.arg(img);
-        if json {
-            c.arg("--json");
-        }
-        let o = self.cmd(c);
-        if !o.status.success() {
-            self.fail("crak-dump failed");
-        }
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    fn go_and_expect_pass(&mut self, pid: i32) {
-        let _ = crak_restore::sys::process::kill(pid, libc::SIGUSR2);
-        let r = self.wait_file("result");
-        if r.trim() != "PASS" {
-            self.fail(&format!("program reported: {}", r.trim()));
-        }
+        self.s.dump(img, if json { &["--json"] } else { &[] })
     }
 }
 

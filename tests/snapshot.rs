@@ -20,10 +20,10 @@
 //!
 //! Needs root and the workspace binaries (`cargo build --workspace --bins` first).
 
-use crak_tests::{bin, is_gone, is_root, serial, wait_gone};
+use crak_tests::{bin, is_gone, is_root, serial, wait_gone, Scratch};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SNAPMEM_C: &str = r#"
@@ -158,24 +158,19 @@ const PAGE: u64 = 4096;
 const SWEEP_PAGES: u64 = 4096;
 const SMALL_PAGES: u64 = 16;
 
-/// A scratch directory, the processes started in it and a transcript for failure messages.
-struct Case {
-    dir: tempfile::TempDir,
-    children: Vec<Child>,
-    pids: Vec<i32>,
-    log: String,
+/// The scratch directory of one test ([`Scratch`]) and what is particular to this program.
+struct Case(Scratch);
+
+impl std::ops::Deref for Case {
+    type Target = Scratch;
+    fn deref(&self) -> &Scratch {
+        &self.0
+    }
 }
 
-impl Drop for Case {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for &pid in &self.pids {
-            let _ = crak_restore::sys::process::kill(pid, libc::SIGKILL);
-            wait_gone(pid, Duration::from_secs(5));
-        }
+impl std::ops::DerefMut for Case {
+    fn deref_mut(&mut self) -> &mut Scratch {
+        &mut self.0
     }
 }
 
@@ -191,24 +186,7 @@ struct Ready {
 
 impl Case {
     fn new() -> Case {
-        Case {
-            dir: tempfile::Builder::new()
-                .prefix("crak-snapshot-")
-                .tempdir()
-                .expect("tempdir"),
-            children: Vec::new(),
-            pids: Vec::new(),
-            log: String::new(),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    #[track_caller]
-    fn fail(&self, msg: &str) -> ! {
-        panic!("{msg}\n--- transcript ---\n{}", self.log);
+        Case(Scratch::new("crak-snapshot-"))
     }
 
     fn compile(&mut self) -> PathBuf {
@@ -269,32 +247,6 @@ impl Case {
                 kid,
             },
         )
-    }
-
-    fn wait_file(&self, name: &str, timeout: Duration) -> String {
-        let t0 = Instant::now();
-        loop {
-            if let Ok(s) = std::fs::read_to_string(self.path(name)) {
-                return s;
-            }
-            if t0.elapsed() > timeout {
-                self.fail(&format!("timed out waiting for {name}"));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn run(&mut self, mut cmd: Command) -> Output {
-        let shown = format!("{cmd:?}");
-        let o = cmd.output().expect("run command");
-        let _ = writeln!(
-            self.log,
-            "$ {shown}\n  -> {}\n  stdout: {}  stderr: {}",
-            o.status,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        o
     }
 
     /// Reaps the program after it exited by itself.

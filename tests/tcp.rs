@@ -1,163 +1,14 @@
 //! Live tests of TCP and UDP sockets across a checkpoint: the clients run in this test process,
 //! outside the captured tree, on loopback only.
 
-use crak_tests::{bin, is_root, serial, wait_gone};
+use crak_tests::{bin, is_root, serial, Scratch};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// A scratch directory, the programs started in it (killed at the end) and a transcript of
-/// the commands run, shown when the test fails.
-struct Scratch {
-    dir: tempfile::TempDir,
-    children: Vec<Child>,
-    pids: Vec<i32>,
-    log: String,
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for &pid in &self.pids {
-            let _ = crak_restore::sys::process::kill(pid, libc::SIGKILL);
-            wait_gone(pid, Duration::from_secs(5));
-        }
-    }
-}
-
-impl Scratch {
-    fn new() -> Scratch {
-        Scratch {
-            dir: tempfile::Builder::new()
-                .prefix("crak-tcp-")
-                .tempdir()
-                .expect("tempdir"),
-            children: Vec::new(),
-            pids: Vec::new(),
-            log: String::new(),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    #[track_caller]
-    fn fail(&self, msg: &str) -> ! {
-        let err = std::fs::read_to_string(self.path("err.log")).unwrap_or_default();
-        panic!(
-            "{msg}\n--- transcript ---\n{}\n--- program stderr ---\n{err}",
-            self.log
-        );
-    }
-
-    fn run(&mut self, mut cmd: Command) -> Output {
-        let shown = format!("{cmd:?}");
-        let o = cmd.output().expect("run command");
-        self.log.push_str(&format!(
-            "$ {shown}\n  -> {}\n  stdout: {}  stderr: {}\n",
-            o.status,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ));
-        o
-    }
-
-    fn compile(&mut self, name: &str) -> PathBuf {
-        let src = crak_tests::workspace_root()
-            .join("tests/live")
-            .join(format!("{name}.c"));
-        let out = self.path(name);
-        let mut cmd = Command::new("cc");
-        cmd.args(["-O1", "-Wall", "-o"]).arg(&out).arg(&src);
-        if !self.run(cmd).status.success() {
-            self.fail(&format!("cc {name}.c failed"));
-        }
-        out
-    }
-
-    fn spawn(&mut self, program: &Path, args: &[&str]) -> i32 {
-        let log = |name| std::fs::File::create(self.path(name)).expect("log file");
-        let child = Command::new(program)
-            .args(args)
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(log("out.log"))
-            .stderr(log("err.log"))
-            .spawn()
-            .expect("spawn test program");
-        let pid = child.id() as i32;
-        self.log.push_str(&format!(
-            "spawned {} {args:?} as {pid}\n",
-            program.display()
-        ));
-        self.children.push(child);
-        pid
-    }
-
-    fn wait_file(&self, name: &str) -> String {
-        let t0 = Instant::now();
-        loop {
-            if let Ok(s) = std::fs::read_to_string(self.path(name)) {
-                return s;
-            }
-            if t0.elapsed() > Duration::from_secs(30) {
-                self.fail(&format!("timed out waiting for {name}"));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// crak-capture PID (killing it); the image path.
-    fn capture(&mut self, pid: i32) -> PathBuf {
-        let img = self.path("image.crak");
-        let mut cmd = Command::new(bin("crak-capture"));
-        cmd.arg(pid.to_string()).arg("-o").arg(&img);
-        if !self.run(cmd).status.success() {
-            self.fail("crak-capture failed");
-        }
-        if let Some(i) = self.children.iter().position(|c| c.id() as i32 == pid) {
-            let mut c = self.children.remove(i);
-            let _ = c.wait();
-        }
-        if !wait_gone(pid, Duration::from_secs(5)) {
-            self.fail("the captured process is still alive");
-        }
-        img
-    }
-
-    fn restore(&mut self, img: &Path, args: &[&str]) -> i32 {
-        let mut cmd = Command::new(bin("crak-restore"));
-        cmd.arg("--detach").args(args).arg(img);
-        let o = self.run(cmd);
-        if !o.status.success() {
-            self.fail("crak-restore failed");
-        }
-        let pid = String::from_utf8_lossy(&o.stdout)
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| self.fail("crak-restore printed no PID"));
-        self.pids.push(pid);
-        pid
-    }
-
-    fn dump(&mut self, img: &Path) -> String {
-        let mut cmd = Command::new(bin("crak-dump"));
-        cmd.arg(img);
-        let o = self.run(cmd);
-        if !o.status.success() {
-            self.fail("crak-dump failed");
-        }
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-}
 
 /// Whether the host can run these tests: root and `nft` (the capture locks connections with
 /// it; .ci/setup installs it).
@@ -235,7 +86,7 @@ fn echo_across_checkpoint(family: &str, fork: bool) {
     if !can_run() {
         return;
     }
-    let mut s = Scratch::new();
+    let mut s = Scratch::new("crak-tcp-");
     let prog = s.compile("tcp_echo");
     let args: Vec<&str> = if fork {
         vec![family, "fork"]
@@ -243,7 +94,7 @@ fn echo_across_checkpoint(family: &str, fork: bool) {
         vec![family]
     };
     let pid = s.spawn(&prog, &args);
-    let ports = s.wait_file("ports");
+    let ports = s.wait_file("ports", Duration::from_secs(30));
     let mut it = ports.split_whitespace().map(|p| p.parse::<u16>().unwrap());
     let (tport, uport) = (it.next().unwrap(), it.next().unwrap());
     let host = if family == "6" { "[::1]" } else { "127.0.0.1" };
@@ -286,13 +137,13 @@ fn echo_across_checkpoint(family: &str, fork: bool) {
     }
 
     // Captured while the client goes on sending (and not reading).
-    let img = s.capture(pid);
-    let dump = s.dump(&img);
+    let img = s.capture(pid, &[]);
+    let dump = s.dump(&img, &[]);
     if !dump.contains("ESTABLISHED") || !dump.contains(&format!(":{tport} LISTEN")) {
         s.fail(&format!("crak-dump shows no TCP state:\n{dump}"));
     }
     std::thread::sleep(Duration::from_millis(200));
-    let restored = s.restore(&img, &[]);
+    let restored = s.restore_detached(&img, &[]);
     assert_eq!(restored, pid);
     no_locks_left(&s, &img);
 
@@ -361,21 +212,21 @@ fn tcp_close_restores_connections_reset() {
     if !can_run() {
         return;
     }
-    let mut s = Scratch::new();
+    let mut s = Scratch::new("crak-tcp-");
     let prog = s.compile("tcp_echo");
     let pid = s.spawn(&prog, &["4"]);
-    let ports = s.wait_file("ports");
+    let ports = s.wait_file("ports", Duration::from_secs(30));
     let tport: u16 = ports.split_whitespace().next().unwrap().parse().unwrap();
     let mut c = TcpStream::connect(("127.0.0.1", tport)).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     c.write_all(b"x").unwrap();
     let mut b = [0u8; 1];
     c.read_exact(&mut b).unwrap();
-    let img = s.capture(pid);
+    let img = s.capture(pid, &[]);
     // The peer goes away while the connection is locked.
     drop(c);
-    s.restore(&img, &["--tcp-close"]);
-    let events = s.wait_file("events");
+    s.restore_detached(&img, &["--tcp-close"]);
+    let events = s.wait_file("events", Duration::from_secs(30));
     if events.trim() != "error ECONNRESET" {
         s.fail(&format!("the program saw {events:?}"));
     }
@@ -422,7 +273,7 @@ fn python_http_server_download_spans_the_checkpoint() {
     if !can_run() {
         return;
     }
-    let mut s = Scratch::new();
+    let mut s = Scratch::new("crak-tcp-");
     // 24 MiB that no compression or repetition could fake: a xorshift stream.
     let mut data = Vec::with_capacity(24 << 20);
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -463,14 +314,14 @@ fn python_http_server_download_spans_the_checkpoint() {
     );
     // The server fills the queues and blocks; then it is captured in the middle.
     std::thread::sleep(Duration::from_millis(300));
-    let img = s.capture(pid);
-    let dump = s.dump(&img);
+    let img = s.capture(pid, &[]);
+    let dump = s.dump(&img, &[]);
     if !dump.contains("ESTABLISHED (send") || dump.contains("ESTABLISHED (send 0 B") {
         s.fail(&format!(
             "no connection with a full send queue in the image:\n{dump}"
         ));
     }
-    s.restore(&img, &[]);
+    s.restore_detached(&img, &[]);
     no_locks_left(&s, &img);
     c.read_to_end(&mut got)
         .unwrap_or_else(|e| s.fail(&format!("reading the rest: {e}")));
@@ -506,11 +357,11 @@ fn socat_relay_across_checkpoint() {
             .is_ok_and(|o| o.status.success()),
         "socat is needed: run .ci/setup"
     );
-    let mut s = Scratch::new();
+    let mut s = Scratch::new("crak-tcp-");
     let prog = s.compile("tcp_echo");
     s.spawn(&prog, &["4"]);
     let echo_port: u16 = s
-        .wait_file("ports")
+        .wait_file("ports", Duration::from_secs(30))
         .split_whitespace()
         .next()
         .unwrap()
@@ -541,14 +392,14 @@ fn socat_relay_across_checkpoint() {
     for _ in 0..30 {
         expect(&mut reader, &mut next, &s);
     }
-    let img = s.capture(relay);
-    let dump = s.dump(&img);
+    let img = s.capture(relay, &[]);
+    let dump = s.dump(&img, &[]);
     if dump.matches("ESTABLISHED").count() < 2 {
         s.fail(&format!(
             "the relay's two connections are not in the image:\n{dump}"
         ));
     }
-    s.restore(&img, &[]);
+    s.restore_detached(&img, &[]);
     no_locks_left(&s, &img);
     let target = sent.load(Ordering::SeqCst) + 100;
     while sent.load(Ordering::SeqCst) < target {
@@ -573,11 +424,11 @@ fn failed_and_leave_running_captures_give_the_connection_back() {
     if !can_run() {
         return;
     }
-    let mut s = Scratch::new();
+    let mut s = Scratch::new("crak-tcp-");
     let prog = s.compile("tcp_echo");
     let pid = s.spawn(&prog, &["4"]);
     let tport: u16 = s
-        .wait_file("ports")
+        .wait_file("ports", Duration::from_secs(30))
         .split_whitespace()
         .next()
         .unwrap()
@@ -616,7 +467,7 @@ fn failed_and_leave_running_captures_give_the_connection_back() {
     assert!(!failed.exists());
     no_locks_left(&s, &img);
     round(&mut c, b"after a failed capture\n", &s);
-    let dump = s.dump(&img);
+    let dump = s.dump(&img, &[]);
     if !dump.contains("ESTABLISHED") {
         s.fail(&format!("no connection in the image:\n{dump}"));
     }
@@ -630,7 +481,7 @@ fn failed_and_leave_running_captures_give_the_connection_back() {
     if !s.run(cmd).status.success() {
         s.fail("the last crak-capture --leave-running failed");
     }
-    let dump = s.dump(&again);
+    let dump = s.dump(&again, &[]);
     if !dump
         .lines()
         .any(|l| l.contains("ESTABLISHED") && l.contains("SO_REUSEADDR"))
@@ -683,10 +534,10 @@ fn unsupported_tcp_states_are_refused_naming_them() {
         ("pending", "1 connection(s) not yet accepted"),
         ("close_wait", "state CLOSE_WAIT"),
     ] {
-        let mut s = Scratch::new();
+        let mut s = Scratch::new("crak-tcp-");
         let prog = s.compile("tcp_refused");
         let pid = s.spawn(&prog, &[arg]);
-        s.wait_file("ready");
+        s.wait_file("ready", Duration::from_secs(30));
         let img = s.path("image.crak");
         let mut cmd = Command::new(bin("crak-capture"));
         cmd.arg(pid.to_string()).arg("-o").arg(&img);
@@ -737,13 +588,13 @@ fn connection_inside_a_network_namespace() {
     assert!(ok(&[
         "netns", "exec", &ns.0, "ip", "link", "set", "lo", "up"
     ]));
-    let mut s = Scratch::new();
+    let mut s = Scratch::new("crak-tcp-");
     let prog = s.compile("tcp_echo");
     let prog_s = prog.to_string_lossy().into_owned();
     // `ip netns exec` runs the program in its own process.
     let pid = s.spawn(Path::new("ip"), &["netns", "exec", &ns.0, &prog_s, "4"]);
     let tport: u16 = s
-        .wait_file("ports")
+        .wait_file("ports", Duration::from_secs(30))
         .split_whitespace()
         .next()
         .unwrap()
@@ -821,11 +672,11 @@ fn failed_restore_leaves_the_peer_waiting_for_the_next_one() {
     if !can_run() {
         return;
     }
-    let mut s = Scratch::new();
+    let mut s = Scratch::new("crak-tcp-");
     let prog = s.compile("tcp_echo");
     let pid = s.spawn(&prog, &["4"]);
     let tport: u16 = s
-        .wait_file("ports")
+        .wait_file("ports", Duration::from_secs(30))
         .split_whitespace()
         .next()
         .unwrap()
@@ -836,7 +687,7 @@ fn failed_restore_leaves_the_peer_waiting_for_the_next_one() {
     c.write_all(b"one\n").unwrap();
     let mut b = [0u8; 4];
     c.read_exact(&mut b).unwrap();
-    let img = s.capture(pid);
+    let img = s.capture(pid, &[]);
     c.write_all(b"two\n").unwrap();
     let mut cmd = Command::new(bin("crak-restore"));
     cmd.arg("--detach")
@@ -857,7 +708,7 @@ fn failed_restore_leaves_the_peer_waiting_for_the_next_one() {
         other => s.fail(&format!("the peer saw {other:?} after a failed restore")),
     }
     c.set_nonblocking(false).unwrap();
-    s.restore(&img, &[]);
+    s.restore_detached(&img, &[]);
     no_locks_left(&s, &img);
     c.write_all(b"tri\n").unwrap();
     let mut all = [0u8; 8];
@@ -876,7 +727,7 @@ fn failed_restore_leaves_the_peer_waiting_for_the_next_one() {
     if !s.run(cmd).status.success() {
         s.fail("crak-capture --leave-running of the restored process failed");
     }
-    let dump = s.dump(&again);
+    let dump = s.dump(&again, &[]);
     if !dump
         .lines()
         .any(|l| l.contains("ESTABLISHED") && l.contains("SO_REUSEADDR"))

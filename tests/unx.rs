@@ -6,162 +6,37 @@
 //! Each program (tests/live/unx_*.c) sets up its sockets, writes `ready`, is captured (which
 //! kills it) and restored, and on SIGUSR2 checks its own state and writes `result`.
 
-use crak_tests::{bin, is_root, serial, wait_gone};
+use crak_tests::{bin, is_root, serial, signal, wait_gone, Scratch};
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
 
-/// A scratch directory with the processes started in it, killed at the end.
-struct Run {
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-    pids: Vec<i32>,
-    log: String,
+/// The live tests' scratch directory and processes.
+type Run = Scratch;
+
+/// Compiles tests/live/NAME.c and starts it in the scratch directory; waits for `ready`.
+fn start(run: &mut Run, name: &str) -> i32 {
+    let exe = run.compile(name);
+    let pid = run.spawn(&exe, &[]);
+    run.wait_file("ready", Duration::from_secs(30));
+    // Let the program reach the state it waits in.
+    std::thread::sleep(Duration::from_millis(200));
+    pid
 }
 
-impl Drop for Run {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for &pid in &self.pids {
-            signal(pid, libc::SIGKILL);
-            wait_gone(pid, Duration::from_secs(5));
-        }
-    }
-}
-
-fn signal(pid: i32, sig: i32) {
-    let _ = crak_restore::sys::process::kill(pid, sig);
-}
-
-impl Run {
-    fn new() -> Run {
-        Run {
-            dir: tempfile::Builder::new()
-                .prefix("crak-unx-")
-                .tempdir()
-                .expect("tempdir"),
-            child: None,
-            pids: Vec::new(),
-            log: String::new(),
+/// `crak-restore --detach ARGS IMAGE`, successful or not; a restored PID is killed at the end.
+fn restore(run: &mut Run, img: &Path, args: &[&str]) -> Output {
+    let mut a = vec!["--detach"];
+    a.extend_from_slice(args);
+    let cmd = run.restore_cmd(img, &a);
+    let o = run.run(cmd);
+    if o.status.success() {
+        if let Ok(pid) = String::from_utf8_lossy(&o.stdout).trim().parse() {
+            run.pids.push(pid);
         }
     }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    #[track_caller]
-    fn fail(&self, msg: &str) -> ! {
-        panic!("{msg}\n--- transcript ---\n{}", self.log);
-    }
-
-    /// Compiles tests/live/NAME.c and starts it in the scratch directory; waits for `ready`.
-    fn start(&mut self, name: &str) -> i32 {
-        let src = crak_tests::workspace_root()
-            .join("tests/live")
-            .join(format!("{name}.c"));
-        let exe = self.path(name);
-        let o = Command::new("cc")
-            .args(["-O1", "-g", "-Wall", "-o"])
-            .arg(&exe)
-            .arg(&src)
-            .output()
-            .expect("run cc");
-        if !o.status.success() {
-            self.fail(&format!("cc: {}", String::from_utf8_lossy(&o.stderr)));
-        }
-        let child = Command::new(&exe)
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        let pid = child.id() as i32;
-        self.child = Some(child);
-        self.wait_file("ready");
-        // Let the program reach the state it waits in.
-        std::thread::sleep(Duration::from_millis(200));
-        pid
-    }
-
-    fn wait_file(&self, name: &str) -> String {
-        let t0 = Instant::now();
-        loop {
-            if let Ok(s) = std::fs::read_to_string(self.path(name)) {
-                return s;
-            }
-            if t0.elapsed() > Duration::from_secs(30) {
-                self.fail(&format!("timed out waiting for {name}"));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn run(&mut self, cmd: &mut Command) -> Output {
-        let o = cmd.output().expect("run command");
-        self.log.push_str(&format!(
-            "$ {cmd:?}\n  -> {}\n  stdout: {}  stderr: {}\n",
-            o.status,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ));
-        o
-    }
-
-    /// Captures the tree of `pid` (killing it) into image.crak.
-    fn capture(&mut self, pid: i32) -> PathBuf {
-        let img = self.path("image.crak");
-        let o = self.run(
-            Command::new(bin("crak-capture"))
-                .arg(pid.to_string())
-                .arg("-o")
-                .arg(&img),
-        );
-        if !o.status.success() {
-            self.fail("crak-capture failed");
-        }
-        if let Some(mut c) = self.child.take() {
-            let _ = c.wait();
-        }
-        if !wait_gone(pid, Duration::from_secs(5)) {
-            self.fail("the captured process is still alive");
-        }
-        img
-    }
-
-    fn restore(&mut self, img: &Path, args: &[&str]) -> Output {
-        let o = self.run(
-            Command::new(bin("crak-restore"))
-                .arg("--detach")
-                .args(args)
-                .arg(img),
-        );
-        if o.status.success() {
-            if let Ok(pid) = String::from_utf8_lossy(&o.stdout).trim().parse() {
-                self.pids.push(pid);
-            }
-        }
-        o
-    }
-
-    /// SIGUSR2 to `pid`, then its verdict.
-    fn go_and_expect_pass(&mut self, pid: i32) {
-        signal(pid, libc::SIGUSR2);
-        let r = self.wait_file("result");
-        if r.trim() != "PASS" {
-            self.fail(&format!("program reported: {}", r.trim()));
-        }
-    }
-
-    fn dump(&mut self, img: &Path) -> String {
-        let o = self.run(Command::new(bin("crak-dump")).arg(img));
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
+    o
 }
 
 macro_rules! need_root {
@@ -177,11 +52,11 @@ macro_rules! need_root {
 fn unix_socket_server_with_clients_in_the_tree() {
     need_root!();
     let _g = serial();
-    let mut run = Run::new();
-    let pid = run.start("unx_server");
-    let img = run.capture(pid);
+    let mut run = Scratch::new("crak-unx-");
+    let pid = start(&mut run, "unx_server");
+    let img = run.capture(pid, &[]);
     // The image says what it holds.
-    let shown = run.dump(&img);
+    let shown = run.dump(&img, &[]);
     for want in [
         "unix_socket",
         "listening (backlog 8, 1 pending)",
@@ -218,7 +93,7 @@ fn unix_socket_server_with_clients_in_the_tree() {
     }
     // The socket file of a socket in use is not taken over.
     let live = std::os::unix::net::UnixListener::bind(run.path("srv.sock")).expect("bind");
-    let o = run.restore(&img, &[]);
+    let o = restore(&mut run, &img, &[]);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     if o.status.success() || !err.contains("srv.sock") || !err.contains("in use") {
         run.fail("a socket file in use was not refused by name");
@@ -226,7 +101,7 @@ fn unix_socket_server_with_clients_in_the_tree() {
     // Once that socket is closed its file is stale, as a killed server leaves it: the restore
     // replaces it.
     drop(live);
-    let o = run.restore(&img, &[]);
+    let o = restore(&mut run, &img, &[]);
     if !o.status.success() {
         run.fail("crak-restore failed");
     }
@@ -244,19 +119,19 @@ fn unix_socket_server_with_clients_in_the_tree() {
 fn socket_connected_outside_the_tree_needs_external_unix() {
     need_root!();
     let _g = serial();
-    let mut run = Run::new();
+    let mut run = Scratch::new("crak-unx-");
     let ext = run.path("ext.sock");
     let listener = std::os::unix::net::UnixListener::bind(&ext).expect("bind ext.sock");
-    let pid = run.start("unx_external");
+    let pid = start(&mut run, "unx_external");
     let (mut first, _) = listener.accept().expect("the program's connection");
     let mut hello = [0u8; 5];
     first.read_exact(&mut hello).expect("hello");
     assert_eq!(&hello, b"hello");
-    let img = run.capture(pid);
+    let img = run.capture(pid, &[]);
     if !run.log.contains("warning: process") || !run.log.contains("--external-unix") {
         run.fail("the capture does not warn about the socket connected outside the tree");
     }
-    let shown = run.dump(&img);
+    let shown = run.dump(&img, &[]);
     if !shown.contains("(outside the image)") {
         run.fail(&format!(
             "crak-dump does not show the outside peer:\n{shown}"
@@ -264,7 +139,7 @@ fn socket_connected_outside_the_tree_needs_external_unix() {
     }
 
     // Refused without --external-unix, naming the peer, and nothing is left running.
-    let o = run.restore(&img, &[]);
+    let o = restore(&mut run, &img, &[]);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     if o.status.success() || !err.contains("--external-unix") || !err.contains("ext.sock") {
         run.fail("a socket connected outside the image was not refused by name");
@@ -275,7 +150,7 @@ fn socket_connected_outside_the_tree_needs_external_unix() {
 
     // Reconnected with it: the listener gets a new connection.
     let ext_arg = ext.to_string_lossy().into_owned();
-    let o = run.restore(&img, &["--external-unix", &ext_arg]);
+    let o = restore(&mut run, &img, &["--external-unix", &ext_arg]);
     if !o.status.success() {
         run.fail("crak-restore --external-unix failed");
     }
@@ -293,7 +168,7 @@ fn socket_connected_outside_the_tree_needs_external_unix() {
         .expect("the restored program writes");
     assert_eq!(&buf, b"again");
     again.write_all(b"ok").expect("answer");
-    let r = run.wait_file("result");
+    let r = run.wait_file("result", Duration::from_secs(30));
     if r.trim() != "PASS" {
         run.fail(&format!("program reported: {}", r.trim()));
     }
@@ -303,8 +178,8 @@ fn socket_connected_outside_the_tree_needs_external_unix() {
 fn socket_with_a_descriptor_in_flight_is_refused_naming_it() {
     need_root!();
     let _g = serial();
-    let mut run = Run::new();
-    let pid = run.start("unx_inflight");
+    let mut run = Scratch::new("crak-unx-");
+    let pid = start(&mut run, "unx_inflight");
     let img = run.path("image.crak");
     let o = run.run(
         Command::new(bin("crak-capture"))
