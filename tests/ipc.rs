@@ -3,6 +3,7 @@
 //! restore. Each program checks its own state after the restore and writes PASS or FAIL; the
 //! objects are removed by the program, or by the test's guard when it fails.
 
+use crak_restore::sys::sysvipc;
 use crak_tests::{bin, is_root, serial, wait_gone};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -34,42 +35,31 @@ impl Drop for Case {
             let _ = c.wait();
         }
         for &pid in &self.pids {
-            // SAFETY: kill takes integers only.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            crak_tests::signal(pid, libc::SIGKILL);
             wait_gone(pid, Duration::from_secs(5));
         }
         for &id in &self.shm {
-            // SAFETY: IPC_RMID takes no buffer.
-            unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
+            let _ = sysvipc::shm_rmid(id);
         }
         for &id in &self.sem {
-            // SAFETY: IPC_RMID takes no argument.
-            unsafe { libc::semctl(id, 0, libc::IPC_RMID) };
+            let _ = sysvipc::sem_rmid(id);
         }
         for &id in &self.msg {
-            // SAFETY: IPC_RMID takes no buffer.
-            unsafe { libc::msgctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
+            let _ = sysvipc::msg_rmid(id);
         }
     }
 }
 
 fn shm_exists(id: i32) -> bool {
-    // SAFETY: shmid_ds is plain integers, for which all zeros is a value.
-    let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
-    // SAFETY: `ds` is a live shmid_ds.
-    unsafe { libc::shmctl(id, libc::IPC_STAT, &mut ds) == 0 }
+    sysvipc::shm_stat(id).is_ok()
 }
 
 fn msg_exists(id: i32) -> bool {
-    // SAFETY: msqid_ds is plain integers, for which all zeros is a value.
-    let mut ds: libc::msqid_ds = unsafe { std::mem::zeroed() };
-    // SAFETY: `ds` is a live msqid_ds.
-    unsafe { libc::msgctl(id, libc::IPC_STAT, &mut ds) == 0 }
+    sysvipc::msg_stat(id).is_ok()
 }
 
 fn sem_exists(id: i32) -> bool {
-    // SAFETY: GETVAL takes no argument.
-    unsafe { libc::semctl(id, 0, libc::GETVAL) >= 0 }
+    sysvipc::sem_stat(id).is_ok()
 }
 
 impl Case {
@@ -143,8 +133,7 @@ impl Case {
     /// Sends go (SIGUSR2) and waits for the verdict.
     fn go(&self, pid: i32) -> String {
         let _ = std::fs::remove_file(self.path("result"));
-        // SAFETY: kill takes integers only.
-        unsafe { libc::kill(pid, libc::SIGUSR2) };
+        crak_tests::signal(pid, libc::SIGUSR2);
         self.wait_file("result").trim().to_string()
     }
 
@@ -398,9 +387,7 @@ fn a_key_taken_by_another_object_is_refused_and_left_alone() {
     assert_eq!(case.go(pid), "PASS");
     case.reap();
     // Another queue takes the key (with another id: ids carry a sequence number).
-    // SAFETY: msgget takes integers only.
-    let other = unsafe { libc::msgget(key, libc::IPC_CREAT | 0o600) };
-    assert!(other >= 0);
+    let other = sysvipc::msg_get(key, libc::IPC_CREAT | 0o600).expect("msgget");
     case.msg.push(other);
     assert_ne!(other, msqid);
     for replace in [false, true] {
