@@ -7,7 +7,7 @@
 //!
 //! Like tests/live.rs these need root and run one at a time.
 
-use crak_tests::{bin, is_root, serial, wait_gone};
+use crak_tests::{bin, serial, wait_gone};
 use serde_json::Value;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -73,15 +73,6 @@ int main(void) {
     pass();
 }
 "#;
-
-macro_rules! need_root {
-    () => {
-        if !is_root() {
-            eprintln!("live tests need root; skipped");
-            return;
-        }
-    };
-}
 
 fn signal(pid: i32, sig: i32) {
     let _ = crak_restore::sys::process::kill(pid, sig);
@@ -317,7 +308,7 @@ fn changes(diff: &Value) -> Vec<(String, String, String)> {
 
 #[test]
 fn poke_counter_and_message_then_continue_from_the_poked_value() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut case = Case::new();
     let counter = case.symbol("counter");
@@ -370,7 +361,7 @@ fn poke_counter_and_message_then_continue_from_the_poked_value() {
 
 #[test]
 fn set_reg_sends_the_program_to_another_function() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut case = Case::new();
     let jumped = case.symbol("jumped");
@@ -399,7 +390,7 @@ fn set_reg_sends_the_program_to_another_function() {
 
 #[test]
 fn map_path_after_moving_the_open_file() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut case = Case::new();
     let (_, img) = case.start_and_capture();
@@ -431,7 +422,7 @@ fn map_path_after_moving_the_open_file() {
 
 #[test]
 fn map_path_refresh_accepts_a_copied_file() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut case = Case::new();
     let (_, img) = case.start_and_capture();
@@ -469,7 +460,7 @@ fn free_pid() -> u32 {
 
 #[test]
 fn set_pid_restores_under_the_new_pid() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut case = Case::new();
     let (old, img) = case.start_and_capture();
@@ -491,7 +482,7 @@ fn set_pid_restores_under_the_new_pid() {
 
 #[test]
 fn drop_fd_turns_the_output_into_dev_null() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut case = Case::new();
     let (_, img) = case.start_and_capture();
@@ -517,7 +508,7 @@ fn drop_fd_turns_the_output_into_dev_null() {
 
 #[test]
 fn set_cwd_and_set_env() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut case = Case::new();
     let (_, img) = case.start_and_capture();
@@ -565,7 +556,7 @@ fn set_cwd_and_set_env() {
 
 #[test]
 fn set_env_to_a_longer_value_moves_the_environment_to_a_fresh_area() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut case = Case::new();
     let (_, img) = case.start_and_capture();
@@ -586,7 +577,7 @@ fn set_env_to_a_longer_value_moves_the_environment_to_a_fresh_area() {
 
 #[test]
 fn refused_edits_create_no_output() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut case = Case::new();
     let (_, img) = case.start_and_capture();
@@ -664,7 +655,7 @@ fn special_sizes(list: &Value) -> Vec<(String, u64)> {
 
 #[test]
 fn kernel_profile_agrees_with_a_capture_and_rewrite_for_this_host_restores() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut case = Case::new();
     let (_, img) = case.start_and_capture();
@@ -827,7 +818,7 @@ fn decode_jump(image: &[u8], at: u64) -> Result<u64, Vec<u8>> {
 
 #[test]
 fn rewrite_to_another_vdso_builds_a_jump_table_and_back_restores_with_working_clocks() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut case = Case::new();
     let (_, img) = case.start_and_capture();
@@ -982,7 +973,7 @@ fn fake_bytes_len(p: &crak_format::rewrite::KernelProfile) -> u64 {
 
 #[test]
 fn rewrite_for_a_cpu_without_avx512_refuses_a_live_opmask() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let host_has_avx512 = std::fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()

@@ -4,19 +4,10 @@
 //! objects are removed by the program, or by the test's guard when it fails.
 
 use crak_restore::sys::sysvipc;
-use crak_tests::{bin, is_root, serial, wait_gone};
+use crak_tests::{bin, serial, wait_gone};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-macro_rules! need_root {
-    () => {
-        if !is_root() {
-            eprintln!("live tests need root; skipped");
-            return;
-        }
-    };
-}
 
 /// A scratch directory, the test program and what to clean up: processes and IPC objects.
 struct Case {
@@ -206,7 +197,7 @@ fn sysv_maps(pid: i32) -> Vec<String> {
 
 #[test]
 fn sysv_shm_shared_by_a_tree_and_guarded_by_a_semaphore() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut case = Case::new();
     let (pid, ids) = case.start("ipc_shm", &[]);
@@ -258,7 +249,7 @@ fn sysv_shm_shared_by_a_tree_and_guarded_by_a_semaphore() {
 
 #[test]
 fn a_removed_segment_is_restored_removed_and_goes_with_its_processes() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut case = Case::new();
     let (pid, ids) = case.start("ipc_shm", &["rmid"]);
@@ -293,7 +284,7 @@ fn a_removed_segment_is_restored_removed_and_goes_with_its_processes() {
 
 #[test]
 fn a_capture_leaving_the_tree_running_leaves_its_segment_and_semaphores_alone() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut case = Case::new();
     let (pid, ids) = case.start("ipc_shm", &[]);
@@ -316,7 +307,7 @@ fn a_capture_leaving_the_tree_running_leaves_its_segment_and_semaphores_alone() 
 
 #[test]
 fn msg_queue_of_100_messages_left_intact_by_capture_and_drained_after_restore() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut case = Case::new();
     let (pid, ids) = case.start("ipc_msg", &[]);
@@ -351,7 +342,7 @@ fn msg_queue_of_100_messages_left_intact_by_capture_and_drained_after_restore() 
 
 #[test]
 fn a_failed_restore_removes_the_objects_it_made() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut case = Case::new();
     let (pid, ids) = case.start("ipc_msg", &[]);
@@ -376,7 +367,7 @@ fn a_failed_restore_removes_the_objects_it_made() {
 
 #[test]
 fn a_key_taken_by_another_object_is_refused_and_left_alone() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut case = Case::new();
     let (pid, ids) = case.start("ipc_msg", &[]);

@@ -8,7 +8,7 @@
 //! The tests need root (ptrace, `clone3` with `set_tid`, `PR_SET_MM_MAP`) and run one at a time
 //! (they share PIDs and the CPU).
 
-use crak_tests::{bin, is_gone, is_root, serial, signal, wait_gone};
+use crak_tests::{bin, is_gone, serial, signal, wait_gone};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -225,18 +225,9 @@ fn zdtm(name: &str, args: &[&str], setup: impl FnOnce(&Path), before_go: impl Fn
     case
 }
 
-macro_rules! need_root {
-    () => {
-        if !is_root() {
-            eprintln!("live tests need root; skipped");
-            return;
-        }
-    };
-}
-
 #[test]
 fn counter_appends_without_gap_or_repeat() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut case = Case::new("crak-live-");
     let prog = case.compile("counter");
@@ -272,21 +263,21 @@ fn counter_appends_without_gap_or_repeat() {
 
 #[test]
 fn memory_64mib_checksum() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     zdtm("memory", &["64"], |_| {}, |_| {});
 }
 
 #[test]
 fn memory_256mib_random() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     zdtm("memory", &["256", "random"], |_| {}, |_| {});
 }
 
 #[test]
 fn vector_registers_survive() {
-    need_root!();
+    crak_tests::need_root!();
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     if !cpuinfo.contains(" avx") {
         eprintln!("no AVX on this CPU; skipped");
@@ -298,7 +289,7 @@ fn vector_registers_survive() {
 
 #[test]
 fn signal_handlers_masks_and_pending_signals() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     zdtm(
         "signals",
@@ -313,7 +304,7 @@ fn signal_handlers_masks_and_pending_signals() {
 
 #[test]
 fn credentials_of_an_unprivileged_process() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     zdtm(
         "creds",
@@ -337,7 +328,7 @@ fn credentials_of_an_unprivileged_process() {
 /// unprivileged credentials, and the restored process must have exactly those.
 #[test]
 fn credentials_from_an_edited_image() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let (mut case, pid, img) = captured_memory_program();
     {
@@ -392,7 +383,7 @@ fn credentials_from_an_edited_image() {
 /// rebuilt (whose paths are host paths); the working directory stays where it was.
 #[test]
 fn root_directory_from_an_edited_image() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let (mut case, pid, img) = captured_memory_program();
     let root = case.path("newroot");
@@ -417,7 +408,7 @@ fn root_directory_from_an_edited_image() {
 
 #[test]
 fn nanosleep_sleeps_only_the_remaining_time() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut case = Case::new("crak-live-");
     let prog = case.compile("sleeper");
@@ -445,14 +436,14 @@ fn nanosleep_sleeps_only_the_remaining_time() {
 
 #[test]
 fn pipes_blocked_read_and_buffered_data() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     zdtm("pipes", &[], |_| {}, |_| {});
 }
 
 #[test]
 fn files_offsets_flags_and_deleted_file() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     zdtm(
         "files",
@@ -464,7 +455,7 @@ fn files_offsets_flags_and_deleted_file() {
 
 #[test]
 fn deleted_file_whose_name_was_taken_again() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut case = Case::new("crak-live-");
     let prog = case.compile("files");
@@ -486,7 +477,7 @@ fn deleted_file_whose_name_was_taken_again() {
 
 #[test]
 fn heap_file_mappings_and_guard_pages() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     zdtm(
         "mappings",
@@ -503,7 +494,7 @@ fn heap_file_mappings_and_guard_pages() {
 
 #[test]
 fn taken_pid_needs_new_pid() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut case = Case::new("crak-live-");
     let prog = case.compile("memory");
@@ -532,7 +523,7 @@ fn taken_pid_needs_new_pid() {
 
 #[test]
 fn unmodified_sleep_finishes_with_status_zero() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut case = Case::new("crak-live-");
     let t0 = Instant::now();
@@ -568,7 +559,7 @@ fn unmodified_sleep_finishes_with_status_zero() {
 
 #[test]
 fn shell_job_on_a_terminal() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut case = Case::new("crak-live-");
     let prog = case.compile("tty");
@@ -673,7 +664,7 @@ fn interpreter_loop(program: &str, args: &[&str], log: &str, setup: impl FnOnce(
 
 #[test]
 fn python_loop() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     interpreter_loop(
         "python3",
@@ -688,7 +679,7 @@ fn python_loop() {
 
 #[test]
 fn bash_loop() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     interpreter_loop(
         "bash",
@@ -709,7 +700,7 @@ fn bash_loop() {
 
 #[test]
 fn restore_from_stdin_with_json_summary() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let (mut case, pid, img) = captured_memory_program();
     let mut cmd = case.restore_cmd(Path::new("-"), &["--detach", "--json"]);
@@ -742,7 +733,7 @@ fn restore_from_stdin_with_json_summary() {
 
 #[test]
 fn capture_piped_into_restore() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut case = Case::new("crak-live-");
     let prog = case.compile("memory");
@@ -790,7 +781,7 @@ fn capture_piped_into_restore() {
 
 #[test]
 fn waiting_restore_forwards_signals_and_exits_with_128_plus_signal() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut case = Case::new("crak-live-");
     let pid = case.spawn(Path::new("/bin/sleep"), &["100"]);
@@ -834,7 +825,7 @@ fn captured_memory_program() -> (Case, i32, PathBuf) {
 
 #[test]
 fn corrupted_image_is_refused_before_anything_is_created() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let (mut case, pid, img) = captured_memory_program();
     let mut bytes = std::fs::read(&img).expect("image");
@@ -861,7 +852,7 @@ fn corrupted_image_is_refused_before_anything_is_created() {
 
 #[test]
 fn injected_faults_kill_only_the_half_built_process() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let (mut case, pid, img) = captured_memory_program();
     for point in [
@@ -899,7 +890,7 @@ fn injected_faults_kill_only_the_half_built_process() {
 
 #[test]
 fn changed_file_is_refused_naming_it() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut case = Case::new("crak-live-");
     let prog = case.compile("files");
@@ -950,7 +941,7 @@ fn refused_after_edit(
 
 #[test]
 fn host_mismatches_are_refused_before_forking() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let (mut case, pid, img) = captured_memory_program();
     use crak_format::record::vma::VmaKind;
@@ -1053,7 +1044,7 @@ fn captured_threads_program() -> (Case, i32, PathBuf, Vec<u32>) {
 
 #[test]
 fn failed_multi_threaded_restore_leaves_no_thread_behind() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let (mut case, pid, img, tids) = captured_threads_program();
     assert_eq!(tids.len(), 12, "the program runs 12 threads");
@@ -1140,7 +1131,7 @@ proptest::proptest! {
 
 #[test]
 fn threads_counters_condvar_sleep_and_per_thread_state() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     zdtm("threads", &[], |_| {}, |_| {});
 }
@@ -1164,7 +1155,7 @@ threading.Event().wait()
 
 #[test]
 fn python_threads() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     interpreter_loop("python3", &["-c", PY_THREADS], "py.log", |_| {});
 }
@@ -1204,7 +1195,7 @@ fn main() {
 
 #[test]
 fn rust_std_threads() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let dir = tempfile::tempdir().expect("tempdir");
     let src = dir.path().join("threads.rs");
@@ -1248,7 +1239,7 @@ fn ppid_of(pid: i32) -> Option<i32> {
 
 #[test]
 fn process_tree_pipeline_shared_memory_groups_and_sessions() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut case = Case::new("crak-live-");
     let prog = case.compile("tree");
@@ -1308,7 +1299,7 @@ fn process_tree_pipeline_shared_memory_groups_and_sessions() {
 /// statuses, which the program checks with the PIDs it sees after the restore.
 #[test]
 fn process_tree_restored_under_new_pids() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut case = Case::new("crak-live-");
     let prog = case.compile("family");
@@ -1379,7 +1370,7 @@ fn read_numbered(r: &mut impl std::io::BufRead, last: &mut i64, case: &Case) -> 
 /// crak-restore's: the lines go on from the next number to the last, none lost or repeated.
 #[test]
 fn external_pipe_reconnected_to_the_restorer() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut case = Case::new("crak-live-");
     let prog = case.compile("lines");
@@ -1428,7 +1419,7 @@ fn external_pipe_reconnected_to_the_restorer() {
 
 #[test]
 fn shell_pipeline_checkpointed_midway() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     const PIPELINE: &str = "seq 1 30000000 | gzip -1 | wc -c";
     let o = Command::new("bash")
@@ -1484,7 +1475,7 @@ fn shell_pipeline_checkpointed_midway() {
 
 #[test]
 fn event_loop_epoll_eventfd_timerfd_signalfd() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     zdtm(
         "events",
@@ -1499,7 +1490,7 @@ fn event_loop_epoll_eventfd_timerfd_signalfd() {
 
 #[test]
 fn unix_socket_pairs_with_queued_data_in_a_tree() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     zdtm("sockets", &[], |_| {}, |_| {});
 }

@@ -5,7 +5,7 @@
 //! also compares `/proc/PID/maps` and the fd table before and after, and what `crak-dump`
 //! shows of the image.
 
-use crak_tests::{bin, is_root, serial, wait_gone, Scratch};
+use crak_tests::{bin, serial, wait_gone, Scratch};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -130,18 +130,9 @@ fn round_trip(name: &str) -> (Run, String, String) {
     (run, table, json)
 }
 
-macro_rules! need_root {
-    () => {
-        if !is_root() {
-            eprintln!("live tests need root; skipped");
-            return;
-        }
-    };
-}
-
 #[test]
 fn memfd_with_seals_only_mapped_memfd_and_posix_shm() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let (run, table, json) = round_trip("obj_memfd");
     for want in [
@@ -161,7 +152,7 @@ fn memfd_with_seals_only_mapped_memfd_and_posix_shm() {
 
 #[test]
 fn inotify_reports_files_created_after_restore_with_saved_watch_descriptors() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let (run, table, _) = round_trip("obj_inotify");
     if !table.contains("inotify") || !table.contains("IN_CREATE") {
@@ -171,7 +162,7 @@ fn inotify_reports_files_created_after_restore_with_saved_watch_descriptors() {
 
 #[test]
 fn flock_posix_and_ofd_locks_still_held_after_restore() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let (run, table, json) = round_trip("obj_locks");
     for want in ["File locks", "LOCK_EX", "F_WRLCK", "10-19", "ofd"] {
@@ -186,7 +177,7 @@ fn flock_posix_and_ofd_locks_still_held_after_restore() {
 
 #[test]
 fn capture_leaving_the_process_running_keeps_its_locks() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut run = Run::start("obj_locks");
     let pid = run.pid();
@@ -201,7 +192,7 @@ fn capture_leaving_the_process_running_keeps_its_locks() {
 
 #[test]
 fn itimer_and_posix_timers_keep_firing_with_their_periods_and_ids() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let (run, table, json) = round_trip("obj_timers");
     for want in [
@@ -223,7 +214,7 @@ fn itimer_and_posix_timers_keep_firing_with_their_periods_and_ids() {
 
 #[test]
 fn restore_fails_cleanly_when_another_process_took_a_saved_lock() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut run = Run::start("obj_locks");
     let pid = run.pid();
@@ -257,7 +248,7 @@ fn restore_fails_cleanly_when_another_process_took_a_saved_lock() {
 
 #[test]
 fn inotify_watch_on_a_replaced_directory_is_refused_before_anything_is_created() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut run = Run::start("obj_inotify");
     let pid = run.pid();
@@ -282,7 +273,7 @@ fn inotify_watch_on_a_replaced_directory_is_refused_before_anything_is_created()
 
 #[test]
 fn memfd_shared_by_a_parent_and_its_child_stays_one_object() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let (run, _, json) = round_trip("obj_memfd_tree");
     if json.matches("\"kind\": \"memfd\"").count() < 2 {
@@ -292,7 +283,7 @@ fn memfd_shared_by_a_parent_and_its_child_stays_one_object() {
 
 #[test]
 fn thread_directed_timer_follows_its_thread_to_a_new_pid() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut run = Run::start("obj_timers");
     let pid = run.pid();

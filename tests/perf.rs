@@ -5,7 +5,7 @@
 //!
 //! Needs root, like tests/live.rs; the tests run one at a time.
 
-use crak_tests::{bin, is_root, serial};
+use crak_tests::{bin, serial};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -191,18 +191,9 @@ fn mapped_bytes_of(pid: i32, img: &Path) -> u64 {
         .sum()
 }
 
-macro_rules! need_root {
-    () => {
-        if !is_root() {
-            eprintln!("live tests need root; skipped");
-            return;
-        }
-    };
-}
-
 #[test]
 fn eager_restore_from_a_file_keeps_neither_fd_nor_mapping_of_the_image() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut case = Case::new();
     let img = case.captured_bigmem();
@@ -218,7 +209,7 @@ fn eager_restore_from_a_file_keeps_neither_fd_nor_mapping_of_the_image() {
 
 #[test]
 fn lazy_restore_of_64mib_maps_the_image_and_passes_its_checksum() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut case = Case::new();
     let img = case.captured_bigmem();
@@ -239,7 +230,7 @@ fn lazy_restore_of_64mib_maps_the_image_and_passes_its_checksum() {
 
 #[test]
 fn lazy_restore_from_standard_input_is_refused() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut case = Case::new();
     let img = case.captured_bigmem();

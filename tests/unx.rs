@@ -6,7 +6,7 @@
 //! Each program (tests/live/unx_*.c) sets up its sockets, writes `ready`, is captured (which
 //! kills it) and restored, and on SIGUSR2 checks its own state and writes `result`.
 
-use crak_tests::{bin, is_root, serial, signal, wait_gone, Scratch};
+use crak_tests::{bin, serial, signal, wait_gone, Scratch};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -39,18 +39,9 @@ fn restore(run: &mut Run, img: &Path, args: &[&str]) -> Output {
     o
 }
 
-macro_rules! need_root {
-    () => {
-        if !is_root() {
-            eprintln!("live tests need root; skipped");
-            return;
-        }
-    };
-}
-
 #[test]
 fn unix_socket_server_with_clients_in_the_tree() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut run = Scratch::new("crak-unx-");
     let pid = start(&mut run, "unx_server");
@@ -117,7 +108,7 @@ fn unix_socket_server_with_clients_in_the_tree() {
 
 #[test]
 fn socket_connected_outside_the_tree_needs_external_unix() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut run = Scratch::new("crak-unx-");
     let ext = run.path("ext.sock");
@@ -176,7 +167,7 @@ fn socket_connected_outside_the_tree_needs_external_unix() {
 
 #[test]
 fn socket_with_a_descriptor_in_flight_is_refused_naming_it() {
-    need_root!();
+    crak_tests::need_root!();
     let _g = serial();
     let mut run = Scratch::new("crak-unx-");
     let pid = start(&mut run, "unx_inflight");

@@ -47,6 +47,18 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// Returns from the calling test, saying so, unless it runs as root (live tests need ptrace,
+/// `clone3` with `set_tid`, ...).
+#[macro_export]
+macro_rules! need_root {
+    () => {
+        if !$crate::is_root() {
+            eprintln!("live tests need root; skipped");
+            return;
+        }
+    };
+}
+
 /// Whether `pid` is gone (no /proc entry) or a zombie.
 pub fn is_gone(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
