@@ -194,27 +194,24 @@ pub fn socket(family: u16, sock_type: i32) -> io::Result<OwnedFd> {
 
 /// `bind(2)`.
 pub fn bind(fd: BorrowedFd<'_>, e: &Endpoint) -> io::Result<()> {
-    let (ss, len) = to_sockaddr(e);
-    // SAFETY: `ss` holds a valid address of `len` bytes.
-    let r = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&ss as *const libc::sockaddr_storage).cast(),
-            len,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    with_address(fd, e, libc::bind)
 }
 
 /// `connect(2)`; on a socket in repair mode it only sets the peer and the state.
 pub fn connect(fd: BorrowedFd<'_>, e: &Endpoint) -> io::Result<()> {
+    with_address(fd, e, libc::connect)
+}
+
+/// Calls `call` (`bind` or `connect`) on `fd` with the socket address of `e`.
+fn with_address(
+    fd: BorrowedFd<'_>,
+    e: &Endpoint,
+    call: unsafe extern "C" fn(libc::c_int, *const libc::sockaddr, libc::socklen_t) -> libc::c_int,
+) -> io::Result<()> {
     let (ss, len) = to_sockaddr(e);
-    // SAFETY: `ss` holds a valid address of `len` bytes.
+    // SAFETY: `ss` holds a valid address of `len` bytes, which `call` only reads.
     let r = unsafe {
-        libc::connect(
+        call(
             fd.as_raw_fd(),
             (&ss as *const libc::sockaddr_storage).cast(),
             len,
