@@ -18,6 +18,7 @@ mod mm;
 mod objects;
 mod pages;
 mod process;
+mod scm;
 mod signal;
 mod thread;
 mod vma;
@@ -144,6 +145,7 @@ pub fn validate(image: &Image<'_>, layout: Option<&Layout>) -> Report {
         pages::check(&mut cx, p, &vmas);
     }
     fd::check(&mut cx);
+    scm::check(&mut cx);
     ipc::check(&mut cx);
     let errors = cx
         .findings
