@@ -644,6 +644,7 @@ fn sample() -> Image<'static> {
         shm_segments: Vec::new(),
         sem_sets: Vec::new(),
         msg_queues: Vec::new(),
+        scm: Vec::new(),
         auth: None,
         unknown: Vec::new(),
         extras: Vec::new(),
