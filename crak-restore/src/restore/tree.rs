@@ -88,6 +88,7 @@ pub fn family<'a>(image: &'a Image<'_>, options: &Options) -> Result<Family<'a>,
     if image.processes.len() <= 1 {
         let proc = plan::check_image(image)?;
         let plan = plan::make_plan(image, proc, options)?;
+        super::scm::check(image, &[], &[])?;
         return Ok(Family {
             members: vec![Member { proc, plan }],
             shared_pipes: Vec::new(),
@@ -227,6 +228,7 @@ pub fn family<'a>(image: &'a Image<'_>, options: &Options) -> Result<Family<'a>,
         .checked_add(64)
         .ok_or_else(|| RestoreError::Invalid("fd numbers too large".into()))?;
     let shared_anon = plan_shared_anon(&members)?;
+    super::scm::check(image, &shared_socks, &shared_unix)?;
     Ok(Family {
         members,
         shared_pipes,
@@ -538,8 +540,9 @@ pub fn make_pool(family: &Family<'_>, image: &Image<'_>) -> Result<Pool, String>
         else {
             continue;
         };
-        let (mine, peer_ino, theirs) = super::files::unix_pair(fa, &all_fds)
-            .map_err(|e| format!("shared socket pair {a}/{b}: {e}"))?;
+        let (mine, peer_ino, theirs) =
+            super::files::unix_pair(fa, &all_fds, &super::scm::InFlight::default())
+                .map_err(|e| format!("shared socket pair {a}/{b}: {e}"))?;
         let up = |fd: OwnedFd| {
             fdops::dup_at_least(fd.as_fd(), family.pool_base)
                 .map_err(|e| format!("shared socket pair {a}/{b}: dup: {e}"))
@@ -560,8 +563,13 @@ pub fn make_pool(family: &Family<'_>, image: &Image<'_>) -> Result<Pool, String>
             .map(|m| m.plan.options.external_unix.as_slice())
             .unwrap_or(&[]);
         for group in &family.shared_unix {
-            let made = super::unix_socket::make_group(group, &unix, external)
-                .map_err(|e| format!("shared Unix sockets: {e}"))?;
+            let made = super::unix_socket::make_group(
+                group,
+                &unix,
+                external,
+                &super::scm::InFlight::default(),
+            )
+            .map_err(|e| format!("shared Unix sockets: {e}"))?;
             for (ino, s) in made {
                 let s = fdops::dup_at_least(s.as_fd(), family.pool_base)
                     .map_err(|e| format!("shared Unix socket {ino}: dup: {e}"))?;
