@@ -512,6 +512,10 @@ fn in_flight(
     use crak_format::record::scm::{Scm, SCM_CREDENTIALS};
     use std::os::fd::AsRawFd;
     let me = std::process::id() as i32;
+    let named = match FdState::decode(sock.kind, sock.contents.as_bytes()) {
+        Ok(Some(FdState::UnixSocket(u))) => format!(" ({})", shown(&u.name)),
+        _ => String::new(),
+    };
     let mut files = Vec::with_capacity(a.fds.len());
     for (j, copy) in a.fds.iter().enumerate() {
         let described = describe(me, copy.as_raw_fd(), holds, pipes, true).map_err(|e| {
@@ -523,7 +527,7 @@ fn in_flight(
                 pid,
                 fd: sock.fd as i32,
                 kind: format!(
-                    "a Unix socket whose queued message {} carries, as file {j} in flight, {what}",
+                    "a Unix socket{named} whose queued message {} carries, as file {j} in flight, {what}",
                     a.message
                 ),
                 link: format!("socket:[{}]", sock.ino),
