@@ -2047,6 +2047,8 @@ fn json_schema_document_lists_every_image_key() {
     let shm = vectors.join("020-sysv-shm.bin");
     let sem = vectors.join("021-sysv-sem.bin");
     let msg = vectors.join("022-sysv-msg.bin");
+    // Files and credentials in flight (format 1.3).
+    let scm = vectors.join("030-scm-files-and-credentials.bin");
     let img = s.image("srv.crak", &sample());
     let mut outs = Vec::new();
     for (path, pages) in [
@@ -2064,6 +2066,8 @@ fn json_schema_document_lists_every_image_key() {
         (&shm, true),
         (&sem, true),
         (&msg, true),
+        (&scm, true),
+        (&scm, false),
     ] {
         let r = if pages {
             s.run(args![path, "--json", "--pages"])
