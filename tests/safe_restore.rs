@@ -628,8 +628,8 @@ fn verify_accepts_signed_refuses_unsigned_and_tampered() {
         .records
         .iter()
         .find(|r| r.kind == crak_format::record::kind::CREDS)
-        .expect("a CREDS record")
-        .clone();
+        .copied()
+        .expect("a CREDS record");
     drop(parsed);
     let mut bad = signed.clone();
     let start = span.payload_offset() as usize;
