@@ -585,6 +585,50 @@ fn bad_crc_names_the_record_and_crc_offset() {
 }
 
 #[test]
+fn deferred_page_crcs_are_checked_by_the_caller() {
+    let bytes = to_vec(&small_image()).unwrap();
+    let (parsed, unchecked) = read::parse_deferring_page_crcs(&bytes).unwrap();
+    assert_eq!(parsed.image, parse(&bytes).unwrap().image);
+    let pages: Vec<_> = parsed
+        .layout
+        .records
+        .iter()
+        .filter(|s| s.kind == kind::PAGES)
+        .collect();
+    assert_eq!(pages.len(), unchecked.len());
+    let read_at = |data: &[u8]| {
+        let data = data.to_vec();
+        move |at: u64, buf: &mut [u8]| {
+            let at = at as usize;
+            buf.copy_from_slice(&data[at..at + buf.len()]);
+            Ok(())
+        }
+    };
+    let mut buf = vec![0u8; 1000]; // not a divisor of the payload: partial last read
+    for (span, u) in pages.iter().zip(&unchecked) {
+        assert_eq!((u.offset, u.length), (span.offset, span.length));
+        u.check_at(&mut buf, read_at(&bytes)).unwrap();
+    }
+    // A flipped page byte: parse refuses the image, the deferring parse does not, and the
+    // caller's check fails exactly as parse did.
+    let span = pages[0];
+    let mut b = bytes.clone();
+    b[span.field_offset(span.length - 1) as usize] ^= 1;
+    let whole = parse(&b).unwrap_err();
+    assert_eq!(whole.kind(), ErrorKind::BadCrc);
+    let (_, unchecked) = read::parse_deferring_page_crcs(&b).unwrap();
+    let late = unchecked[0].check_at(&mut buf, read_at(&b)).unwrap_err();
+    assert_eq!(late.to_string(), whole.to_string());
+    // Other records' CRCs are still checked.
+    let thread = *parsed.layout.find(kind::THREAD, Some(100), 0).unwrap();
+    let mut b = bytes.clone();
+    b[thread.field_offset(8) as usize] ^= 1;
+    let e = read::parse_deferring_page_crcs(&b).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BadCrc);
+    assert_eq!(e.record_name(), Some("THREAD"));
+}
+
+#[test]
 fn page_data_is_aligned_and_borrowed() {
     let bytes = to_vec(&small_image()).unwrap();
     let parsed = parse(&bytes).unwrap();

@@ -36,7 +36,7 @@ fn files_under(dir: &Path, ext: Option<&str>) -> Vec<PathBuf> {
         let p = e.path();
         if p.is_dir() {
             out.extend(files_under(&p, ext));
-        } else if ext.map_or(true, |x| p.extension().is_some_and(|e| e == x)) {
+        } else if ext.is_none_or(|x| p.extension().is_some_and(|e| e == x)) {
             out.push(p);
         }
     }
@@ -354,14 +354,11 @@ fn bounded_page_maps_past_the_end() {
     let p = image.processes.first_mut().expect("a process");
     let pid = p.pid();
     let page = vec![0x41u8; 4096];
-    p.vmas = vec![
-        vma(pid, 0x10000, 0x20000),
-        vma(pid, 0x30000, u64::MAX & !0xfff),
-    ];
+    p.vmas = vec![vma(pid, 0x10000, 0x20000), vma(pid, 0x30000, !0xfff)];
     p.pages = vec![
         PageRun {
             pid,
-            addr: u64::MAX & !0xfff,
+            addr: !0xfff,
             nr_pages: 1,
             data: Blob::from(page.clone()),
         },

@@ -4,31 +4,28 @@
 //! objects are removed by the program, or by the test's guard when it fails.
 
 use crak_restore::sys::sysvipc;
-use crak_tests::{bin, serial, wait_gone};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use crak_tests::{serial, wait_gone, Scratch};
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
 
-/// A scratch directory, the test program and what to clean up: processes and IPC objects.
+/// A test's scratch directory ([`Scratch`]: its processes and transcript) and the IPC objects
+/// to remove once its processes are gone.
 struct Case {
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-    pids: Vec<i32>,
+    s: Scratch,
+    ipc: Ipc,
+}
+
+/// IPC objects removed on drop, whether the program removed them already or not.
+#[derive(Default)]
+struct Ipc {
     shm: Vec<i32>,
     sem: Vec<i32>,
     msg: Vec<i32>,
 }
 
-impl Drop for Case {
+impl Drop for Ipc {
     fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for &pid in &self.pids {
-            crak_tests::signal(pid, libc::SIGKILL);
-            wait_gone(pid, Duration::from_secs(5));
-        }
         for &id in &self.shm {
             let _ = sysvipc::shm_rmid(id);
         }
@@ -38,6 +35,28 @@ impl Drop for Case {
         for &id in &self.msg {
             let _ = sysvipc::msg_rmid(id);
         }
+    }
+}
+
+impl Drop for Case {
+    fn drop(&mut self) {
+        // The assertions of the tests panic without the transcript: show it with the failure.
+        if std::thread::panicking() {
+            eprintln!("--- transcript ---\n{}", self.s.log);
+        }
+    }
+}
+
+impl std::ops::Deref for Case {
+    type Target = Scratch;
+    fn deref(&self) -> &Scratch {
+        &self.s
+    }
+}
+
+impl std::ops::DerefMut for Case {
+    fn deref_mut(&mut self) -> &mut Scratch {
+        &mut self.s
     }
 }
 
@@ -56,49 +75,19 @@ fn sem_exists(id: i32) -> bool {
 impl Case {
     fn new() -> Case {
         Case {
-            dir: tempfile::Builder::new()
-                .prefix("crak-ipc-")
-                .tempdir()
-                .expect("tempdir"),
-            child: None,
-            pids: Vec::new(),
-            shm: Vec::new(),
-            sem: Vec::new(),
-            msg: Vec::new(),
+            s: Scratch::new("crak-ipc-"),
+            ipc: Ipc::default(),
         }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
     }
 
     /// Compiles tests/live/<name>.c and starts it in the scratch directory; waits for READY and
     /// returns its pid and the words of its "ids" file.
     fn start(&mut self, name: &str, args: &[&str]) -> (i32, Vec<i32>) {
-        let src = crak_tests::workspace_root()
-            .join("tests/live")
-            .join(format!("{name}.c"));
-        let exe = self.path(name);
-        let o = Command::new("cc")
-            .args(["-O1", "-g", "-Wall", "-o"])
-            .arg(&exe)
-            .arg(&src)
-            .output()
-            .expect("cc");
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let child = Command::new(&exe)
-            .args(args)
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        let pid = child.id() as i32;
-        self.child = Some(child);
-        self.wait_file("ready");
+        let exe = self.s.compile(name);
+        let pid = self.s.spawn(&exe, args);
+        self.wait_file("ready", Duration::from_secs(30));
         let ids: Vec<i32> = self
-            .wait_file("ids")
+            .wait_file("ids", Duration::from_secs(30))
             .split_whitespace()
             .map(|w| w.parse().expect("ids"))
             .collect();
@@ -107,79 +96,44 @@ impl Case {
         (pid, ids)
     }
 
-    fn wait_file(&self, name: &str) -> String {
-        let t0 = Instant::now();
-        loop {
-            if let Ok(s) = std::fs::read_to_string(self.path(name)) {
-                return s;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "timed out waiting for {name}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
     /// Sends go (SIGUSR2) and waits for the verdict.
     fn go(&self, pid: i32) -> String {
         let _ = std::fs::remove_file(self.path("result"));
         crak_tests::signal(pid, libc::SIGUSR2);
-        self.wait_file("result").trim().to_string()
+        self.wait_file("result", Duration::from_secs(30))
+            .trim()
+            .to_string()
     }
 
-    /// Reaps the started program once it is gone (captured and killed, or ended).
-    fn reap(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.wait();
+    /// Reaps the started program `pid` once it is gone (ended after a capture that left it
+    /// running).
+    fn reap(&mut self, pid: i32) {
+        if let Some(i) = self.s.children.iter().position(|c| c.id() as i32 == pid) {
+            let _ = self.s.children.remove(i).wait();
         }
     }
-}
 
-fn run(cmd: &mut Command) -> Output {
-    let o = cmd.output().expect("run");
-    eprintln!(
-        "$ {cmd:?}\n  -> {}\n  stdout: {}  stderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
-
-fn capture(pid: i32, img: &Path, extra: &[&str]) {
-    let o = run(Command::new(bin("crak-capture"))
-        .arg(pid.to_string())
-        .arg("-o")
-        .arg(img)
-        .args(extra));
-    assert!(o.status.success(), "crak-capture failed");
-}
-
-/// `crak-restore --detach IMAGE` with `extra`; the restored pid, or the failed output.
-fn restore(img: &Path, extra: &[&str]) -> Result<i32, Output> {
-    let o = run(Command::new(bin("crak-restore"))
-        .arg("--detach")
-        .args(extra)
-        .arg(img));
-    if !o.status.success() {
-        return Err(o);
+    /// `crak-restore --detach IMAGE` with `extra`; the restored pid (killed at the end), or the
+    /// failed output.
+    fn restore(&mut self, img: &Path, extra: &[&str]) -> Result<i32, Output> {
+        let mut args = vec!["--detach"];
+        args.extend_from_slice(extra);
+        let cmd = self.s.restore_cmd(img, &args);
+        let o = self.s.run(cmd);
+        if !o.status.success() {
+            return Err(o);
+        }
+        let pid = String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .parse()
+            .expect("crak-restore printed a pid");
+        self.s.pids.push(pid);
+        Ok(pid)
     }
-    Ok(String::from_utf8_lossy(&o.stdout)
-        .trim()
-        .parse()
-        .expect("crak-restore printed a pid"))
-}
 
-fn dump(img: &Path, json: bool) -> String {
-    let mut cmd = Command::new(bin("crak-dump"));
-    cmd.arg(img);
-    if json {
-        cmd.arg("--json");
+    fn dump_json(&mut self, img: &Path) -> serde_json::Value {
+        serde_json::from_str(&self.s.dump(img, &["--json"])).expect("json")
     }
-    let o = run(&mut cmd);
-    assert!(o.status.success(), "crak-dump failed");
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// The /SYSV lines of /proc/PID/maps: range, permissions, offset, inode (the shmid), name.
@@ -202,32 +156,30 @@ fn sysv_shm_shared_by_a_tree_and_guarded_by_a_semaphore() {
     let mut case = Case::new();
     let (pid, ids) = case.start("ipc_shm", &[]);
     let (shmid, semid, key, child) = (ids[0], ids[1], ids[2], ids[3]);
-    case.shm.push(shmid);
-    case.sem.push(semid);
+    case.ipc.shm.push(shmid);
+    case.ipc.sem.push(semid);
     let maps = (sysv_maps(pid), sysv_maps(child));
     assert_eq!(maps.0.len(), 2, "{maps:?}");
     assert_eq!(maps.1.len(), 1, "{maps:?}");
-    let img = case.path("image.crak");
-    capture(pid, &img, &[]);
-    case.reap();
+    let img = case.capture(pid, &[]);
     assert!(wait_gone(pid, Duration::from_secs(5)) && wait_gone(child, Duration::from_secs(5)));
 
     // The image holds the segment, the set and the mappings naming the segment.
-    let json: serde_json::Value = serde_json::from_str(&dump(&img, true)).expect("json");
+    let json = case.dump_json(&img);
     let seg = &json["shm_segments"][0];
     assert_eq!(seg["perm"]["id"], shmid);
     assert_eq!(seg["perm"]["key"], key as u32);
     assert_eq!(seg["size"], 3 * 4096 + 100);
     assert_eq!(json["sem_sets"][0]["perm"]["id"], semid);
     assert_eq!(json["sem_sets"][0]["sems"][1]["value"], 42);
-    let table = dump(&img, false);
+    let table = case.dump(&img, &[]);
     assert!(table.contains("SysV shared memory"), "{table}");
     assert!(table.contains(&format!("{:#010x}", key as u32)), "{table}");
     assert!(table.contains("SysV semaphore sets"), "{table}");
 
     // The objects outlive their processes: the ids are taken, and the restore says so.
     assert!(shm_exists(shmid) && sem_exists(semid));
-    let refused = restore(&img, &[]).expect_err("a taken id is refused");
+    let refused = case.restore(&img, &[]).expect_err("a taken id is refused");
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains(&format!("segment {shmid}")), "{err}");
     assert!(err.contains("--ipc-replace"), "{err}");
@@ -236,8 +188,9 @@ fn sysv_shm_shared_by_a_tree_and_guarded_by_a_semaphore() {
         "a refused restore left a process"
     );
 
-    let restored = restore(&img, &["--ipc-replace"]).expect("restore with --ipc-replace");
-    case.pids.push(restored);
+    let restored = case
+        .restore(&img, &["--ipc-replace"])
+        .expect("restore with --ipc-replace");
     assert_eq!(restored, pid);
     case.pids.push(child);
     assert_eq!((sysv_maps(pid), sysv_maps(child)), maps);
@@ -254,14 +207,12 @@ fn a_removed_segment_is_restored_removed_and_goes_with_its_processes() {
     let mut case = Case::new();
     let (pid, ids) = case.start("ipc_shm", &["rmid"]);
     let (shmid, semid, child) = (ids[0], ids[1], ids[3]);
-    case.shm.push(shmid);
-    case.sem.push(semid);
+    case.ipc.shm.push(shmid);
+    case.ipc.sem.push(semid);
     let maps = (sysv_maps(pid), sysv_maps(child));
-    let img = case.path("image.crak");
-    capture(pid, &img, &[]);
-    case.reap();
+    let img = case.capture(pid, &[]);
     assert!(wait_gone(pid, Duration::from_secs(5)) && wait_gone(child, Duration::from_secs(5)));
-    let json: serde_json::Value = serde_json::from_str(&dump(&img, true)).expect("json");
+    let json = case.dump_json(&img);
     let seg = &json["shm_segments"][0];
     assert_eq!(seg["perm"]["key"], 0);
     assert_eq!(
@@ -270,8 +221,7 @@ fn a_removed_segment_is_restored_removed_and_goes_with_its_processes() {
     );
     // Its last process was killed: the segment is gone, the semaphore set is not.
     assert!(!shm_exists(shmid) && sem_exists(semid));
-    let restored = restore(&img, &["--ipc-replace"]).expect("restore");
-    case.pids.push(restored);
+    case.restore(&img, &["--ipc-replace"]).expect("restore");
     case.pids.push(child);
     assert_eq!((sysv_maps(pid), sysv_maps(child)), maps);
     assert_eq!(case.go(pid), "PASS");
@@ -289,19 +239,18 @@ fn a_capture_leaving_the_tree_running_leaves_its_segment_and_semaphores_alone() 
     let mut case = Case::new();
     let (pid, ids) = case.start("ipc_shm", &[]);
     let (shmid, semid, child) = (ids[0], ids[1], ids[3]);
-    case.shm.push(shmid);
-    case.sem.push(semid);
+    case.ipc.shm.push(shmid);
+    case.ipc.sem.push(semid);
     case.pids.push(child);
-    let img = case.path("image.crak");
     // With a forked snapshot (the default), then without.
-    capture(pid, &img, &["--leave-running"]);
-    capture(pid, &img, &["--leave-running", "--no-snapshot"]);
-    let json: serde_json::Value = serde_json::from_str(&dump(&img, true)).expect("json");
+    case.capture(pid, &["--leave-running"]);
+    let img = case.capture(pid, &["--leave-running", "--no-snapshot"]);
+    let json = case.dump_json(&img);
     assert_eq!(json["shm_segments"].as_array().map(Vec::len), Some(1));
     assert_eq!(json["sem_sets"][0]["perm"]["id"], semid);
     // Still three attachments (the capture's own is gone), still counting, same state.
     assert_eq!(case.go(pid), "PASS");
-    case.reap();
+    case.reap(pid);
     assert!(!shm_exists(shmid) && !sem_exists(semid));
 }
 
@@ -312,27 +261,25 @@ fn msg_queue_of_100_messages_left_intact_by_capture_and_drained_after_restore() 
     let mut case = Case::new();
     let (pid, ids) = case.start("ipc_msg", &[]);
     let (msqid, key) = (ids[0], ids[1]);
-    case.msg.push(msqid);
-    let img = case.path("image.crak");
+    case.ipc.msg.push(msqid);
     // A capture that leaves the process running takes no message.
-    capture(pid, &img, &["--leave-running"]);
+    let img = case.capture(pid, &["--leave-running"]);
     assert_eq!(case.go(pid), "PASS");
-    case.reap();
+    case.reap(pid);
     assert!(!msg_exists(msqid), "the program removed its queue");
 
-    let json: serde_json::Value = serde_json::from_str(&dump(&img, true)).expect("json");
+    let json = case.dump_json(&img);
     let q = &json["msg_queues"][0];
     assert_eq!(q["perm"]["id"], msqid);
     assert_eq!(q["perm"]["key"], key as u32);
     assert_eq!(q["qbytes"], 8192);
     assert_eq!(q["messages"].as_array().map(Vec::len), Some(100));
     assert_eq!(q["messages"][7]["mtype"], 3);
-    let table = dump(&img, false);
+    let table = case.dump(&img, &[]);
     assert!(table.contains("SysV message queues"), "{table}");
 
     // The queue is gone: the restore makes it again with its id and messages.
-    let restored = restore(&img, &[]).expect("restore");
-    case.pids.push(restored);
+    let restored = case.restore(&img, &[]).expect("restore");
     assert_eq!(restored, pid);
     assert!(msg_exists(msqid));
     assert_eq!(case.go(pid), "PASS");
@@ -347,16 +294,14 @@ fn a_failed_restore_removes_the_objects_it_made() {
     let mut case = Case::new();
     let (pid, ids) = case.start("ipc_msg", &[]);
     let msqid = ids[0];
-    case.msg.push(msqid);
-    let img = case.path("image.crak");
-    capture(pid, &img, &["--leave-running"]);
+    case.ipc.msg.push(msqid);
+    let img = case.capture(pid, &["--leave-running"]);
     assert_eq!(case.go(pid), "PASS");
-    case.reap();
+    case.reap(pid);
     // An injected fault after the fork: the queue made before it goes again.
-    let o = run(Command::new(bin("crak-restore"))
-        .env("CRAK_FAULT", "restore-after-fork")
-        .arg("--detach")
-        .arg(&img));
+    let mut cmd = case.restore_cmd(&img, &["--detach"]);
+    cmd.env("CRAK_FAULT", "restore-after-fork");
+    let o = case.run(cmd);
     assert!(!o.status.success());
     assert!(wait_gone(pid, Duration::from_secs(5)));
     assert!(
@@ -372,18 +317,19 @@ fn a_key_taken_by_another_object_is_refused_and_left_alone() {
     let mut case = Case::new();
     let (pid, ids) = case.start("ipc_msg", &[]);
     let (msqid, key) = (ids[0], ids[1]);
-    case.msg.push(msqid);
-    let img = case.path("image.crak");
-    capture(pid, &img, &["--leave-running"]);
+    case.ipc.msg.push(msqid);
+    let img = case.capture(pid, &["--leave-running"]);
     assert_eq!(case.go(pid), "PASS");
-    case.reap();
+    case.reap(pid);
     // Another queue takes the key (with another id: ids carry a sequence number).
     let other = sysvipc::msg_get(key, libc::IPC_CREAT | 0o600).expect("msgget");
-    case.msg.push(other);
+    case.ipc.msg.push(other);
     assert_ne!(other, msqid);
     for replace in [false, true] {
         let args: &[&str] = if replace { &["--ipc-replace"] } else { &[] };
-        let refused = restore(&img, args).expect_err("a taken key is refused");
+        let refused = case
+            .restore(&img, args)
+            .expect_err("a taken key is refused");
         let err = String::from_utf8_lossy(&refused.stderr);
         assert!(
             err.contains(&format!("key {:#010x} is taken by id {other}", key as u32)),

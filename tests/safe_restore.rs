@@ -73,7 +73,7 @@ int main(int argc, char **argv) {
 }
 "#;
 
-/// The program's name (its `comm`), unique enough to find leftovers by.
+/// The program's name (its `comm`): with the directory of its case, what finds its leftovers.
 const PROG: &str = "crak-sfr-prog";
 
 /// A system user made for the test, deleted when dropped.
@@ -150,29 +150,7 @@ impl Drop for Case {
             let _ = crak_restore::sys::process::kill(pid, libc::SIGKILL);
             wait_gone(pid, Duration::from_secs(5));
         }
-        kill_leftovers();
-    }
-}
-
-/// PIDs of live processes named [`PROG`].
-fn program_pids() -> Vec<i32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        if comm.trim() == PROG && !crak_tests::is_gone(pid) {
-            out.push(pid);
-        }
-    }
-    out
-}
-
-fn kill_leftovers() {
-    for pid in program_pids() {
-        let _ = crak_restore::sys::process::kill(pid, libc::SIGKILL);
-        wait_gone(pid, Duration::from_secs(5));
+        self.kill_leftovers();
     }
 }
 
@@ -180,8 +158,9 @@ impl Case {
     /// Makes the user (one per test, by name), the directory, the program, and runs it as the
     /// user until it is ready; captures it as root. Returns the case and the image path.
     fn setup(user: &str) -> (Case, PathBuf) {
-        kill_leftovers();
-        let user = TestUser::create(user);
+        // Another run of these tests (another checkout, another user of the machine) may be
+        // under way: its user and its processes are not this run's.
+        let user = TestUser::create(&format!("{user}-{}", std::process::id()));
         let dir = tempfile::Builder::new()
             .prefix("crak-sfr-")
             .tempdir()
@@ -254,6 +233,31 @@ impl Case {
 
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
+    }
+
+    /// PIDs of the live processes of this case: named [`PROG`], in its directory (where the
+    /// program and every crak-restore run start, and the image's working directory).
+    fn program_pids(&self) -> Vec<i32> {
+        let dir = std::fs::canonicalize(self.dir.path()).expect("the case's directory");
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"));
+            if comm.trim() == PROG && cwd.is_ok_and(|c| c == dir) && !crak_tests::is_gone(pid) {
+                out.push(pid);
+            }
+        }
+        out
+    }
+
+    fn kill_leftovers(&self) {
+        for pid in self.program_pids() {
+            let _ = crak_restore::sys::process::kill(pid, libc::SIGKILL);
+            wait_gone(pid, Duration::from_secs(5));
+        }
     }
 
     fn note(&mut self, s: &str) {
@@ -362,7 +366,7 @@ impl Case {
             }
         }
         std::thread::sleep(Duration::from_millis(50));
-        let left = program_pids();
+        let left = self.program_pids();
         if !left.is_empty() {
             self.fail(&format!("processes left after a refusal: {left:?}"));
         }
@@ -628,8 +632,8 @@ fn verify_accepts_signed_refuses_unsigned_and_tampered() {
         .records
         .iter()
         .find(|r| r.kind == crak_format::record::kind::CREDS)
-        .expect("a CREDS record")
-        .clone();
+        .copied()
+        .expect("a CREDS record");
     drop(parsed);
     let mut bad = signed.clone();
     let start = span.payload_offset() as usize;
@@ -707,7 +711,7 @@ fn set_user_id_crak_restore_refuses_to_run() {
     if o.status.code() != Some(2) || !err.contains("set-user-ID") {
         case.fail("a set-user-ID crak-restore ran");
     }
-    if !program_pids().is_empty() {
+    if !case.program_pids().is_empty() {
         case.fail("a process was restored");
     }
 }

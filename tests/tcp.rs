@@ -61,7 +61,8 @@ fn no_locks_left(s: &Scratch, img: &Path) {
     }
 }
 
-/// Sends numbered lines on `stream` until `stop`, one every millisecond or so; returns how many.
+/// Sends numbered lines on `stream` until `stop`, one every millisecond or so, counting them in
+/// `sent`.
 fn numbered_sender(
     mut stream: TcpStream,
     stop: Arc<AtomicBool>,
@@ -77,6 +78,61 @@ fn numbered_sender(
         }
         Ok(())
     })
+}
+
+/// A client of an echo server: [`numbered_sender`] on one side of the connection, and the
+/// echoes read back on the other, each of which must be the next line.
+struct NumberedEcho {
+    reader: BufReader<TcpStream>,
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    sender: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+    next: u64,
+    line: String,
+}
+
+impl NumberedEcho {
+    /// Starts sending on `client`.
+    fn start(client: TcpStream) -> NumberedEcho {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let sender = numbered_sender(client.try_clone().unwrap(), stop.clone(), sent.clone());
+        NumberedEcho {
+            reader: BufReader::new(client),
+            stop,
+            sent,
+            sender: Some(sender),
+            next: 0,
+            line: String::new(),
+        }
+    }
+
+    /// Reads `n` echoes, each the next line.
+    fn expect(&mut self, n: u64, s: &Scratch) {
+        for _ in 0..n {
+            self.line.clear();
+            if self.reader.read_line(&mut self.line).is_err()
+                || self.line != format!("line {}\n", self.next)
+            {
+                s.fail(&format!("echo {}: got {:?}", self.next, self.line));
+            }
+            self.next += 1;
+        }
+    }
+
+    /// Lets `more` lines more be sent, stops the sender and reads every echo left, in order.
+    fn finish(mut self, more: u64, s: &Scratch) {
+        let target = self.sent.load(Ordering::SeqCst) + more;
+        while self.sent.load(Ordering::SeqCst) < target {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(Err(e)) = self.sender.take().map(|h| h.join().unwrap()) {
+            s.fail(&format!("the client's sending failed: {e}"));
+        }
+        let total = self.sent.load(Ordering::SeqCst);
+        self.expect(total - self.next, s);
+    }
 }
 
 /// An echo server on `family` ("4" or "6") with a client connected across a checkpoint; with
@@ -118,23 +174,9 @@ fn echo_across_checkpoint(family: &str, fork: bool) {
     client
         .set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicU64::new(0));
-    let sender = numbered_sender(client.try_clone().unwrap(), stop.clone(), sent.clone());
-    let mut reader = BufReader::new(client);
+    let mut echo = NumberedEcho::start(client);
     // Some lines echoed before the capture.
-    let mut line = String::new();
-    let mut next = 0u64;
-    let mut expect_line = |reader: &mut BufReader<TcpStream>, next: &mut u64, s: &Scratch| {
-        line.clear();
-        if reader.read_line(&mut line).is_err() || line != format!("line {next}\n") {
-            s.fail(&format!("echo {next}: got {line:?}"));
-        }
-        *next += 1;
-    };
-    for _ in 0..50 {
-        expect_line(&mut reader, &mut next, &s);
-    }
+    echo.expect(50, &s);
 
     // Captured while the client goes on sending (and not reading).
     let img = s.capture(pid, &[]);
@@ -155,18 +197,7 @@ fn echo_across_checkpoint(family: &str, fork: bool) {
         ));
     }
     // More lines after the restore, then every echo in order.
-    let target = sent.load(Ordering::SeqCst) + 200;
-    while sent.load(Ordering::SeqCst) < target {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    stop.store(true, Ordering::SeqCst);
-    if let Err(e) = sender.join().unwrap() {
-        s.fail(&format!("the client's sending failed: {e}"));
-    }
-    let total = sent.load(Ordering::SeqCst);
-    while next < total {
-        expect_line(&mut reader, &mut next, &s);
-    }
+    echo.finish(200, &s);
 
     // The listening socket accepts new connections, and the UDP socket echoes.
     let mut second = TcpStream::connect(addr).expect("connect after restore");
@@ -376,22 +407,8 @@ fn socat_relay_across_checkpoint() {
         ],
     );
     let client = connect_when_listening(&s, port);
-    let stop = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicU64::new(0));
-    let sender = numbered_sender(client.try_clone().unwrap(), stop.clone(), sent.clone());
-    let mut reader = BufReader::new(client);
-    let mut line = String::new();
-    let mut next = 0u64;
-    let mut expect = |reader: &mut BufReader<TcpStream>, next: &mut u64, s: &Scratch| {
-        line.clear();
-        if reader.read_line(&mut line).is_err() || line != format!("line {next}\n") {
-            s.fail(&format!("echo {next}: got {line:?}"));
-        }
-        *next += 1;
-    };
-    for _ in 0..30 {
-        expect(&mut reader, &mut next, &s);
-    }
+    let mut echo = NumberedEcho::start(client);
+    echo.expect(30, &s);
     let img = s.capture(relay, &[]);
     let dump = s.dump(&img, &[]);
     if dump.matches("ESTABLISHED").count() < 2 {
@@ -401,18 +418,7 @@ fn socat_relay_across_checkpoint() {
     }
     s.restore_detached(&img, &[]);
     no_locks_left(&s, &img);
-    let target = sent.load(Ordering::SeqCst) + 100;
-    while sent.load(Ordering::SeqCst) < target {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    stop.store(true, Ordering::SeqCst);
-    if let Err(e) = sender.join().unwrap() {
-        s.fail(&format!("the client's sending failed: {e}"));
-    }
-    let total = sent.load(Ordering::SeqCst);
-    while next < total {
-        expect(&mut reader, &mut next, &s);
-    }
+    echo.finish(100, &s);
 }
 
 /// A capture that fails after the connection was locked and put in repair mode, and one that

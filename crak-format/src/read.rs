@@ -904,6 +904,75 @@ impl<'data> Builder<'data> {
 /// parser, the ordering rules of §2.3, END's counts and digest (§2.4) and that nothing follows
 /// END. Unknown records without CRITICAL are skipped (they appear in the layout only).
 pub fn parse(data: &[u8]) -> Result<Parsed<'_>, Error> {
+    parse_inner(data, None)
+}
+
+/// [`parse`] that checks every CRC except those of PAGES records, returned instead for the
+/// caller to check with [`UncheckedPages::check_at`] before it uses their page data: a
+/// restorer that maps stored pages from the file need not read them all first. Everything
+/// else, END's digest included (it covers the stored CRCs, not the payloads), is checked.
+pub fn parse_deferring_page_crcs(
+    data: &[u8],
+) -> Result<(Parsed<'_>, Vec<UncheckedPages>), Error> {
+    let mut unchecked = Vec::new();
+    let parsed = parse_inner(data, Some(&mut unchecked))?;
+    Ok((parsed, unchecked))
+}
+
+/// A PAGES record whose CRC [`parse_deferring_page_crcs`] left to the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UncheckedPages {
+    /// File offset of the record header.
+    pub offset: u64,
+    /// Payload length.
+    pub length: u64,
+    /// The stored CRC.
+    pub crc: u32,
+    header: [u8; RECORD_HEADER_LEN],
+}
+
+impl UncheckedPages {
+    /// File offset of the payload.
+    pub fn payload_offset(&self) -> u64 {
+        self.offset.saturating_add(RECORD_HEADER_LEN as u64)
+    }
+
+    /// Checks the CRC over the payload read again with `read_at(offset, buf)`, which must fill
+    /// `buf` from that file offset; `buf`'s length is the size of each read. Fails with
+    /// `bad-crc` exactly as [`parse`] would, or with the reader's error.
+    pub fn check_at(
+        &self,
+        buf: &mut [u8],
+        mut read_at: impl FnMut(u64, &mut [u8]) -> io::Result<()>,
+    ) -> Result<(), Error> {
+        if buf.is_empty() {
+            return Err(Error::new(ErrorKind::Io).with_detail("no buffer to read pages into"));
+        }
+        let mut crc = crc32c::crc32c(&self.header);
+        let mut at = self.payload_offset();
+        let mut left = self.length;
+        while left > 0 {
+            let n = usize::try_from(left).map_or(buf.len(), |l| l.min(buf.len()));
+            let chunk = &mut buf[..n];
+            read_at(at, chunk).map_err(|e| Error::io(e).with_record(kind::PAGES, self.offset))?;
+            crc = crc32c::crc32c_append(crc, chunk);
+            at = at.saturating_add(n as u64);
+            left -= n as u64;
+        }
+        if crc == self.crc {
+            return Ok(());
+        }
+        Err(Error::new(ErrorKind::BadCrc)
+            .with_record(kind::PAGES, self.offset)
+            .with_field("crc", self.payload_offset().saturating_add(self.length))
+            .with_detail(format!("stored {:#010x}, computed {crc:#010x}", self.crc)))
+    }
+}
+
+fn parse_inner<'data>(
+    data: &'data [u8],
+    mut defer: Option<&mut Vec<UncheckedPages>>,
+) -> Result<Parsed<'data>, Error> {
     let (fh, mut records) = Records::new(data)?;
     let mut tracker = Tracker::new(data.get(..FILE_HEADER_LEN).unwrap_or_default());
     let mut builder = Builder::new(fh);
@@ -914,7 +983,15 @@ pub fn parse(data: &[u8]) -> Result<Parsed<'_>, Error> {
                 .with_detail("the file ends without an END record"));
         };
         let raw = raw?;
-        raw.verify_crc()?;
+        match defer.as_deref_mut() {
+            Some(list) if raw.kind == kind::PAGES => list.push(UncheckedPages {
+                offset: raw.offset,
+                length: raw.length(),
+                crc: raw.crc,
+                header: raw.header,
+            }),
+            _ => raw.verify_crc()?,
+        }
         let known = tracker.frame(raw.kind, raw.flags, raw.offset)?;
         if raw.kind == kind::END {
             let end = crate::record::end::parse(raw.payload)

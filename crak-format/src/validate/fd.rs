@@ -141,7 +141,7 @@ pub(super) fn check(cx: &mut Cx<'_, '_>) {
                             cx.error(
                                 "unix-peer-missing",
                                 at,
-                                contents_at.clone(),
+                                contents_at,
                                 format!(
                                     "fd {} is a Unix socket whose peer (inode {peer}) no fd of the image holds",
                                     f.fd
@@ -194,7 +194,7 @@ pub(super) fn check(cx: &mut Cx<'_, '_>) {
                                 cx.error(
                                     "epoll-target-missing",
                                     at,
-                                    contents_at.clone(),
+                                    contents_at,
                                     format!(
                                         "epoll fd {} watches fd {}, which process {pid} does not have",
                                         f.fd, e.fd

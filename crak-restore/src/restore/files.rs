@@ -703,6 +703,23 @@ fn open_fifo(f: &Fd<'_>, flags: i32, pipes: &[PipeData<'_>]) -> ChildResult<Owne
     Ok(fd)
 }
 
+/// Gives a new pipe, by its write end `w`, the capacity and the contents saved in `p` (spec
+/// §3.14). `err` makes the error of a step from its name and cause.
+pub(super) fn refill_pipe(
+    w: &OwnedFd,
+    p: &PipeData<'_>,
+    err: impl Fn(&str, std::io::Error) -> String,
+) -> ChildResult<()> {
+    if p.capacity > 0 {
+        let cap = i32::try_from(p.capacity).unwrap_or(i32::MAX);
+        fdops::set_pipe_size(w.as_fd(), cap).map_err(|e| err("F_SETPIPE_SZ", e))?;
+    }
+    // Non-blocking while refilling: data beyond the capacity must fail, not hang.
+    fdops::set_status_flags(w.as_fd(), libc::O_NONBLOCK).map_err(|e| err("F_SETFL", e))?;
+    write_all(w, p.data.as_bytes()).map_err(|e| err("refilling pipe", e))?;
+    fdops::set_status_flags(w.as_fd(), 0).map_err(|e| err("F_SETFL", e))
+}
+
 /// One end of a pipe. Both ends of a pipe (same id) come from one `pipe2`; the first fd that
 /// names the pipe creates it, sets its capacity and refills its saved bytes. A second fd on
 /// the same end shares the same open file description, as `dup` would have made it.
@@ -717,15 +734,7 @@ fn open_pipe_end(
         let r = OwnedFd::from(r);
         let w = OwnedFd::from(w);
         if let Some(p) = pipes.iter().find(|p| p.pipe_id == f.ino) {
-            if p.capacity > 0 {
-                let cap = i32::try_from(p.capacity).unwrap_or(i32::MAX);
-                fdops::set_pipe_size(w.as_fd(), cap).map_err(|e| err(f, "F_SETPIPE_SZ", e))?;
-            }
-            // Non-blocking while refilling: data beyond the capacity must fail, not hang.
-            fdops::set_status_flags(w.as_fd(), libc::O_NONBLOCK)
-                .map_err(|e| err(f, "F_SETFL", e))?;
-            write_all(&w, p.data.as_bytes()).map_err(|e| err(f, "refilling pipe", e))?;
-            fdops::set_status_flags(w.as_fd(), 0).map_err(|e| err(f, "F_SETFL", e))?;
+            refill_pipe(&w, p, |what, e| err(f, what, e))?;
         }
         pipe_ends.insert((f.ino, false), r);
         pipe_ends.insert((f.ino, true), w);

@@ -585,15 +585,7 @@ pub fn make_pool(family: &Family<'_>, image: &Image<'_>) -> Result<Pool, String>
         let w = fdops::dup_at_least(OwnedFd::from(w).as_fd(), family.pool_base)
             .map_err(|x| e("dup", x))?;
         if let Some(p) = image.pipes.iter().find(|p| p.pipe_id == ino) {
-            if p.capacity > 0 {
-                let cap = i32::try_from(p.capacity).unwrap_or(i32::MAX);
-                fdops::set_pipe_size(w.as_fd(), cap).map_err(|x| e("F_SETPIPE_SZ", x))?;
-            }
-            // Non-blocking while refilling: data beyond the capacity must fail, not hang.
-            fdops::set_status_flags(w.as_fd(), libc::O_NONBLOCK).map_err(|x| e("F_SETFL", x))?;
-            let mut f = std::fs::File::from(w.try_clone().map_err(|x| e("dup", x))?);
-            std::io::Write::write_all(&mut f, p.data.as_bytes()).map_err(|x| e("refilling", x))?;
-            fdops::set_status_flags(w.as_fd(), 0).map_err(|x| e("F_SETFL", x))?;
+            super::files::refill_pipe(&w, p, e)?;
         }
         pool.pipes.push((ino, r, w));
     }
