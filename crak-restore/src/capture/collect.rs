@@ -174,7 +174,9 @@ fn mark_shared_descriptions(
     let me = std::process::id() as i32;
     // Candidates by (kind, dev, ino): only those can share a description; with the (pid, fd)
     // that kcmp compares.
-    let mut by_file: std::collections::BTreeMap<(u16, u64, u64), Vec<(Loc, i32, i32)>> =
+    /// An fd that may share a description: where it is, and the (pid, fd) kcmp compares.
+    type Candidate = (Loc, i32, i32);
+    let mut by_file: std::collections::BTreeMap<(u16, u64, u64), Vec<Candidate>> =
         Default::default();
     let mut add = |f: &Fd<'_>, loc: Loc, pid: i32, fd: i32| {
         if shareable(f.kind) {
@@ -197,7 +199,7 @@ fn mark_shared_descriptions(
     let mut next = 1u32;
     for group in by_file.values().filter(|g| g.len() > 1) {
         // Representatives of the descriptions found so far, with their members.
-        let mut descs: Vec<Vec<(Loc, i32, i32)>> = Vec::new();
+        let mut descs: Vec<Vec<Candidate>> = Vec::new();
         for &(loc, p, fd) in group {
             let mut placed = false;
             for d in &mut descs {

@@ -231,10 +231,11 @@ fn peek(
     })
 }
 
+/// Queued messages as (sender, data).
+type Queue = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Messages as (sender, data), and the ancillary data of those that carry some.
-fn split_ancillary(
-    peeked: Vec<crate::sys::unixsock::Peeked>,
-) -> (Vec<(Vec<u8>, Vec<u8>)>, Vec<Ancillary>) {
+fn split_ancillary(peeked: Vec<crate::sys::unixsock::Peeked>) -> (Queue, Vec<Ancillary>) {
     let mut queue = Vec::with_capacity(peeked.len());
     let mut ancillary = Vec::new();
     for (i, m) in peeked.into_iter().enumerate() {

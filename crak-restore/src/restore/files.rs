@@ -210,7 +210,6 @@ fn place_all(
     }
     // Every object exists and every queue is refilled: the restorer's copies go before any
     // fd is placed (a copy may sit at a number the image uses).
-    drop(make);
     drop(flight);
     drop(pipe_ends);
     drop(sock_ends);
