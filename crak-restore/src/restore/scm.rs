@@ -6,10 +6,13 @@
 //! the files in flight on them ([`InFlight`]) with the same code and the same tables as its
 //! own fds, so that a file in flight that is also one of its fds (the same pipe, socket pair or
 //! memfd, the same open file description) comes back as the same object. Each message that
-//! carried files or credentials is sent again with them (`SCM_RIGHTS`, `SCM_CREDENTIALS`) as
-//! one `sendmsg`: the kernel does not merge a stream's data carrying files with what follows,
-//! so each stays a message of its own. The restorer's copies are closed once every socket is
-//! made; the files live on in the queues.
+//! carried files or credentials is sent again with them (`SCM_RIGHTS`, `SCM_CREDENTIALS`): the
+//! kernel ends a read after the bytes carrying files, so each such message stays apart from
+//! what follows. On a stream, where a read that reaches bytes carrying files also returns the
+//! plain bytes before them (and a capture cannot tell where those end), the files go with the
+//! message's last byte, the bytes before it with its credentials alone: a read of the whole
+//! message gets them as before, a read that stops short gets them no earlier than it did. The
+//! restorer's copies are closed once every socket is made; the files live on in the queues.
 //!
 //! Credentials: the saved pid is the sender's as the receiver saw it; a process of the image
 //! is given its live pid (its own, or another's under `--new-pid` once that one exists), any
@@ -19,7 +22,7 @@
 
 use super::RestoreError;
 use crate::sys::unixsock::{self, Ucred};
-use crak_format::record::fd::{FdKind, FdState};
+use crak_format::record::fd::{Fd, FdKind, FdState};
 use crak_format::record::scm::Scm;
 use crak_format::Image;
 use std::collections::{HashMap, HashSet};
@@ -72,15 +75,28 @@ impl InFlight {
         match self.msgs.get(&(ino, index)) {
             Some((fds, creds)) => {
                 let files: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
-                unixsock::send_ancillary(from, data, stream, &files, *creds, to).map_err(
-                    |e| match (e.raw_os_error(), creds) {
-                        (Some(libc::ESRCH), Some(c)) => io::Error::new(
-                            e.kind(),
-                            format!("its credentials name pid {}, which no process has", c.pid),
-                        ),
-                        _ => e,
-                    },
-                )
+                // A stream's files go with its last byte (see the module documentation).
+                let split = if stream && !files.is_empty() {
+                    data.len().saturating_sub(1)
+                } else {
+                    0
+                };
+                let (plain, carrying) = data.split_at(split);
+                let sent = if plain.is_empty() {
+                    Ok(())
+                } else {
+                    unixsock::send_ancillary(from, plain, true, &[], *creds, None)
+                };
+                sent.and_then(|()| {
+                    unixsock::send_ancillary(from, carrying, stream, &files, *creds, to)
+                })
+                .map_err(|e| match (e.raw_os_error(), creds) {
+                    (Some(libc::ESRCH), Some(c)) => io::Error::new(
+                        e.kind(),
+                        format!("its credentials name pid {}, which no process has", c.pid),
+                    ),
+                    _ => e,
+                })
             }
             None => match to {
                 Some(name) => unixsock::send_to(from, data, name),
@@ -107,9 +123,10 @@ pub fn live_pid(saved: u32, own: Option<u32>, pids: &[(u32, i32)]) -> i32 {
 }
 
 /// Checks, before anything is created, that the restorer can send every SCM record's files
-/// and credentials: the socket is made by one process (not shared by several of a tree), the
-/// files are of kinds it recreates in flight, and no socket in flight has a peer whose queue
-/// carries files or credentials (it would be refilled before they exist).
+/// and credentials: the socket is made by one process (not shared by several of a tree), no
+/// other process of the tree holds a file in flight, the files are of kinds it recreates in
+/// flight, and no socket in flight has a peer whose queue carries files or credentials (it
+/// would be refilled before they exist).
 pub fn check(
     image: &Image<'_>,
     shared_socks: &[(u64, u64)],
@@ -136,7 +153,28 @@ pub fn check(
                 at()
             )));
         }
+        // The process that makes the socket, and so opens the files in flight on it.
+        let maker = image
+            .processes
+            .iter()
+            .find(|p| p.fds.iter().any(|f| f.ino == s.socket && is_socket(f.kind)))
+            .map(|p| p.pid());
         for (j, f) in s.files.iter().enumerate() {
+            // A file in flight is made by the socket's process; the same object held by
+            // another process of the tree would be made twice.
+            let elsewhere = image
+                .processes
+                .iter()
+                .filter(|p| Some(p.pid()) != maker)
+                .find(|p| p.fds.iter().any(|g| same_object(f, g)));
+            if let Some(p) = elsewhere {
+                return Err(RestoreError::Refused(format!(
+                    "{} carries, as file {j}, a {:?} that process {} holds too: crak restores a file in flight only with the process holding its socket",
+                    at(),
+                    f.kind,
+                    p.pid()
+                )));
+            }
             if matches!(f.kind, FdKind::Epoll | FdKind::Tcp | FdKind::UnixSocket) {
                 return Err(RestoreError::Refused(format!(
                     "{} carries, as file {j}, a {:?} in flight, which crak does not restore",
@@ -159,10 +197,108 @@ pub fn check(
     Ok(())
 }
 
+fn is_socket(k: FdKind) -> bool {
+    matches!(k, FdKind::Unix | FdKind::UnixSocket)
+}
+
+/// Whether a file in flight and an fd are one object (spec §3.23): the same pipe, socket pair
+/// end or memfd, or the same open file description.
+fn same_object(f: &Fd<'_>, g: &Fd<'_>) -> bool {
+    let by_ino = |k: FdKind| matches!(k, FdKind::Pipe | FdKind::Unix | FdKind::Memfd);
+    (by_ino(f.kind) && g.kind == f.kind && g.ino == f.ino)
+        || (f.description != 0 && g.description == f.description)
+}
+
 /// The inodes of the UNIX and UNIX_SOCKET fds among `fds`.
-pub fn socket_inos(fds: &[crak_format::record::fd::Fd<'_>]) -> HashSet<u64> {
+pub fn socket_inos(fds: &[Fd<'_>]) -> HashSet<u64> {
     fds.iter()
-        .filter(|f| matches!(f.kind, FdKind::Unix | FdKind::UnixSocket))
+        .filter(|f| is_socket(f.kind))
         .map(|f| f.ino)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crak_format::record::scm::SCM_CREDENTIALS;
+    use crak_format::{Blob, Process};
+
+    fn fd(pid: u32, n: u32, kind: FdKind, ino: u64) -> Fd<'static> {
+        Fd {
+            pid,
+            fd: n,
+            fd_flags: 0,
+            kind,
+            open_flags: 0,
+            pos: 0,
+            dev: 0,
+            ino,
+            rdev: 0,
+            size: 0,
+            mtime_ns: 0,
+            mode: 0,
+            deleted: false,
+            path: "x".into(),
+            contents: Blob::default(),
+            description: 0,
+        }
+    }
+
+    fn image() -> Image<'static> {
+        let mut img = Image::new(crak_format::record::header::Header {
+            arch: 62,
+            page_size: 4096,
+            capture_time_ns: 0,
+            xsave_features: 0,
+            xsave_size: 0,
+            kernel_release: "k".into(),
+            hostname: "h".into(),
+            tool_version: "t".into(),
+            special_mappings: vec![],
+        });
+        for pid in [10u32, 11] {
+            let mut p = Process::new(crak_format::record::process::ProcessRecord {
+                pid,
+                tids: vec![pid],
+                ..Default::default()
+            });
+            p.fds.push(fd(pid, 3, FdKind::Unix, 100 + u64::from(pid)));
+            img.processes.push(p);
+        }
+        img.scm.push(Scm {
+            socket: 110,
+            message: 0,
+            flags: SCM_CREDENTIALS,
+            pid: 10,
+            files: vec![fd(0, 0, FdKind::Pipe, 500)],
+            ..Default::default()
+        });
+        img
+    }
+
+    #[test]
+    fn a_file_in_flight_another_process_holds_is_refused() {
+        let mut img = image();
+        assert!(check(&img, &[], &[]).is_ok());
+        // The pipe's other end in the socket's own process is fine, in another one is not.
+        img.processes[0].fds.push(fd(10, 4, FdKind::Pipe, 500));
+        assert!(check(&img, &[], &[]).is_ok());
+        img.processes[1].fds.push(fd(11, 4, FdKind::Pipe, 500));
+        let e = check(&img, &[], &[]).unwrap_err().to_string();
+        assert!(e.contains("process 11 holds too"), "{e}");
+        img.processes[1].fds.pop();
+        // A socket several processes share, and an epoll instance in flight.
+        assert!(check(&img, &[(110, 111)], &[]).is_err());
+        img.scm[0].files[0].kind = FdKind::Epoll;
+        assert!(check(&img, &[], &[]).is_err());
+    }
+
+    #[test]
+    fn credentials_name_live_pids() {
+        let me = std::process::id() as i32;
+        assert_eq!(live_pid(42, Some(42), &[]), me);
+        assert_eq!(live_pid(43, Some(42), &[(43, 7)]), 7);
+        assert_eq!(live_pid(44, Some(42), &[(43, 7)]), 44);
+        assert_eq!(live_pid(0, Some(0), &[]), 0);
+    }
 }

@@ -408,8 +408,8 @@ pub fn set_passcred(fd: BorrowedFd<'_>) -> io::Result<()> {
 
 /// Sends `data` as one message with files (`SCM_RIGHTS`) and credentials (`SCM_CREDENTIALS`)
 /// attached (`sendmsg(2)`), to the connected peer or, with `to`, to that name; without
-/// blocking. A stream's bytes that do not all go at once are sent on without the ancillary
-/// data, which the kernel attached to the first part.
+/// blocking. A stream's bytes that do not all go at once are sent on with the credentials but
+/// without the files, which the kernel attached to the first part.
 pub fn send_ancillary(
     fd: BorrowedFd<'_>,
     data: &[u8],
@@ -419,16 +419,36 @@ pub fn send_ancillary(
     to: Option<&[u8]>,
 ) -> io::Result<()> {
     let addr = to.map(sockaddr).transpose()?;
+    let mut done = 0usize;
+    let mut files = files;
+    loop {
+        let rest = data.get(done..).unwrap_or(&[]);
+        done += sendmsg_once(fd, rest, files, creds, addr.as_ref())?;
+        files = &[];
+        if !stream || done >= data.len() {
+            return Ok(());
+        }
+    }
+}
+
+/// One `sendmsg(2)` of `data` with `files` and `creds`; the bytes sent.
+fn sendmsg_once(
+    fd: BorrowedFd<'_>,
+    data: &[u8],
+    files: &[BorrowedFd<'_>],
+    creds: Option<Ucred>,
+    addr: Option<&(libc::sockaddr_un, libc::socklen_t)>,
+) -> io::Result<usize> {
     let mut cmsg = vec![0u64; CMSG_SPACE / 8];
     let nfds = files.len();
-    // SAFETY: CMSG_SPACE only computes lengths.
     let rights_space = if nfds == 0 {
         0
     } else {
+        // SAFETY: CMSG_SPACE only computes a length.
         unsafe { libc::CMSG_SPACE((nfds * 4) as u32) as usize }
     };
-    // SAFETY: as above.
     let cred_space = if creds.is_some() {
+        // SAFETY: as above.
         unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::ucred>() as u32) as usize }
     } else {
         0
@@ -443,7 +463,7 @@ pub fn send_ancillary(
     };
     // SAFETY: msghdr is plain data; zeroed is a valid empty header, filled below.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    if let Some((a, len)) = &addr {
+    if let Some((a, len)) = addr {
         msg.msg_name = (a as *const libc::sockaddr_un) as *mut libc::c_void;
         msg.msg_namelen = *len;
     }
@@ -491,11 +511,7 @@ pub fn send_ancillary(
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
-    let done = n as usize;
-    if stream && done < data.len() {
-        return send_all(fd, data.get(done..).unwrap_or(&[]), true);
-    }
-    Ok(())
+    Ok(n as usize)
 }
 
 /// `socketpair(AF_UNIX, sock_type | SOCK_CLOEXEC)`.
