@@ -891,6 +891,11 @@ fn in_flight(out: &mut dyn Write, image: &Image<'_>, style: Style) -> io::Result
             .iter()
             .map(|f| {
                 let mut text = format!("{} {}", fd_kind(f.kind), fd_path(f));
+                if let Ok(Some(FdState::Eventfd { count, .. })) =
+                    FdState::decode(f.kind, f.contents.as_bytes())
+                {
+                    text.push_str(&format!(" [count {count}]"));
+                }
                 if f.kind == FdKind::Reg {
                     text.push_str(&format!(" @{}", f.pos));
                 }
