@@ -70,3 +70,24 @@ fn a_capture_that_leaves_the_program_running_leaves_its_queues_whole() {
     // Peeking took nothing: the program receives every file and credential it sent.
     run.go_and_expect_pass(pid);
 }
+
+#[test]
+fn credentials_in_flight_name_the_restored_pid_under_new_pid() {
+    crak_tests::need_root!();
+    let _g = serial();
+    let mut run = Scratch::new("crak-scm-");
+    let exe = run.compile("scm");
+    let pid = run.spawn(&exe, &["pair"]);
+    run.wait_file("ready", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(200));
+    // The original keeps running (and its pid): the copy gets another pid, and the
+    // credentials the original sent itself must name the copy.
+    let img = run.capture(pid, &["--leave-running"]);
+    let copy = run.restore_detached(&img, &["--new-pid"]);
+    if copy == pid {
+        run.fail("--new-pid gave the copy the original's pid");
+    }
+    run.go_and_expect_pass(copy);
+    std::fs::remove_file(run.path("result")).expect("the copy's result");
+    run.go_and_expect_pass(pid);
+}

@@ -7,7 +7,9 @@
  *     5, then "C" with explicit credentials (its pid, uid 4242, gid 4343).
  * After go it writes to the pipe through the write end it kept, then receives everything and
  * checks it: "A" alone comes without files, the pipe read end reads what was written before and after (the same pipe), the
- * file is at offset 4, the eventfd counts 5, the credentials are as sent. */
+ * file is at offset 4, the eventfd counts 5, the credentials are as sent. With the argument
+ * "pair" only the socket pair is used (no socket name: a copy can run next to the original,
+ * under another pid, and the credentials must then name the copy's pid). */
 #include "common.h"
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -73,7 +75,8 @@ static ssize_t receive(int s, char *out, size_t room, int *fds, int *nfds, struc
     return n;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    int pair_only = argc > 1 && !strcmp(argv[1], "pair");
     int one = 1;
     int sp[2];
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sp)) fail("socketpair");
@@ -86,9 +89,13 @@ int main(void) {
     a.sun_family = AF_UNIX;
     snprintf(a.sun_path, sizeof a.sun_path, "%s/scm.sock", cwd);
     socklen_t alen = sizeof a;
-    int r = socket(AF_UNIX, SOCK_DGRAM, 0), s = socket(AF_UNIX, SOCK_DGRAM, 0);
-    if (r < 0 || s < 0 || bind(r, (struct sockaddr *)&a, alen)) fail("dgram sockets");
-    if (setsockopt(r, SOL_SOCKET, SO_PASSCRED, &one, sizeof one)) fail("SO_PASSCRED");
+    int r = -1, s = -1;
+    if (!pair_only) {
+        r = socket(AF_UNIX, SOCK_DGRAM, 0);
+        s = socket(AF_UNIX, SOCK_DGRAM, 0);
+        if (r < 0 || s < 0 || bind(r, (struct sockaddr *)&a, alen)) fail("dgram sockets");
+        if (setsockopt(r, SOL_SOCKET, SO_PASSCRED, &one, sizeof one)) fail("SO_PASSCRED");
+    }
 
     int p[2];
     if (pipe(p)) fail("pipe");
@@ -103,9 +110,11 @@ int main(void) {
     send_with(sp[0], "P", p[0], NULL, NULL, 0);
     send_with(sp[0], "F", file, NULL, NULL, 0);
     send_with(sp[0], "tail", -1, NULL, NULL, 0);
-    send_with(s, "E", ev, NULL, &a, alen);
     struct ucred me = {.pid = getpid(), .uid = 4242, .gid = 4343};
-    send_with(s, "C", -1, &me, &a, alen);
+    if (!pair_only) {
+        send_with(s, "E", ev, NULL, &a, alen);
+        send_with(s, "C", -1, &me, &a, alen);
+    }
     close(p[0]);
     close(file);
     close(ev);
@@ -138,6 +147,7 @@ int main(void) {
     memset(buf, 0, sizeof buf);
     if (read(fds[1], buf, 3) != 3 || strcmp(buf, "456")) fail("file reads %s", buf);
 
+    if (pair_only) pass();
     /* The datagrams. */
     nfds = 0;
     has_cred = 0;
