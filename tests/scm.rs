@@ -91,3 +91,25 @@ fn credentials_in_flight_name_the_restored_pid_under_new_pid() {
     std::fs::remove_file(run.path("result")).expect("the copy's result");
     run.go_and_expect_pass(pid);
 }
+
+/// Starts tests/live/scm_tree.c with `args`, captures it (killing the tree) and restores it.
+fn tree_round_trip(run: &mut Scratch, args: &[&str]) {
+    let exe = run.compile("scm_tree");
+    let pid = run.spawn(&exe, args);
+    run.wait_file("ready", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(200));
+    let img = run.capture(pid, &[]);
+    let restored = run.restore_detached(&img, &[]);
+    if restored != pid {
+        run.fail(&format!("restored as {restored}, captured as {pid}"));
+    }
+    run.go_and_expect_pass(pid);
+}
+
+#[test]
+fn files_in_flight_between_processes_of_a_tree_stay_the_objects_they_share() {
+    crak_tests::need_root!();
+    let _g = serial();
+    let mut run = Scratch::new("crak-scm-");
+    tree_round_trip(&mut run, &[]);
+}

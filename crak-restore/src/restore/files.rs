@@ -63,6 +63,8 @@ pub struct Sockets<'a> {
     pub scm: &'a [crak_format::record::scm::Scm<'a>],
     /// Saved and live pids of the processes of the tree restored so far, for credentials.
     pub pids: &'a [(u32, i32)],
+    /// The tree's pool: a file in flight it shares is taken from it.
+    pub pool: Option<&'a super::tree::Pool>,
 }
 
 /// [`restore_fds`], leaving the inherited descriptors `keep` open too (they must lie above the
@@ -185,7 +187,12 @@ fn place_all(
     for s in &scm {
         let mut files = Vec::with_capacity(s.files.len());
         for f in &s.files {
-            let obj = make(f, &super::scm::InFlight::default()).map_err(|e| {
+            let pooled = sockets.pool.and_then(|p| p.in_flight_object(f));
+            let obj = match pooled {
+                Some(o) => o.try_clone().map_err(|e| e.to_string()),
+                None => make(f, &super::scm::InFlight::default()),
+            }
+            .map_err(|e| {
                 format!(
                     "a file in flight with message {} of socket {}: {e}",
                     s.message, s.socket

@@ -270,6 +270,7 @@ fn child_main(
             external: &plan.options.external_unix,
             scm: &image.scm,
             pids: &family.pid_map(),
+            pool: Some(pool),
         },
     )?;
     if let Err(e) = tree::place_shared(&proc.fds, pool) {

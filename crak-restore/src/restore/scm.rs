@@ -123,10 +123,10 @@ pub fn live_pid(saved: u32, own: Option<u32>, pids: &[(u32, i32)]) -> i32 {
 }
 
 /// Checks, before anything is created, that the restorer can send every SCM record's files
-/// and credentials: the socket is made by one process (not shared by several of a tree), no
-/// other process of the tree holds a file in flight, the files are of kinds it recreates in
-/// flight, and no socket in flight has a peer whose queue carries files or credentials (it
-/// would be refilled before they exist).
+/// and credentials: no other process of the tree holds a memfd in flight (pipes, socket pairs
+/// and open file descriptions are shared through the tree's pool), the files are of kinds it
+/// recreates in flight, and no socket in flight has a peer whose queue carries files or
+/// credentials (it would be refilled before they exist).
 pub fn check(
     image: &Image<'_>,
     shared_socks: &[(u64, u64)],
@@ -143,35 +143,37 @@ pub fn check(
                 s.message, s.socket
             )
         };
-        if shared_socks
+        let pooled = shared_socks
             .iter()
             .any(|&(a, b)| a == s.socket || b == s.socket)
-            || shared_unix.iter().any(|g| g.contains(&s.socket))
-        {
-            return Err(RestoreError::Refused(format!(
-                "{} carries files or credentials, and the socket is shared by several processes of the tree: crak restores these only on a socket one process holds",
-                at()
-            )));
-        }
-        // The process that makes the socket, and so opens the files in flight on it.
-        let maker = image
-            .processes
-            .iter()
-            .find(|p| p.fds.iter().any(|f| f.ino == s.socket && is_socket(f.kind)))
-            .map(|p| p.pid());
+            || shared_unix.iter().any(|g| g.contains(&s.socket));
+        // The process that makes the socket, and so opens the files in flight on it (the
+        // root, for the tree's pool).
+        let maker = if pooled {
+            None
+        } else {
+            image
+                .processes
+                .iter()
+                .find(|p| p.fds.iter().any(|f| f.ino == s.socket && is_socket(f.kind)))
+                .map(|p| p.pid())
+        };
         for (j, f) in s.files.iter().enumerate() {
-            // A file in flight is made by the socket's process; the same object held by
-            // another process of the tree would be made twice.
+            // Pipes, socket pairs and open file descriptions several processes hold go
+            // through the tree's pool; a memfd would be made twice.
             let elsewhere = image
                 .processes
                 .iter()
-                .filter(|p| Some(p.pid()) != maker)
-                .find(|p| p.fds.iter().any(|g| same_object(f, g)));
+                .filter(|p| pooled || Some(p.pid()) != maker)
+                .find(|p| {
+                    p.fds
+                        .iter()
+                        .any(|g| f.kind == FdKind::Memfd && g.kind == f.kind && g.ino == f.ino)
+                });
             if let Some(p) = elsewhere {
                 return Err(RestoreError::Refused(format!(
-                    "{} carries, as file {j}, a {:?} that process {} holds too: crak restores a file in flight only with the process holding its socket",
+                    "{} carries, as file {j}, a memfd that process {} holds too: crak restores a memfd in flight only with the process holding its socket",
                     at(),
-                    f.kind,
                     p.pid()
                 )));
             }
@@ -199,14 +201,6 @@ pub fn check(
 
 fn is_socket(k: FdKind) -> bool {
     matches!(k, FdKind::Unix | FdKind::UnixSocket)
-}
-
-/// Whether a file in flight and an fd are one object (spec §3.23): the same pipe, socket pair
-/// end or memfd, or the same open file description.
-fn same_object(f: &Fd<'_>, g: &Fd<'_>) -> bool {
-    let by_ino = |k: FdKind| matches!(k, FdKind::Pipe | FdKind::Unix | FdKind::Memfd);
-    (by_ino(f.kind) && g.kind == f.kind && g.ino == f.ino)
-        || (f.description != 0 && g.description == f.description)
 }
 
 /// The inodes of the UNIX and UNIX_SOCKET fds among `fds`.
@@ -277,18 +271,22 @@ mod tests {
     }
 
     #[test]
-    fn a_file_in_flight_another_process_holds_is_refused() {
+    fn a_memfd_in_flight_another_process_holds_is_refused() {
         let mut img = image();
         assert!(check(&img, &[], &[]).is_ok());
-        // The pipe's other end in the socket's own process is fine, in another one is not.
-        img.processes[0].fds.push(fd(10, 4, FdKind::Pipe, 500));
-        assert!(check(&img, &[], &[]).is_ok());
+        // A pipe end in another process goes through the pool.
         img.processes[1].fds.push(fd(11, 4, FdKind::Pipe, 500));
+        assert!(check(&img, &[], &[]).is_ok());
+        assert!(check(&img, &[(110, 111)], &[]).is_ok());
+        // A memfd: fine in the socket's process, refused in another.
+        img.scm[0].files[0].kind = FdKind::Memfd;
+        img.processes[0].fds.push(fd(10, 5, FdKind::Memfd, 500));
+        assert!(check(&img, &[], &[]).is_ok());
+        img.processes[1].fds.push(fd(11, 5, FdKind::Memfd, 500));
         let e = check(&img, &[], &[]).unwrap_err().to_string();
         assert!(e.contains("process 11 holds too"), "{e}");
+        // An epoll instance in flight.
         img.processes[1].fds.pop();
-        // A socket several processes share, and an epoll instance in flight.
-        assert!(check(&img, &[(110, 111)], &[]).is_err());
         img.scm[0].files[0].kind = FdKind::Epoll;
         assert!(check(&img, &[], &[]).is_err());
     }
