@@ -113,3 +113,13 @@ fn files_in_flight_between_processes_of_a_tree_stay_the_objects_they_share() {
     let mut run = Scratch::new("crak-scm-");
     tree_round_trip(&mut run, &[]);
 }
+
+#[test]
+fn credentials_of_a_child_not_yet_restored_name_it() {
+    crak_tests::need_root!();
+    let _g = serial();
+    let mut run = Scratch::new("crak-scm-");
+    // The parent's end is made (and its queue refilled) before the child exists again: a
+    // stand-in holds the child's pid while the message is sent.
+    tree_round_trip(&mut run, &["creds"]);
+}

@@ -16,9 +16,11 @@
 //!
 //! Credentials: the saved pid is the sender's as the receiver saw it; a process of the image
 //! is given its live pid (its own, or another's under `--new-pid` once that one exists), any
-//! other pid is sent as saved, and the kernel refuses a pid no process has (`ESRCH`: the
-//! restore fails naming the message). A socket whose messages carry credentials gets
-//! `SO_PASSCRED` again before its queue is refilled.
+//! other pid is sent as saved. The kernel refuses to send a pid no process has (a sender that
+//! exited before the capture, a process of the tree not made yet): a stand-in process takes
+//! that pid (`clone3` with `set_tid`) while the message is sent, and is killed and reaped
+//! right after; the message keeps the pid, as it kept an exited sender's. A socket whose
+//! messages carry credentials gets `SO_PASSCRED` again before its queue is refilled.
 
 use super::RestoreError;
 use crate::sys::unixsock::{self, Ucred};
@@ -82,21 +84,21 @@ impl InFlight {
                     0
                 };
                 let (plain, carrying) = data.split_at(split);
-                let sent = if plain.is_empty() {
-                    Ok(())
-                } else {
-                    unixsock::send_ancillary(from, plain, true, &[], *creds, None)
-                };
-                sent.and_then(|()| {
+                let send = || {
+                    if !plain.is_empty() {
+                        unixsock::send_ancillary(from, plain, true, &[], *creds, None)?;
+                    }
                     unixsock::send_ancillary(from, carrying, stream, &files, *creds, to)
-                })
-                .map_err(|e| match (e.raw_os_error(), creds) {
-                    (Some(libc::ESRCH), Some(c)) => io::Error::new(
-                        e.kind(),
-                        format!("its credentials name pid {}, which no process has", c.pid),
-                    ),
-                    _ => e,
-                })
+                };
+                match (send(), creds) {
+                    // No process has the pid (the sender is gone, or is a process of the tree
+                    // not made yet): a stand-in holds it while the message is sent. The message
+                    // keeps the pid after the stand-in ends, as it kept a sender's that exited.
+                    (Err(e), Some(c)) if e.raw_os_error() == Some(libc::ESRCH) => {
+                        with_stand_in(c.pid, send)
+                    }
+                    (r, _) => r,
+                }
             }
             None => match to {
                 Some(name) => unixsock::send_to(from, data, name),
@@ -104,6 +106,28 @@ impl InFlight {
             },
         }
     }
+}
+
+/// Runs `f` while a stand-in process holds `pid`, for credentials that name a pid no process
+/// has (the kernel refuses to send those); the stand-in is killed and reaped after.
+fn with_stand_in(pid: i32, f: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
+    use crate::sys::ptrace;
+    let h = crate::sys::clone::clone3_stand_in(pid).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("its credentials name pid {pid}, which no process has, and no process could take it: {e}"),
+        )
+    })?;
+    let r = f();
+    let _ = crate::sys::process::kill(h, libc::SIGKILL);
+    loop {
+        match ptrace::waitpid(h) {
+            Ok(s) if s.is_gone() => break,
+            Ok(_) => continue,
+            Err(_) => break,
+        }
+    }
+    r
 }
 
 /// The SCM records whose socket is one of `inos`.
