@@ -174,7 +174,7 @@ fn verify_signature(key_path: &std::path::Path, data: &[u8]) -> Result<(), (Stri
 
 /// The validator's verdict: every error refuses the image; warnings refuse it unless `force`.
 fn check_findings(parsed: &crak_format::Parsed<'_>, force: bool) -> Result<(), String> {
-    let report = crak_format::validate::validate(&parsed.image, Some(&parsed.layout));
+    let report = crak_format::validate::validate_metadata(&parsed.image, Some(&parsed.layout));
     let plural = |n: usize| if n == 1 { "" } else { "s" };
     if let Some(f) = report.errors().next() {
         return Err(format!(
@@ -258,7 +258,13 @@ fn main() -> ExitCode {
             return report(cli.json, kind, &format!("{}: {msg}", cli.image), code);
         }
     }
-    let parsed = match crak_format::read::parse(source.bytes()) {
+    // PAGES CRCs are checked later, by reading the file again (see ImageFile), when the image
+    // is a file; in full here otherwise.
+    let parsed = match &source {
+        Source::Mapped(..) => crak_format::read::parse_deferring_page_crcs(source.bytes()),
+        Source::Read(_) => crak_format::read::parse(source.bytes()).map(|p| (p, Vec::new())),
+    };
+    let (parsed, unchecked) = match parsed {
         Ok(p) => p,
         Err(e) => {
             let msg = format!("invalid image {}: {e}", cli.image);
@@ -295,7 +301,7 @@ fn main() -> ExitCode {
         }
     }
     let result = match &source {
-        Source::Mapped(file, map) => ImageFile::new(file, map.as_bytes(), cli.lazy)
+        Source::Mapped(file, map) => ImageFile::new(file, map.as_bytes(), unchecked, cli.lazy)
             .and_then(|f| restore::restore_from_file(&parsed.image, &options, &f)),
         Source::Read(_) => restore::restore(&parsed.image, &options),
     };
@@ -322,7 +328,7 @@ fn main() -> ExitCode {
         eprintln!("{v}");
     } else {
         eprintln!(
-            "crak-restore: restored pid {}{}{}: {} pages ({}{}), {} VMAs, {} fds; restore {:.1} ms, total {:.1} ms",
+            "crak-restore: restored pid {}{}{}: {} pages ({}{}), {} VMAs, {} fds; running after {:.1} ms, restore {:.1} ms, total {:.1} ms",
             summary.pid,
             if summary.same_pid { "" } else { " (new pid)" },
             match summary.processes {
@@ -338,6 +344,7 @@ fn main() -> ExitCode {
             },
             summary.vmas,
             summary.fds,
+            summary.running.as_secs_f64() * 1000.0,
             summary.elapsed.as_secs_f64() * 1000.0,
             total_ms
         );
