@@ -23,15 +23,15 @@ use crate::sys::mem;
 use crate::sys::prctl::{PrctlMmMap, MAX_AUXV_BYTES, PR_SET_MM, PR_SET_MM_MAP};
 use crate::sys::ptrace;
 use crate::sys::remote::RemoteSyscall;
+use crak_format::read::UncheckedPages;
 use crak_format::record::vma::{
     madv, Vma, VmaKind, MAP_GROWSDOWN, MAP_SHARED, PROT_EXEC, PROT_READ, PROT_WRITE,
 };
-use crak_format::read::UncheckedPages;
 use crak_format::Process;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::cell::{Cell, RefCell};
 use std::os::unix::fs::{FileExt, MetadataExt};
 
 /// Smallest piece of a run a lazy restore maps from the image; smaller ones are copied, which
@@ -161,7 +161,10 @@ impl<'a> ImageFile<'a> {
         })
     }
 
-    fn check_where(&self, mut pick: impl FnMut(&UncheckedPages) -> bool) -> Result<(), RestoreError> {
+    fn check_where(
+        &self,
+        mut pick: impl FnMut(&UncheckedPages) -> bool,
+    ) -> Result<(), RestoreError> {
         let mut buf = self.buf.borrow_mut();
         for (u, done) in &self.unchecked {
             if done.get() || !pick(u) {
@@ -171,7 +174,12 @@ impl<'a> ImageFile<'a> {
                 buf.resize(CHECK_CHUNK, 0);
             }
             u.check_at(&mut buf, |off, b| self.file.read_exact_at(b, off))
-                .map_err(|e| RestoreError::Invalid(e.to_string()))?;
+                .map_err(|e| match e.kind() {
+                    crak_format::ErrorKind::Io => {
+                        RestoreError::failed("reading the image", e.to_string())
+                    }
+                    _ => RestoreError::Invalid(e.to_string()),
+                })?;
             done.set(true);
         }
         Ok(())

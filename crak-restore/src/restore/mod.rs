@@ -202,9 +202,16 @@ fn restore_inner(
                 } else {
                     format!("the restored process {pid} was killed")
                 };
-                return Err(RestoreError::Invalid(format!(
-                    "{e} (pages mapped from the image, checked once the process ran); {who}"
-                )));
+                return Err(match e {
+                    RestoreError::Invalid(m) => RestoreError::Invalid(format!(
+                        "{m} (pages mapped from the image, checked once the process ran); {who}"
+                    )),
+                    RestoreError::Failed { stage, detail } => RestoreError::Failed {
+                        stage,
+                        detail: format!("{detail}; {who}"),
+                    },
+                    other => other,
+                });
             }
             summary.elapsed = t0.elapsed();
             Ok(summary)
