@@ -324,6 +324,9 @@ fn main() -> ExitCode {
         let mut v = serde_json::to_value(&summary).unwrap_or_default();
         if let Some(m) = v.as_object_mut() {
             m.insert("total_ms".into(), total_ms.into());
+            if let Some(kb) = crak_restore::procfs::own_peak_rss_kb() {
+                m.insert("peak_rss_kb".into(), kb.into());
+            }
         }
         eprintln!("{v}");
     } else {
