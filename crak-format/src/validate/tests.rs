@@ -474,7 +474,10 @@ fn stored_zero_page() {
     // The restorer's validation reads no page data, and this is the only rule that does.
     let r = super::validate_metadata(&img, None);
     assert!(!r.has("zero-page-stored"));
-    assert_eq!(r.findings.len() + 1, super::validate(&img, None).findings.len());
+    assert_eq!(
+        r.findings.len() + 1,
+        super::validate(&img, None).findings.len()
+    );
 }
 
 #[test]

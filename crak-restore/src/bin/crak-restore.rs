@@ -35,7 +35,9 @@ use std::process::ExitCode;
                   the memory size. The image must then stay in place, unmodified and not \
                   truncated, while the restored process lives (replacing it by rename or \
                   deleting it is safe: the mapping holds the old file); the restored process \
-                  shows those mappings as the image file in /proc/PID/maps.\n\n\
+                  shows those mappings as the image file in /proc/PID/maps. The CRCs of the \
+                  mapped pages are checked as soon as the process runs: a damaged page run then \
+                  kills it and the restore fails (exit status 1), naming the record.\n\n\
                   Safety: the image is validated first; errors always refuse it, warnings unless \
                   --force. With --verify, an unsigned image or one altered since it was signed is \
                   refused, naming the first record that differs. An unprivileged user restores \
