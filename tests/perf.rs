@@ -44,9 +44,9 @@ fn mapped_bytes_of(pid: i32, img: &Path) -> u64 {
         .sum()
 }
 
-/// Flips one byte near the end of the image's largest page run (so a second call mends it);
-/// returns the file offset of that run's PAGES record.
-fn damage_largest_run(case: &Scratch, img: &Path) -> u64 {
+/// Flips one byte near the end of the image's largest page run, or of its smallest (so a
+/// second call mends it); returns the file offset of that run's PAGES record.
+fn damage_run(case: &Scratch, img: &Path, largest: bool) -> u64 {
     let mut bytes = std::fs::read(img).expect("read image");
     let (at, record) = {
         let (parsed, _) = crak_format::read::parse_deferring_page_crcs(&bytes)
@@ -56,7 +56,13 @@ fn damage_largest_run(case: &Scratch, img: &Path) -> u64 {
             .pages
             .iter()
             .enumerate()
-            .max_by_key(|(_, r)| r.nr_pages)
+            .max_by_key(|(_, r)| {
+                if largest {
+                    r.nr_pages
+                } else {
+                    u64::MAX - r.nr_pages
+                }
+            })
             .expect("a page run");
         let data = run.data.as_bytes();
         let at = data.as_ptr() as usize - bytes.as_ptr() as usize + data.len() - 100;
@@ -146,7 +152,7 @@ fn a_damaged_page_run_is_refused_eagerly_and_kills_a_lazy_restore() {
     let _g = serial();
     let mut case = Scratch::new("crak-perf-");
     let (img, pid) = captured_bigmem(&mut case);
-    let record = damage_largest_run(&case, &img);
+    let record = damage_run(&case, &img, true);
     // Eager: checked before anything is created.
     let err = expect_bad_crc(&mut case, &img, pid, record, &[]);
     if err.contains("killed") {
@@ -157,8 +163,16 @@ fn a_damaged_page_run_is_refused_eagerly_and_kills_a_lazy_restore() {
     if !err.contains(&format!("the restored process {pid} was killed")) {
         case.fail("the lazy restore does not say it killed the restored process");
     }
-    // The undamaged image restores lazily and passes (the byte flipped back).
-    damage_largest_run(&case, &img);
+    damage_run(&case, &img, true);
+    // A damaged run that a lazy restore copies (the smallest, far under the size it maps) is
+    // found before the process runs: only the half-built process is killed.
+    let record = damage_run(&case, &img, false);
+    let err = expect_bad_crc(&mut case, &img, pid, record, &["--lazy"]);
+    if !err.contains("half-built") {
+        case.fail("a damaged copied run was not found before the process ran");
+    }
+    // The undamaged image restores lazily and passes (the bytes flipped back).
+    damage_run(&case, &img, false);
     let pid = case.restore_detached(&img, &["--lazy"]);
     case.go_and_expect_pass(pid);
 }

@@ -143,7 +143,7 @@ impl<'a> ImageFile<'a> {
 
     /// Checks the CRC of every PAGES record not checked yet.
     pub fn check_all(&self) -> Result<(), RestoreError> {
-        self.check_where(|_| true)
+        self.check_each(&self.unchecked)
     }
 
     /// [`ImageFile::check_all`] once the processes run: what is left are the records whose
@@ -155,19 +155,20 @@ impl<'a> ImageFile<'a> {
     /// Checks the CRC of the PAGES records holding file bytes `at..at + len`, unless checked.
     fn check_range(&self, at: u64, len: u64) -> Result<(), RestoreError> {
         let end = at.saturating_add(len);
-        self.check_where(|u| {
-            let start = u.payload_offset();
-            start < end && at < start.saturating_add(u.length)
-        })
+        // Records are in file order and do not overlap: those that end after `at`, up to the
+        // first that starts at or after `end`.
+        let first = self
+            .unchecked
+            .partition_point(|(u, _)| u.payload_offset().saturating_add(u.length) <= at);
+        let rest = self.unchecked.get(first..).unwrap_or_default();
+        let n = rest.partition_point(|(u, _)| u.payload_offset() < end);
+        self.check_each(rest.get(..n).unwrap_or_default())
     }
 
-    fn check_where(
-        &self,
-        mut pick: impl FnMut(&UncheckedPages) -> bool,
-    ) -> Result<(), RestoreError> {
+    fn check_each(&self, records: &[(UncheckedPages, Cell<bool>)]) -> Result<(), RestoreError> {
         let mut buf = self.buf.borrow_mut();
-        for (u, done) in &self.unchecked {
-            if done.get() || !pick(u) {
+        for (u, done) in records {
+            if done.get() {
                 continue;
             }
             if buf.is_empty() {

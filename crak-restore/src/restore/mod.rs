@@ -233,6 +233,7 @@ fn restore_inner(
                     stage,
                     detail: format!("{detail}; {what}"),
                 },
+                RestoreError::Invalid(m) => RestoreError::Invalid(format!("{m}; {what}")),
                 other => other,
             })
         }
