@@ -1,171 +1,24 @@
 //! Restore speed paths, live: an image file restored eagerly (pages read by the restored
 //! process itself from the file) and lazily (`--lazy`: pages mapped from the file), each
-//! checked by the program's own checksum and by what `/proc` shows afterwards. Timings are the
-//! benchmark's (`crak-restore/examples/bench.rs`), not asserted here.
+//! checked by the program's own checksum and by what `/proc` shows afterwards; and a page run
+//! damaged in the file, which an eager restore refuses before anything runs and a lazy one
+//! finds once the process runs, killing it. Timings are the benchmark's
+//! (`crak-restore/examples/bench.rs`), not asserted here.
 //!
 //! Needs root, like tests/live.rs; the tests run one at a time.
 
-use crak_tests::{bin, serial};
+use crak_tests::{bin, serial, Scratch};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-/// 64 MiB of xorshift data in one anonymous mapping (so that it is one stored run), its
-/// checksum kept aside; after SIGUSR2 every word is checked.
-const BIGMEM_C: &str = r#"
-#include "common.h"
-static uint64_t xs(uint64_t *s) { uint64_t x = *s; x ^= x << 13; x ^= x >> 7; x ^= x << 17; return *s = x; }
-int main(void) {
-    size_t len = 64ul << 20;
-    uint64_t *p = mmap(0, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) fail("mmap");
-    uint64_t seed = 0x2545f4914f6cdd1dull, sum = 0;
-    for (size_t i = 0; i < len / 8; i++) { p[i] = xs(&seed) | 1; sum += p[i] * (i | 1); }
-    ready();
-    wait_go();
-    uint64_t check = 0;
-    seed = 0x2545f4914f6cdd1dull;
-    for (size_t i = 0; i < len / 8; i++) {
-        uint64_t v = xs(&seed) | 1;
-        if (p[i] != v) fail("word %zu is %#llx, expected %#llx", i, (unsigned long long)p[i], (unsigned long long)v);
-        check += p[i] * (i | 1);
-    }
-    if (check != sum) fail("checksum differs");
-    pass();
-}
-"#;
-
-struct Case {
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-    restored: Option<i32>,
-    log: String,
-}
-
-impl Drop for Case {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if let Some(pid) = self.restored {
-            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-        }
-    }
-}
-
-impl Case {
-    fn new() -> Case {
-        Case {
-            dir: tempfile::Builder::new()
-                .prefix("crak-perf-")
-                .tempdir()
-                .expect("tempdir"),
-            child: None,
-            restored: None,
-            log: String::new(),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    #[track_caller]
-    fn fail(&self, msg: &str) -> ! {
-        let err = std::fs::read_to_string(self.path("err.log")).unwrap_or_default();
-        panic!(
-            "{msg}\n--- transcript ---\n{}\n--- program stderr ---\n{err}",
-            self.log
-        );
-    }
-
-    fn run(&mut self, mut cmd: Command) -> Output {
-        let shown = format!("{cmd:?}");
-        let o = cmd.output().expect("run command");
-        self.log.push_str(&format!(
-            "$ {shown}\n  -> {}\n  stdout: {}  stderr: {}\n",
-            o.status,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ));
-        o
-    }
-
-    fn wait_file(&self, name: &str) -> String {
-        let t0 = Instant::now();
-        loop {
-            if let Ok(s) = std::fs::read_to_string(self.path(name)) {
-                return s;
-            }
-            if t0.elapsed() > Duration::from_secs(30) {
-                self.fail(&format!("timed out waiting for {name}"));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Compiles and starts the 64 MiB program, captures it (killing it) into image.crak.
-    fn captured_bigmem(&mut self) -> PathBuf {
-        let src = self.path("bigmem.c");
-        std::fs::write(&src, BIGMEM_C).expect("write bigmem.c");
-        let prog = self.path("bigmem");
-        let mut cc = Command::new("cc");
-        cc.args(["-O1", "-I"])
-            .arg(crak_tests::workspace_root().join("tests/live"))
-            .arg("-o")
-            .arg(&prog)
-            .arg(&src);
-        if !self.run(cc).status.success() {
-            self.fail("cc bigmem.c failed");
-        }
-        let child = Command::new(&prog)
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(self.path("out.log")).expect("out.log"))
-            .stderr(std::fs::File::create(self.path("err.log")).expect("err.log"))
-            .spawn()
-            .expect("spawn bigmem");
-        let pid = child.id();
-        self.child = Some(child);
-        self.wait_file("ready");
-        let img = self.path("image.crak");
-        let mut cmd = Command::new(bin("crak-capture"));
-        cmd.arg(pid.to_string()).arg("-o").arg(&img);
-        if !self.run(cmd).status.success() {
-            self.fail("crak-capture failed");
-        }
-        if let Some(mut c) = self.child.take() {
-            let _ = c.wait();
-        }
-        img
-    }
-
-    fn restore(&mut self, img: &Path, extra: &[&str]) -> i32 {
-        let mut cmd = Command::new(bin("crak-restore"));
-        cmd.arg("--detach").args(extra).arg(img);
-        let o = self.run(cmd);
-        if !o.status.success() {
-            self.fail("crak-restore failed");
-        }
-        let pid: i32 = String::from_utf8_lossy(&o.stdout)
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| self.fail("crak-restore printed no PID"));
-        self.restored = Some(pid);
-        pid
-    }
-
-    fn go_and_expect_pass(&self, pid: i32) {
-        let _ = Command::new("kill")
-            .arg("-USR2")
-            .arg(pid.to_string())
-            .status();
-        let r = self.wait_file("result");
-        if r.trim() != "PASS" {
-            self.fail(&format!("program reported: {}", r.trim()));
-        }
-    }
+/// Starts tests/live/bigmem.c (64 MiB of data in one run) and captures it, killing it.
+/// Returns the image and the program's PID.
+fn captured_bigmem(case: &mut Scratch) -> (PathBuf, i32) {
+    let prog = case.compile("bigmem");
+    let pid = case.spawn(&prog, &[]);
+    case.wait_file("ready", Duration::from_secs(30));
+    (case.capture(pid, &[]), pid)
 }
 
 /// Whether any fd of `pid` is the file `img`.
@@ -191,13 +44,46 @@ fn mapped_bytes_of(pid: i32, img: &Path) -> u64 {
         .sum()
 }
 
+/// Flips one byte near the end of the image's largest page run, or of its smallest (so a
+/// second call mends it); returns the file offset of that run's PAGES record.
+fn damage_run(case: &Scratch, img: &Path, largest: bool) -> u64 {
+    let mut bytes = std::fs::read(img).expect("read image");
+    let (at, record) = {
+        let (parsed, _) = crak_format::read::parse_deferring_page_crcs(&bytes)
+            .unwrap_or_else(|e| case.fail(&e.to_string()));
+        let p = &parsed.image.processes[0];
+        let (i, run) = p
+            .pages
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, r)| {
+                if largest {
+                    r.nr_pages
+                } else {
+                    u64::MAX - r.nr_pages
+                }
+            })
+            .expect("a page run");
+        let data = run.data.as_bytes();
+        let at = data.as_ptr() as usize - bytes.as_ptr() as usize + data.len() - 100;
+        let span = parsed
+            .layout
+            .find(crak_format::record::kind::PAGES, Some(p.pid()), i)
+            .expect("span of the run");
+        (at, span.offset)
+    };
+    bytes[at] ^= 0x40;
+    std::fs::write(img, &bytes).expect("write image");
+    record
+}
+
 #[test]
 fn eager_restore_from_a_file_keeps_neither_fd_nor_mapping_of_the_image() {
     crak_tests::need_root!();
     let _g = serial();
-    let mut case = Case::new();
-    let img = case.captured_bigmem();
-    let pid = case.restore(&img, &[]);
+    let mut case = Scratch::new("crak-perf-");
+    let (img, _) = captured_bigmem(&mut case);
+    let pid = case.restore_detached(&img, &[]);
     if holds_fd_of(pid, &img) {
         case.fail("the restored process holds an fd of the image");
     }
@@ -211,9 +97,9 @@ fn eager_restore_from_a_file_keeps_neither_fd_nor_mapping_of_the_image() {
 fn lazy_restore_of_64mib_maps_the_image_and_passes_its_checksum() {
     crak_tests::need_root!();
     let _g = serial();
-    let mut case = Case::new();
-    let img = case.captured_bigmem();
-    let pid = case.restore(&img, &["--lazy"]);
+    let mut case = Scratch::new("crak-perf-");
+    let (img, _) = captured_bigmem(&mut case);
+    let pid = case.restore_detached(&img, &["--lazy"]);
     let mapped = mapped_bytes_of(pid, &img);
     // The 64 MiB mapping may share its VMA with a few neighbouring pages of other memory:
     // nearly all of it, not all, is one stored run.
@@ -228,12 +114,75 @@ fn lazy_restore_of_64mib_maps_the_image_and_passes_its_checksum() {
     case.go_and_expect_pass(pid);
 }
 
+/// Restores the damaged image with `args`: it must fail with exit status 1 and a `bad-crc`
+/// error naming the PAGES record, print no PID, and leave no process behind.
+fn expect_bad_crc(case: &mut Scratch, img: &Path, pid: i32, record: u64, args: &[&str]) -> String {
+    let mut a = vec!["--detach"];
+    a.extend_from_slice(args);
+    let cmd = case.restore_cmd(img, &a);
+    let o = case.run(cmd);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    if o.status.code() != Some(1) {
+        case.fail(&format!(
+            "{args:?}: a damaged page run did not fail with status 1"
+        ));
+    }
+    let named = format!("PAGES record at offset {record:#x}");
+    if !err.contains("bad-crc") || !err.contains(&named) {
+        case.fail(&format!(
+            "{args:?}: the error does not name `{named}` and bad-crc"
+        ));
+    }
+    if !o.stdout.is_empty() {
+        case.fail("a PID was printed");
+    }
+    // The image keeps the saved PID, free since the capture: nothing may hold it now.
+    if !crak_tests::wait_gone(pid, Duration::from_secs(5)) {
+        case.pids.push(pid);
+        case.fail(&format!(
+            "{args:?}: process {pid} is alive after the failed restore"
+        ));
+    }
+    err
+}
+
+#[test]
+fn a_damaged_page_run_is_refused_eagerly_and_kills_a_lazy_restore() {
+    crak_tests::need_root!();
+    let _g = serial();
+    let mut case = Scratch::new("crak-perf-");
+    let (img, pid) = captured_bigmem(&mut case);
+    let record = damage_run(&case, &img, true);
+    // Eager: checked before anything is created.
+    let err = expect_bad_crc(&mut case, &img, pid, record, &[]);
+    if err.contains("killed") {
+        case.fail("the eager restore built a process before checking the pages");
+    }
+    // Lazy: the run is mapped, the process runs, the check finds the damage and kills it.
+    let err = expect_bad_crc(&mut case, &img, pid, record, &["--lazy"]);
+    if !err.contains(&format!("the restored process {pid} was killed")) {
+        case.fail("the lazy restore does not say it killed the restored process");
+    }
+    damage_run(&case, &img, true);
+    // A damaged run that a lazy restore copies (the smallest, far under the size it maps) is
+    // found before the process runs: only the half-built process is killed.
+    let record = damage_run(&case, &img, false);
+    let err = expect_bad_crc(&mut case, &img, pid, record, &["--lazy"]);
+    if !err.contains("half-built") {
+        case.fail("a damaged copied run was not found before the process ran");
+    }
+    // The undamaged image restores lazily and passes (the bytes flipped back).
+    damage_run(&case, &img, false);
+    let pid = case.restore_detached(&img, &["--lazy"]);
+    case.go_and_expect_pass(pid);
+}
+
 #[test]
 fn lazy_restore_from_standard_input_is_refused() {
     crak_tests::need_root!();
     let _g = serial();
-    let mut case = Case::new();
-    let img = case.captured_bigmem();
+    let mut case = Scratch::new("crak-perf-");
+    let (img, _) = captured_bigmem(&mut case);
     let mut cmd = Command::new(bin("crak-restore"));
     cmd.args(["--detach", "--lazy", "-"])
         .stdin(std::fs::File::open(&img).expect("image"));

@@ -609,11 +609,9 @@ fn connection_inside_a_network_namespace() {
     // The client's socket is made in the namespace by a thread that enters it.
     let path = format!("/run/netns/{}", ns.0);
     let mut c = std::thread::spawn(move || {
-        use std::os::fd::AsRawFd;
+        use std::os::fd::AsFd;
         let f = std::fs::File::open(&path).expect("netns file");
-        // SAFETY: setns(2) takes a descriptor and a flag; it changes only this thread.
-        let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+        crak_restore::sys::process::enter_net_namespace(f.as_fd()).expect("setns");
         TcpStream::connect(("127.0.0.1", tport)).expect("connect in the namespace")
     })
     .join()

@@ -911,9 +911,7 @@ pub fn parse(data: &[u8]) -> Result<Parsed<'_>, Error> {
 /// caller to check with [`UncheckedPages::check_at`] before it uses their page data: a
 /// restorer that maps stored pages from the file need not read them all first. Everything
 /// else, END's digest included (it covers the stored CRCs, not the payloads), is checked.
-pub fn parse_deferring_page_crcs(
-    data: &[u8],
-) -> Result<(Parsed<'_>, Vec<UncheckedPages>), Error> {
+pub fn parse_deferring_page_crcs(data: &[u8]) -> Result<(Parsed<'_>, Vec<UncheckedPages>), Error> {
     let mut unchecked = Vec::new();
     let parsed = parse_inner(data, Some(&mut unchecked))?;
     Ok((parsed, unchecked))

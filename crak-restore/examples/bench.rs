@@ -3,7 +3,7 @@
 //! the image size and crak-restore's time, beside baselines measured in the same run:
 //! `process_vm_readv` of the same bytes plus a plain write (with fsync) of them to the same
 //! filesystem for capture, and reading the image into fresh memory for restore; then the same
-//! image restored with `--lazy` (column `lazy`, not compared with a baseline).
+//! image restored with `--lazy`, compared with the smallest size's lazy restore.
 //!
 //! The capture is `--leave-running`, which forks a copy-on-write snapshot: column `downtime` is
 //! the longest gap the program itself saw in its heartbeat (it beats every ~100 µs) around the
@@ -11,8 +11,15 @@
 //! `reap` its second, short freeze to reap the snapshot child. `nofork` is the program's
 //! downtime for the same capture with `--no-snapshot` (pages copied while frozen).
 //!
-//! `cargo build --release --bins && cargo run -p crak-restore --release --example bench -- [SIZES_MIB...] [--json PATH]`
-//! Prints a table and writes JSON (default `target/bench-engine.json`). Needs root (ptrace).
+//! `restore` and `lazy` run from starting crak-restore until the restored program's heartbeat
+//! moves (the program runs again); `lazy all` is crak-restore's wall time with `--lazy`, which
+//! checks the CRCs of the mapped pages once the program runs. `img/data` is the image's size
+//! over the nonzero bytes the program touched; `rss` columns are the tools' peak resident set
+//! sizes (`VmHWM`, MiB) from their `--json` summaries.
+//!
+//! `cargo build --release --bins && cargo run -p crak-restore --release --example bench -- [SIZES_MIB...] [--runs N] [--json PATH]`
+//! Prints a table and writes JSON (default `target/bench-engine.json`); with `--runs N` every
+//! figure is the median of N runs. Needs root (ptrace).
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -93,21 +100,33 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// One run's figures for one size, by name (the JSON keys), in table order.
 struct Row {
     mib: u64,
-    touched_bytes: u64,
-    base_read_ms: f64,
-    base_write_ms: f64,
-    capture_ms: f64,
-    downtime_ms: f64,
-    tool_frozen_ms: f64,
-    reap_ms: f64,
-    nofork_downtime_ms: f64,
-    nofork_capture_ms: f64,
-    image_bytes: u64,
-    base_restore_ms: f64,
-    restore_ms: f64,
-    lazy_ms: f64,
+    m: Vec<(&'static str, f64)>,
+}
+
+impl Row {
+    fn get(&self, key: &str) -> f64 {
+        self.m
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map_or(f64::NAN, |(_, v)| *v)
+    }
+}
+
+/// The median of every figure over several runs of one size.
+fn median(runs: &[Row]) -> Row {
+    let mut m = Vec::new();
+    for (key, _) in &runs[0].m {
+        let mut v: Vec<f64> = runs.iter().map(|r| r.get(key)).collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        m.push((*key, v[v.len() / 2]));
+    }
+    Row {
+        mib: runs[0].mib,
+        m,
+    }
 }
 
 /// One `crak-capture PID -o IMAGE --leave-running --json EXTRA`: its wall time, the longest
@@ -161,25 +180,49 @@ fn anon_ranges(pid: i32, min: u64) -> Vec<(u64, usize)> {
     out
 }
 
-/// Waits until `pid` is gone (its PID is then free for the next restore).
-/// Runs `crak-restore --detach EXTRA IMAGE`, checks the restored workload's heartbeat moves,
-/// kills it and returns the restore's wall time.
-fn restore_and_check(image: &Path, hb: &Path, extra: &[&str]) -> Duration {
+/// What one restore measured.
+struct Restored {
+    /// From starting crak-restore until the program's heartbeat moved.
+    running: Duration,
+    /// crak-restore's wall time (with `--lazy`, it checks the mapped pages after the program
+    /// runs).
+    wall: Duration,
+    /// crak-restore's JSON summary.
+    summary: serde_json::Value,
+}
+
+/// Runs `crak-restore --detach --json EXTRA IMAGE`, times it until the restored workload's
+/// heartbeat moves (polled every ~50 µs), checks it keeps beating, and kills it.
+fn restore_and_check(image: &Path, hb: &Path, extra: &[&str]) -> Restored {
+    let before = read_beat(hb).last_ns;
     let t = Instant::now();
-    let out = Command::new(bin_dir().join("crak-restore"))
-        .arg("--detach")
+    let child = Command::new(bin_dir().join("crak-restore"))
+        .args(["--detach", "--json"])
         .args(extra)
         .arg(image)
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("crak-restore");
-    let elapsed = t.elapsed();
+    let mut running = None;
+    while t.elapsed() < Duration::from_secs(30) {
+        if read_beat(hb).last_ns != before {
+            running = Some(t.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(50));
+    }
+    let out = child.wait_with_output().expect("crak-restore");
+    let wall = t.elapsed();
     assert!(
         out.status.success(),
         "crak-restore {extra:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let running = running.expect("the restored workload never beat");
     let rpid: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-    let before = read_beat(hb).iterations;
+    let summary = serde_json::from_slice(out.stderr.trim_ascii()).expect("crak-restore --json");
+    let beats = read_beat(hb).iterations;
     std::thread::sleep(Duration::from_millis(300));
     let after = read_beat(hb).iterations;
     let _ = Command::new("kill")
@@ -187,13 +230,18 @@ fn restore_and_check(image: &Path, hb: &Path, extra: &[&str]) -> Duration {
         .arg(rpid.to_string())
         .status();
     assert!(
-        after > before,
+        after > beats,
         "workload restored with {extra:?} does not run"
     );
     wait_gone(rpid);
-    elapsed
+    Restored {
+        running,
+        wall,
+        summary,
+    }
 }
 
+/// Waits until `pid` is gone (its PID is then free for the next restore).
 fn wait_gone(pid: i32) {
     let t = Instant::now();
     while Path::new(&format!("/proc/{pid}")).exists() && t.elapsed() < Duration::from_secs(10) {
@@ -236,8 +284,8 @@ fn run_one(work: &Path, workload: &Path, mib: u64) -> Row {
     }
     std::thread::sleep(Duration::from_millis(200));
 
-    // Baseline: read the touched anonymous bytes, write them to the same filesystem.
-    let ranges = anon_ranges(pid, 1 << 20);
+    // Baseline: read the program's writable anonymous memory, write it to the same filesystem.
+    let ranges = anon_ranges(pid, 0);
     let touched: usize = ranges.iter().map(|r| r.1).sum();
     let mut buf = vec![0u8; touched];
     let t = Instant::now();
@@ -250,6 +298,12 @@ fn run_one(work: &Path, workload: &Path, mib: u64) -> Row {
         f.sync_all().unwrap();
     }
     let base_write = t.elapsed();
+    // What an image must hold: the nonzero pages of that memory.
+    let nonzero = buf
+        .chunks(4096)
+        .filter(|p| p.iter().any(|&b| b != 0))
+        .count() as u64
+        * 4096;
     drop(buf);
     let _ = fs::remove_file(work.join("baseline.bin"));
 
@@ -281,43 +335,64 @@ fn run_one(work: &Path, workload: &Path, mib: u64) -> Row {
     }
     let base_restore = t.elapsed();
 
-    let restore = restore_and_check(&image, &hb, &[]);
-    // The same image restored with --lazy; the heartbeat file the restored process wrote through
-    // its shared mapping gets its capture-time mtime back, or restore would refuse it as changed.
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&hb)
-        .unwrap()
-        .set_modified(beat_mtime)
-        .unwrap();
+    // Each restore refuses a mapped file changed since the capture: the heartbeat file the
+    // previous restored process wrote through its shared mapping gets its capture-time mtime
+    // back first.
+    let reset_mtime = || {
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&hb)
+            .unwrap()
+            .set_modified(beat_mtime)
+            .unwrap()
+    };
+    let eager = restore_and_check(&image, &hb, &[]);
+    reset_mtime();
     let lazy = restore_and_check(&image, &hb, &["--lazy"]);
+    reset_mtime();
     let _ = fs::remove_file(&image);
 
+    let kb_to_mib = |v: &serde_json::Value| v["peak_rss_kb"].as_f64().unwrap_or(f64::NAN) / 1024.0;
     Row {
         mib,
-        touched_bytes: touched as u64,
-        base_read_ms: ms(base_read),
-        base_write_ms: ms(base_write),
-        capture_ms: ms(capture),
-        downtime_ms: ms(downtime),
-        tool_frozen_ms,
-        reap_ms,
-        nofork_downtime_ms: ms(nofork_downtime),
-        nofork_capture_ms: ms(nofork_capture),
-        image_bytes,
-        base_restore_ms: ms(base_restore),
-        restore_ms: ms(restore),
-        lazy_ms: ms(lazy),
+        m: vec![
+            ("touched_anon_bytes", touched as f64),
+            ("nonzero_touched_bytes", nonzero as f64),
+            ("baseline_process_vm_readv_ms", ms(base_read)),
+            ("baseline_write_fsync_ms", ms(base_write)),
+            ("capture_ms", ms(capture)),
+            ("downtime_ms", ms(downtime)),
+            ("frozen_ms", tool_frozen_ms),
+            ("reap_frozen_ms", reap_ms),
+            ("no_snapshot_downtime_ms", ms(nofork_downtime)),
+            ("no_snapshot_capture_ms", ms(nofork_capture)),
+            ("image_bytes", image_bytes as f64),
+            ("baseline_read_image_ms", ms(base_restore)),
+            ("restore_ms", ms(eager.running)),
+            ("restore_wall_ms", ms(eager.wall)),
+            ("restore_lazy_ms", ms(lazy.running)),
+            ("restore_lazy_wall_ms", ms(lazy.wall)),
+            ("capture_peak_rss_mib", kb_to_mib(&summary)),
+            ("restore_peak_rss_mib", kb_to_mib(&eager.summary)),
+            ("restore_lazy_peak_rss_mib", kb_to_mib(&lazy.summary)),
+        ],
     }
 }
 
 fn main() {
     let mut sizes = Vec::new();
     let mut json_path = PathBuf::from("target/bench-engine.json");
+    let mut runs = 1usize;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if a == "--json" {
             json_path = PathBuf::from(args.next().expect("--json PATH"));
+        } else if a == "--runs" {
+            runs = args
+                .next()
+                .and_then(|n| n.parse().ok())
+                .filter(|&n| n > 0)
+                .expect("--runs N (N >= 1)");
         } else if let Ok(n) = a.parse::<u64>() {
             sizes.push(n);
         }
@@ -340,68 +415,77 @@ fn main() {
 
     let rows: Vec<Row> = sizes
         .iter()
-        .map(|&m| run_one(&work, &workload, m))
+        .map(|&m| {
+            let runs: Vec<Row> = (0..runs).map(|_| run_one(&work, &workload, m)).collect();
+            median(&runs)
+        })
         .collect();
-    println!(
-        "{:>6} {:>9} {:>9} {:>9} {:>8} {:>9} {:>8} {:>6} {:>9} {:>10} {:>10} {:>9} {:>9} {:>8} {:>9} {:>10}",
-        "MiB",
-        "read ms",
-        "write ms",
-        "capture",
-        "cap/base",
-        "downtime",
-        "frozen",
-        "reap",
-        "nofork",
-        "nofork cap",
-        "image MiB",
-        "base rst",
-        "restore",
-        "rst/base",
-        "lazy",
-        "touched"
-    );
+    // Column, figure, width, decimals; ratios are computed below.
+    let cols: &[(&str, &str, usize, usize)] = &[
+        ("MiB", "", 5, 0),
+        ("read", "baseline_process_vm_readv_ms", 7, 1),
+        ("write", "baseline_write_fsync_ms", 7, 1),
+        ("capture", "capture_ms", 8, 1),
+        ("cap/base", "capture_ratio_to_read_plus_write", 8, 2),
+        ("downtime", "downtime_ms", 8, 1),
+        ("frozen", "frozen_ms", 7, 1),
+        ("reap", "reap_frozen_ms", 5, 1),
+        ("nofork", "no_snapshot_downtime_ms", 7, 1),
+        ("image MiB", "image_mib", 9, 1),
+        ("img/data", "image_ratio_to_nonzero", 8, 4),
+        ("base rst", "baseline_read_image_ms", 8, 1),
+        ("restore", "restore_ms", 8, 1),
+        ("rst/base", "restore_ratio_to_read", 8, 2),
+        ("lazy", "restore_lazy_ms", 6, 1),
+        ("lazy/64", "restore_lazy_ratio_to_smallest", 7, 2),
+        ("lazy all", "restore_lazy_wall_ms", 8, 1),
+        ("rss cap", "capture_peak_rss_mib", 7, 1),
+        ("rss rst", "restore_peak_rss_mib", 7, 1),
+        ("rss lazy", "restore_lazy_peak_rss_mib", 8, 1),
+    ];
+    let smallest_lazy = rows.first().map_or(f64::NAN, |r| r.get("restore_lazy_ms"));
+    let line: Vec<String> = cols.iter().map(|(h, _, w, _)| format!("{h:>w$}")).collect();
+    println!("{}", line.join(" "));
     let mut json = Vec::new();
     for r in &rows {
-        let cap_ratio = r.capture_ms / (r.base_read_ms + r.base_write_ms);
-        let rst_ratio = r.restore_ms / r.base_restore_ms;
-        println!(
-            "{:>6} {:>9.1} {:>9.1} {:>9.1} {:>8.2} {:>9.1} {:>8.1} {:>6.1} {:>9.1} {:>10.1} {:>10.1} {:>9.1} {:>9.1} {:>8.2} {:>9.1} {:>10}",
-            r.mib,
-            r.base_read_ms,
-            r.base_write_ms,
-            r.capture_ms,
-            cap_ratio,
-            r.downtime_ms,
-            r.tool_frozen_ms,
-            r.reap_ms,
-            r.nofork_downtime_ms,
-            r.nofork_capture_ms,
-            r.image_bytes as f64 / (1 << 20) as f64,
-            r.base_restore_ms,
-            r.restore_ms,
-            rst_ratio,
-            r.lazy_ms,
-            r.touched_bytes
-        );
-        json.push(serde_json::json!({
-            "size_mib": r.mib,
-            "touched_anon_bytes": r.touched_bytes,
-            "baseline_process_vm_readv_ms": r.base_read_ms,
-            "baseline_write_fsync_ms": r.base_write_ms,
-            "capture_ms": r.capture_ms,
-            "capture_ratio_to_read_plus_write": cap_ratio,
-            "downtime_ms": r.downtime_ms,
-            "frozen_ms": r.tool_frozen_ms,
-            "reap_frozen_ms": r.reap_ms,
-            "no_snapshot_downtime_ms": r.nofork_downtime_ms,
-            "no_snapshot_capture_ms": r.nofork_capture_ms,
-            "image_bytes": r.image_bytes,
-            "baseline_read_image_ms": r.base_restore_ms,
-            "restore_ms": r.restore_ms,
-            "restore_ratio_to_read": rst_ratio,
-            "restore_lazy_ms": r.lazy_ms,
-        }));
+        let mut m = r.m.clone();
+        m.push((
+            "capture_ratio_to_read_plus_write",
+            r.get("capture_ms")
+                / (r.get("baseline_process_vm_readv_ms") + r.get("baseline_write_fsync_ms")),
+        ));
+        m.push(("image_mib", r.get("image_bytes") / (1u64 << 20) as f64));
+        m.push((
+            "image_ratio_to_nonzero",
+            r.get("image_bytes") / r.get("nonzero_touched_bytes"),
+        ));
+        m.push((
+            "restore_ratio_to_read",
+            r.get("restore_ms") / r.get("baseline_read_image_ms"),
+        ));
+        m.push((
+            "restore_lazy_ratio_to_smallest",
+            r.get("restore_lazy_ms") / smallest_lazy,
+        ));
+        let full = Row { mib: r.mib, m };
+        let line: Vec<String> = cols
+            .iter()
+            .map(|(_, key, w, d)| {
+                if key.is_empty() {
+                    format!("{:>w$}", full.mib)
+                } else {
+                    format!("{:>w$.d$}", full.get(key))
+                }
+            })
+            .collect();
+        println!("{}", line.join(" "));
+        let mut obj = serde_json::Map::new();
+        obj.insert("size_mib".into(), full.mib.into());
+        obj.insert("runs".into(), runs.into());
+        for (k, v) in &full.m {
+            obj.insert((*k).into(), (*v).into());
+        }
+        json.push(serde_json::Value::Object(obj));
     }
     if let Some(dir) = json_path.parent() {
         let _ = fs::create_dir_all(dir);

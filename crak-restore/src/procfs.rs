@@ -228,6 +228,12 @@ pub fn status(pid: i32) -> Result<Status> {
     read_string(pid, "status").map(|s| Status::parse(&s))
 }
 
+/// The calling process's peak resident set size in KiB (`VmHWM`), for the tools' summaries.
+pub fn own_peak_rss_kb() -> Option<u64> {
+    let st = status(i32::try_from(std::process::id()).ok()?).ok()?;
+    st.get("VmHWM")?.split_whitespace().next()?.parse().ok()
+}
+
 /// Reads `/proc/PID/task/TID/status`, the status of one thread.
 pub fn task_status(pid: i32, tid: i32) -> Result<Status> {
     read_string(pid, &format!("task/{tid}/status")).map(|s| Status::parse(&s))

@@ -140,7 +140,7 @@ fn check_data(cx: &mut Cx<'_, '_>, pid: u32, i: usize, nr: u64, data: &[u8], ps:
                 Field::At("data", 28),
                 format!("{} bytes of data for {nr} pages of {ps} bytes", data.len()),
             );
-        } else {
+        } else if cx.page_contents {
             let chunk = usize::try_from(ps).unwrap_or(usize::MAX);
             let zero: Vec<usize> = data
                 .chunks(chunk)

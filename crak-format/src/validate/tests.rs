@@ -472,6 +472,13 @@ fn stored_zero_page() {
     p0(&mut img).pages[0].data = Blob::from(data);
     let f = expect(&img, "zero-page-stored", Severity::Warning);
     assert!(f.message.contains("page 1"), "{}", f.message);
+    // The restorer's validation reads no page data, and this is the only rule that does.
+    let r = super::validate_metadata(&img, None);
+    assert!(!r.has("zero-page-stored"));
+    assert_eq!(
+        r.findings.len() + 1,
+        super::validate(&img, None).findings.len()
+    );
 }
 
 #[test]

@@ -6,7 +6,7 @@
 use clap::Parser;
 use crak_format::auth::SecretKey;
 use crak_restore::capture::{self, supervisor, Options, Output};
-use crak_restore::sys;
+use crak_restore::{procfs, sys};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -178,8 +178,14 @@ fn report(cli: &Cli, result: &Result<capture::Summary, capture::Error>) {
     match result {
         Ok(summary) => {
             if cli.json {
-                match serde_json::to_string(&summary) {
-                    Ok(s) => eprintln!("{s}"),
+                match serde_json::to_value(summary) {
+                    Ok(mut v) => {
+                        if let (Some(m), Some(kb)) = (v.as_object_mut(), procfs::own_peak_rss_kb())
+                        {
+                            m.insert("peak_rss_kb".into(), kb.into());
+                        }
+                        eprintln!("{v}");
+                    }
                     Err(e) => eprintln!("crak-capture: {e}"),
                 }
             } else {

@@ -35,7 +35,9 @@ use std::process::ExitCode;
                   the memory size. The image must then stay in place, unmodified and not \
                   truncated, while the restored process lives (replacing it by rename or \
                   deleting it is safe: the mapping holds the old file); the restored process \
-                  shows those mappings as the image file in /proc/PID/maps.\n\n\
+                  shows those mappings as the image file in /proc/PID/maps. The CRCs of the \
+                  mapped pages are checked as soon as the process runs: a damaged page run then \
+                  kills it and the restore fails (exit status 1), naming the record.\n\n\
                   Safety: the image is validated first; errors always refuse it, warnings unless \
                   --force. With --verify, an unsigned image or one altered since it was signed is \
                   refused, naming the first record that differs. An unprivileged user restores \
@@ -174,7 +176,7 @@ fn verify_signature(key_path: &std::path::Path, data: &[u8]) -> Result<(), (Stri
 
 /// The validator's verdict: every error refuses the image; warnings refuse it unless `force`.
 fn check_findings(parsed: &crak_format::Parsed<'_>, force: bool) -> Result<(), String> {
-    let report = crak_format::validate::validate(&parsed.image, Some(&parsed.layout));
+    let report = crak_format::validate::validate_metadata(&parsed.image, Some(&parsed.layout));
     let plural = |n: usize| if n == 1 { "" } else { "s" };
     if let Some(f) = report.errors().next() {
         return Err(format!(
@@ -258,7 +260,13 @@ fn main() -> ExitCode {
             return report(cli.json, kind, &format!("{}: {msg}", cli.image), code);
         }
     }
-    let parsed = match crak_format::read::parse(source.bytes()) {
+    // PAGES CRCs are checked later, by reading the file again (see ImageFile), when the image
+    // is a file; in full here otherwise.
+    let parsed = match &source {
+        Source::Mapped(..) => crak_format::read::parse_deferring_page_crcs(source.bytes()),
+        Source::Read(_) => crak_format::read::parse(source.bytes()).map(|p| (p, Vec::new())),
+    };
+    let (parsed, unchecked) = match parsed {
         Ok(p) => p,
         Err(e) => {
             let msg = format!("invalid image {}: {e}", cli.image);
@@ -295,7 +303,7 @@ fn main() -> ExitCode {
         }
     }
     let result = match &source {
-        Source::Mapped(file, map) => ImageFile::new(file, map.as_bytes(), cli.lazy)
+        Source::Mapped(file, map) => ImageFile::new(file, map.as_bytes(), unchecked, cli.lazy)
             .and_then(|f| restore::restore_from_file(&parsed.image, &options, &f)),
         Source::Read(_) => restore::restore(&parsed.image, &options),
     };
@@ -318,11 +326,14 @@ fn main() -> ExitCode {
         let mut v = serde_json::to_value(&summary).unwrap_or_default();
         if let Some(m) = v.as_object_mut() {
             m.insert("total_ms".into(), total_ms.into());
+            if let Some(kb) = crak_restore::procfs::own_peak_rss_kb() {
+                m.insert("peak_rss_kb".into(), kb.into());
+            }
         }
         eprintln!("{v}");
     } else {
         eprintln!(
-            "crak-restore: restored pid {}{}{}: {} pages ({}{}), {} VMAs, {} fds; restore {:.1} ms, total {:.1} ms",
+            "crak-restore: restored pid {}{}{}: {} pages ({}{}), {} VMAs, {} fds; running after {:.1} ms, restore {:.1} ms, total {:.1} ms",
             summary.pid,
             if summary.same_pid { "" } else { " (new pid)" },
             match summary.processes {
@@ -338,6 +349,7 @@ fn main() -> ExitCode {
             },
             summary.vmas,
             summary.fds,
+            summary.running.as_secs_f64() * 1000.0,
             summary.elapsed.as_secs_f64() * 1000.0,
             total_ms
         );

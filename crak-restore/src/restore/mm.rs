@@ -23,14 +23,16 @@ use crate::sys::mem;
 use crate::sys::prctl::{PrctlMmMap, MAX_AUXV_BYTES, PR_SET_MM, PR_SET_MM_MAP};
 use crate::sys::ptrace;
 use crate::sys::remote::RemoteSyscall;
+use crak_format::read::UncheckedPages;
 use crak_format::record::vma::{
     madv, Vma, VmaKind, MAP_GROWSDOWN, MAP_SHARED, PROT_EXEC, PROT_READ, PROT_WRITE,
 };
 use crak_format::Process;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 
 /// Smallest piece of a run a lazy restore maps from the image; smaller ones are copied, which
 /// costs less than the remote `mmap` and keeps the number of VMAs down.
@@ -51,33 +53,60 @@ const PREAD_MIN: u64 = 1 << 20;
 /// kernel caps a single read a little under 2 GiB anyway).
 const PREAD_CHUNK: u64 = 256 << 20;
 
+/// Size of the reads that check deferred page CRCs: the check holds this much of the image in
+/// memory at a time, whatever the image's size.
+const CHECK_CHUNK: usize = 1 << 20;
+
 /// The image file the page data was parsed from, for the restored process to take its pages
 /// from itself: `pread64` in the child copies them from the page cache into its memory once,
 /// instead of a read into the restorer's memory followed by `process_vm_writev`; with `lazy`,
 /// stored runs of private anonymous VMAs are mapped from the file instead (pages fault in on
 /// demand, so the image must stay in place for the life of the process).
 ///
-/// The page data's CRCs were verified on `bytes` (a mapping of the whole file) before the
-/// restore starts. The file is held open from then to the point of no return, and
-/// [`ImageFile::unchanged`] checks just before it that the file's device, inode, size and
-/// change time are those seen at validation, so that a file rewritten in between is refused.
+/// The image was parsed with its PAGES CRCs left unchecked
+/// ([`crak_format::read::parse_deferring_page_crcs`]); they are checked by reading the file
+/// again in small pieces, so the restorer never holds the page data. Without `lazy`, all of
+/// them before anything is created ([`ImageFile::check_all`]); with `lazy`, those of copied
+/// pages before they are copied, and those of mapped pages once the processes run
+/// ([`ImageFile::check_rest`]), a failure then killing them.
+///
+/// The file is held open from then to the point of no return, and [`ImageFile::unchanged`]
+/// checks just before it that the file's device, inode, size and change time are those seen
+/// at validation, so that a file rewritten in between is refused.
 pub struct ImageFile<'a> {
     file: &'a File,
     bytes: &'a [u8],
     lazy: bool,
     stat: (u64, u64, u64, i64, i64),
+    /// The PAGES records not yet checked, in file order, with whether each has been since.
+    unchecked: Vec<(UncheckedPages, Cell<bool>)>,
+    /// The buffer the checks read into, allocated at the first.
+    buf: RefCell<Vec<u8>>,
 }
 
 impl<'a> ImageFile<'a> {
-    /// `file`, whose whole content is `bytes` (the image was parsed from `bytes`); `lazy` maps
-    /// stored pages of private anonymous VMAs from the file instead of copying them.
-    pub fn new(file: &'a File, bytes: &'a [u8], lazy: bool) -> Result<Self, RestoreError> {
+    /// `file`, whose whole content is `bytes` (the image was parsed from `bytes`, leaving the
+    /// CRCs of `unchecked` to check); `lazy` maps stored pages of private anonymous VMAs from
+    /// the file instead of copying them.
+    pub fn new(
+        file: &'a File,
+        bytes: &'a [u8],
+        unchecked: Vec<UncheckedPages>,
+        lazy: bool,
+    ) -> Result<Self, RestoreError> {
         let stat = Self::stat_of(file)?;
+        let mut unchecked: Vec<_> = unchecked
+            .into_iter()
+            .map(|u| (u, Cell::new(false)))
+            .collect();
+        unchecked.sort_by_key(|(u, _)| u.offset);
         Ok(ImageFile {
             file,
             bytes,
             lazy,
             stat,
+            unchecked,
+            buf: RefCell::new(Vec::new()),
         })
     }
 
@@ -98,6 +127,11 @@ impl<'a> ImageFile<'a> {
         Ok(())
     }
 
+    /// Whether stored pages may be mapped from the file (`--lazy`).
+    pub fn lazy(&self) -> bool {
+        self.lazy
+    }
+
     /// File offset of `data`, a slice of `bytes`; `None` for any other slice.
     fn offset_of(&self, data: &[u8]) -> Option<u64> {
         let off = (data.as_ptr() as usize).checked_sub(self.bytes.as_ptr() as usize)?;
@@ -105,6 +139,51 @@ impl<'a> ImageFile<'a> {
             return None;
         }
         u64::try_from(off).ok()
+    }
+
+    /// Checks the CRC of every PAGES record not checked yet.
+    pub fn check_all(&self) -> Result<(), RestoreError> {
+        self.check_each(&self.unchecked)
+    }
+
+    /// [`ImageFile::check_all`] once the processes run: what is left are the records whose
+    /// pages were all mapped from the file (`--lazy`).
+    pub fn check_rest(&self) -> Result<(), RestoreError> {
+        self.check_all()
+    }
+
+    /// Checks the CRC of the PAGES records holding file bytes `at..at + len`, unless checked.
+    fn check_range(&self, at: u64, len: u64) -> Result<(), RestoreError> {
+        let end = at.saturating_add(len);
+        // Records are in file order and do not overlap: those that end after `at`, up to the
+        // first that starts at or after `end`.
+        let first = self
+            .unchecked
+            .partition_point(|(u, _)| u.payload_offset().saturating_add(u.length) <= at);
+        let rest = self.unchecked.get(first..).unwrap_or_default();
+        let n = rest.partition_point(|(u, _)| u.payload_offset() < end);
+        self.check_each(rest.get(..n).unwrap_or_default())
+    }
+
+    fn check_each(&self, records: &[(UncheckedPages, Cell<bool>)]) -> Result<(), RestoreError> {
+        let mut buf = self.buf.borrow_mut();
+        for (u, done) in records {
+            if done.get() {
+                continue;
+            }
+            if buf.is_empty() {
+                buf.resize(CHECK_CHUNK, 0);
+            }
+            u.check_at(&mut buf, |off, b| self.file.read_exact_at(b, off))
+                .map_err(|e| match e.kind() {
+                    crak_format::ErrorKind::Io => {
+                        RestoreError::failed("reading the image", e.to_string())
+                    }
+                    _ => RestoreError::Invalid(e.to_string()),
+                })?;
+            done.set(true);
+        }
+        Ok(())
     }
 }
 
@@ -886,12 +965,16 @@ fn fill_pages(
                             format!("run at {addr:#x}: page data outside the image file"),
                         )
                     })?;
-                    if file.lazy
+                    let mapped = file.lazy
                         && n >= LAZY_MIN
                         && lazy_mappable(v)
                         && at % PAGE == 0
-                        && stats.lazy_mappings < LAZY_MAX_MAPPINGS
-                    {
+                        && stats.lazy_mappings < LAZY_MAX_MAPPINGS;
+                    if !mapped {
+                        // Copied pages are checked first; mapped ones once the process runs.
+                        file.check_range(at, n)?;
+                    }
+                    if mapped {
                         // The VMA was mapped writable for the fill; the final mprotect below
                         // gives this part the VMA's protection too.
                         let prot = u64::from(v.prot | PROT_WRITE);

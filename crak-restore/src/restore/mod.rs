@@ -125,6 +125,10 @@ pub struct Summary {
     /// Wall time of the restore.
     #[serde(serialize_with = "ser_ms", rename = "time_ms")]
     pub elapsed: Duration,
+    /// Time until the processes ran: with `--lazy`, the CRCs of the pages mapped from the image
+    /// are checked after it (in `elapsed`).
+    #[serde(serialize_with = "ser_ms", rename = "running_ms")]
+    pub running: Duration,
     /// For a tree: the saved and the live PID of every process, zombies included.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pids: Vec<(u32, i32)>,
@@ -164,6 +168,11 @@ fn restore_inner(
         .require_restore()
         .map_err(|e| RestoreError::Refused(e.to_string()))?;
     let family = tree::family(image, options)?;
+    // Eagerly restored pages are checked before anything is created; lazily mapped ones once
+    // the processes run (below).
+    if let Some(f) = src.filter(|f| !f.lazy()) {
+        f.check_all()?;
+    }
     ipc::check(image)?;
     // Stage 1b: the SysV IPC objects, which the processes attach and name by id. Removed again
     // (the guard) if anything below fails.
@@ -182,6 +191,29 @@ fn restore_inner(
     match build(&family, pid, src, &segments, &mut objects, options) {
         Ok(mut summary) => {
             objects.keep();
+            summary.running = t0.elapsed();
+            if let Some(Err(e)) = src.map(ImageFile::check_rest) {
+                if family.members.len() > 1 {
+                    tree::kill_tree(pid);
+                } else {
+                    kill_child(pid);
+                }
+                let who = if family.members.len() > 1 {
+                    format!("the restored process tree under {pid} was killed")
+                } else {
+                    format!("the restored process {pid} was killed")
+                };
+                return Err(match e {
+                    RestoreError::Invalid(m) => RestoreError::Invalid(format!(
+                        "{m} (pages mapped from the image, checked once the process ran); {who}"
+                    )),
+                    RestoreError::Failed { stage, detail } => RestoreError::Failed {
+                        stage,
+                        detail: format!("{detail}; {who}"),
+                    },
+                    other => other,
+                });
+            }
             summary.elapsed = t0.elapsed();
             Ok(summary)
         }
@@ -202,6 +234,7 @@ fn restore_inner(
                     stage,
                     detail: format!("{detail}; {what}"),
                 },
+                RestoreError::Invalid(m) => RestoreError::Invalid(format!("{m}; {what}")),
                 other => other,
             })
         }
@@ -266,6 +299,7 @@ fn build(
         vmas: 0,
         fds: 0,
         elapsed: Duration::ZERO,
+        running: Duration::ZERO,
         pids: family.pid_map(),
     };
     // TCP connections leave repair mode right before their processes run.

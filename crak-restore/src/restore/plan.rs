@@ -236,7 +236,7 @@ fn check_threads(image: &Image<'_>, proc: &Process<'_>) -> Result<(), RestoreErr
 /// Structural checks of the image beyond what the parser checked: the shape this restorer
 /// needs. The format crate's validator runs first; any error finding refuses the image.
 pub fn check_image<'a>(image: &'a Image<'_>) -> Result<&'a Process<'a>, RestoreError> {
-    let report = crak_format::validate::validate(image, None);
+    let report = crak_format::validate::validate_metadata(image, None);
     if let Some(f) = report.errors().next() {
         return Err(invalid(format!(
             "{f} ({} error{} in total)",

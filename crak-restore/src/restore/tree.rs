@@ -102,7 +102,7 @@ pub fn family<'a>(image: &'a Image<'_>, options: &Options) -> Result<Family<'a>,
             externals: external_pipes(image, options)?,
         });
     }
-    let report = crak_format::validate::validate(image, None);
+    let report = crak_format::validate::validate_metadata(image, None);
     if let Some(f) = report.errors().next() {
         return Err(RestoreError::Invalid(format!(
             "{f} ({} error{} in total)",

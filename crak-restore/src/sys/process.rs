@@ -10,6 +10,16 @@ pub fn kill(pid: Pid, sig: i32) -> Result<()> {
     check(ret.into(), || format!("kill({pid}, {})", signal_name(sig))).map(drop)
 }
 
+/// `setns(2)` of the calling thread into the network namespace `ns` (an open
+/// `/proc/PID/ns/net` or `/run/netns/NAME`): what `ip netns exec` does, for one thread.
+pub fn enter_net_namespace(ns: std::os::fd::BorrowedFd<'_>) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setns takes a descriptor, borrowed for the call, and a flag; it changes only the
+    // calling thread's namespace, no memory.
+    let ret = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+    check(ret.into(), || "setns(CLONE_NEWNET)".to_string()).map(drop)
+}
+
 /// `tgkill(2)`: signal thread `tid` of thread group `tgid`.
 pub fn tgkill(tgid: Pid, tid: Pid, sig: i32) -> Result<()> {
     // SAFETY: tgkill takes three integers.
