@@ -1,5 +1,7 @@
 //! The slice parser on arbitrary bytes: it must never panic, and whatever it accepts the writer
-//! must write and the parser read back unchanged.
+//! must write and the parser read back unchanged. The parser that defers PAGES CRCs must agree
+//! with it: it accepts the same image once the deferred CRCs are checked, and refuses it (at
+//! parse or at a check) whenever the full parser does.
 
 #![no_main]
 
@@ -16,7 +18,32 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    let Ok(parsed) = crak_format::parse(data) else {
+    let full = crak_format::parse(data);
+    let deferred = crak_format::read::parse_deferring_page_crcs(data).and_then(|(p, unchecked)| {
+        let mut buf = [0u8; 4096];
+        for u in &unchecked {
+            u.check_at(&mut buf, |at, b| {
+                let at = usize::try_from(at).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+                let src = at
+                    .checked_add(b.len())
+                    .and_then(|end| data.get(at..end))
+                    .ok_or(std::io::ErrorKind::UnexpectedEof)?;
+                b.copy_from_slice(src);
+                Ok(())
+            })?;
+        }
+        Ok(p)
+    });
+    match (&full, &deferred) {
+        (Ok(a), Ok(b)) => assert_eq!(a.image, b.image),
+        (Err(_), Err(_)) => {}
+        (a, b) => panic!(
+            "the parsers disagree: full {:?}, deferred {:?}",
+            a.as_ref().err(),
+            b.as_ref().err()
+        ),
+    }
+    let Ok(parsed) = full else {
         return;
     };
     let again = crak_format::to_vec(&parsed.image).expect("a parsed image writes");

@@ -57,6 +57,12 @@ const PREAD_CHUNK: u64 = 256 << 20;
 /// memory at a time, whatever the image's size.
 const CHECK_CHUNK: usize = 1 << 20;
 
+/// Most threads that check page CRCs before a restore ...
+const CHECK_THREADS: usize = 4;
+
+/// ... when there are at least this many bytes of page data to read.
+const CHECK_PARALLEL_MIN: u64 = 64 << 20;
+
 /// The image file the page data was parsed from, for the restored process to take its pages
 /// from itself: `pread64` in the child copies them from the page cache into its memory once,
 /// instead of a read into the restorer's memory followed by `process_vm_writev`; with `lazy`,
@@ -141,9 +147,60 @@ impl<'a> ImageFile<'a> {
         u64::try_from(off).ok()
     }
 
-    /// Checks the CRC of every PAGES record not checked yet.
+    /// Checks the CRC of every PAGES record not checked yet, on up to [`CHECK_THREADS`] threads
+    /// when there is much to read (they are joined before this returns: a restorer must be
+    /// single-threaded when it forks).
     pub fn check_all(&self) -> Result<(), RestoreError> {
-        self.check_each(&self.unchecked)
+        let todo: Vec<UncheckedPages> = self
+            .unchecked
+            .iter()
+            .filter(|(_, done)| !done.get())
+            .map(|(u, _)| *u)
+            .collect();
+        let total: u64 = todo.iter().map(|u| u.length).sum();
+        let threads = if total < CHECK_PARALLEL_MIN {
+            1
+        } else {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(CHECK_THREADS)
+        };
+        // Contiguous groups of about `total / threads` bytes each, in file order.
+        let mut groups: Vec<&[UncheckedPages]> = Vec::with_capacity(threads);
+        let (mut start, mut acc) = (0, 0u64);
+        for (i, u) in todo.iter().enumerate() {
+            acc = acc.saturating_add(u.length);
+            let share = total / threads as u64 * (groups.len() as u64 + 1);
+            if acc >= share && groups.len() + 1 < threads {
+                groups.push(&todo[start..=i]);
+                start = i + 1;
+            }
+        }
+        groups.push(&todo[start..]);
+        let file = self.file;
+        let results: Vec<Result<(), crak_format::Error>> = std::thread::scope(|s| {
+            let handles: Vec<_> = groups
+                .iter()
+                .map(|g| s.spawn(move || check_pages(file, g)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(crak_format::Error::new(crak_format::ErrorKind::Io)
+                            .with_detail("a page check thread failed"))
+                    })
+                })
+                .collect()
+        });
+        // The first damaged record in file order is the one reported.
+        for r in results {
+            r.map_err(check_error)?;
+        }
+        for (_, done) in &self.unchecked {
+            done.set(true);
+        }
+        Ok(())
     }
 
     /// [`ImageFile::check_all`] once the processes run: what is left are the records whose
@@ -175,15 +232,27 @@ impl<'a> ImageFile<'a> {
                 buf.resize(CHECK_CHUNK, 0);
             }
             u.check_at(&mut buf, |off, b| self.file.read_exact_at(b, off))
-                .map_err(|e| match e.kind() {
-                    crak_format::ErrorKind::Io => {
-                        RestoreError::failed("reading the image", e.to_string())
-                    }
-                    _ => RestoreError::Invalid(e.to_string()),
-                })?;
+                .map_err(check_error)?;
             done.set(true);
         }
         Ok(())
+    }
+}
+
+/// Checks the CRCs of `list`, read from `file` in [`CHECK_CHUNK`] pieces.
+fn check_pages(file: &File, list: &[UncheckedPages]) -> Result<(), crak_format::Error> {
+    let mut buf = vec![0u8; CHECK_CHUNK];
+    for u in list {
+        u.check_at(&mut buf, |off, b| file.read_exact_at(b, off))?;
+    }
+    Ok(())
+}
+
+/// A failed page check: the image is invalid, unless the file could not be read.
+fn check_error(e: crak_format::Error) -> RestoreError {
+    match e.kind() {
+        crak_format::ErrorKind::Io => RestoreError::failed("reading the image", e.to_string()),
+        _ => RestoreError::Invalid(e.to_string()),
     }
 }
 
