@@ -105,6 +105,7 @@ types:
             'record_kind::msg': rec_msg
             'record_kind::timers': rec_timers
             'record_kind::locks': rec_locks
+            'record_kind::scm': rec_scm
             'record_kind::end': rec_end
         doc: |
           Kind-specific payload. A kind this description does not know stays raw bytes: a reader
@@ -776,6 +777,41 @@ types:
         size: contents_len
         doc: The file's bytes when deleted is 1, else empty.
 
+  rec_scm:
+    doc-ref: spec/crak-format.md#scm
+    doc: |
+      The ancillary data of one message queued on a Unix socket (format 1.3): the files passed
+      with it (SCM_RIGHTS) and its credentials (SCM_CREDENTIALS).
+    seq:
+      - id: socket
+        type: u8
+        doc: Inode of the receiving socket (a UNIX or UNIX_SOCKET fd's `ino`).
+      - id: message
+        type: u4
+        doc: Index of the message in that socket's queue.
+      - id: flags
+        type: u4
+        valid:
+          expr: (_ & 0xfffffffe) == 0
+        doc: Bit 0 CREDENTIALS; other bits are a bad-value.
+      - id: pid
+        type: u4
+      - id: uid
+        type: u4
+      - id: gid
+        type: u4
+      - id: reserved0
+        type: u4
+      - id: num_files
+        type: u4
+        valid:
+          max: 253
+      - id: files
+        type: rec_fd
+        repeat: expr
+        repeat-expr: num_files
+        doc: Each file is an FD payload with pid 0, fd its position and fd_flags 0.
+
   rec_pipe_data:
     doc-ref: spec/crak-format.md#pipe-data
     seq:
@@ -983,6 +1019,7 @@ enums:
     0x0014: msg
     0x0015: timers
     0x0016: locks
+    0x0017: scm
     0x00ff: end
   vma_kind:
     1: anon

@@ -290,6 +290,7 @@ fn image(processes: Vec<Process<'static>>) -> Image<'static> {
         shm_segments: Vec::new(),
         sem_sets: Vec::new(),
         msg_queues: Vec::new(),
+        scm: Vec::new(),
         auth: None,
         unknown: Vec::new(),
         extras: Vec::new(),
@@ -1931,7 +1932,90 @@ fn valid_vectors() -> Vec<Valid> {
         },
         None,
     );
+    add(
+        "030-scm-files-and-credentials",
+        "SCM (0x0017, 1.3, §3.23): a stream socket pair whose first end holds two messages, the \
+         second carrying credentials and three files in flight: the read end of a pipe whose \
+         write end the process holds, an eventfd, and a regular file sharing its open file \
+         description with an fd of the process",
+        scm_image(),
+        None,
+    );
     v
+}
+
+/// A 1.3 image with a socket pair (fds 14, 15), a pipe's write end (fd 5), a regular file
+/// (fd 6) and an SCM record passing three files with the second message queued on fd 14.
+fn scm_image() -> Image<'static> {
+    use crak_format::record::fd::FdState;
+    use crak_format::record::scm::{Scm, SCM_CREDENTIALS};
+    let mut m = image(vec![full_process(PID, 1)]);
+    let anon = |n: u32, kind: FdKind, path: &str, state: FdState| {
+        let mut f = fd(PID, n, kind, path);
+        f.dev = 0;
+        f.mode = 0o600;
+        f.contents = Blob::from(state.encode());
+        f
+    };
+    let mut w = fd(PID, 5, FdKind::Pipe, "pipe:[9300]");
+    (w.ino, w.dev, w.mode, w.open_flags) = (9300, 0xc, 0o10600, 0o1);
+    let mut reg = fd(PID, 6, FdKind::Reg, "/srv/data/log");
+    (reg.pos, reg.description) = (4096, 1);
+    let mut a = anon(
+        14,
+        FdKind::Unix,
+        "socket:[9200]",
+        FdState::Unix {
+            sock_type: 1,
+            peer: 9201,
+            queue: vec![b"hello ".to_vec(), b"files".to_vec()],
+        },
+    );
+    a.ino = 9200;
+    let mut b = anon(
+        15,
+        FdKind::Unix,
+        "socket:[9201]",
+        FdState::Unix {
+            sock_type: 1,
+            peer: 9200,
+            queue: vec![],
+        },
+    );
+    b.ino = 9201;
+    let fds = &mut m.processes[0].fds;
+    fds.extend([w.clone(), reg.clone(), a, b]);
+    m.pipes.push(PipeData {
+        pipe_id: 9300,
+        capacity: 65536,
+        data: Blob::from(b"queued".to_vec()),
+    });
+    let in_flight = |n: u32, mut f: Fd<'static>| {
+        (f.pid, f.fd, f.fd_flags) = (0, n, 0);
+        f
+    };
+    let mut r = w;
+    r.open_flags = 0;
+    let ev = anon(
+        0,
+        FdKind::Eventfd,
+        "anon_inode:[eventfd]",
+        FdState::Eventfd {
+            count: 42,
+            flags: 0,
+        },
+    );
+    m.scm.push(Scm {
+        socket: 9200,
+        message: 1,
+        flags: SCM_CREDENTIALS,
+        pid: PID,
+        uid: 1000,
+        gid: 100,
+        files: vec![in_flight(0, r), in_flight(1, ev), in_flight(2, reg)],
+    });
+    m.version = Version { major: 1, minor: 3 };
+    m
 }
 
 fn invalid_vectors() -> Vec<Invalid> {
@@ -2754,6 +2838,69 @@ fn invalid_vectors() -> Vec<Invalid> {
         },
         Some("LOCKS"),
         Some("pid"),
+    );
+    // Format 1.3: an SCM record to break.
+    let sraw = RawImage::split(&write(&scm_image()));
+    let spay = payload(&sraw, kind::SCM, 0);
+    let mut add = |name, covers, bytes, error, offset, record, field| {
+        v.push(Invalid {
+            name,
+            covers,
+            bytes,
+            error,
+            offset,
+            record,
+            field,
+            stream: None,
+        })
+    };
+    let scm_with = |at: usize, bytes: &[u8]| {
+        let mut r = sraw.clone();
+        let i = r.find(kind::SCM, 0);
+        r.records[i].payload[at..at + bytes.len()].copy_from_slice(bytes);
+        r.to_bytes()
+    };
+    add(
+        "151-bad-value-scm-flags",
+        "an SCM record with flags bit 1 set, which 1.3 does not define (§3.23)",
+        scm_with(12, &3u32.to_le_bytes()),
+        "bad-value",
+        spay + 12,
+        Some("SCM"),
+        Some("flags"),
+    );
+    add(
+        "152-bad-value-scm-file-kind",
+        "an SCM file in flight of FD kind 14, which no version defines (§3.23, §3.13)",
+        scm_with(36 + 12, &14u16.to_le_bytes()),
+        "bad-value",
+        spay + 36 + 12,
+        Some("SCM"),
+        Some("files.kind"),
+    );
+    add(
+        "153-bad-value-scm-file-count",
+        "an SCM record claiming 254 files, above SCM_MAX_FD (§3.23)",
+        scm_with(32, &254u32.to_le_bytes()),
+        "bad-value",
+        spay + 32,
+        Some("SCM"),
+        Some("files"),
+    );
+    add(
+        "154-truncated-scm-files",
+        "an SCM record whose last file runs past the payload: truncated at the list's count \
+         (§2.5, §3.23)",
+        {
+            let mut r = sraw.clone();
+            let i = r.find(kind::SCM, 0);
+            r.records[i].payload.pop();
+            r.to_bytes()
+        },
+        "truncated",
+        spay + 32,
+        Some("SCM"),
+        Some("files"),
     );
     v
 }
@@ -4019,6 +4166,7 @@ mod gen {
                 shm_segments: Vec::new(),
                 sem_sets: Vec::new(),
                 msg_queues: Vec::new(),
+                scm: Vec::new(),
                 auth: None,
                 unknown: Vec::new(),
                 extras: Vec::new(),

@@ -644,6 +644,7 @@ fn sample() -> Image<'static> {
         shm_segments: Vec::new(),
         sem_sets: Vec::new(),
         msg_queues: Vec::new(),
+        scm: Vec::new(),
         auth: None,
         unknown: Vec::new(),
         extras: Vec::new(),
@@ -2046,6 +2047,8 @@ fn json_schema_document_lists_every_image_key() {
     let shm = vectors.join("020-sysv-shm.bin");
     let sem = vectors.join("021-sysv-sem.bin");
     let msg = vectors.join("022-sysv-msg.bin");
+    // Files and credentials in flight (format 1.3).
+    let scm = vectors.join("030-scm-files-and-credentials.bin");
     let img = s.image("srv.crak", &sample());
     let mut outs = Vec::new();
     for (path, pages) in [
@@ -2063,6 +2066,8 @@ fn json_schema_document_lists_every_image_key() {
         (&shm, true),
         (&sem, true),
         (&msg, true),
+        (&scm, true),
+        (&scm, false),
     ] {
         let r = if pages {
             s.run(args![path, "--json", "--pages"])
@@ -2413,4 +2418,32 @@ fn page_data_commands_stay_within_64_mib_on_a_larger_image() {
         assert!(run.code == 0, "{}", run.describe());
         assert!(kib < 64 * 1024, "{a:?}: peak RSS {kib} KiB");
     }
+}
+
+#[test]
+fn summary_and_diff_show_files_and_credentials_in_flight() {
+    let s = setup();
+    let v =
+        crak_tests::workspace_root().join("spec/vectors/valid/030-scm-files-and-credentials.bin");
+    let r = s.run(args![&v]);
+    r.expect_code(0);
+    let out = String::from_utf8_lossy(&r.stdout).into_owned();
+    for want in [
+        "In flight",
+        "9200 (fd 4242:14)",
+        "pid 4242 uid 1000 gid 100",
+        "pipe:[9300]",
+        "[count 42]",
+        "/srv/data/log @4096 (shared open file 1)",
+    ] {
+        assert!(out.contains(want), "no {want:?} in:\n{out}");
+    }
+    let other =
+        crak_tests::workspace_root().join("spec/vectors/valid/017-event-fds-and-unix-sockets.bin");
+    let r = s.run(args!["diff", &v, &other]);
+    let out = String::from_utf8_lossy(&r.stdout).into_owned();
+    assert!(
+        out.contains("in flight on socket 9200 message 1: 3 files"),
+        "{out}"
+    );
 }

@@ -166,7 +166,7 @@ fn socket_connected_outside_the_tree_needs_external_unix() {
 }
 
 #[test]
-fn socket_with_a_descriptor_in_flight_is_refused_naming_it() {
+fn socket_with_an_epoll_instance_in_flight_is_refused_naming_it() {
     crak_tests::need_root!();
     let _g = serial();
     let mut run = Scratch::new("crak-unx-");
@@ -180,10 +180,10 @@ fn socket_with_a_descriptor_in_flight_is_refused_naming_it() {
     );
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     if o.status.code() != Some(2)
-        || !err.contains("file descriptors or credentials in flight")
+        || !err.contains("in flight, an epoll instance")
         || !err.contains(&format!("@crak-unx-inflight-{pid}"))
     {
-        run.fail("a descriptor in flight was not refused naming the socket");
+        run.fail("an epoll instance in flight was not refused naming the socket");
     }
     if img.exists() {
         run.fail("a refused capture left an image");

@@ -757,6 +757,39 @@ pub fn msg_queue() -> impl Strategy<Value = crate::record::msg::MsgQueue<'static
         })
 }
 
+/// An SCM record (1.3): structurally valid, its socket and message index arbitrary; each
+/// file is an FD layout with `pid` 0, `fd` its position and `fd_flags` 0.
+pub fn scm() -> impl Strategy<Value = crate::record::scm::Scm<'static>> {
+    (
+        any::<u64>(),
+        0u32..=4,
+        any::<bool>(),
+        (any::<u32>(), any::<u32>(), any::<u32>()),
+        vec(fd(0), 0..=3),
+    )
+        .prop_map(|(socket, message, creds, (pid, uid, gid), files)| {
+            let files = files
+                .into_iter()
+                .enumerate()
+                .map(|(i, f)| Fd {
+                    pid: 0,
+                    fd: i as u32,
+                    fd_flags: 0,
+                    ..f
+                })
+                .collect();
+            crate::record::scm::Scm {
+                socket,
+                message,
+                flags: u32::from(creds),
+                pid: if creds { pid } else { 0 },
+                uid: if creds { uid } else { 0 },
+                gid: if creds { gid } else { 0 },
+                files,
+            }
+        })
+}
+
 /// A NOTE record.
 pub fn note() -> impl Strategy<Value = Note> {
     (byte_string(32), byte_string(64)).prop_map(|(key, value)| Note { key, value })
@@ -835,6 +868,7 @@ pub fn image() -> impl Strategy<Value = Image<'static>> {
             procs,
             vec(pipe_data(), 0..=2),
             vec(note(), 0..=2),
+            vec(scm(), 0..=1),
             (
                 vec(shm(), 0..=1),
                 vec(sem_set(), 0..=1),
@@ -842,19 +876,22 @@ pub fn image() -> impl Strategy<Value = Image<'static>> {
             ),
         )
             .prop_map(
-                |(header, processes, pipes, notes, (shm_segments, sem_sets, msg_queues))| Image {
-                    version: CURRENT_VERSION,
-                    flags: 0,
-                    header,
-                    processes,
-                    pipes,
-                    notes,
-                    shm_segments,
-                    sem_sets,
-                    msg_queues,
-                    auth: None,
-                    unknown: Vec::new(),
-                    extras: Vec::new(),
+                |(header, processes, pipes, notes, scm, (shm_segments, sem_sets, msg_queues))| {
+                    Image {
+                        version: CURRENT_VERSION,
+                        flags: 0,
+                        header,
+                        processes,
+                        pipes,
+                        notes,
+                        scm,
+                        shm_segments,
+                        sem_sets,
+                        msg_queues,
+                        auth: None,
+                        unknown: Vec::new(),
+                        extras: Vec::new(),
+                    }
                 },
             )
     })

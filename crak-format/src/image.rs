@@ -4,7 +4,7 @@ use crate::bytes::Blob;
 use crate::record::{
     creds::Creds, fd::Fd, header::Header, locks::Locks, mm::Mm, msg::MsgQueue, note::Note,
     pages::PageRun, pages::ZeroRun, pipe_data::PipeData, process::ProcessRecord, rlimits::Rlimits,
-    sem::SemSet, shm::Shm, sigactions::SigActions, sigqueue::SigQueue, thread::Thread,
+    scm::Scm, sem::SemSet, shm::Shm, sigactions::SigActions, sigqueue::SigQueue, thread::Thread,
     timers::Timers, vma::Vma, xsave::Xsave,
 };
 use serde::{Deserialize, Serialize};
@@ -19,7 +19,7 @@ pub struct Version {
 }
 
 /// The version this crate writes.
-pub const CURRENT_VERSION: Version = Version { major: 1, minor: 2 };
+pub const CURRENT_VERSION: Version = Version { major: 1, minor: 3 };
 
 /// A whole checkpoint. Page data borrows from the parsed bytes (`'data`) or is owned.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +36,10 @@ pub struct Image<'data> {
     pub pipes: Vec<PipeData<'data>>,
     /// NOTE records.
     pub notes: Vec<Note>,
+    /// SCM records (§3.23, format 1.3): files and credentials in flight with messages queued
+    /// on Unix sockets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scm: Vec<Scm<'data>>,
     /// SHM records (§3.18, format 1.2): System V shared memory segments.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shm_segments: Vec<Shm<'data>>,
@@ -79,8 +83,8 @@ pub struct UnknownRecord<'data> {
 pub struct RecordExtra<'data> {
     /// Record kind.
     pub kind: u16,
-    /// The pid of a per-process record, `None` for HEADER, PIPE_DATA, NOTE, AUTH, SHM, SEM, MSG
-    /// and END.
+    /// The pid of a per-process record, `None` for HEADER, PIPE_DATA, NOTE, AUTH, SHM, SEM, MSG,
+    /// SCM and END.
     pub pid: Option<u32>,
     /// Position in the list the record is in (as [`crate::read::RecordSpan::index`]): the
     /// process's `threads`, `vmas`, ... or the image's `pipes`, `notes`; 0 for a record that
@@ -127,6 +131,7 @@ impl<'data> Image<'data> {
             processes: Vec::new(),
             pipes: Vec::new(),
             notes: Vec::new(),
+            scm: Vec::new(),
             shm_segments: Vec::new(),
             sem_sets: Vec::new(),
             msg_queues: Vec::new(),
@@ -159,6 +164,7 @@ impl<'data> Image<'data> {
                 .collect(),
             pipes: self.pipes.into_iter().map(|p| p.into_owned()).collect(),
             notes: self.notes,
+            scm: self.scm.into_iter().map(|s| s.into_owned()).collect(),
             shm_segments: self
                 .shm_segments
                 .into_iter()

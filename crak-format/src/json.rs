@@ -6,7 +6,8 @@
 //! `processes` (each with `process`, `creds`, `mm`, `rlimits`, `sigactions` — `null` when
 //! absent — and the lists `threads`, `xsaves`, `sigqueues`, `fds`, `vmas`, `pages`,
 //! `zero_runs`), `pipes` and `notes`, then, only when the image has them, `shm_segments`,
-//! `sem_sets` and `msg_queues` (SHM, SEM and MSG records, format 1.2), `auth` (the AUTH
+//! `sem_sets` and `msg_queues` (SHM, SEM and MSG records, format 1.2), `scm` (SCM records,
+//! format 1.3), `auth` (the AUTH
 //! record; `key_id`, `signature` and each entry's `sha256` in hex), `unknown` (records of kinds
 //! this version does not define: `after`, `kind`, `flags`, `payload`) and `extras` (known
 //! records' non-default `flags` and payload bytes past the known fields: `kind`, `pid`,
@@ -20,7 +21,7 @@
 //!
 //! With `include_pages = false` ([`to_json`]) each blob is replaced by its length in bytes, a
 //! JSON number, in place: `pages[].data`, `xsaves[].area`, `fds[].contents`, `pipes[].data`,
-//! `unknown[].payload`, `extras[].extra` and each element of `sigqueues[].siginfos`. That form is for reading, not for
+//! `scm[].files[].contents`, `unknown[].payload`, `extras[].extra` and each element of `sigqueues[].siginfos`. That form is for reading, not for
 //! [`from_json`], which needs the full form and rejects a number where a blob belongs.
 //!
 //! [`from_json`] of [`to_json`]`(image, true)` gives back `image` exactly.
@@ -52,6 +53,21 @@ pub fn to_json(image: &Image<'_>, include_pages: bool) -> Value {
             })
             .collect(),
         notes: image.notes.clone(),
+        scm: image
+            .scm
+            .iter()
+            .map(|x| crate::record::scm::Scm {
+                files: x
+                    .files
+                    .iter()
+                    .map(|f| crate::record::fd::Fd {
+                        contents: Blob::default(),
+                        ..f.clone()
+                    })
+                    .collect(),
+                ..x.clone()
+            })
+            .collect(),
         shm_segments: image
             .shm_segments
             .iter()
@@ -131,6 +147,16 @@ pub fn to_json(image: &Image<'_>, include_pages: bool) -> Value {
         "data",
         image.shm_segments.iter().map(|x| len(&x.data)),
     );
+    if let Some(scm) = v.get_mut("scm").and_then(Value::as_array_mut) {
+        for (js, x) in scm.iter_mut().zip(&image.scm) {
+            set_each(
+                js,
+                "files",
+                "contents",
+                x.files.iter().map(|f| len(&f.contents)),
+            );
+        }
+    }
     if let Some(queues) = v.get_mut("msg_queues").and_then(Value::as_array_mut) {
         for (jq, q) in queues.iter_mut().zip(&image.msg_queues) {
             set_each(
@@ -290,6 +316,13 @@ mod tests {
                 if let Some(segments) = w.get_mut("shm_segments").and_then(Value::as_array_mut) {
                     for item in segments {
                         item["data"] = Value::Null;
+                    }
+                }
+                if let Some(scm) = w.get_mut("scm").and_then(Value::as_array_mut) {
+                    for x in scm {
+                        for f in x["files"].as_array_mut().unwrap() {
+                            f["contents"] = Value::Null;
+                        }
                     }
                 }
                 if let Some(queues) = w.get_mut("msg_queues").and_then(Value::as_array_mut) {

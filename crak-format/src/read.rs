@@ -653,6 +653,7 @@ pub(crate) struct Builder<'data> {
     shm_segments: Vec<crate::record::shm::Shm<'data>>,
     sem_sets: Vec<crate::record::sem::SemSet>,
     msg_queues: Vec<crate::record::msg::MsgQueue<'data>>,
+    scm: Vec<crate::record::scm::Scm<'data>>,
     layout: Layout,
     unknown: HashMap<u16, usize>,
     auth: Option<crate::record::auth::Auth>,
@@ -720,6 +721,7 @@ impl<'data> Builder<'data> {
             shm_segments: Vec::new(),
             sem_sets: Vec::new(),
             msg_queues: Vec::new(),
+            scm: Vec::new(),
             layout: Layout::default(),
             unknown: HashMap::new(),
             auth: None,
@@ -813,6 +815,7 @@ impl<'data> Builder<'data> {
             (Record::Shm(x), _) => put(&mut self.shm_segments, x),
             (Record::Sem(x), _) => put(&mut self.sem_sets, x),
             (Record::Msg(x), _) => put(&mut self.msg_queues, x),
+            (Record::Scm(x), _) => put(&mut self.scm, x),
             (Record::Auth(a), _) => {
                 self.auth = Some(a);
                 0
@@ -880,6 +883,7 @@ impl<'data> Builder<'data> {
                 processes: self.processes,
                 pipes: self.pipes,
                 notes: self.notes,
+                scm: self.scm,
                 shm_segments: self.shm_segments,
                 sem_sets: self.sem_sets,
                 msg_queues: self.msg_queues,

@@ -12,8 +12,8 @@ use crate::read::{RecordKey, Tracker};
 use crate::record::end::{self, End};
 use crate::record::pages::{PagesHeader, PAGES_HEADER_SIZE};
 use crate::record::{
-    auth, creds, fd, header, kind, locks, mm, msg, note, pages, pipe_data, process, rlimits, sem,
-    shm, sigactions, sigqueue, thread, timers, vma, xsave, zero_pages, Record,
+    auth, creds, fd, header, kind, locks, mm, msg, note, pages, pipe_data, process, rlimits, scm,
+    sem, shm, sigactions, sigqueue, thread, timers, vma, xsave, zero_pages, Record,
 };
 use crate::{FILE_HEADER_LEN, MAGIC, RECORD_HEADER_LEN};
 use std::collections::HashMap;
@@ -401,7 +401,7 @@ impl<W: Write> Write for PageWriter<'_, W> {
 }
 
 /// Writes `image` in the order of §2.3: HEADER; per process PROCESS, CREDS, MM, RLIMITS,
-/// SIGACTIONS, THREADs, XSAVEs, SIGQUEUEs, FDs, VMAs; PIPE_DATA; SHM, SEM, MSG; per process PAGES and
+/// SIGACTIONS, THREADs, XSAVEs, SIGQUEUEs, FDs, VMAs; PIPE_DATA; SCM; SHM, SEM, MSG; per process PAGES and
 /// ZERO_PAGES merged by address; NOTEs; END. Lists are written in model order (not sorted).
 ///
 /// The image is checked as it is written (`InvalidInput`): major version 1 and no critical
@@ -509,6 +509,16 @@ fn write_unbuffered<W: Write>(image: &Image<'_>, w: W) -> io::Result<W> {
             },
             |o| pipe_data::write(d, o),
             |b| Ok(pipe_data::parse(b)? == *d),
+        )?;
+    }
+    for x in &image.scm {
+        iw.put(
+            RecordKey {
+                kind: kind::SCM,
+                ..RecordKey::default()
+            },
+            |o| scm::write(x, o),
+            |b| Ok(scm::parse(b)? == *x),
         )?;
     }
     for x in &image.shm_segments {

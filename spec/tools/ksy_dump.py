@@ -76,6 +76,7 @@ RECORD_NAMES = {
     0x0014: "MSG",
     0x0015: "TIMERS",
     0x0016: "LOCKS",
+    0x0017: "SCM",
     0x00FF: "END",
 }
 KIND_HEADER = 0x0001
@@ -91,7 +92,7 @@ def default_flags(kind):
     return 0 if kind in (KIND_NOTE, KIND_AUTH) else 1
 
 # Kinds whose payload carries page-sized data (spec §2.2); every other kind is metadata.
-BULK_KINDS = {0x000B, 0x000D, 0x000E, 0x0012, 0x0014}
+BULK_KINDS = {0x000B, 0x000D, 0x000E, 0x0012, 0x0014, 0x0017}
 MAX_METADATA_PAYLOAD = 64 << 20
 MAX_VMAS = 1 << 20
 MAX_FDS = 1 << 20
@@ -455,11 +456,18 @@ def model_msg(q):
             "messages": [{"mtype": m.mtype, "text": blob(m.text)} for m in q.messages]}
 
 
-# kind -> (model converter, list of the image) for the System V IPC records (format 1.2)
+def model_scm(s):
+    return {"socket": s.socket, "message": s.message, "flags": s.flags, "pid": s.pid,
+            "uid": s.uid, "gid": s.gid, "files": [model_fd(f) for f in s.files]}
+
+
+# kind -> (model converter, list of the image) for the image-level records: System V IPC
+# (format 1.2) and SCM (format 1.3)
 IPC_KINDS = {
     0x0012: (model_shm, "shm_segments"),
     0x0013: (model_sem, "sem_sets"),
     0x0014: (model_msg, "msg_queues"),
+    0x0017: (model_scm, "scm"),
 }
 
 
@@ -564,6 +572,9 @@ def elide(image):
         p["data"] = len(base64.b64decode(p["data"]))
     for s in out.get("shm_segments", []):
         s["data"] = len(base64.b64decode(s["data"]))
+    for x in out.get("scm", []):
+        for f in x["files"]:
+            f["contents"] = len(base64.b64decode(f["contents"]))
     for q in out.get("msg_queues", []):
         for m in q["messages"]:
             m["text"] = len(base64.b64decode(m["text"]))
@@ -801,7 +812,7 @@ class Image:
         self.by_pid = {}
         self.pipes = []
         self.notes = []
-        self.ipc = {"shm_segments": [], "sem_sets": [], "msg_queues": []}
+        self.ipc = {"shm_segments": [], "sem_sets": [], "msg_queues": [], "scm": []}
         self.record_count = 0
         self.page_count = 0
         self.seen_once = set()
@@ -906,7 +917,7 @@ class Image:
             "notes": self.notes,
         }
         # Present only when the image has them, as serde skips them otherwise.
-        for slot in ("shm_segments", "sem_sets", "msg_queues"):
+        for slot in ("scm", "shm_segments", "sem_sets", "msg_queues"):
             if self.ipc[slot]:
                 out[slot] = self.ipc[slot]
         if self.auth is not None:

@@ -1,7 +1,9 @@
-/* A datagram socket bound to an abstract name with a file descriptor in flight in its queue
- * (SCM_RIGHTS, not yet received): crak refuses to capture it, naming the socket, and the
- * program goes on untouched: after SIGUSR2 it receives the descriptor and the message. */
+/* A datagram socket bound to an abstract name with an epoll instance in flight in its queue
+ * (SCM_RIGHTS, not yet received; an epoll instance's registrations name fds of a process, so
+ * it cannot travel): crak refuses to capture it, naming the socket and what is in flight, and
+ * the program goes on untouched: after SIGUSR2 it receives the descriptor and the message. */
 #include "common.h"
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -13,7 +15,7 @@ int main(void) {
     socklen_t len = offsetof(struct sockaddr_un, sun_path) + 1 + n;
     int r = socket(AF_UNIX, SOCK_DGRAM, 0), s = socket(AF_UNIX, SOCK_DGRAM, 0);
     if (r < 0 || s < 0 || bind(r, (struct sockaddr *)&a, len)) fail("socket");
-    int passed = open("/dev/null", O_RDONLY);
+    int passed = epoll_create1(0);
     char data[] = "with-fd";
     struct iovec iov = {.iov_base = data, .iov_len = 7};
     union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } u;
@@ -34,5 +36,9 @@ int main(void) {
     if (recvmsg(r, &in, MSG_DONTWAIT) != 7 || memcmp(buf, data, 7)) fail("the message");
     c = CMSG_FIRSTHDR(&in);
     if (!c || c->cmsg_type != SCM_RIGHTS) fail("no descriptor with the message");
+    int got;
+    memcpy(&got, CMSG_DATA(c), sizeof got);
+    struct epoll_event ev[1];
+    if (epoll_wait(got, ev, 1, 0) != 0) fail("the descriptor is not an empty epoll instance");
     pass();
 }

@@ -864,6 +864,30 @@ pub fn diff(sa: &Source, sb: &Source) -> anyhow::Result<Diff> {
         }))
     };
     compare(&mut changes, None, msg(a), msg(b));
+    // Files and credentials in flight (SCM, format 1.3), by socket and message.
+    let scm = |img: &Image<'_>| {
+        keyed(img.scm.iter().map(|x| {
+            let files: Vec<String> = x
+                .files
+                .iter()
+                .map(|g| format!("{:?} {} @{}", g.kind, names::text(&g.path), g.pos))
+                .collect();
+            let creds = if x.has_credentials() {
+                format!("pid {} uid {} gid {}", x.pid, x.uid, x.gid)
+            } else {
+                "-".into()
+            };
+            (
+                (x.socket, x.message),
+                format!("in flight on socket {} message {}", x.socket, x.message),
+                Described {
+                    summary: format!("{} files, credentials {creds}", x.files.len()),
+                    fields: vec![f("credentials", creds), f("files", files.join("; "))],
+                },
+            )
+        }))
+    };
+    compare(&mut changes, None, scm(a), scm(b));
     let notes = |img: &Image<'_>| {
         keyed(img.notes.iter().map(|n| {
             let key = names::text(&n.key);

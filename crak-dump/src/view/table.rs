@@ -99,6 +99,7 @@ pub fn summary(
         writeln!(out, "{t}")?;
     }
     sysv(out, image, style)?;
+    in_flight(out, image, style)?;
     if !image.notes.is_empty() {
         writeln!(out)?;
         title(out, style, "Notes")?;
@@ -816,25 +817,7 @@ fn fds(out: &mut dyn Write, p: &Process<'_>, style: Style) -> io::Result<()> {
     title(out, style, "Files")?;
     let mut t = table(style, &["fd", "kind", "path", "offset", "flags", "cloexec"]);
     for f in &p.fds {
-        let mut path = names::text(&f.path);
-        if let Some(text) = inet_text(f) {
-            path = text;
-        }
-        if matches!(f.kind, FdKind::Pipe | FdKind::Fifo) && !path.contains(&f.ino.to_string()) {
-            path.push_str(&format!(" (pipe {})", f.ino));
-        }
-        if f.deleted {
-            if let Some(stem) = path.strip_suffix(" (deleted)") {
-                path = stem.to_string();
-            }
-            path.push_str(&format!(" (deleted, {} bytes kept)", f.contents.len()));
-        }
-        if f.kind == FdKind::UnixSocket {
-            path = unix_socket(f);
-        }
-        if let Some(state) = object_state(f.kind, f.contents.as_bytes()) {
-            path.push_str(&state);
-        }
+        let path = fd_path(f);
         t.add_row(vec![
             f.fd.to_string(),
             fd_kind(f.kind).to_string(),
@@ -849,6 +832,90 @@ fn fds(out: &mut dyn Write, p: &Process<'_>, style: Style) -> io::Result<()> {
         ]);
     }
     right(&mut t, &[0, 3]);
+    writeln!(out, "{t}")
+}
+
+/// What the Files table shows as an fd's path: its path with what its state holds.
+fn fd_path(f: &crak_format::record::fd::Fd<'_>) -> String {
+    let mut path = names::text(&f.path);
+    if let Some(text) = inet_text(f) {
+        path = text;
+    }
+    if matches!(f.kind, FdKind::Pipe | FdKind::Fifo) && !path.contains(&f.ino.to_string()) {
+        path.push_str(&format!(" (pipe {})", f.ino));
+    }
+    if f.deleted {
+        if let Some(stem) = path.strip_suffix(" (deleted)") {
+            path = stem.to_string();
+        }
+        path.push_str(&format!(" (deleted, {} bytes kept)", f.contents.len()));
+    }
+    if f.kind == FdKind::UnixSocket {
+        path = unix_socket(f);
+    }
+    if let Some(state) = object_state(f.kind, f.contents.as_bytes()) {
+        path.push_str(&state);
+    }
+    path
+}
+
+/// The SCM records (format 1.3): per queued message that carried ancillary data, the socket
+/// (and the fds of the image holding it), its credentials and the files in flight.
+fn in_flight(out: &mut dyn Write, image: &Image<'_>, style: Style) -> io::Result<()> {
+    if image.scm.is_empty() {
+        return Ok(());
+    }
+    writeln!(out)?;
+    title(out, style, "In flight (SCM_RIGHTS, SCM_CREDENTIALS)")?;
+    let mut t = table(style, &["socket", "message", "credentials", "files"]);
+    for s in &image.scm {
+        let holders: Vec<String> = image
+            .processes
+            .iter()
+            .flat_map(|p| p.fds.iter())
+            .filter(|f| f.ino == s.socket && matches!(f.kind, FdKind::Unix | FdKind::UnixSocket))
+            .map(|f| format!("{}:{}", f.pid, f.fd))
+            .collect();
+        let socket = if holders.is_empty() {
+            format!("{} (no fd)", s.socket)
+        } else {
+            format!("{} (fd {})", s.socket, holders.join(", "))
+        };
+        let creds = if s.has_credentials() {
+            format!("pid {} uid {} gid {}", s.pid, s.uid, s.gid)
+        } else {
+            "-".into()
+        };
+        let files: Vec<String> = s
+            .files
+            .iter()
+            .map(|f| {
+                let mut text = format!("{} {}", fd_kind(f.kind), fd_path(f));
+                if let Ok(Some(FdState::Eventfd { count, .. })) =
+                    FdState::decode(f.kind, f.contents.as_bytes())
+                {
+                    text.push_str(&format!(" [count {count}]"));
+                }
+                if f.kind == FdKind::Reg {
+                    text.push_str(&format!(" @{}", f.pos));
+                }
+                if f.description != 0 {
+                    text.push_str(&format!(" (shared open file {})", f.description));
+                }
+                text
+            })
+            .collect();
+        t.add_row(vec![
+            socket,
+            format!("#{}", s.message),
+            creds,
+            if files.is_empty() {
+                "-".into()
+            } else {
+                files.join("; ")
+            },
+        ]);
+    }
     writeln!(out, "{t}")
 }
 

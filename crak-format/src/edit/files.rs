@@ -90,7 +90,7 @@ fn checked_path(p: Vec<u8>) -> Result<ByteString, EditError> {
 }
 
 /// Replaces the path prefix `old` by `new` (whole components) in every file mapping, every
-/// fd of a file, FIFO or device, every Unix socket's path names, and every process's `exe`
+/// fd (and file in flight) of a file, FIFO or device, every Unix socket's path names, and every process's `exe`
 /// and `cwd`. With `stat`, the device,
 /// inode, size and modification time of each remapped file mapping and fd (not of deleted
 /// files, whose contents are in the image) are read again from the new path, so that a copied
@@ -137,28 +137,34 @@ pub fn map_path(
                 n += 1;
             }
         }
-        for f in &mut p.fds {
-            if f.kind == FdKind::UnixSocket {
-                n += map_socket_names(f, old, new)?;
-                continue;
-            }
-            if f.kind == FdKind::Pipe {
-                continue;
-            }
-            if let Some(np) = remap(f.path.as_bytes(), old, new) {
-                f.path = checked_path(np)?;
-                if !f.deleted && f.kind != FdKind::Tty {
-                    if let Some(st) = fresh(f.path.as_bytes())? {
-                        f.dev = st.dev;
-                        f.ino = st.ino;
-                        f.rdev = st.rdev;
-                        f.size = st.size;
-                        f.mtime_ns = st.mtime_ns;
-                        f.mode = st.mode;
-                    }
+    }
+    // Every fd, and (1.3) every file in flight in a Unix socket's queue.
+    let all_fds = work
+        .processes
+        .iter_mut()
+        .flat_map(|p| p.fds.iter_mut())
+        .chain(work.scm.iter_mut().flat_map(|s| s.files.iter_mut()));
+    for f in all_fds {
+        if f.kind == FdKind::UnixSocket {
+            n += map_socket_names(f, old, new)?;
+            continue;
+        }
+        if f.kind == FdKind::Pipe {
+            continue;
+        }
+        if let Some(np) = remap(f.path.as_bytes(), old, new) {
+            f.path = checked_path(np)?;
+            if !f.deleted && f.kind != FdKind::Tty {
+                if let Some(st) = fresh(f.path.as_bytes())? {
+                    f.dev = st.dev;
+                    f.ino = st.ino;
+                    f.rdev = st.rdev;
+                    f.size = st.size;
+                    f.mtime_ns = st.mtime_ns;
+                    f.mode = st.mode;
                 }
-                n += 1;
             }
+            n += 1;
         }
     }
     if n == 0 {
@@ -220,6 +226,7 @@ pub fn drop_fd(
             .processes
             .iter()
             .flat_map(|p| &p.fds)
+            .chain(image.scm.iter().flat_map(|s| &s.files))
             .any(|f| matches!(f.kind, FdKind::Pipe | FdKind::Fifo) && f.ino == id);
         if !used {
             image.pipes.retain(|d| d.pipe_id != id);

@@ -124,5 +124,9 @@ pub fn set_pid(image: &mut Image<'_>, old: Option<u32>, new: u32) -> Result<(), 
             z.pid = new;
         }
     }
+    // Credentials in flight name the sender by pid (1.3).
+    for s in image.scm.iter_mut().filter(|s| s.has_credentials()) {
+        swap(&mut s.pid);
+    }
     Ok(())
 }

@@ -497,3 +497,43 @@ mod never_panic {
         }
     }
 }
+
+#[test]
+fn edits_reach_files_and_credentials_in_flight() {
+    use crate::record::fd::FdState;
+    use crate::record::scm::{Scm, SCM_CREDENTIALS};
+    let mut img = image();
+    // A socket pair (fds 7, 8) whose end 7 holds a message passing a file under /srv and the
+    // credentials of process 100.
+    for (n, ino, peer) in [(7, 70u64, 80u64), (8, 80, 70)] {
+        let mut s = img.processes[0].fds[0].clone();
+        (s.fd, s.kind, s.ino, s.path) = (n, FdKind::Unix, ino, ByteString(b"socket:".to_vec()));
+        s.contents = Blob::from(
+            FdState::Unix {
+                sock_type: 1,
+                peer,
+                queue: vec![b"m".to_vec()],
+            }
+            .encode(),
+        );
+        img.processes[0].fds.push(s);
+    }
+    let mut file = img.processes[0].fds[0].clone();
+    (file.pid, file.fd, file.kind, file.ino) = (0, 0, FdKind::Reg, 33);
+    file.path = ByteString(b"/srv/data/log".to_vec());
+    img.scm.push(Scm {
+        socket: 70,
+        message: 0,
+        flags: SCM_CREDENTIALS,
+        pid: 100,
+        uid: 0,
+        gid: 0,
+        files: vec![file],
+    });
+    assert_valid(&img);
+    map_path(&mut img, b"/srv", b"/data", None).unwrap();
+    assert_eq!(img.scm[0].files[0].path.as_bytes(), b"/data/data/log");
+    set_pid(&mut img, None, 4242).unwrap();
+    assert_eq!(img.scm[0].pid, 4242);
+    assert_valid(&img);
+}

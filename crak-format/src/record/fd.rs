@@ -1042,37 +1042,105 @@ pub fn parse(payload: &[u8]) -> Result<Fd<'_>, FieldError> {
 }
 
 fn fields(i: &[u8]) -> PResult<'_, Fd<'_>> {
-    let (r, pid) = wire::u32f("pid")(i)?;
-    let (r, fd) = wire::checked("fd", wire::u32f("fd"), |v| {
+    fields_named(i, &FD_NAMES)
+}
+
+/// The field names an FD layout's errors carry: an FD record's own, or (1.3) those of a file
+/// in flight in an SCM record (`files.kind`).
+pub(crate) struct FdNames {
+    pid: &'static str,
+    fd: &'static str,
+    fd_flags: &'static str,
+    kind: &'static str,
+    reserved: &'static str,
+    open_flags: &'static str,
+    description: &'static str,
+    pos: &'static str,
+    dev: &'static str,
+    ino: &'static str,
+    rdev: &'static str,
+    size: &'static str,
+    mtime_ns: &'static str,
+    mode: &'static str,
+    deleted: &'static str,
+    path: &'static str,
+    contents: &'static str,
+}
+
+const FD_NAMES: FdNames = FdNames {
+    pid: "pid",
+    fd: "fd",
+    fd_flags: "fd_flags",
+    kind: "kind",
+    reserved: "reserved",
+    open_flags: "open_flags",
+    description: "description",
+    pos: "pos",
+    dev: "dev",
+    ino: "ino",
+    rdev: "rdev",
+    size: "size",
+    mtime_ns: "mtime_ns",
+    mode: "mode",
+    deleted: "deleted",
+    path: "path",
+    contents: "contents",
+};
+
+/// The names of a file in flight's fields in an SCM record (1.3).
+pub(crate) const SCM_FILE_NAMES: FdNames = FdNames {
+    pid: "files.pid",
+    fd: "files.fd",
+    fd_flags: "files.fd_flags",
+    kind: "files.kind",
+    reserved: "files.reserved",
+    open_flags: "files.open_flags",
+    description: "files.description",
+    pos: "files.pos",
+    dev: "files.dev",
+    ino: "files.ino",
+    rdev: "files.rdev",
+    size: "files.size",
+    mtime_ns: "files.mtime_ns",
+    mode: "files.mode",
+    deleted: "files.deleted",
+    path: "files.path",
+    contents: "files.contents",
+};
+
+/// An FD layout whose errors carry the names `n`.
+pub(crate) fn fields_named<'a>(i: &'a [u8], n: &FdNames) -> PResult<'a, Fd<'a>> {
+    let (r, pid) = wire::u32f(n.pid)(i)?;
+    let (r, fd) = wire::checked(n.fd, wire::u32f(n.fd), |v| {
         if v < MAX_FDS {
             Ok(())
         } else {
             Err(format!("{v} is not below {MAX_FDS}"))
         }
     })(r)?;
-    let (r, fd_flags) = wire::u32f("fd_flags")(r)?;
-    let (r2, k) = wire::u16f("kind")(r)?;
+    let (r, fd_flags) = wire::u32f(n.fd_flags)(r)?;
+    let (r2, k) = wire::u16f(n.kind)(r)?;
     let Some(kind) = FdKind::from_u16(k) else {
         return wire::fail(
             ErrorKind::BadValue,
-            "kind",
+            n.kind,
             r,
             format!("{k} is not an fd kind (1-13, 15-16)"),
         );
     };
-    let (r, ()) = wire::reserved("reserved", 2)(r2)?;
-    let (r, open_flags) = wire::u32f("open_flags")(r)?;
-    let (r, description) = wire::u32f("description")(r)?;
-    let (r, pos) = wire::u64f("pos")(r)?;
-    let (r, dev) = wire::u64f("dev")(r)?;
-    let (r, ino) = wire::u64f("ino")(r)?;
-    let (r, rdev) = wire::u64f("rdev")(r)?;
-    let (r, size) = wire::u64f("size")(r)?;
-    let (r, mtime_ns) = wire::i64f("mtime_ns")(r)?;
-    let (r, mode) = wire::u32f("mode")(r)?;
-    let (r, deleted) = wire::bool32("deleted")(r)?;
-    let (r, path) = wire::bytes("path", MAX_PATH)(r)?;
-    let (r, contents) = wire::bytes("contents", u32::MAX)(r)?;
+    let (r, ()) = wire::reserved(n.reserved, 2)(r2)?;
+    let (r, open_flags) = wire::u32f(n.open_flags)(r)?;
+    let (r, description) = wire::u32f(n.description)(r)?;
+    let (r, pos) = wire::u64f(n.pos)(r)?;
+    let (r, dev) = wire::u64f(n.dev)(r)?;
+    let (r, ino) = wire::u64f(n.ino)(r)?;
+    let (r, rdev) = wire::u64f(n.rdev)(r)?;
+    let (r, size) = wire::u64f(n.size)(r)?;
+    let (r, mtime_ns) = wire::i64f(n.mtime_ns)(r)?;
+    let (r, mode) = wire::u32f(n.mode)(r)?;
+    let (r, deleted) = wire::bool32(n.deleted)(r)?;
+    let (r, path) = wire::bytes(n.path, MAX_PATH)(r)?;
+    let (r, contents) = wire::bytes(n.contents, u32::MAX)(r)?;
     Ok((
         r,
         Fd {

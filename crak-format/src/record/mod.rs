@@ -14,6 +14,7 @@ pub mod pages;
 pub mod pipe_data;
 pub mod process;
 pub mod rlimits;
+pub mod scm;
 pub mod sem;
 pub mod shm;
 pub mod sigactions;
@@ -55,6 +56,9 @@ pub mod kind {
     pub const TIMERS: u16 = 0x0015;
     /// LOCKS (§3.22, 1.2).
     pub const LOCKS: u16 = 0x0016;
+    /// SCM (§3.23, 1.3): the files and credentials in flight with a message queued on a Unix
+    /// socket.
+    pub const SCM: u16 = 0x0017;
     /// SHM (§3.18, format 1.2): a System V shared memory segment.
     pub const SHM: u16 = 0x0012;
     /// SEM (§3.19, format 1.2): a System V semaphore set.
@@ -84,6 +88,7 @@ pub mod kind {
             AUTH => "AUTH",
             TIMERS => "TIMERS",
             LOCKS => "LOCKS",
+            SCM => "SCM",
             SHM => "SHM",
             SEM => "SEM",
             MSG => "MSG",
@@ -109,10 +114,10 @@ pub mod kind {
     }
 
     /// Whether a stream reader bounds this kind's payload by
-    /// [`crate::MAX_METADATA_PAYLOAD`] (§2.2): every kind except PAGES, FD, PIPE_DATA, SHM
-    /// and MSG.
+    /// [`crate::MAX_METADATA_PAYLOAD`] (§2.2): every kind except PAGES, FD, PIPE_DATA, SHM,
+    /// MSG and (1.3) SCM.
     pub fn is_metadata(kind: u16) -> bool {
-        !matches!(kind, PAGES | FD | PIPE_DATA | SHM | MSG)
+        !matches!(kind, PAGES | FD | PIPE_DATA | SHM | MSG | SCM)
     }
 }
 
@@ -141,6 +146,7 @@ pub enum Record<'data> {
     Auth(auth::Auth),
     Timers(timers::Timers),
     Locks(locks::Locks),
+    Scm(scm::Scm<'data>),
     Shm(shm::Shm<'data>),
     Sem(sem::SemSet),
     Msg(msg::MsgQueue<'data>),
@@ -184,6 +190,7 @@ impl<'data> Record<'data> {
             kind::AUTH => Record::Auth(auth::parse(payload)?),
             kind::TIMERS => Record::Timers(timers::parse(payload)?),
             kind::LOCKS => Record::Locks(locks::parse(payload)?),
+            kind::SCM => Record::Scm(scm::parse(payload)?),
             kind::SHM => Record::Shm(shm::parse(payload)?),
             kind::SEM => Record::Sem(sem::parse(payload)?),
             kind::MSG => Record::Msg(msg::parse(payload)?),
@@ -217,6 +224,7 @@ impl<'data> Record<'data> {
             Record::Auth(r) => auth::write(r, out),
             Record::Timers(r) => timers::write(r, out),
             Record::Locks(r) => locks::write(r, out),
+            Record::Scm(r) => scm::write(r, out),
             Record::Shm(r) => shm::write(r, out),
             Record::Sem(r) => sem::write(r, out),
             Record::Msg(r) => msg::write(r, out),
@@ -246,6 +254,7 @@ impl<'data> Record<'data> {
             Record::Auth(_) => kind::AUTH,
             Record::Timers(_) => kind::TIMERS,
             Record::Locks(_) => kind::LOCKS,
+            Record::Scm(_) => kind::SCM,
             Record::Shm(_) => kind::SHM,
             Record::Sem(_) => kind::SEM,
             Record::Msg(_) => kind::MSG,
@@ -307,6 +316,7 @@ impl<'data> Record<'data> {
             Record::Auth(r) => Record::Auth(r),
             Record::Timers(r) => Record::Timers(r),
             Record::Locks(r) => Record::Locks(r),
+            Record::Scm(r) => Record::Scm(r.into_owned()),
             Record::Shm(r) => Record::Shm(r.into_owned()),
             Record::Sem(r) => Record::Sem(r),
             Record::Msg(r) => Record::Msg(r.into_owned()),

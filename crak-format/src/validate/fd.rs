@@ -47,7 +47,14 @@ pub(super) fn check(cx: &mut Cx<'_, '_>) {
     // pending connections: (ino -> peer).
     let mut sockets: HashMap<u64, u64> = HashMap::new();
     let mut embryos: HashSet<u64> = HashSet::new();
-    for f in image.processes.iter().flat_map(|p| p.fds.iter()) {
+    // Files in flight (SCM, 1.3) hold sockets too.
+    let in_flight = || image.scm.iter().flat_map(|s| s.files.iter());
+    for f in image
+        .processes
+        .iter()
+        .flat_map(|p| p.fds.iter())
+        .chain(in_flight())
+    {
         match f.kind {
             FdKind::Unix | FdKind::UnixSocket => {
                 let peer = match FdState::decode(f.kind, f.contents.as_bytes()) {
@@ -124,11 +131,12 @@ pub(super) fn check(cx: &mut Cx<'_, '_>) {
                         format!("fd {} ({:?}): its state is {why}", f.fd, f.kind),
                     ),
                     Ok(Some(FdState::Unix { peer, .. })) => {
-                        let found = image.processes.iter().any(|q| {
-                            q.fds
-                                .iter()
-                                .any(|g| g.kind == FdKind::Unix && g.ino == peer)
-                        });
+                        let found = image
+                            .processes
+                            .iter()
+                            .flat_map(|q| q.fds.iter())
+                            .chain(in_flight())
+                            .any(|g| g.kind == FdKind::Unix && g.ino == peer);
                         if !found {
                             cx.error(
                                 "unix-peer-missing",
@@ -262,6 +270,11 @@ pub(super) fn check(cx: &mut Cx<'_, '_>) {
         }
     }
 
+    used.extend(
+        in_flight()
+            .filter(|f| matches!(f.kind, FdKind::Pipe | FdKind::Fifo))
+            .map(|f| f.ino),
+    );
     for (i, pd) in image.pipes.iter().enumerate() {
         if !used.contains(&pd.pipe_id) {
             cx.warn(

@@ -18,6 +18,7 @@ mod mm;
 mod objects;
 mod pages;
 mod process;
+mod scm;
 mod signal;
 mod thread;
 mod vma;
@@ -156,6 +157,7 @@ fn validate_inner(image: &Image<'_>, layout: Option<&Layout>, page_contents: boo
         pages::check(&mut cx, p, &vmas);
     }
     fd::check(&mut cx);
+    scm::check(&mut cx);
     ipc::check(&mut cx);
     let errors = cx
         .findings

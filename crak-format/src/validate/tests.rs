@@ -251,6 +251,7 @@ fn good() -> Image<'static> {
             data: Blob::from(b"hello".to_vec()),
         }],
         notes: Vec::new(),
+        scm: Vec::new(),
         shm_segments: Vec::new(),
         sem_sets: Vec::new(),
         msg_queues: Vec::new(),
@@ -1695,4 +1696,104 @@ fn pages_in_a_sysv_shm_mapping_are_a_warning() {
     });
     let f = expect(&img, "pages-in-sysv-shm", Severity::Warning);
     assert_eq!((f.record, f.field), ("PAGES", "addr"));
+}
+
+/// `good()` with a connected Unix pair (fds 10 and 11 of process 100, a message queued on
+/// each end) and an SCM record passing an eventfd and credentials with the message on
+/// inode 900.
+fn with_scm() -> Image<'static> {
+    use crate::record::fd::FdState;
+    use crate::record::scm::{Scm, SCM_CREDENTIALS};
+    let mut img = good();
+    for (n, ino, peer) in [(10, 900u64, 901u64), (11, 901, 900)] {
+        let mut f = fd(100, n, FdKind::Unix, "socket:", ino);
+        f.contents = Blob::from(
+            FdState::Unix {
+                sock_type: 1,
+                peer,
+                queue: vec![b"x".to_vec()],
+            }
+            .encode(),
+        );
+        p0(&mut img).fds.push(f);
+    }
+    let mut ev = fd(0, 0, FdKind::Eventfd, "anon_inode:[eventfd]", 0);
+    ev.contents = Blob::from(FdState::Eventfd { count: 3, flags: 0 }.encode());
+    img.scm.push(Scm {
+        socket: 900,
+        message: 0,
+        flags: SCM_CREDENTIALS,
+        pid: 100,
+        uid: 0,
+        gid: 0,
+        files: vec![ev],
+    });
+    img
+}
+
+#[test]
+fn scm_records_name_a_queued_message_once() {
+    let img = with_scm();
+    let r = validate(&img, None);
+    assert!(r.is_valid(), "{:?}", r.findings);
+    let mut img = with_scm();
+    img.scm[0].socket = 5;
+    expect(&img, "scm-socket-missing", Severity::Error);
+    let mut img = with_scm();
+    img.scm[0].message = 1;
+    let f = expect(&img, "scm-message-out-of-range", Severity::Error);
+    assert_eq!((f.record, f.field), ("SCM", "message"));
+    let mut img = with_scm();
+    img.scm.push(img.scm[0].clone());
+    expect(&img, "duplicate-scm", Severity::Error);
+    let mut img = with_scm();
+    img.scm[0].flags = 0;
+    expect(&img, "bad-scm-credentials", Severity::Error);
+    img.scm[0].files.clear();
+    img.scm[0].pid = 0;
+    expect(&img, "scm-empty", Severity::Error);
+}
+
+#[test]
+fn scm_files_are_fd_layouts_that_can_travel() {
+    use crate::record::fd::{EpollEntry, FdState};
+    let mut img = with_scm();
+    img.scm[0].files[0].fd = 3;
+    let f = expect(&img, "bad-scm-file", Severity::Error);
+    assert_eq!(f.field, "files.pid");
+    let mut img = with_scm();
+    img.scm[0].files[0].contents = Blob::from(vec![1u8, 2]);
+    let f = expect(&img, "bad-fd-state", Severity::Error);
+    assert_eq!((f.record, f.field), ("SCM", "files.contents"));
+    let mut img = with_scm();
+    let mut ep = fd(0, 1, FdKind::Epoll, "anon_inode:[eventpoll]", 0);
+    ep.contents = Blob::from(
+        FdState::Epoll(vec![EpollEntry {
+            fd: 0,
+            events: 1,
+            data: 0,
+        }])
+        .encode(),
+    );
+    img.scm[0].files.push(ep);
+    let f = expect(&img, "bad-scm-file", Severity::Error);
+    assert_eq!(f.field, "files.kind");
+    let mut img = with_scm();
+    img.scm[0].files[0] = fd(0, 0, FdKind::Pipe, "pipe:[7000]", 7000);
+    expect(&img, "pipe-data-missing", Severity::Error);
+    // A socket in flight whose own queue has files in flight.
+    let mut img = with_scm();
+    let mut s = img.process(100).unwrap().fds.last().unwrap().clone();
+    (s.pid, s.fd) = (0, 1);
+    p0(&mut img).fds.pop();
+    img.scm[0].files.push(s);
+    img.scm.push(crate::record::scm::Scm {
+        socket: 901,
+        message: 0,
+        flags: crate::record::scm::SCM_CREDENTIALS,
+        ..Default::default()
+    });
+    let r = validate(&img, None);
+    assert!(!r.has("unix-peer-missing"), "{:?}", r.findings);
+    assert!(r.has("bad-scm-file") && r.has("scm-socket-missing"));
 }

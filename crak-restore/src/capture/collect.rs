@@ -28,6 +28,7 @@ struct ProcessMeta {
     maps: Vec<mm::Mapping>,
     fds: usize,
     pipes: Vec<crak_format::record::pipe_data::PipeData<'static>>,
+    in_flight: Vec<files::InFlight>,
     xsave_size: Option<usize>,
 }
 
@@ -70,12 +71,14 @@ pub(super) fn collect(
     let mut records = vec![Record::Header(hdr)];
     let mut fds = root.fds;
     let mut pipes = root.pipes;
+    let mut in_flight = root.in_flight;
     records.extend(root.records);
     let mut others = Vec::with_capacity(rest.len());
     for f in rest.iter_mut() {
         let p = collect_process(f, None)?;
         records.extend(p.records);
         fds += p.fds;
+        in_flight.extend(p.in_flight);
         // A pipe held by several processes is stored once.
         for d in p.pipes {
             if !pipes.iter().any(|q| q.pipe_id == d.pipe_id) {
@@ -87,11 +90,14 @@ pub(super) fn collect(
     for &z in zombies {
         records.push(Record::Process(zombie_record(z)?));
     }
-    check_unix_peers(&records)?;
+    check_unix_peers(&records, &in_flight)?;
     mark_unix_socket_peers(&mut records)?;
-    mark_shared_descriptions(&mut records)?;
+    mark_shared_descriptions(&mut records, &mut in_flight)?;
     add_locks(&mut records)?;
     records.extend(pipes.into_iter().map(Record::PipeData));
+    // The files in flight after the pipes (spec §2.3); their copies are closed here, once
+    // compared with the tree's fds.
+    records.extend(in_flight.into_iter().map(|f| Record::Scm(f.scm)));
     // SysV IPC objects after PIPE_DATA (spec §2.3), read while the tree is frozen.
     let (ipc, warnings) = super::ipc::capture(&records, opts.ipc)?;
     records.extend(ipc);
@@ -134,11 +140,16 @@ fn zombie_record(pid: i32) -> Result<crak_format::record::process::ProcessRecord
 }
 
 /// Sets FD `description` on the fds that share an open file description with another fd of the
-/// image, in the same process or another (`kcmp`). Pipes and Unix sockets are shared through
-/// their inode already; epoll instances keep one description each.
-fn mark_shared_descriptions(records: &mut [Record<'static>]) -> Result<(), Error> {
-    use crak_format::record::fd::FdKind;
+/// image, in the same process or another (`kcmp`), and on the files in flight (compared through
+/// the copies this process holds). Pipes and Unix sockets are shared through their inode
+/// already; epoll instances keep one description each.
+fn mark_shared_descriptions(
+    records: &mut [Record<'static>],
+    in_flight: &mut [files::InFlight],
+) -> Result<(), Error> {
+    use crak_format::record::fd::{Fd, FdKind};
     use std::cmp::Ordering;
+    use std::os::fd::AsRawFd;
     let shareable = |k: FdKind| {
         matches!(
             k,
@@ -154,35 +165,50 @@ fn mark_shared_descriptions(records: &mut [Record<'static>]) -> Result<(), Error
                 | FdKind::Udp
         )
     };
-    // Candidates by (kind, dev, ino): only those can share a description.
-    let mut by_file: std::collections::BTreeMap<(u16, u64, u64), Vec<usize>> = Default::default();
+    /// Where an fd is: a record, or file `.1` of in-flight message `.0`.
+    #[derive(Clone, Copy)]
+    enum Loc {
+        Rec(usize),
+        Flight(usize, usize),
+    }
+    let me = std::process::id() as i32;
+    // Candidates by (kind, dev, ino): only those can share a description; with the (pid, fd)
+    // that kcmp compares.
+    /// An fd that may share a description: where it is, and the (pid, fd) kcmp compares.
+    type Candidate = (Loc, i32, i32);
+    let mut by_file: std::collections::BTreeMap<(u16, u64, u64), Vec<Candidate>> =
+        Default::default();
+    let mut add = |f: &Fd<'_>, loc: Loc, pid: i32, fd: i32| {
+        if shareable(f.kind) {
+            by_file
+                .entry((f.kind as u16, f.dev, f.ino))
+                .or_default()
+                .push((loc, pid, fd));
+        }
+    };
     for (i, r) in records.iter().enumerate() {
         if let Record::Fd(f) = r {
-            if shareable(f.kind) {
-                by_file
-                    .entry((f.kind as u16, f.dev, f.ino))
-                    .or_default()
-                    .push(i);
-            }
+            add(f, Loc::Rec(i), f.pid as i32, f.fd as i32);
         }
     }
-    let at = |records: &[Record<'static>], i: usize| match records.get(i) {
-        Some(Record::Fd(f)) => (f.pid as i32, f.fd as i32),
-        _ => (0, -1),
-    };
+    for (i, m) in in_flight.iter().enumerate() {
+        for (j, (f, copy)) in m.scm.files.iter().zip(&m.copies).enumerate() {
+            add(f, Loc::Flight(i, j), me, copy.as_raw_fd());
+        }
+    }
     let mut next = 1u32;
     for group in by_file.values().filter(|g| g.len() > 1) {
         // Representatives of the descriptions found so far, with their members.
-        let mut descs: Vec<Vec<usize>> = Vec::new();
-        for &i in group {
-            let (p, fd) = at(records, i);
+        let mut descs: Vec<Vec<Candidate>> = Vec::new();
+        for &(loc, p, fd) in group {
             let mut placed = false;
             for d in &mut descs {
-                let Some(&rep) = d.first() else { continue };
-                let (rp, rfd) = at(records, rep);
+                let Some(&(_, rp, rfd)) = d.first() else {
+                    continue;
+                };
                 match crate::sys::kcmp::cmp_files(p, fd, rp, rfd) {
                     Ok(Ordering::Equal) => {
-                        d.push(i);
+                        d.push((loc, p, fd));
                         placed = true;
                         break;
                     }
@@ -198,12 +224,19 @@ fn mark_shared_descriptions(records: &mut [Record<'static>]) -> Result<(), Error
                 }
             }
             if !placed {
-                descs.push(vec![i]);
+                descs.push(vec![(loc, p, fd)]);
             }
         }
         for d in descs.into_iter().filter(|d| d.len() > 1) {
-            for i in d {
-                if let Some(Record::Fd(f)) = records.get_mut(i) {
+            for (loc, _, _) in d {
+                let f = match loc {
+                    Loc::Rec(i) => match records.get_mut(i) {
+                        Some(Record::Fd(f)) => Some(f),
+                        _ => None,
+                    },
+                    Loc::Flight(i, j) => in_flight.get_mut(i).and_then(|m| m.scm.files.get_mut(j)),
+                };
+                if let Some(f) = f {
                     f.description = next;
                 }
             }
@@ -250,15 +283,35 @@ fn add_locks(records: &mut Vec<Record<'static>>) -> Result<(), Error> {
 
 /// Every connected Unix socket's peer must be in the image: the pair is restored whole or not
 /// at all.
-fn check_unix_peers(records: &[Record<'static>]) -> Result<(), Error> {
+fn check_unix_peers(
+    records: &[Record<'static>],
+    in_flight: &[files::InFlight],
+) -> Result<(), Error> {
     use crak_format::record::fd::{FdKind, FdState};
+    // Ends in flight (spec §3.23) are in the image too.
+    let flying = || in_flight.iter().flat_map(|m| m.scm.files.iter());
     let held: std::collections::HashSet<u64> = records
         .iter()
         .filter_map(|r| match r {
             Record::Fd(f) if f.kind == FdKind::Unix => Some(f.ino),
             _ => None,
         })
+        .chain(flying().filter(|f| f.kind == FdKind::Unix).map(|f| f.ino))
         .collect();
+    for (m, f) in in_flight
+        .iter()
+        .flat_map(|m| m.scm.files.iter().map(move |f| (m, f)))
+    {
+        if let Ok(Some(FdState::Unix { peer, .. })) = FdState::decode(f.kind, f.contents.as_bytes())
+        {
+            if !held.contains(&peer) {
+                return Err(Error::Other(format!(
+                    "a Unix socket in flight on socket inode {} is connected to socket inode {peer}, which no process of the captured tree holds",
+                    m.scm.socket
+                )));
+            }
+        }
+    }
     for r in records {
         let Record::Fd(f) = r else { continue };
         if let Ok(Some(FdState::Unix { peer, .. })) = FdState::decode(f.kind, f.contents.as_bytes())
@@ -467,6 +520,7 @@ fn collect_process(frozen: &mut Frozen, starttime: Option<u64>) -> Result<Proces
         maps,
         fds: nfds,
         pipes: files.pipes,
+        in_flight: files.in_flight,
         xsave_size,
     })
 }

@@ -171,8 +171,9 @@ const UNIX_ESTABLISHED: u8 = 1;
 const UNIX_LISTEN: u8 = 10;
 
 /// The state of a connected Unix socket: type, peer and what is queued on it (read without
-/// consuming it, through a duplicate taken with `pidfd_getfd`).
-fn unix_pair_state(pid: i32, fd: i32, ino: u64) -> Result<FdState, Error> {
+/// consuming it, through a duplicate taken with `pidfd_getfd`), with the ancillary data in
+/// flight.
+fn unix_pair_state(pid: i32, fd: i32, ino: u64) -> Result<(FdState, Vec<Ancillary>), Error> {
     use crate::sys::{pidfd, unixsock};
     let d = unixsock::diag(ino).map_err(|e| Error::Io {
         context: format!("sock_diag of fd {fd} of process {pid}"),
@@ -181,12 +182,44 @@ fn unix_pair_state(pid: i32, fd: i32, ino: u64) -> Result<FdState, Error> {
     let pfd = pidfd::pidfd_open(pid)?;
     let dup = pidfd::pidfd_getfd(&pfd, fd)?;
     let stream = i32::from(d.sock_type) == libc::SOCK_STREAM;
-    let queue = unixsock::peek_queue(std::os::fd::AsFd::as_fd(&dup), stream).map_err(|e| {
-        if e.raw_os_error() == Some(libc::EBADMSG) {
+    let peeked = peek(pid, fd, ino, &dup, stream)?;
+    let (queue, ancillary) = split_ancillary(peeked);
+    Ok((
+        FdState::Unix {
+            sock_type: u32::from(d.sock_type),
+            peer: d.peer,
+            queue: queue.into_iter().map(|(_, data)| data).collect(),
+        },
+        ancillary,
+    ))
+}
+
+/// The files and credentials in flight with one queued message (spec §3.23): copies of the
+/// files, installed in this process, and the credentials a receiver gets.
+#[derive(Debug)]
+pub struct Ancillary {
+    /// Index of the message in the socket's queue.
+    pub message: u32,
+    /// The files, in order.
+    pub fds: Vec<std::os::fd::OwnedFd>,
+    /// The credentials (the socket has `SO_PASSCRED`).
+    pub creds: Option<crate::sys::unixsock::Ucred>,
+}
+
+/// The queue of socket `dup` (fd `fd` of `pid`), read without consuming it.
+fn peek(
+    pid: i32,
+    fd: i32,
+    ino: u64,
+    dup: &std::os::fd::OwnedFd,
+    stream: bool,
+) -> Result<Vec<crate::sys::unixsock::Peeked>, Error> {
+    crate::sys::unixsock::peek_messages(std::os::fd::AsFd::as_fd(dup), stream).map_err(|e| {
+        if e.raw_os_error() == Some(libc::EMSGSIZE) {
             Error::UnsupportedFd {
                 pid,
                 fd,
-                kind: "a Unix socket with file descriptors or credentials in flight".into(),
+                kind: "a Unix socket with a message or ancillary data too large to read".into(),
                 link: format!("socket:[{ino}]"),
             }
         } else {
@@ -195,12 +228,27 @@ fn unix_pair_state(pid: i32, fd: i32, ino: u64) -> Result<FdState, Error> {
                 source: e,
             }
         }
-    })?;
-    Ok(FdState::Unix {
-        sock_type: u32::from(d.sock_type),
-        peer: d.peer,
-        queue,
     })
+}
+
+/// Queued messages as (sender, data).
+type Queue = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Messages as (sender, data), and the ancillary data of those that carry some.
+fn split_ancillary(peeked: Vec<crate::sys::unixsock::Peeked>) -> (Queue, Vec<Ancillary>) {
+    let mut queue = Vec::with_capacity(peeked.len());
+    let mut ancillary = Vec::new();
+    for (i, m) in peeked.into_iter().enumerate() {
+        if !m.fds.is_empty() || m.creds.is_some() {
+            ancillary.push(Ancillary {
+                message: i as u32,
+                fds: m.fds,
+                creds: m.creds,
+            });
+        }
+        queue.push((m.sender, m.data));
+    }
+    (queue, ancillary)
 }
 
 /// A name as shown in messages: a path, or `@name` for an abstract one.
@@ -216,7 +264,7 @@ fn unix_socket_state(
     pid: i32,
     fd: i32,
     ino: u64,
-) -> Result<crak_format::record::fd::UnixSocket, Error> {
+) -> Result<(crak_format::record::fd::UnixSocket, Vec<Ancillary>), Error> {
     use crate::sys::{pidfd, unixsock};
     use crak_format::record::fd::{
         UnixMessage, UnixPending, UnixSocket, UNIX_CONNECTED, UNIX_LISTENING, UNIX_NAME_GONE,
@@ -307,28 +355,16 @@ fn unix_socket_state(
                 queue: Vec::new(),
             });
         }
-        return Ok(s);
+        return Ok((s, Vec::new()));
     }
     let stream = i32::from(d.sock_type) == libc::SOCK_STREAM;
     if s.state == UNIX_UNCONNECTED && i32::from(d.sock_type) != libc::SOCK_DGRAM {
         // Nothing can be queued on an unconnected stream or seqpacket socket.
-        return Ok(s);
+        return Ok((s, Vec::new()));
     }
     let pfd = pidfd::pidfd_open(pid)?;
     let dup = pidfd::pidfd_getfd(&pfd, fd)?;
-    let queue = unixsock::peek_messages(std::os::fd::AsFd::as_fd(&dup), stream).map_err(|e| {
-        if e.raw_os_error() == Some(libc::EBADMSG) {
-            refuse(format!(
-                "a Unix socket ({}) with file descriptors or credentials in flight",
-                shown(&s.name)
-            ))
-        } else {
-            Error::Io {
-                context: format!("reading the queue of socket fd {fd} of process {pid}"),
-                source: e,
-            }
-        }
-    })?;
+    let (queue, ancillary) = split_ancillary(peek(pid, fd, ino, &dup, stream)?);
     s.queue = queue
         .into_iter()
         .map(|(sender, data)| UnixMessage {
@@ -336,7 +372,7 @@ fn unix_socket_state(
             data,
         })
         .collect();
-    Ok(s)
+    Ok((s, ancillary))
 }
 
 /// The identifier of a connection not yet accepted (which has no inode): its client's inode
@@ -382,8 +418,20 @@ pub fn preflight(pid: i32) -> Result<(), Error> {
 pub struct Files {
     /// FD records, by fd number.
     pub fds: Vec<Fd<'static>>,
-    /// One PIPE_DATA per pipe (or FIFO) id.
+    /// One PIPE_DATA per pipe (or FIFO) id, those in flight included.
     pub pipes: Vec<PipeData<'static>>,
+    /// The files and credentials in flight on its Unix sockets.
+    pub in_flight: Vec<InFlight>,
+}
+
+/// One SCM record (spec §3.23) and the copies of its files, installed in this process by the
+/// peek and closed when dropped.
+#[derive(Debug)]
+pub struct InFlight {
+    /// The record.
+    pub scm: crak_format::record::scm::Scm<'static>,
+    /// The copies, in the order of `scm.files`.
+    pub copies: Vec<std::os::fd::OwnedFd>,
 }
 
 fn strip_deleted(link: &[u8]) -> (Vec<u8>, bool) {
@@ -440,125 +488,225 @@ pub fn capture(pid: i32, holds: &mut Vec<super::net::Hold>) -> Result<Files, Err
     let mut out = Files::default();
     let mut pipes: BTreeMap<u64, PipeData<'static>> = BTreeMap::new();
     for fd in procfs::fds(pid)? {
-        let (class, link, md) = classify(pid, fd)?;
-        let kind = match class {
-            Class::Supported(k) => k,
-            Class::Unsupported(kind) => {
-                return Err(Error::UnsupportedFd {
-                    pid,
-                    fd,
-                    kind,
-                    link: String::from_utf8_lossy(&link).into_owned(),
-                })
-            }
-        };
-        let info = procfs::fdinfo(pid, fd)?;
-        let md = md.ok_or_else(|| Error::Other(format!("no stat for fd {fd} of {pid}")))?;
-        let (stripped, suffix) = match kind {
-            FdKind::Pipe => (link.clone(), false),
-            _ => strip_deleted(&link),
-        };
-        // " (deleted)" in the link: the name is gone (the file may still have other links). A
-        // file whose real name ends in " (deleted)" is told apart by that name still leading to
-        // the same inode.
-        let deleted = kind == FdKind::Reg
-            && suffix
-            && std::fs::metadata(std::ffi::OsStr::from_bytes(&link))
-                .map(|m| (m.dev(), m.ino()) != (md.dev(), md.ino()))
-                .unwrap_or(true);
-        let path = if deleted { stripped } else { link.clone() };
-        if deleted && md.is_dir() {
-            return Err(Error::UnsupportedFd {
-                pid,
-                fd,
-                kind: "a deleted directory".into(),
-                link: String::from_utf8_lossy(&link).into_owned(),
-            });
-        }
-        let mut rec = Fd {
-            pid: pid as u32,
-            fd: fd as u32,
-            fd_flags: if info.flags & O_CLOEXEC != 0 {
-                FD_CLOEXEC
-            } else {
-                0
-            },
-            kind,
-            open_flags: info.flags,
-            pos: info.pos,
-            dev: md.dev(),
-            ino: md.ino(),
-            rdev: md.rdev(),
-            size: md.size(),
-            mtime_ns: md
-                .mtime()
-                .saturating_mul(1_000_000_000)
-                .saturating_add(md.mtime_nsec()),
-            mode: md.mode(),
-            deleted,
-            path: path.into(),
-            contents: Blob::default(),
-            description: 0,
-        };
-        if matches!(kind, FdKind::Pipe | FdKind::Fifo) {
-            rec.rdev = 0;
-            if let std::collections::btree_map::Entry::Vacant(v) = pipes.entry(md.ino()) {
-                let (capacity, data) = pipe_contents(pid, fd)?;
-                v.insert(PipeData {
-                    pipe_id: md.ino(),
-                    capacity,
-                    data: Blob::from(data),
-                });
-            }
-        }
-        if kind == FdKind::Memfd {
-            let state = memfd_state(pid, fd, &link)?;
-            rec.contents = Blob::from(state.encode());
-        } else if kind == FdKind::Inotify {
-            let text = procfs::read_string(pid, &format!("fdinfo/{fd}"))?;
-            let state = inotify_state(pid, fd, &text)?;
-            rec.contents = Blob::from(state.encode());
-            rec.dev = 0;
-            rec.ino = 0;
-        } else if kind == FdKind::UnixSocket {
-            let state = FdState::UnixSocket(unix_socket_state(pid, fd, md.ino())?);
-            rec.contents = Blob::from(state.encode());
-            rec.dev = 0;
-        } else if kind == FdKind::Tcp || kind == FdKind::Udp {
-            let state = if kind == FdKind::Tcp {
-                super::net::tcp_state(pid, fd, md.ino(), holds)?
-            } else {
-                super::net::udp_state(pid, fd)?
-            };
-            rec.contents = Blob::from(state.encode());
-            rec.dev = 0;
-        } else if kind == FdKind::Unix {
-            let state = unix_pair_state(pid, fd, md.ino())?;
-            rec.contents = Blob::from(state.encode());
-            rec.dev = 0;
-        } else if kind.is_anon() {
-            let text = procfs::read_string(pid, &format!("fdinfo/{fd}"))?;
-            let state = anon_state(kind, &text).map_err(|what| {
-                Error::Other(format!("fdinfo of fd {fd} of process {pid}: {what}"))
-            })?;
-            rec.contents = Blob::from(state.encode());
-            rec.dev = 0;
-            rec.ino = 0;
-        }
-        if deleted {
-            let mut data = Vec::new();
-            std::fs::File::open(procfs::path(pid, &format!("fd/{fd}")))
-                .and_then(|mut f| f.read_to_end(&mut data))
-                .map_err(|e| Error::Io {
-                    context: format!("reading deleted file of fd {fd} of process {pid}"),
-                    source: e,
-                })?;
-            rec.contents = Blob::from(data);
+        let (rec, ancillary) = describe(pid, fd, holds, &mut pipes, false)?;
+        for a in ancillary {
+            out.in_flight
+                .push(in_flight(pid, &rec, a, holds, &mut pipes)?);
         }
         out.fds.push(rec);
     }
     out.pipes = pipes.into_values().collect();
     Ok(out)
+}
+
+/// The files and credentials in flight with one message queued on the socket `sock` (an FD
+/// record of `pid`), described like fds of a process (spec §3.23), with the copies kept open
+/// so that the tree's fds can be compared with them (`kcmp`). A socket in flight whose own
+/// queue has ancillary data, an epoll instance and a TCP socket in flight are refused.
+fn in_flight(
+    pid: i32,
+    sock: &Fd<'static>,
+    a: Ancillary,
+    holds: &mut Vec<super::net::Hold>,
+    pipes: &mut BTreeMap<u64, PipeData<'static>>,
+) -> Result<InFlight, Error> {
+    use crak_format::record::scm::{Scm, SCM_CREDENTIALS};
+    use std::os::fd::AsRawFd;
+    let me = std::process::id() as i32;
+    let named = match FdState::decode(sock.kind, sock.contents.as_bytes()) {
+        Ok(Some(FdState::UnixSocket(u))) => format!(" ({})", shown(&u.name)),
+        _ => String::new(),
+    };
+    let mut files = Vec::with_capacity(a.fds.len());
+    for (j, copy) in a.fds.iter().enumerate() {
+        let described = describe(me, copy.as_raw_fd(), holds, pipes, true).map_err(|e| {
+            let what = match e {
+                Error::UnsupportedFd { kind, .. } => kind,
+                other => other.to_string(),
+            };
+            Error::UnsupportedFd {
+                pid,
+                fd: sock.fd as i32,
+                kind: format!(
+                    "a Unix socket{named} whose queued message {} carries, as file {j} in flight, {what}",
+                    a.message
+                ),
+                link: format!("socket:[{}]", sock.ino),
+            }
+        })?;
+        let (mut f, _) = described;
+        (f.pid, f.fd, f.fd_flags) = (0, j as u32, 0);
+        files.push(f);
+    }
+    let creds = a.creds.map(|u| (u.pid.max(0) as u32, u.uid, u.gid));
+    let (pid_c, uid, gid) = creds.unwrap_or((0, 0, 0));
+    Ok(InFlight {
+        scm: Scm {
+            socket: sock.ino,
+            message: a.message,
+            flags: if creds.is_some() { SCM_CREDENTIALS } else { 0 },
+            pid: pid_c,
+            uid,
+            gid,
+            files,
+        },
+        copies: a.fds,
+    })
+}
+
+/// The FD record of fd `fd` of `pid` (a frozen process, or, with `in_flight`, this process
+/// holding a copy of a file in flight), adding a pipe's buffered bytes to `pipes`, with the
+/// ancillary data queued on a Unix socket (none `in_flight`: a socket in flight that has some
+/// is refused).
+fn describe(
+    pid: i32,
+    fd: i32,
+    holds: &mut Vec<super::net::Hold>,
+    pipes: &mut BTreeMap<u64, PipeData<'static>>,
+    in_flight: bool,
+) -> Result<(Fd<'static>, Vec<Ancillary>), Error> {
+    let mut ancillary = Vec::new();
+    let (class, link, md) = classify(pid, fd)?;
+    let kind = match class {
+        Class::Supported(k) => k,
+        Class::Unsupported(kind) => {
+            return Err(Error::UnsupportedFd {
+                pid,
+                fd,
+                kind,
+                link: String::from_utf8_lossy(&link).into_owned(),
+            })
+        }
+    };
+    let info = procfs::fdinfo(pid, fd)?;
+    let md = md.ok_or_else(|| Error::Other(format!("no stat for fd {fd} of {pid}")))?;
+    let (stripped, suffix) = match kind {
+        FdKind::Pipe => (link.clone(), false),
+        _ => strip_deleted(&link),
+    };
+    // " (deleted)" in the link: the name is gone (the file may still have other links). A
+    // file whose real name ends in " (deleted)" is told apart by that name still leading to
+    // the same inode.
+    let deleted = kind == FdKind::Reg
+        && suffix
+        && std::fs::metadata(std::ffi::OsStr::from_bytes(&link))
+            .map(|m| (m.dev(), m.ino()) != (md.dev(), md.ino()))
+            .unwrap_or(true);
+    let path = if deleted { stripped } else { link.clone() };
+    if deleted && md.is_dir() {
+        return Err(Error::UnsupportedFd {
+            pid,
+            fd,
+            kind: "a deleted directory".into(),
+            link: String::from_utf8_lossy(&link).into_owned(),
+        });
+    }
+    let mut rec = Fd {
+        pid: pid as u32,
+        fd: fd as u32,
+        fd_flags: if info.flags & O_CLOEXEC != 0 {
+            FD_CLOEXEC
+        } else {
+            0
+        },
+        kind,
+        open_flags: info.flags,
+        pos: info.pos,
+        dev: md.dev(),
+        ino: md.ino(),
+        rdev: md.rdev(),
+        size: md.size(),
+        mtime_ns: md
+            .mtime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(md.mtime_nsec()),
+        mode: md.mode(),
+        deleted,
+        path: path.into(),
+        contents: Blob::default(),
+        description: 0,
+    };
+    // What a restore cannot recreate in flight: an epoll instance (its registrations name
+    // fds of a process), a TCP socket (repair mode needs the process's fd) and a named or
+    // listening Unix socket (made with its group of sockets).
+    if in_flight && matches!(kind, FdKind::Epoll | FdKind::Tcp | FdKind::UnixSocket) {
+        let what = match kind {
+            FdKind::Epoll => "an epoll instance",
+            FdKind::Tcp => "a TCP socket",
+            _ => "a named, listening or accepted Unix socket",
+        };
+        return Err(Error::UnsupportedFd {
+            pid,
+            fd,
+            kind: what.into(),
+            link: String::from_utf8_lossy(&link).into_owned(),
+        });
+    }
+    if matches!(kind, FdKind::Pipe | FdKind::Fifo) {
+        rec.rdev = 0;
+        if let std::collections::btree_map::Entry::Vacant(v) = pipes.entry(md.ino()) {
+            let (capacity, data) = pipe_contents(pid, fd)?;
+            v.insert(PipeData {
+                pipe_id: md.ino(),
+                capacity,
+                data: Blob::from(data),
+            });
+        }
+    }
+    if kind == FdKind::Memfd {
+        let state = memfd_state(pid, fd, &link)?;
+        rec.contents = Blob::from(state.encode());
+    } else if kind == FdKind::Inotify {
+        let text = procfs::read_string(pid, &format!("fdinfo/{fd}"))?;
+        let state = inotify_state(pid, fd, &text)?;
+        rec.contents = Blob::from(state.encode());
+        rec.dev = 0;
+        rec.ino = 0;
+    } else if kind == FdKind::UnixSocket {
+        let (state, anc) = unix_socket_state(pid, fd, md.ino())?;
+        rec.contents = Blob::from(FdState::UnixSocket(state).encode());
+        rec.dev = 0;
+        ancillary = anc;
+    } else if kind == FdKind::Tcp || kind == FdKind::Udp {
+        let state = if kind == FdKind::Tcp {
+            super::net::tcp_state(pid, fd, md.ino(), holds)?
+        } else {
+            super::net::udp_state(pid, fd)?
+        };
+        rec.contents = Blob::from(state.encode());
+        rec.dev = 0;
+    } else if kind == FdKind::Unix {
+        let (state, anc) = unix_pair_state(pid, fd, md.ino())?;
+        rec.contents = Blob::from(state.encode());
+        rec.dev = 0;
+        ancillary = anc;
+    } else if kind.is_anon() {
+        let text = procfs::read_string(pid, &format!("fdinfo/{fd}"))?;
+        let state = anon_state(kind, &text)
+            .map_err(|what| Error::Other(format!("fdinfo of fd {fd} of process {pid}: {what}")))?;
+        rec.contents = Blob::from(state.encode());
+        rec.dev = 0;
+        rec.ino = 0;
+    }
+    if deleted {
+        let mut data = Vec::new();
+        std::fs::File::open(procfs::path(pid, &format!("fd/{fd}")))
+            .and_then(|mut f| f.read_to_end(&mut data))
+            .map_err(|e| Error::Io {
+                context: format!("reading deleted file of fd {fd} of process {pid}"),
+                source: e,
+            })?;
+        rec.contents = Blob::from(data);
+    }
+    if in_flight && !ancillary.is_empty() {
+        return Err(Error::UnsupportedFd {
+            pid,
+            fd,
+            kind: "a Unix socket with files or credentials in flight itself".into(),
+            link: String::from_utf8_lossy(&link).into_owned(),
+        });
+    }
+    Ok((rec, ancillary))
 }
 
 /// Bytes read from a memfd per `read`.

@@ -58,6 +58,13 @@ pub struct Sockets<'a> {
     pub pooled: &'a [u64],
     /// Names outside the image that sockets may connect to again (`--external-unix`).
     pub external: &'a [Vec<u8>],
+    /// The image's SCM records (spec §3.23): the files and credentials in flight with queued
+    /// messages, sent again by the process that makes their socket ([`super::scm`]).
+    pub scm: &'a [crak_format::record::scm::Scm<'a>],
+    /// Saved and live pids of the processes of the tree restored so far, for credentials.
+    pub pids: &'a [(u32, i32)],
+    /// The tree's pool: a file in flight it shares is taken from it.
+    pub pool: Option<&'a super::tree::Pool>,
 }
 
 /// [`restore_fds`], leaving the inherited descriptors `keep` open too (they must lie above the
@@ -136,24 +143,35 @@ fn place_all(
     let mut memfds: HashMap<u64, OwnedFd> = HashMap::new();
     // Fds sharing an open file description get the one their group opened first.
     let mut descriptions: HashMap<u32, OwnedFd> = HashMap::new();
-    let mut order: Vec<&Fd<'_>> = fds.iter().collect();
-    order.sort_by_key(|f| f.fd);
-    for f in order {
+    // The files in flight on the sockets this process makes (spec §3.23), and every FD layout
+    // a socket's peer may be found in.
+    let mut mine = super::scm::socket_inos(fds);
+    mine.retain(|i| !sockets.pooled.contains(i));
+    let scm = super::scm::records_for(sockets.scm, &mine);
+    let all: Vec<Fd<'_>> = fds
+        .iter()
+        .cloned()
+        .chain(scm.iter().flat_map(|s| s.files.iter().cloned()))
+        .collect();
+    let mut make = |f: &Fd<'_>, flight: &super::scm::InFlight| -> ChildResult<OwnedFd> {
         let pooled = shared
             .iter()
             .find(|(d, _)| f.description != 0 && *d == f.description);
         let obj = match (descriptions.get(&f.description), pooled) {
             (Some(o), _) if f.description != 0 => o.try_clone().map_err(|e| err(f, "dup", e))?,
             (_, Some((_, o))) => o.try_clone().map_err(|e| err(f, "dup", e))?,
-            _ if f.kind == FdKind::UnixSocket => unix_socket(f, fds, &mut sock_ends, sockets)?,
+            _ if f.kind == FdKind::UnixSocket => {
+                unix_socket(f, fds, &mut sock_ends, sockets, flight)?
+            }
             _ => open_one(
                 f,
-                fds,
+                &all,
                 pipes,
                 &mut Objects {
                     pipe_ends: &mut pipe_ends,
                     sock_ends: &mut sock_ends,
                     memfds: &mut memfds,
+                    flight,
                 },
                 tty,
             )?,
@@ -162,10 +180,44 @@ fn place_all(
             let keep = obj.try_clone().map_err(|e| err(f, "dup", e))?;
             descriptions.insert(f.description, keep);
         }
+        Ok(obj)
+    };
+    let mut flight = super::scm::InFlight::default();
+    let own = fds.first().map(|f| f.pid);
+    for s in &scm {
+        let mut files = Vec::with_capacity(s.files.len());
+        for f in &s.files {
+            let pooled = sockets.pool.and_then(|p| p.in_flight_object(f));
+            let obj = match pooled {
+                Some(o) => o.try_clone().map_err(|e| e.to_string()),
+                None => make(f, &super::scm::InFlight::default()),
+            }
+            .map_err(|e| {
+                format!(
+                    "a file in flight with message {} of socket {}: {e}",
+                    s.message, s.socket
+                )
+            })?;
+            files.push(obj);
+        }
+        let creds = s.has_credentials().then(|| crate::sys::unixsock::Ucred {
+            pid: super::scm::live_pid(s.pid, own, sockets.pids),
+            uid: s.uid,
+            gid: s.gid,
+        });
+        flight.insert(s.socket, s.message as usize, files, creds);
+    }
+    let mut order: Vec<&Fd<'_>> = fds.iter().collect();
+    order.sort_by_key(|f| f.fd);
+    for f in order {
+        let obj = make(f, &flight)?;
         let t = fdops::dup_at_least(obj.as_fd(), base).map_err(|e| err(f, "dup", e))?;
         drop(obj);
         temps.push((f.fd, f.fd_flags & FD_CLOEXEC != 0, t));
     }
+    // Every object exists and every queue is refilled: the restorer's copies go before any
+    // fd is placed (a copy may sit at a number the image uses).
+    drop(flight);
     drop(pipe_ends);
     drop(sock_ends);
     drop(memfds);
@@ -183,6 +235,8 @@ struct Objects<'m> {
     pipe_ends: &'m mut HashMap<(u64, bool), OwnedFd>,
     sock_ends: &'m mut HashMap<u64, OwnedFd>,
     memfds: &'m mut HashMap<u64, OwnedFd>,
+    /// Files and credentials to send with the messages of the sockets made here.
+    flight: &'m super::scm::InFlight,
 }
 
 fn open_one(
@@ -237,7 +291,7 @@ fn open_one(
         FdKind::UnixSocket => Err(err(f, "socket", "shared open file of a Unix socket")),
         FdKind::Unix => {
             if !sock_ends.contains_key(&f.ino) {
-                let (mine, peer_ino, peer) = unix_pair(f, all)?;
+                let (mine, peer_ino, peer) = unix_pair(f, all, objects.flight)?;
                 sock_ends.insert(f.ino, mine);
                 if let Some(p) = peer {
                     sock_ends.insert(peer_ino, p);
@@ -261,6 +315,7 @@ fn unix_socket(
     all: &[Fd<'_>],
     sock_ends: &mut HashMap<u64, OwnedFd>,
     sockets: &Sockets<'_>,
+    flight: &super::scm::InFlight,
 ) -> ChildResult<OwnedFd> {
     use super::unix_socket as us;
     if sockets.pooled.contains(&f.ino) {
@@ -275,7 +330,7 @@ fn unix_socket(
             .into_iter()
             .find(|g| g.contains(&f.ino))
             .unwrap_or_default();
-        let made = us::make_group(&group, &mine, sockets.external)
+        let made = us::make_group(&group, &mine, sockets.external, flight)
             .map_err(|e| err(f, "Unix socket", e))?;
         sock_ends.extend(made);
     }
@@ -302,6 +357,7 @@ pub(super) fn open_shared(
             pipe_ends: &mut HashMap::new(),
             sock_ends: &mut HashMap::new(),
             memfds: &mut HashMap::new(),
+            flight: &super::scm::InFlight::default(),
         },
         tty,
     )
@@ -326,23 +382,32 @@ fn unix_state(f: &Fd<'_>) -> ChildResult<(i32, u64, Vec<Vec<u8>>)> {
 pub(super) fn unix_pair(
     f: &Fd<'_>,
     others: &[Fd<'_>],
+    flight: &super::scm::InFlight,
 ) -> ChildResult<(OwnedFd, u64, Option<OwnedFd>)> {
     use crate::sys::unixsock;
     let (sock_type, peer_ino, queue) = unix_state(f)?;
     let (mine, theirs) = unixsock::socketpair(sock_type).map_err(|e| err(f, "socketpair", e))?;
     let stream = sock_type == libc::SOCK_STREAM;
-    for m in &queue {
-        unixsock::send_all(theirs.as_fd(), m, stream)
-            .map_err(|e| err(f, "refilling the socket's queue", e))?;
+    flight
+        .receiver(f.ino, mine.as_fd())
+        .map_err(|e| err(f, "SO_PASSCRED", e))?;
+    for (i, m) in queue.iter().enumerate() {
+        flight
+            .send(theirs.as_fd(), f.ino, i, m, stream, None)
+            .map_err(|e| err(f, &format!("refilling the socket's queue (message {i})"), e))?;
     }
     if let Some(p) = others
         .iter()
         .find(|g| g.kind == FdKind::Unix && g.ino == peer_ino)
     {
         let (_, _, pq) = unix_state(p)?;
-        for m in &pq {
-            unixsock::send_all(mine.as_fd(), m, stream)
-                .map_err(|e| err(p, "refilling the socket's queue", e))?;
+        flight
+            .receiver(peer_ino, theirs.as_fd())
+            .map_err(|e| err(p, "SO_PASSCRED", e))?;
+        for (i, m) in pq.iter().enumerate() {
+            flight
+                .send(mine.as_fd(), peer_ino, i, m, stream, None)
+                .map_err(|e| err(p, &format!("refilling the socket's queue (message {i})"), e))?;
         }
     }
     Ok((mine, peer_ino, Some(theirs)))

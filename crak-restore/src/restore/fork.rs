@@ -268,6 +268,9 @@ fn child_main(
         &files::Sockets {
             pooled: &tree::pooled_sockets(pool),
             external: &plan.options.external_unix,
+            scm: &image.scm,
+            pids: &family.pid_map(),
+            pool: Some(pool),
         },
     )?;
     if let Err(e) = tree::place_shared(&proc.fds, pool) {

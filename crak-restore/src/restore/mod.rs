@@ -29,6 +29,7 @@ pub mod net;
 pub mod objects;
 pub mod plan;
 pub mod regs;
+pub mod scm;
 pub mod signals;
 pub mod threads;
 pub mod tree;

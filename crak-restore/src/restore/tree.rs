@@ -88,6 +88,7 @@ pub fn family<'a>(image: &'a Image<'_>, options: &Options) -> Result<Family<'a>,
     if image.processes.len() <= 1 {
         let proc = plan::check_image(image)?;
         let plan = plan::make_plan(image, proc, options)?;
+        super::scm::check(image, &[], &[])?;
         return Ok(Family {
             members: vec![Member { proc, plan }],
             shared_pipes: Vec::new(),
@@ -207,6 +208,54 @@ pub fn family<'a>(image: &'a Image<'_>, options: &Options) -> Result<Family<'a>,
             }
         }
     }
+    // Files in flight (spec §3.23) are held by the process that makes their socket, or by the
+    // pool when several processes share the socket (then it is made, and its queue refilled,
+    // there): an object that is also another process's is shared through the pool.
+    {
+        use crak_format::record::fd::FdState;
+        let pooled = |ino: u64| {
+            pairs
+                .iter()
+                .any(|((a, b), h)| h.len() > 1 && (*a == ino || *b == ino))
+                || shared_unix.iter().any(|g| g.contains(&ino))
+        };
+        let mut flying: Vec<(u32, &Fd<'_>)> = Vec::new();
+        for s in &image.scm {
+            let maker = if pooled(s.socket) {
+                0
+            } else {
+                members
+                    .iter()
+                    .flat_map(|m| m.proc.fds.iter())
+                    .find(|f| {
+                        f.ino == s.socket && matches!(f.kind, FdKind::Unix | FdKind::UnixSocket)
+                    })
+                    .map_or(0, |f| f.pid)
+            };
+            flying.extend(s.files.iter().map(|f| (maker, f)));
+        }
+        let add = |h: &mut Vec<u32>, pid: u32| {
+            if !h.contains(&pid) {
+                h.push(pid);
+            }
+        };
+        for (maker, f) in flying {
+            if f.kind == FdKind::Pipe {
+                add(holders.entry(f.ino).or_default(), maker);
+            }
+            if f.description != 0 {
+                add(descs.entry(f.description).or_default(), maker);
+            }
+            if let Ok(Some(FdState::Unix { peer, .. })) =
+                FdState::decode(f.kind, f.contents.as_bytes())
+            {
+                add(
+                    pairs.entry((f.ino.min(peer), f.ino.max(peer))).or_default(),
+                    maker,
+                );
+            }
+        }
+    }
     let shared_descs: Vec<u32> = descs
         .into_iter()
         .filter(|(_, h)| h.len() > 1)
@@ -227,6 +276,7 @@ pub fn family<'a>(image: &'a Image<'_>, options: &Options) -> Result<Family<'a>,
         .checked_add(64)
         .ok_or_else(|| RestoreError::Invalid("fd numbers too large".into()))?;
     let shared_anon = plan_shared_anon(&members)?;
+    super::scm::check(image, &shared_socks, &shared_unix)?;
     Ok(Family {
         members,
         shared_pipes,
@@ -481,7 +531,7 @@ impl<'a> Family<'a> {
 }
 
 /// What the tree shares, created by the root at numbers from the pool base up.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Pool {
     /// Pipes: (inode, read end, write end).
     pipes: Vec<(u64, OwnedFd, OwnedFd)>,
@@ -512,10 +562,13 @@ pub fn make_pool(family: &Family<'_>, image: &Image<'_>) -> Result<Pool, String>
             .map_err(|e| format!("--external-pipe {n}: dup: {e}"))?;
         pool.externals.push((ino, write, fd));
     }
+    // The files in flight (spec §3.23) are FD layouts too: a shared open file or socket pair
+    // may be found among them.
     let all_fds: Vec<Fd<'_>> = family
         .members
         .iter()
         .flat_map(|m| m.proc.fds.iter().cloned())
+        .chain(image.scm.iter().flat_map(|s| s.files.iter().cloned()))
         .collect();
     let tty = family
         .members
@@ -531,44 +584,7 @@ pub fn make_pool(family: &Family<'_>, image: &Image<'_>) -> Result<Pool, String>
             .map_err(|e| format!("shared open file {d}: dup: {e}"))?;
         pool.files.push((d, obj));
     }
-    for &(a, b) in &family.shared_socks {
-        let Some(fa) = all_fds
-            .iter()
-            .find(|f| f.kind == FdKind::Unix && (f.ino == a || f.ino == b))
-        else {
-            continue;
-        };
-        let (mine, peer_ino, theirs) = super::files::unix_pair(fa, &all_fds)
-            .map_err(|e| format!("shared socket pair {a}/{b}: {e}"))?;
-        let up = |fd: OwnedFd| {
-            fdops::dup_at_least(fd.as_fd(), family.pool_base)
-                .map_err(|e| format!("shared socket pair {a}/{b}: dup: {e}"))
-        };
-        pool.socks.push((fa.ino, up(mine)?));
-        if let Some(t) = theirs {
-            pool.socks.push((peer_ino, up(t)?));
-        }
-    }
-    if !family.shared_unix.is_empty() {
-        let unix: Vec<&Fd<'_>> = all_fds
-            .iter()
-            .filter(|f| f.kind == FdKind::UnixSocket)
-            .collect();
-        let external = family
-            .members
-            .first()
-            .map(|m| m.plan.options.external_unix.as_slice())
-            .unwrap_or(&[]);
-        for group in &family.shared_unix {
-            let made = super::unix_socket::make_group(group, &unix, external)
-                .map_err(|e| format!("shared Unix sockets: {e}"))?;
-            for (ino, s) in made {
-                let s = fdops::dup_at_least(s.as_fd(), family.pool_base)
-                    .map_err(|e| format!("shared Unix socket {ino}: dup: {e}"))?;
-                pool.socks.push((ino, s));
-            }
-        }
-    }
+    // Shared pipes first: a file in flight may be one of their ends.
     for &ino in &family.shared_pipes {
         let e = |what: &str, err: std::io::Error| format!("shared pipe {ino}: {what}: {err}");
         let (r, w) = std::io::pipe().map_err(|x| e("pipe2", x))?;
@@ -581,7 +597,133 @@ pub fn make_pool(family: &Family<'_>, image: &Image<'_>) -> Result<Pool, String>
         }
         pool.pipes.push((ino, r, w));
     }
+    // Socket pairs whose queues carry no files first (a file in flight may be one of their
+    // ends), then the files in flight on the pooled sockets, then the sockets carrying them.
+    let carries = |a: u64, b: u64| image.scm.iter().any(|s| s.socket == a || s.socket == b);
+    let mut order: Vec<(u64, u64)> = family.shared_socks.clone();
+    order.sort_by_key(|&(a, b)| carries(a, b));
+    let mut flight: Option<super::scm::InFlight> = None;
+    for (a, b) in order {
+        if carries(a, b) && flight.is_none() {
+            flight = Some(pool_in_flight(family, image, &pool, tty)?);
+        }
+        let none = super::scm::InFlight::default();
+        let fl = flight.as_ref().unwrap_or(&none);
+        let Some(fa) = all_fds
+            .iter()
+            .find(|f| f.kind == FdKind::Unix && (f.ino == a || f.ino == b))
+        else {
+            continue;
+        };
+        let (mine, peer_ino, theirs) = super::files::unix_pair(fa, &all_fds, fl)
+            .map_err(|e| format!("shared socket pair {a}/{b}: {e}"))?;
+        let up = |fd: OwnedFd| {
+            fdops::dup_at_least(fd.as_fd(), family.pool_base)
+                .map_err(|e| format!("shared socket pair {a}/{b}: dup: {e}"))
+        };
+        pool.socks.push((fa.ino, up(mine)?));
+        if let Some(t) = theirs {
+            pool.socks.push((peer_ino, up(t)?));
+        }
+    }
+    let flight = match flight {
+        Some(f) => f,
+        None => pool_in_flight(family, image, &pool, tty)?,
+    };
+    if !family.shared_unix.is_empty() {
+        let unix: Vec<&Fd<'_>> = all_fds
+            .iter()
+            .filter(|f| f.kind == FdKind::UnixSocket)
+            .collect();
+        let external = family
+            .members
+            .first()
+            .map(|m| m.plan.options.external_unix.as_slice())
+            .unwrap_or(&[]);
+        for group in &family.shared_unix {
+            let made = super::unix_socket::make_group(group, &unix, external, &flight)
+                .map_err(|e| format!("shared Unix sockets: {e}"))?;
+            for (ino, s) in made {
+                let s = fdops::dup_at_least(s.as_fd(), family.pool_base)
+                    .map_err(|e| format!("shared Unix socket {ino}: dup: {e}"))?;
+                pool.socks.push((ino, s));
+            }
+        }
+    }
     Ok(pool)
+}
+
+/// The sockets the pool makes (those several processes share).
+fn pooled_socket(family: &Family<'_>, ino: u64) -> bool {
+    family
+        .shared_socks
+        .iter()
+        .any(|&(a, b)| a == ino || b == ino)
+        || family.shared_unix.iter().any(|g| g.contains(&ino))
+}
+
+/// The files in flight on the sockets the pool makes (spec §3.23), in the root: an object the
+/// pool shares is that object, any other is opened on its own.
+fn pool_in_flight(
+    family: &Family<'_>,
+    image: &Image<'_>,
+    pool: &Pool,
+    tty: Option<&[u8]>,
+) -> Result<super::scm::InFlight, String> {
+    let mut flight = super::scm::InFlight::default();
+    let pids = family.pid_map();
+    for s in image.scm.iter().filter(|s| pooled_socket(family, s.socket)) {
+        let mut files = Vec::with_capacity(s.files.len());
+        for f in &s.files {
+            let e = |what: &str, err: String| {
+                format!(
+                    "file in flight with message {} of socket {}: {what}: {err}",
+                    s.message, s.socket
+                )
+            };
+            let obj = match pool.in_flight_object(f) {
+                Some(o) => o.try_clone().map_err(|x| e("dup", x.to_string()))?,
+                None => {
+                    super::files::open_shared(f, &image.pipes, tty).map_err(|x| e("open", x))?
+                }
+            };
+            files.push(obj);
+        }
+        let creds = s.has_credentials().then(|| crate::sys::unixsock::Ucred {
+            pid: super::scm::live_pid(s.pid, None, &pids),
+            uid: s.uid,
+            gid: s.gid,
+        });
+        flight.insert(s.socket, s.message as usize, files, creds);
+    }
+    Ok(flight)
+}
+
+impl Pool {
+    /// The pool's object for a file in flight (spec §3.23), when the pool holds it: a shared
+    /// open file description, a shared pipe's end, a shared socket pair's end.
+    pub fn in_flight_object(&self, f: &Fd<'_>) -> Option<&OwnedFd> {
+        if f.description != 0 {
+            if let Some((_, o)) = self.files.iter().find(|(d, _)| *d == f.description) {
+                return Some(o);
+            }
+        }
+        match f.kind {
+            FdKind::Pipe => {
+                let write = (f.open_flags as i32) & libc::O_ACCMODE == libc::O_WRONLY;
+                self.pipes
+                    .iter()
+                    .find(|(ino, _, _)| *ino == f.ino)
+                    .map(|(_, r, w)| if write { w } else { r })
+            }
+            FdKind::Unix => self
+                .socks
+                .iter()
+                .find(|(ino, _)| *ino == f.ino)
+                .map(|(_, s)| s),
+            _ => None,
+        }
+    }
 }
 
 /// The pool's descriptor numbers, to keep open while the files are set up.

@@ -220,9 +220,10 @@ pub fn make_group(
     group: &[u64],
     fds: &[&Fd<'_>],
     external: &[Vec<u8>],
+    flight: &super::scm::InFlight,
 ) -> Result<HashMap<u64, OwnedFd>, String> {
     let mut made = Made::default();
-    match make_stages(group, fds, external, &mut made) {
+    match make_stages(group, fds, external, flight, &mut made) {
         Ok(()) => Ok(made.socks),
         Err(e) => {
             made.undo();
@@ -235,6 +236,7 @@ fn make_stages(
     group: &[u64],
     fds: &[&Fd<'_>],
     external: &[Vec<u8>],
+    flight: &super::scm::InFlight,
     made: &mut Made,
 ) -> Result<(), String> {
     let mut socks: BTreeMap<u64, (&Fd<'_>, UnixSocket)> = BTreeMap::new();
@@ -329,12 +331,18 @@ fn make_stages(
                 (c, a)
             }
         };
-        for m in &s.queue {
-            unixsock::send_all(theirs.as_fd(), &m.data, stream)
+        flight
+            .receiver(ino, mine.as_fd())
+            .and_then(|()| flight.receiver(s.peer, theirs.as_fd()))
+            .map_err(|e| err(ino, s, format!("SO_PASSCRED: {e}")))?;
+        for (i, m) in s.queue.iter().enumerate() {
+            flight
+                .send(theirs.as_fd(), ino, i, &m.data, stream, None)
                 .map_err(|e| err(ino, s, format!("refilling the queue: {e}")))?;
         }
-        for m in &p.queue {
-            unixsock::send_all(mine.as_fd(), &m.data, stream)
+        for (i, m) in p.queue.iter().enumerate() {
+            flight
+                .send(mine.as_fd(), s.peer, i, &m.data, stream, None)
                 .map_err(|e| err(s.peer, p, format!("refilling the queue: {e}")))?;
         }
         made.socks.insert(ino, mine);
@@ -358,8 +366,12 @@ fn make_stages(
             connect_accept(s, &temp_peer, &socks, made).map_err(|e| err(ino, s, e))?
         };
         let stream = s.sock_type == libc::SOCK_STREAM as u32;
-        for m in &s.queue {
-            unixsock::send_all(temp.as_fd(), &m.data, stream)
+        flight
+            .receiver(ino, mine.as_fd())
+            .map_err(|e| err(ino, s, format!("SO_PASSCRED: {e}")))?;
+        for (i, m) in s.queue.iter().enumerate() {
+            flight
+                .send(temp.as_fd(), ino, i, &m.data, stream, None)
                 .map_err(|e| err(ino, s, format!("refilling the queue: {e}")))?;
         }
         drop(temp);
@@ -426,8 +438,13 @@ fn make_stages(
             continue;
         }
         let pair = mutual(ino, r);
-        for m in &r.queue {
-            send_datagram(ino, r, pair, &m.sender, &m.data, &socks, made)
+        if let Some(fd) = made.socks.get(&ino) {
+            flight
+                .receiver(ino, fd.as_fd())
+                .map_err(|e| err(ino, r, format!("SO_PASSCRED: {e}")))?;
+        }
+        for (i, m) in r.queue.iter().enumerate() {
+            send_datagram(ino, r, pair, (i, &m.sender), &m.data, &socks, flight, made)
                 .map_err(|e| err(ino, r, format!("refilling the queue: {e}")))?;
         }
     }
@@ -528,20 +545,24 @@ fn connect_accept(
 /// Sends one saved datagram to the receiver `r` (inode `ino`): from its pair's other end, or
 /// from the group's socket bound to `sender`, or from a temporary socket bound to `sender`
 /// (unnamed when that name is taken or empty).
+#[allow(clippy::too_many_arguments)]
 fn send_datagram(
     ino: u64,
     r: &UnixSocket,
     pair: bool,
-    sender: &[u8],
+    (index, sender): (usize, &[u8]),
     data: &[u8],
     socks: &BTreeMap<u64, (&Fd<'_>, UnixSocket)>,
+    flight: &super::scm::InFlight,
     made: &mut Made,
 ) -> Result<(), String> {
     if pair {
         let (_, p) = socks.get(&r.peer).ok_or("peer")?;
         if p.name == sender {
             let fd = made.socks.get(&r.peer).ok_or("lost peer")?;
-            return unixsock::send_all(fd.as_fd(), data, false).map_err(|e| format!("send: {e}"));
+            return flight
+                .send(fd.as_fd(), ino, index, data, false, None)
+                .map_err(|e| format!("send: {e}"));
         }
     }
     if r.name.is_empty() {
@@ -555,14 +576,18 @@ fn send_datagram(
         .find(|(_, (_, s))| !sender.is_empty() && s.name == sender && s.sock_type == r.sock_type)
         .map(|(i, _)| *i);
     if let Some(fd) = from.and_then(|i| made.socks.get(&i)) {
-        return unixsock::send_to(fd.as_fd(), data, &r.name).map_err(|e| format!("sendto: {e}"));
+        return flight
+            .send(fd.as_fd(), ino, index, data, false, Some(&r.name))
+            .map_err(|e| format!("sendto: {e}"));
     }
     let t = unixsock::socket(r.sock_type as i32).map_err(|e| format!("socket: {e}"))?;
     let mut bound_path = false;
     if !sender.is_empty() && unixsock::bind(t.as_fd(), sender).is_ok() {
         bound_path = sender.first().is_some_and(|&b| b != 0);
     }
-    let sent = unixsock::send_to(t.as_fd(), data, &r.name).map_err(|e| format!("sendto: {e}"));
+    let sent = flight
+        .send(t.as_fd(), ino, index, data, false, Some(&r.name))
+        .map_err(|e| format!("sendto: {e}"));
     if bound_path {
         unlink_socket_file(sender);
     }

@@ -76,6 +76,43 @@ pub fn clone3_process(pid: Option<i32>) -> io::Result<Forked> {
     }
 }
 
+/// A process that does nothing but hold PID `pid` until it is killed: `clone3(2)` with
+/// `set_tid = [pid]` and no exit signal (its end notifies no one; reap it with `waitpid` and
+/// `__WALL`), whose child side only waits in `pause(2)`. Needs `CAP_SYS_ADMIN`; `EEXIST` when
+/// the PID is taken. The caller must be single-threaded, as for [`clone3_process`].
+///
+/// Man page: clone(2).
+pub fn clone3_stand_in(pid: i32) -> io::Result<i32> {
+    if own_thread_count()? != 1 {
+        return Err(io::Error::other(
+            "clone3 for restore needs a single-threaded caller",
+        ));
+    }
+    let tid_array: [libc::pid_t; 1] = [pid];
+    let mut args = CloneArgs {
+        set_tid: tid_array.as_ptr() as u64,
+        set_tid_size: 1,
+        ..CloneArgs::default()
+    };
+    // SAFETY: as in clone3_process: a valid clone_args of the size passed, `set_tid` pointing at
+    // `tid_array` for the call, a single-threaded caller; the child runs only pause(2).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match ret {
+        0 => loop {
+            // SAFETY: pause has no preconditions; the child waits here until it is killed.
+            unsafe { libc::pause() };
+        },
+        n if n > 0 => Ok(n as i32),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
 /// Ends the calling process at once with `code`, running no destructors or `atexit` handlers
 /// and flushing no buffers: `_exit(2)`. The only way a restore child may end.
 pub fn exit_now(code: i32) -> ! {

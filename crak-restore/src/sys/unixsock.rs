@@ -201,15 +201,45 @@ fn set_peek_off(fd: BorrowedFd<'_>, off: libc::c_int) -> io::Result<()> {
 /// (`stream` false) or one entry with every byte (`stream` true). `Err` with `EBADMSG` when
 /// ancillary data (passed fds, credentials) is in flight.
 pub fn peek_queue(fd: BorrowedFd<'_>, stream: bool) -> io::Result<Vec<Vec<u8>>> {
-    Ok(peek_messages(fd, stream)?
-        .into_iter()
-        .map(|(_, data)| data)
-        .collect())
+    let msgs = peek_messages(fd, stream)?;
+    if msgs.iter().any(|m| !m.fds.is_empty() || m.creds.is_some()) {
+        return Err(io::Error::from_raw_os_error(libc::EBADMSG));
+    }
+    Ok(msgs.into_iter().map(|m| m.data).collect())
 }
 
-/// [`peek_queue`] with each message's sender address as `recvfrom` gives it (empty for a
-/// stream and for an unnamed sender; a path name without its terminating NUL).
-pub fn peek_messages(fd: BorrowedFd<'_>, stream: bool) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+/// Credentials of a message (`struct ucred`): pid, uid, gid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ucred {
+    /// The sender's pid as the receiver sees it (0: gone or outside its pid namespace).
+    pub pid: i32,
+    /// uid.
+    pub uid: u32,
+    /// gid.
+    pub gid: u32,
+}
+
+/// One message queued on a socket, read without consuming it.
+#[derive(Debug, Default)]
+pub struct Peeked {
+    /// The sender's address as `recvfrom` gives it (empty for a stream and for an unnamed
+    /// sender; a path name without its terminating NUL).
+    pub sender: Vec<u8>,
+    /// The bytes.
+    pub data: Vec<u8>,
+    /// Copies of the files passed with it (`SCM_RIGHTS`), installed in this process
+    /// close-on-exec; closed when dropped.
+    pub fds: Vec<OwnedFd>,
+    /// Its credentials (`SCM_CREDENTIALS`), given only when the socket has `SO_PASSCRED`.
+    pub creds: Option<Ucred>,
+}
+
+/// [`peek_queue`] with each message's sender and ancillary data: files passed with it are
+/// installed in this process (peeking does not take them off the queue) and credentials are
+/// given when the socket has `SO_PASSCRED`. A stream's bytes are one message, split where
+/// the kernel would end a read: after the bytes that carry files, and where the credentials
+/// change. `EMSGSIZE` when a message or its ancillary data does not fit the buffers.
+pub fn peek_messages(fd: BorrowedFd<'_>, stream: bool) -> io::Result<Vec<Peeked>> {
     set_peek_off(fd, 0)?;
     let result = peek_all(fd, stream);
     // Back to the default (no peek offset), whatever happened.
@@ -219,10 +249,17 @@ pub fn peek_messages(fd: BorrowedFd<'_>, stream: bool) -> io::Result<Vec<(Vec<u8
     Ok(out)
 }
 
-fn peek_all(fd: BorrowedFd<'_>, stream: bool) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+/// Room for the ancillary data of one message: `SCM_MAX_FD` (253) descriptors and a
+/// `struct ucred`, with their headers.
+const CMSG_SPACE: usize = 2048;
+
+fn peek_all(fd: BorrowedFd<'_>, stream: bool) -> io::Result<Vec<Peeked>> {
+    let mut out: Vec<Peeked> = Vec::new();
     let mut buf = vec![0u8; 256 << 10];
-    let mut cmsg = [0u8; 256];
+    // u64 elements: the control buffer must be aligned for cmsghdr.
+    let mut cmsg = vec![0u64; CMSG_SPACE / 8];
+    // The previous chunk of a stream carried files: the next starts a message.
+    let mut cut = false;
     loop {
         let mut iov = libc::iovec {
             iov_base: buf.as_mut_ptr().cast(),
@@ -237,14 +274,14 @@ fn peek_all(fd: BorrowedFd<'_>, stream: bool) -> io::Result<Vec<(Vec<u8>, Vec<u8
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
         msg.msg_control = cmsg.as_mut_ptr().cast();
-        msg.msg_controllen = cmsg.len();
+        msg.msg_controllen = CMSG_SPACE;
         // SAFETY: `msg` points at `from`, `iov` (into `buf`) and `cmsg`, all valid and
         // writable for their lengths during the call.
         let n = unsafe {
             libc::recvmsg(
                 fd.as_raw_fd(),
                 &mut msg,
-                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC,
             )
         };
         if n < 0 {
@@ -254,26 +291,227 @@ fn peek_all(fd: BorrowedFd<'_>, stream: bool) -> io::Result<Vec<(Vec<u8>, Vec<u8
             }
             return Err(e);
         }
-        if msg.msg_controllen > 0 || msg.msg_flags & libc::MSG_CTRUNC != 0 {
-            return Err(io::Error::from_raw_os_error(libc::EBADMSG));
-        }
-        if msg.msg_flags & libc::MSG_TRUNC != 0 {
+        // Take ownership of whatever files arrived before any check can return.
+        let (fds, creds) = ancillary(&msg);
+        if msg.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0 {
             return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
         }
         let data = buf.get(..n as usize).unwrap_or(&[]).to_vec();
-        if stream {
-            if n == 0 {
-                break;
-            }
-            match out.first_mut() {
-                Some((_, all)) => all.extend_from_slice(&data),
-                None => out.push((Vec::new(), data)),
-            }
-        } else {
-            out.push((addr_name(&from, msg.msg_namelen), data));
+        if !stream {
+            out.push(Peeked {
+                sender: addr_name(&from, msg.msg_namelen),
+                data,
+                fds,
+                creds,
+            });
+            continue;
         }
+        if n == 0 {
+            break;
+        }
+        let carries = !fds.is_empty();
+        match out.last_mut() {
+            Some(last) if !cut && !carries && last.creds == creds => {
+                last.data.extend_from_slice(&data)
+            }
+            _ => out.push(Peeked {
+                sender: Vec::new(),
+                data,
+                fds,
+                creds,
+            }),
+        }
+        cut = carries;
     }
     Ok(out)
+}
+
+/// The files (`SCM_RIGHTS`) and credentials (`SCM_CREDENTIALS`) in a received message's
+/// control buffer; the files become owned here.
+fn ancillary(msg: &libc::msghdr) -> (Vec<OwnedFd>, Option<Ucred>) {
+    let mut fds = Vec::new();
+    let mut creds = None;
+    // SAFETY: `msg` was filled by recvmsg: msg_control/msg_controllen describe the control
+    // messages the kernel wrote, which the CMSG_* macros walk within those bounds.
+    let mut c = unsafe { libc::CMSG_FIRSTHDR(msg) };
+    while !c.is_null() {
+        // SAFETY: `c` is a control message header inside the buffer (CMSG_FIRSTHDR/NXTHDR).
+        let h = unsafe { &*c };
+        // SAFETY: CMSG_LEN only computes a length.
+        let hdr = unsafe { libc::CMSG_LEN(0) } as usize;
+        let len = (h.cmsg_len as usize).saturating_sub(hdr);
+        // SAFETY: the data of the control message `c`.
+        let data = unsafe { libc::CMSG_DATA(c) };
+        if h.cmsg_level == libc::SOL_SOCKET && h.cmsg_type == libc::SCM_RIGHTS {
+            for i in 0..len / 4 {
+                // SAFETY: `len` bytes of fd numbers follow the header; read unaligned.
+                let raw = unsafe { std::ptr::read_unaligned(data.add(i * 4).cast::<i32>()) };
+                // SAFETY: the kernel installed this descriptor for us; nobody else owns it.
+                fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
+            }
+        } else if h.cmsg_level == libc::SOL_SOCKET
+            && h.cmsg_type == libc::SCM_CREDENTIALS
+            && len >= std::mem::size_of::<libc::ucred>()
+        {
+            // SAFETY: a struct ucred follows the header; read unaligned.
+            let u = unsafe { std::ptr::read_unaligned(data.cast::<libc::ucred>()) };
+            creds = Some(Ucred {
+                pid: u.pid,
+                uid: u.uid,
+                gid: u.gid,
+            });
+        }
+        // SAFETY: walks to the next header within the buffer, or null.
+        c = unsafe { libc::CMSG_NXTHDR(msg, c) };
+    }
+    (fds, creds)
+}
+
+/// `SO_PASSCRED` of a socket.
+pub fn passcred(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are valid for the call and sized as the option needs.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PASSCRED,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(v != 0)
+}
+
+/// Sets `SO_PASSCRED` (the socket receives its messages' credentials).
+pub fn set_passcred(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: the option value is one int, valid for the call.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PASSCRED,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sends `data` as one message with files (`SCM_RIGHTS`) and credentials (`SCM_CREDENTIALS`)
+/// attached (`sendmsg(2)`), to the connected peer or, with `to`, to that name; without
+/// blocking. A stream's bytes that do not all go at once are sent on with the credentials but
+/// without the files, which the kernel attached to the first part.
+pub fn send_ancillary(
+    fd: BorrowedFd<'_>,
+    data: &[u8],
+    stream: bool,
+    files: &[BorrowedFd<'_>],
+    creds: Option<Ucred>,
+    to: Option<&[u8]>,
+) -> io::Result<()> {
+    let addr = to.map(sockaddr).transpose()?;
+    let mut done = 0usize;
+    let mut files = files;
+    loop {
+        let rest = data.get(done..).unwrap_or(&[]);
+        done += sendmsg_once(fd, rest, files, creds, addr.as_ref())?;
+        files = &[];
+        if !stream || done >= data.len() {
+            return Ok(());
+        }
+    }
+}
+
+/// One `sendmsg(2)` of `data` with `files` and `creds`; the bytes sent.
+fn sendmsg_once(
+    fd: BorrowedFd<'_>,
+    data: &[u8],
+    files: &[BorrowedFd<'_>],
+    creds: Option<Ucred>,
+    addr: Option<&(libc::sockaddr_un, libc::socklen_t)>,
+) -> io::Result<usize> {
+    let mut cmsg = vec![0u64; CMSG_SPACE / 8];
+    let nfds = files.len();
+    let rights_space = if nfds == 0 {
+        0
+    } else {
+        // SAFETY: CMSG_SPACE only computes a length.
+        unsafe { libc::CMSG_SPACE((nfds * 4) as u32) as usize }
+    };
+    let cred_space = if creds.is_some() {
+        // SAFETY: as above.
+        unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::ucred>() as u32) as usize }
+    } else {
+        0
+    };
+    let control = rights_space + cred_space;
+    if control > CMSG_SPACE {
+        return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
+    }
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // SAFETY: msghdr is plain data; zeroed is a valid empty header, filled below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    if let Some((a, len)) = addr {
+        msg.msg_name = (a as *const libc::sockaddr_un) as *mut libc::c_void;
+        msg.msg_namelen = *len;
+    }
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if control > 0 {
+        msg.msg_control = cmsg.as_mut_ptr().cast();
+        msg.msg_controllen = control;
+        // SAFETY: the control buffer holds `control` bytes, room for both messages written
+        // through the CMSG_* macros, which stay within msg_controllen.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&msg);
+            if nfds > 0 && !c.is_null() {
+                (*c).cmsg_level = libc::SOL_SOCKET;
+                (*c).cmsg_type = libc::SCM_RIGHTS;
+                (*c).cmsg_len = libc::CMSG_LEN((nfds * 4) as u32) as usize;
+                let d = libc::CMSG_DATA(c);
+                for (i, f) in files.iter().enumerate() {
+                    std::ptr::write_unaligned(d.add(i * 4).cast::<i32>(), f.as_raw_fd());
+                }
+                c = libc::CMSG_NXTHDR(&msg, c);
+            }
+            if let (Some(u), false) = (creds, c.is_null()) {
+                (*c).cmsg_level = libc::SOL_SOCKET;
+                (*c).cmsg_type = libc::SCM_CREDENTIALS;
+                (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::ucred>() as u32) as usize;
+                let v = libc::ucred {
+                    pid: u.pid,
+                    uid: u.uid,
+                    gid: u.gid,
+                };
+                std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<libc::ucred>(), v);
+            }
+        }
+    }
+    // SAFETY: `msg` points at `iov` (over `data`), the optional address and the control
+    // buffer, all valid for the call.
+    let n = unsafe {
+        libc::sendmsg(
+            fd.as_raw_fd(),
+            &msg,
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
 }
 
 /// `socketpair(AF_UNIX, sock_type | SOCK_CLOEXEC)`.
@@ -461,6 +699,8 @@ pub fn shutdown(fd: BorrowedFd<'_>, how: i32) -> io::Result<()> {
 mod tests {
     use super::*;
 
+    use std::os::unix::fs::MetadataExt;
+
     #[test]
     fn names_bind_connect_accept_and_diag() {
         let name = format!("\0crak-unixsock-test-{}", std::process::id()).into_bytes();
@@ -479,8 +719,43 @@ mod tests {
         let a = accept(l.as_fd()).unwrap();
         send_all(c.as_fd(), b"hello", true).unwrap();
         let q = peek_messages(a.as_fd(), true).unwrap();
-        assert_eq!(q, vec![(Vec::new(), b"hello".to_vec())]);
+        assert_eq!(q.len(), 1);
+        assert_eq!(
+            (q[0].sender.as_slice(), q[0].data.as_slice()),
+            (&b""[..], &b"hello"[..])
+        );
         assert!(sockaddr(&[b'x'; 108]).is_err());
+        // Files and credentials in flight are peeked, not taken; a stream's message with files
+        // stays apart.
+        let (a, c) = socketpair(libc::SOCK_STREAM).unwrap();
+        set_passcred(a.as_fd()).unwrap();
+        let (r, w) = std::io::pipe().unwrap();
+        let me = Ucred {
+            pid: std::process::id() as i32,
+            uid: libc::uid_t::from(std::fs::metadata("/proc/self").unwrap().uid()),
+            gid: libc::gid_t::from(std::fs::metadata("/proc/self").unwrap().gid()),
+        };
+        send_all(c.as_fd(), b"hello", true).unwrap();
+        send_ancillary(c.as_fd(), b"fd!", true, &[r.as_fd()], Some(me), None).unwrap();
+        send_all(c.as_fd(), b"tail", true).unwrap();
+        drop(r);
+        for _ in 0..2 {
+            let q = peek_messages(a.as_fd(), true).unwrap();
+            let got: Vec<(&[u8], usize)> =
+                q.iter().map(|m| (m.data.as_slice(), m.fds.len())).collect();
+            assert_eq!(got, vec![(&b"hellofd!"[..], 1), (&b"tail"[..], 0)]);
+            assert!(q.iter().all(|m| m.creds == Some(me)));
+            // The file passed is the pipe: what is written to its write end is read there.
+            std::io::Write::write_all(&mut &w, b"x").unwrap();
+            let mut b = [0u8; 1];
+            std::io::Read::read_exact(
+                &mut std::fs::File::from(q[0].fds[0].try_clone().unwrap()),
+                &mut b,
+            )
+            .unwrap();
+            assert_eq!(&b, b"x");
+        }
+        assert!(peek_queue(a.as_fd(), true).is_err());
         assert_eq!(sockaddr(&[b'x'; 107]).unwrap().1, 110);
         assert_eq!(trim_name(b"/tmp/s\0"), b"/tmp/s");
     }
