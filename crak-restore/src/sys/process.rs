@@ -20,6 +20,24 @@ pub fn enter_net_namespace(ns: std::os::fd::BorrowedFd<'_>) -> Result<()> {
     check(ret.into(), || "setns(CLONE_NEWNET)".to_string()).map(drop)
 }
 
+/// `sched_setscheduler(2)` of the calling thread: `SCHED_IDLE` when `idle` (it runs only when
+/// no other thread wants the CPU), `SCHED_OTHER` otherwise. Returns whether it was idle before.
+pub fn set_idle_priority(idle: bool) -> Result<bool> {
+    // SAFETY: sched_getscheduler takes a pid (0: the calling thread).
+    let before = unsafe { libc::sched_getscheduler(0) };
+    check(before.into(), || "sched_getscheduler".to_string())?;
+    let policy = if idle {
+        libc::SCHED_IDLE
+    } else {
+        libc::SCHED_OTHER
+    };
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid sched_param that lives across the call, which only reads it.
+    let ret = unsafe { libc::sched_setscheduler(0, policy, &param) };
+    check(ret.into(), || format!("sched_setscheduler({policy})"))?;
+    Ok(before == libc::SCHED_IDLE)
+}
+
 /// `tgkill(2)`: signal thread `tid` of thread group `tgid`.
 pub fn tgkill(tgid: Pid, tid: Pid, sig: i32) -> Result<()> {
     // SAFETY: tgkill takes three integers.
