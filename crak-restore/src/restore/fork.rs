@@ -22,11 +22,12 @@
 //! it. The child never returns into crak-restore's `main`.
 
 use super::files;
-use super::plan::{Plan, PAGE, TRAMPOLINE_CODE, TRAMPOLINE_LEN};
+use super::plan::{Plan, PAGE, TRAMPOLINE_BATCH_AT, TRAMPOLINE_CODE, TRAMPOLINE_LEN};
 use super::tree::{self, Family, Pool};
 use super::RestoreError;
 use crate::sys::clone::{self, Forked, KernelSigaction};
 use crate::sys::prctl;
+use crate::sys::remote::BATCH_CODE;
 use crak_format::{Image, Process};
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
@@ -415,6 +416,8 @@ fn child_main(
     // 6. The trampoline, then hand over to the tracer.
     let mut code = vec![0xccu8; PAGE as usize];
     code[..TRAMPOLINE_CODE.len()].copy_from_slice(&TRAMPOLINE_CODE);
+    let batch = TRAMPOLINE_BATCH_AT as usize;
+    code[batch..batch + BATCH_CODE.len()].copy_from_slice(&BATCH_CODE);
     step(
         clone::map_trampoline(plan.trampoline, TRAMPOLINE_LEN as usize, &code),
         format!("mapping the trampoline at {:#x}", plan.trampoline),

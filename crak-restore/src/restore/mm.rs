@@ -17,12 +17,13 @@
 //!    point into exists and crak-restore's binary is no longer mapped (the kernel refuses to
 //!    change the exe link while the old one is still mapped).
 
-use super::plan::{Plan, PAGE, TASK_SIZE, TRAMPOLINE_LEN};
+use super::plan::{Plan, PAGE, TASK_SIZE, TRAMPOLINE_BATCH_AT, TRAMPOLINE_LEN};
 use super::RestoreError;
 use crate::sys::mem;
 use crate::sys::prctl::{PrctlMmMap, MAX_AUXV_BYTES, PR_SET_MM, PR_SET_MM_MAP};
 use crate::sys::ptrace;
 use crate::sys::remote::RemoteSyscall;
+use crate::sys::remote::BATCH_ENTRY;
 use crak_format::read::UncheckedPages;
 use crak_format::record::vma::{
     madv, Vma, VmaKind, MAP_GROWSDOWN, MAP_SHARED, PROT_EXEC, PROT_READ, PROT_WRITE,
@@ -203,10 +204,18 @@ impl<'a> ImageFile<'a> {
         Ok(())
     }
 
-    /// [`ImageFile::check_all`] once the processes run: what is left are the records whose
-    /// pages were all mapped from the file (`--lazy`).
+    /// Checks what is left once the processes run: the records whose pages were all mapped
+    /// from the file (`--lazy`). On one thread, unlike [`ImageFile::check_all`], and at idle
+    /// priority: the processes should keep the CPUs.
     pub fn check_rest(&self) -> Result<(), RestoreError> {
-        self.check_all()
+        // At idle priority, so that the check never delays the restored processes; the
+        // restorer's own priority comes back after it.
+        let was_idle = crate::sys::process::set_idle_priority(true).ok();
+        let r = self.check_each(&self.unchecked);
+        if was_idle == Some(false) {
+            let _ = crate::sys::process::set_idle_priority(false);
+        }
+        r
     }
 
     /// Checks the CRC of the PAGES records holding file bytes `at..at + len`, unless checked.
@@ -327,6 +336,55 @@ impl Remote {
         self.rs
             .call(nr, args)
             .map_err(|e| RestoreError::failed("remote system call", format!("{}: {e}", what())))
+    }
+
+    /// Runs `calls` (name for errors, number, arguments) in the child in batches of as many as
+    /// the scratch area holds, one resume per batch; returns their results. The first that fails
+    /// stops the rest, and the error names it.
+    pub fn batch(&mut self, calls: &[(String, i64, [u64; 6])]) -> Result<Vec<u64>, RestoreError> {
+        let per = ((TRAMPOLINE_LEN - PAGE) as usize / BATCH_ENTRY).max(1);
+        let mut results = Vec::with_capacity(calls.len());
+        for chunk in calls.chunks(per) {
+            let mut table = Vec::with_capacity(chunk.len() * BATCH_ENTRY);
+            for (_, nr, args) in chunk {
+                table.extend_from_slice(&nr.to_le_bytes());
+                for a in args {
+                    table.extend_from_slice(&a.to_le_bytes());
+                }
+                table.extend_from_slice(&0u64.to_le_bytes());
+            }
+            let at = self.put(0, &table)?;
+            let code = self.trampoline + TRAMPOLINE_BATCH_AT;
+            let left = self
+                .rs
+                .call_batch(code, at, chunk.len() as u64)
+                .map_err(|e| RestoreError::failed("remote system calls", e.to_string()))?;
+            mem::read(self.pid, at, &mut table)
+                .map_err(|e| RestoreError::failed("reading scratch memory", e.to_string()))?;
+            let done = chunk.len()
+                - usize::try_from(left)
+                    .unwrap_or(chunk.len())
+                    .min(chunk.len());
+            for (i, e) in table.chunks_exact(BATCH_ENTRY).enumerate().take(done + 1) {
+                let Some((what, _, _)) = chunk.get(i) else {
+                    break;
+                };
+                let raw = e
+                    .get(56..64)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map_or(0, u64::from_le_bytes);
+                if i == done {
+                    // The one that failed (`left` > 0).
+                    let errno = (raw as i64).checked_neg().unwrap_or(0) as i32;
+                    return Err(RestoreError::failed(
+                        "remote system call",
+                        format!("{what}: {}", std::io::Error::from_raw_os_error(errno)),
+                    ));
+                }
+                results.push(raw);
+            }
+        }
+        Ok(results)
     }
 
     /// Address of the scratch area (the pages after the trampoline code).
@@ -1009,6 +1067,7 @@ fn fill_pages(
     stats: &mut MmStats,
 ) -> Result<(), RestoreError> {
     let vmas = &proc.vmas;
+    let mut maps: Vec<(String, i64, [u64; 6])> = Vec::new();
     for run in &proc.pages {
         let data = run.data.as_bytes();
         for (i, addr, off, len) in pieces(vmas, run.addr, run.nr_pages) {
@@ -1046,19 +1105,14 @@ fn fill_pages(
                     if mapped {
                         // The VMA was mapped writable for the fill; the final mprotect below
                         // gives this part the VMA's protection too.
+                        // Made together below, in one batch.
                         let prot = u64::from(v.prot | PROT_WRITE);
                         let flags = (libc::MAP_PRIVATE | libc::MAP_FIXED) as u64;
-                        let got = r.call(
-                            || format!("mmap(image {at:#x} at {addr:#x}+{n:#x})"),
+                        maps.push((
+                            format!("mmap(image {at:#x} at {addr:#x}+{n:#x})"),
                             libc::SYS_mmap,
-                            &[addr, n, prot, flags, fd, at],
-                        )?;
-                        if got != addr {
-                            return Err(RestoreError::failed(
-                                "mapping pages",
-                                format!("image pages for {addr:#x} landed at {got:#x}"),
-                            ));
-                        }
+                            [addr, n, prot, flags, fd, at],
+                        ));
                         stats.lazy_bytes += n;
                         stats.lazy_mappings += 1;
                     } else if n >= PREAD_MIN {
@@ -1071,6 +1125,14 @@ fn fill_pages(
             }
             stats.pages += n / PAGE;
             stats.bytes += n;
+        }
+    }
+    for ((what, _, args), got) in maps.iter().zip(r.batch(&maps)?) {
+        if got != args[0] {
+            return Err(RestoreError::failed(
+                "mapping pages",
+                format!("{what} landed at {got:#x}"),
+            ));
         }
     }
     Ok(())

@@ -23,6 +23,9 @@ pub const TRAMPOLINE_LEN: u64 = 16 * PAGE;
 pub const TASK_SIZE: u64 = 0x7fff_ffff_f000;
 /// The trampoline code: `syscall` followed by `int3`.
 pub const TRAMPOLINE_CODE: [u8; 3] = [0x0f, 0x05, 0xcc];
+/// Offset in the trampoline's code page of the batch code
+/// ([`crate::sys::remote::BATCH_CODE`]).
+pub const TRAMPOLINE_BATCH_AT: u64 = 16;
 
 /// How the restore should treat the host.
 #[derive(Debug, Clone, Default)]

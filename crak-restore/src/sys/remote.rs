@@ -30,6 +30,34 @@ use super::{Pid, Result, SysError};
 /// The x86_64 `syscall` instruction.
 pub const SYSCALL_INSN: [u8; 2] = [0x0f, 0x05];
 
+/// Bytes of one entry of a batch table ([`RemoteSyscall::call_batch`]): the system call number,
+/// six arguments and the result, each a little-endian u64.
+pub const BATCH_ENTRY: usize = 64;
+
+/// x86_64 code that runs a batch table: with `rbx` = the table and `r12` = the number of
+/// entries, for each entry it loads `rax` and `rdi, rsi, rdx, r10, r8, r9`, executes `syscall`,
+/// stores `rax` in the entry's result slot, and stops at the first result in −4095..−1; then
+/// `int3`, with `r12` = the entries not done.
+pub const BATCH_CODE: [u8; 56] = [
+    0x4d, 0x85, 0xe4, // 0: test r12, r12
+    0x74, 0x32, // 3: jz 55 (done)
+    0x48, 0x8b, 0x03, // 5: mov rax, [rbx]
+    0x48, 0x8b, 0x7b, 0x08, // 8: mov rdi, [rbx+8]
+    0x48, 0x8b, 0x73, 0x10, // 12: mov rsi, [rbx+16]
+    0x48, 0x8b, 0x53, 0x18, // 16: mov rdx, [rbx+24]
+    0x4c, 0x8b, 0x53, 0x20, // 20: mov r10, [rbx+32]
+    0x4c, 0x8b, 0x43, 0x28, // 24: mov r8, [rbx+40]
+    0x4c, 0x8b, 0x4b, 0x30, // 28: mov r9, [rbx+48]
+    0x0f, 0x05, // 32: syscall
+    0x48, 0x89, 0x43, 0x38, // 34: mov [rbx+56], rax
+    0x48, 0x3d, 0x01, 0xf0, 0xff, 0xff, // 38: cmp rax, -4095
+    0x73, 0x09, // 44: jae 55 (done)
+    0x48, 0x83, 0xc3, 0x40, // 46: add rbx, 64
+    0x49, 0xff, 0xcc, // 50: dec r12
+    0xeb, 0xc9, // 53: jmp 0
+    0xcc, // 55: done: int3
+];
+
 /// Bytes below the stack pointer that the x86_64 ABI reserves for leaf functions.
 pub const RED_ZONE: u64 = 128;
 
@@ -212,6 +240,64 @@ impl RemoteSyscall {
                 }
                 WaitStatus::Event { .. } => {
                     ptrace::syscall(pid, 0).map_err(RunError::Sys)?;
+                }
+                WaitStatus::Continued { .. } => {}
+            }
+        }
+    }
+
+    /// Runs the system calls of a batch table in the tracee with one resume, through the code
+    /// of [`BATCH_CODE`] placed at `code` (the caller's, like a trampoline). The table at
+    /// `table` holds `count` entries of [`BATCH_ENTRY`] bytes: number, six arguments, and a
+    /// slot the code fills with the result. It stops at the first result that is a negated
+    /// `errno`. Returns how many entries were not done (0: all succeeded; otherwise the first
+    /// not done is the failed one, its result in its slot). The registers are restored
+    /// afterwards; signals that arrive meanwhile are held back as in [`Self::call_raw`].
+    pub fn call_batch(&mut self, code: u64, table: u64, count: u64) -> Result<u64> {
+        let saved = ptrace::getregs(self.pid)?;
+        let mut regs = saved;
+        regs.rip = code;
+        regs.orig_rax = u64::MAX;
+        regs.rbx = table;
+        regs.r12 = count;
+        ptrace::setregs(self.pid, &regs)?;
+        let done = code + BATCH_CODE.len() as u64;
+        let result = self.run_batch(done);
+        let restored = match &result {
+            Err(RunError::Gone(_)) => Ok(()),
+            _ => ptrace::setregs(self.pid, &saved),
+        };
+        match result {
+            Ok(left) => restored.map(|()| left),
+            Err(RunError::Gone(e)) | Err(RunError::Sys(e)) => Err(e),
+        }
+    }
+
+    /// Resumes the tracee until the batch code's final `int3` (the stop with `rip` = `done`).
+    fn run_batch(&mut self, done: u64) -> std::result::Result<u64, RunError> {
+        let pid = self.pid;
+        ptrace::cont(pid, 0).map_err(RunError::Sys)?;
+        loop {
+            let st = ptrace::waitpid(pid).map_err(RunError::Sys)?;
+            match st {
+                WaitStatus::Exited { .. } | WaitStatus::Signaled { .. } => {
+                    return Err(RunError::Gone(SysError::from_errno(
+                        format!("remote batch in {pid}: the process ended ({st:?})"),
+                        libc::ESRCH,
+                    )));
+                }
+                WaitStatus::Stopped { signal, .. } => {
+                    if signal == libc::SIGTRAP {
+                        let regs = ptrace::getregs(pid).map_err(RunError::Sys)?;
+                        if regs.rip == done {
+                            return Ok(regs.r12);
+                        }
+                    }
+                    self.defer(signal).map_err(RunError::Sys)?;
+                    ptrace::cont(pid, 0).map_err(RunError::Sys)?;
+                }
+                WaitStatus::SyscallStop { .. } | WaitStatus::Event { .. } => {
+                    ptrace::cont(pid, 0).map_err(RunError::Sys)?;
                 }
                 WaitStatus::Continued { .. } => {}
             }
@@ -459,6 +545,58 @@ mod tests {
         let addr = s.addr();
         s.restore().unwrap();
         assert_eq!(mem::read_vec(pid, addr, 64).unwrap(), orig);
+    }
+
+    #[test]
+    fn a_batch_runs_in_order_and_stops_at_the_first_error() {
+        let v = Victim::start();
+        let pid = v.pid();
+        let before = ptrace::getregs(pid).unwrap();
+        let mut r = RemoteSyscall::with_vdso(pid).unwrap();
+        let prot = (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u64;
+        let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+        let page = r
+            .call(libc::SYS_mmap, &[0, 8192, prot, flags, u64::MAX, 0])
+            .unwrap();
+        mem::write(pid, page, &BATCH_CODE).unwrap();
+        let table_at = page + 4096;
+        let entry = |nr: i64, a0: u64| {
+            let mut e = nr.to_le_bytes().to_vec();
+            e.extend_from_slice(&a0.to_le_bytes());
+            e.extend_from_slice(&[0u8; 40]);
+            e.extend_from_slice(&u64::MAX.to_le_bytes());
+            assert_eq!(e.len(), BATCH_ENTRY);
+            e
+        };
+        let result = |i: usize| {
+            let b = mem::read_vec(pid, table_at + (i * BATCH_ENTRY) as u64 + 56, 8).unwrap();
+            u64::from_le_bytes(b.try_into().unwrap())
+        };
+        // All succeed: nothing is left, every result is filled in.
+        let table = [entry(libc::SYS_getpid, 0), entry(libc::SYS_getppid, 0)].concat();
+        mem::write(pid, table_at, &table).unwrap();
+        crate::sys::process::tgkill(pid, pid, libc::SIGWINCH).unwrap();
+        assert_eq!(r.call_batch(page, table_at, 2).unwrap(), 0);
+        assert_eq!(result(0), pid as u64);
+        assert_eq!(result(1), u64::from(std::process::id()));
+        assert_eq!(r.take_deferred_signals().len(), 1, "SIGWINCH held back");
+        // The third of four fails: two are left, the failed one's errno is in its slot, and
+        // the fourth never ran.
+        let table = [
+            entry(libc::SYS_getpid, 0),
+            entry(libc::SYS_getpid, 0),
+            entry(libc::SYS_close, 9999),
+            entry(libc::SYS_getpid, 0),
+        ]
+        .concat();
+        mem::write(pid, table_at, &table).unwrap();
+        assert_eq!(r.call_batch(page, table_at, 4).unwrap(), 2);
+        assert_eq!(result(1), pid as u64);
+        assert_eq!(result(2) as i64, -i64::from(libc::EBADF));
+        assert_eq!(result(3), u64::MAX);
+        assert_eq!(ptrace::getregs(pid).unwrap(), before);
+        // And the tracee still takes ordinary remote calls.
+        assert_eq!(r.call(libc::SYS_getpid, &[]).unwrap(), pid as u64);
     }
 
     #[test]
