@@ -221,10 +221,7 @@ fn restore_and_check(image: &Path, hb: &Path, extra: &[&str]) -> Restored {
     );
     let running = running.expect("the restored workload never beat");
     let rpid: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-    let errs = String::from_utf8_lossy(&out.stderr).to_string();
-    eprintln!("DBG stderr {errs}");
-    let summary =
-        serde_json::from_str(errs.trim().lines().last().unwrap()).expect("crak-restore --json");
+    let summary = serde_json::from_slice(out.stderr.trim_ascii()).expect("crak-restore --json");
     let beats = read_beat(hb).iterations;
     std::thread::sleep(Duration::from_millis(300));
     let after = read_beat(hb).iterations;
@@ -352,11 +349,6 @@ fn run_one(work: &Path, workload: &Path, mib: u64) -> Row {
     let eager = restore_and_check(&image, &hb, &[]);
     reset_mtime();
     let lazy = restore_and_check(&image, &hb, &["--lazy"]);
-    eprintln!(
-        "DBG lazy running {:?} summary {}",
-        lazy.running, lazy.summary
-    );
-    eprintln!("DBG eager {}", eager.summary);
     reset_mtime();
     let _ = fs::remove_file(&image);
 
