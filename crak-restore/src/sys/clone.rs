@@ -44,24 +44,46 @@ fn own_thread_count() -> io::Result<usize> {
 ///
 /// Man page: clone(2).
 pub fn clone3_process(pid: Option<i32>) -> io::Result<Forked> {
+    let args = CloneArgs {
+        exit_signal: libc::SIGCHLD as u64,
+        ..CloneArgs::default()
+    };
+    fork_clone3(args, pid)
+}
+
+/// A process that does nothing but hold PID `pid` until it is killed: `clone3(2)` with
+/// `set_tid = [pid]` and no exit signal (its end notifies no one; reap it with `waitpid` and
+/// `__WALL`), whose child side only waits in `pause(2)`. Needs `CAP_SYS_ADMIN`; `EEXIST` when
+/// the PID is taken. The caller must be single-threaded, as for [`clone3_process`].
+///
+/// Man page: clone(2).
+pub fn clone3_stand_in(pid: i32) -> io::Result<i32> {
+    match fork_clone3(CloneArgs::default(), Some(pid))? {
+        Forked::Child => loop {
+            // SAFETY: pause has no preconditions; the child waits here until it is killed.
+            unsafe { libc::pause() };
+        },
+        Forked::Parent(p) => Ok(p),
+    }
+}
+
+/// `clone3(2)` without `CLONE_VM` (a child on a copy of the caller's memory) with `args`, and
+/// `set_tid = [pid]` when `pid` is given. Refuses a multi-threaded caller.
+fn fork_clone3(mut args: CloneArgs, pid: Option<i32>) -> io::Result<Forked> {
     if own_thread_count()? != 1 {
         return Err(io::Error::other(
             "clone3 for restore needs a single-threaded caller",
         ));
     }
     let tid_array: [libc::pid_t; 1] = [pid.unwrap_or(0)];
-    let mut args = CloneArgs {
-        exit_signal: libc::SIGCHLD as u64,
-        ..CloneArgs::default()
-    };
     if pid.is_some() {
         args.set_tid = tid_array.as_ptr() as u64;
         args.set_tid_size = 1;
     }
     // SAFETY: `args` is a valid, fully initialised clone_args of the size passed; `set_tid`
-    // points at `tid_array`, which outlives the call. Without CLONE_VM the child gets its own
-    // copy of memory, and the caller was checked to be single-threaded, so no lock or
-    // allocator state is left inconsistent in the child.
+    // points at `tid_array`, which outlives the call. The callers pass no CLONE_VM, so the
+    // child gets its own copy of memory, and the caller was checked to be single-threaded, so
+    // no lock or allocator state is left inconsistent in the child.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_clone3,
@@ -72,43 +94,6 @@ pub fn clone3_process(pid: Option<i32>) -> io::Result<Forked> {
     match ret {
         0 => Ok(Forked::Child),
         n if n > 0 => Ok(Forked::Parent(n as i32)),
-        _ => Err(io::Error::last_os_error()),
-    }
-}
-
-/// A process that does nothing but hold PID `pid` until it is killed: `clone3(2)` with
-/// `set_tid = [pid]` and no exit signal (its end notifies no one; reap it with `waitpid` and
-/// `__WALL`), whose child side only waits in `pause(2)`. Needs `CAP_SYS_ADMIN`; `EEXIST` when
-/// the PID is taken. The caller must be single-threaded, as for [`clone3_process`].
-///
-/// Man page: clone(2).
-pub fn clone3_stand_in(pid: i32) -> io::Result<i32> {
-    if own_thread_count()? != 1 {
-        return Err(io::Error::other(
-            "clone3 for restore needs a single-threaded caller",
-        ));
-    }
-    let tid_array: [libc::pid_t; 1] = [pid];
-    let mut args = CloneArgs {
-        set_tid: tid_array.as_ptr() as u64,
-        set_tid_size: 1,
-        ..CloneArgs::default()
-    };
-    // SAFETY: as in clone3_process: a valid clone_args of the size passed, `set_tid` pointing at
-    // `tid_array` for the call, a single-threaded caller; the child runs only pause(2).
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &mut args as *mut CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
-    match ret {
-        0 => loop {
-            // SAFETY: pause has no preconditions; the child waits here until it is killed.
-            unsafe { libc::pause() };
-        },
-        n if n > 0 => Ok(n as i32),
         _ => Err(io::Error::last_os_error()),
     }
 }

@@ -162,22 +162,7 @@ pub fn diag(ino: u64) -> io::Result<UnixDiag> {
 
 /// `SO_TYPE` of a socket.
 pub fn sock_type(fd: BorrowedFd<'_>) -> io::Result<i32> {
-    let mut v: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `v` and `len` are valid for the call and sized as the option needs.
-    let r = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TYPE,
-            (&mut v as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(v)
+    super::inet::get_int(fd, libc::SOL_SOCKET, libc::SO_TYPE)
 }
 
 fn set_peek_off(fd: BorrowedFd<'_>, off: libc::c_int) -> io::Result<()> {
@@ -369,22 +354,7 @@ fn ancillary(msg: &libc::msghdr) -> (Vec<OwnedFd>, Option<Ucred>) {
 
 /// `SO_PASSCRED` of a socket.
 pub fn passcred(fd: BorrowedFd<'_>) -> io::Result<bool> {
-    let mut v: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `v` and `len` are valid for the call and sized as the option needs.
-    let r = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PASSCRED,
-            (&mut v as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(v != 0)
+    super::inet::get_int(fd, libc::SOL_SOCKET, libc::SO_PASSCRED).map(|v| v != 0)
 }
 
 /// Sets `SO_PASSCRED` (the socket receives its messages' credentials).
