@@ -464,7 +464,7 @@ pub fn unix_socket() -> impl Strategy<Value = crate::record::fd::UnixSocket> {
         (
             prop_oneof![Just(1u32), Just(2), Just(5)],
             0u32..=2,
-            0u32..=0x1f,
+            0u32..=crate::record::fd::UNIX_FLAGS_KNOWN,
             any::<u32>(),
             any::<u64>(),
         ),

@@ -227,9 +227,39 @@ int main(void) {
     socklen_t glen = mkaddr(&ga, gone, 0);
     int d4 = socket(AF_UNIX, SOCK_DGRAM, 0);
     if (d4 < 0 || bind(d4, (struct sockaddr *)&ga, glen) || unlink(gone)) fail("unlinked name");
+    /* SO_PASSCRED on a socket with nothing queued: it must still be set after the restore, so
+     * that a datagram sent then comes with its sender's credentials. d4 never had it. */
+    char abs_pc[64];
+    snprintf(abs_pc, sizeof abs_pc, "crak-unx-passcred-%d", getpid());
+    struct sockaddr_un pa;
+    socklen_t plen = mkaddr(&pa, abs_pc, 1);
+    int pc = socket(AF_UNIX, SOCK_DGRAM, 0), one = 1;
+    if (pc < 0 || bind(pc, (struct sockaddr *)&pa, plen) ||
+        setsockopt(pc, SOL_SOCKET, SO_PASSCRED, &one, sizeof one))
+        fail("SO_PASSCRED socket");
 
     ready();
     wait_go();
+
+    int v = 0;
+    socklen_t vl = sizeof v;
+    if (getsockopt(pc, SOL_SOCKET, SO_PASSCRED, &v, &vl) || v != 1) fail("SO_PASSCRED was lost");
+    if (getsockopt(d4, SOL_SOCKET, SO_PASSCRED, &v, &vl) || v != 0) fail("SO_PASSCRED on d4");
+    int snd = socket(AF_UNIX, SOCK_DGRAM, 0);
+    if (snd < 0 || sendto(snd, "c", 1, 0, (struct sockaddr *)&pa, plen) != 1)
+        fail("send to the SO_PASSCRED socket");
+    char cb[CMSG_SPACE(sizeof(struct ucred))], b1[1];
+    struct iovec iov = {b1, 1};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cb,
+                        .msg_controllen = sizeof cb};
+    if (recvmsg(pc, &mh, 0) != 1) fail("recvmsg on the SO_PASSCRED socket");
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    struct ucred uc;
+    if (!cm || cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_CREDENTIALS)
+        fail("no credentials with a datagram sent after the restore");
+    memcpy(&uc, CMSG_DATA(cm), sizeof uc);
+    if (uc.pid != getpid()) fail("the credentials name pid %d", (int)uc.pid);
+    close(snd);
 
     /* Names and the socket file. */
     struct stat st;

@@ -419,7 +419,7 @@ fn inet_text(f: &crak_format::record::fd::Fd<'_>) -> Option<String> {
 /// `dgram @name connected to /run/log (external), 2 messages queued (5 B)`.
 fn unix_socket(f: &crak_format::record::fd::Fd<'_>) -> String {
     use crak_format::record::fd::{
-        FdState, UNIX_CONNECTED, UNIX_LISTENING, UNIX_NAME_GONE, UNIX_PEER_CLOSED,
+        FdState, UNIX_CONNECTED, UNIX_LISTENING, UNIX_NAME_GONE, UNIX_PASSCRED, UNIX_PEER_CLOSED,
         UNIX_PEER_EXTERNAL, UNIX_SHUT_RD, UNIX_SHUT_WR,
     };
     let s = match FdState::decode(f.kind, f.contents.as_bytes()) {
@@ -476,6 +476,9 @@ fn unix_socket(f: &crak_format::record::fd::Fd<'_>) -> String {
         .collect();
     if !shut.is_empty() {
         out.push_str(&format!(", shut {}", shut.join("+")));
+    }
+    if s.flags & UNIX_PASSCRED != 0 {
+        out.push_str(", SO_PASSCRED");
     }
     if !s.queue.is_empty() {
         let bytes: usize = s.queue.iter().map(|m| m.data.len()).sum();

@@ -145,8 +145,11 @@ pub const UNIX_NAME_GONE: u32 = 8;
 /// [`UnixSocket::flags`]: connected, but the peer has closed (`peer` is 0): what is queued is
 /// read, then end of file.
 pub const UNIX_PEER_CLOSED: u32 = 16;
-/// Every [`UnixSocket::flags`] bit 1.2 defines.
-pub const UNIX_FLAGS_KNOWN: u32 = 0x1f;
+/// [`UnixSocket::flags`] (1.3): `SO_PASSCRED` is set, so every message read on the socket
+/// comes with its sender's credentials.
+pub const UNIX_PASSCRED: u32 = 32;
+/// Every [`UnixSocket::flags`] bit 1.3 defines.
+pub const UNIX_FLAGS_KNOWN: u32 = 0x3f;
 
 /// One message queued on a Unix socket.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -176,7 +179,8 @@ pub struct UnixSocket {
     pub sock_type: u32,
     /// [`UNIX_UNCONNECTED`], [`UNIX_LISTENING`] or [`UNIX_CONNECTED`].
     pub state: u32,
-    /// `UNIX_SHUT_*`, [`UNIX_PEER_EXTERNAL`], [`UNIX_NAME_GONE`], [`UNIX_PEER_CLOSED`].
+    /// `UNIX_SHUT_*`, [`UNIX_PEER_EXTERNAL`], [`UNIX_NAME_GONE`], [`UNIX_PEER_CLOSED`],
+    /// [`UNIX_PASSCRED`].
     pub flags: u32,
     /// `listen` backlog (listening sockets; else 0).
     pub backlog: u32,
@@ -1316,7 +1320,7 @@ mod tests {
         let mut many = b.clone();
         many[54..58].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(FdState::decode(FdKind::UnixSocket, &many).is_err());
-        for (at, v) in [(0usize, 3u32), (4, 3), (8, 0x20)] {
+        for (at, v) in [(0usize, 3u32), (4, 3), (8, 0x40)] {
             let mut bad = b.clone();
             bad[at..at + 4].copy_from_slice(&v.to_le_bytes());
             assert!(FdState::decode(FdKind::UnixSocket, &bad).is_err(), "{at}");

@@ -268,7 +268,7 @@ fn unix_socket_state(
     use crate::sys::{pidfd, unixsock};
     use crak_format::record::fd::{
         UnixMessage, UnixPending, UnixSocket, UNIX_CONNECTED, UNIX_LISTENING, UNIX_NAME_GONE,
-        UNIX_PEER_CLOSED, UNIX_UNCONNECTED,
+        UNIX_PASSCRED, UNIX_PEER_CLOSED, UNIX_UNCONNECTED,
     };
     let diag_err = |e| Error::Io {
         context: format!("sock_diag of fd {fd} of process {pid}"),
@@ -338,6 +338,15 @@ fn unix_socket_state(
     if d.peer != 0 {
         s.peer_name = unixsock::diag(d.peer).map(|p| p.name).unwrap_or_default();
     }
+    // The socket itself (a duplicate; nothing is changed through it).
+    let pfd = pidfd::pidfd_open(pid)?;
+    let dup = pidfd::pidfd_getfd(&pfd, fd)?;
+    if unixsock::passcred(std::os::fd::AsFd::as_fd(&dup)).map_err(|e| Error::Io {
+        context: format!("SO_PASSCRED of fd {fd} of process {pid}"),
+        source: e,
+    })? {
+        s.flags |= UNIX_PASSCRED;
+    }
     if s.state == UNIX_LISTENING {
         s.backlog = d.wqueue;
         // sock_diag names the clients of the waiting connections (those have no inode yet).
@@ -362,8 +371,6 @@ fn unix_socket_state(
         // Nothing can be queued on an unconnected stream or seqpacket socket.
         return Ok((s, Vec::new()));
     }
-    let pfd = pidfd::pidfd_open(pid)?;
-    let dup = pidfd::pidfd_getfd(&pfd, fd)?;
     let (queue, ancillary) = split_ancillary(peek(pid, fd, ino, &dup, stream)?);
     s.queue = queue
         .into_iter()

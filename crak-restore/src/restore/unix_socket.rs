@@ -31,7 +31,7 @@
 
 use crate::sys::unixsock;
 use crak_format::record::fd::{
-    Fd, FdKind, FdState, UnixSocket, UNIX_CONNECTED, UNIX_LISTENING, UNIX_NAME_GONE,
+    Fd, FdKind, FdState, UnixSocket, UNIX_CONNECTED, UNIX_LISTENING, UNIX_NAME_GONE, UNIX_PASSCRED,
     UNIX_PEER_CLOSED, UNIX_PEER_EXTERNAL, UNIX_SHUT_RD, UNIX_SHUT_WR,
 };
 use std::collections::{BTreeMap, HashMap};
@@ -487,6 +487,10 @@ fn make_stages(
         if s.state == UNIX_LISTENING {
             unixsock::listen(fd.as_fd(), s.backlog)
                 .map_err(|e| err(ino, s, format!("listen: {e}")))?;
+        }
+        if s.flags & UNIX_PASSCRED != 0 {
+            unixsock::set_passcred(fd.as_fd())
+                .map_err(|e| err(ino, s, format!("SO_PASSCRED: {e}")))?;
         }
     }
     for (_, s) in socks.values() {
