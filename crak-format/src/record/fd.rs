@@ -740,7 +740,7 @@ impl FdState {
                 }
             }
             FdKind::Epoll => {
-                if b.len() % EPOLL_ENTRY_SIZE != 0 {
+                if !b.len().is_multiple_of(EPOLL_ENTRY_SIZE) {
                     return Err(format!(
                         "{} bytes, not a multiple of {EPOLL_ENTRY_SIZE}",
                         b.len()
