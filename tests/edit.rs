@@ -7,11 +7,11 @@
 //!
 //! Like tests/live.rs these need root and run one at a time.
 
-use crak_tests::{bin, serial, wait_gone};
+use crak_tests::{bin, serial, signal, Scratch};
 use serde_json::Value;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The edited program. It counts in `counter` every 5 ms until SIGUSR2, then writes `report`
@@ -74,45 +74,32 @@ int main(void) {
 }
 "#;
 
-fn signal(pid: i32, sig: i32) {
-    let _ = crak_restore::sys::process::kill(pid, sig);
-}
-
-/// One test: scratch dir, the program's addresses, processes to kill, a transcript.
+/// One test: the shared scratch harness ([`Scratch`]) and the compiled program.
 struct Case {
-    dir: tempfile::TempDir,
+    s: Scratch,
     prog: PathBuf,
-    children: Vec<Child>,
-    pids: Vec<i32>,
-    log: String,
 }
 
-impl Drop for Case {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for &pid in &self.pids {
-            signal(pid, libc::SIGKILL);
-            wait_gone(pid, Duration::from_secs(5));
-        }
+impl std::ops::Deref for Case {
+    type Target = Scratch;
+    fn deref(&self) -> &Scratch {
+        &self.s
+    }
+}
+
+impl std::ops::DerefMut for Case {
+    fn deref_mut(&mut self) -> &mut Scratch {
+        &mut self.s
     }
 }
 
 impl Case {
     /// Compiles the program and prepares `old/data.txt`.
     fn new() -> Case {
-        let dir = tempfile::Builder::new()
-            .prefix("crak-edit-")
-            .tempdir()
-            .expect("tempdir");
+        let s = Scratch::new("crak-edit-");
         let mut case = Case {
-            prog: dir.path().join("edited"),
-            dir,
-            children: Vec::new(),
-            pids: Vec::new(),
-            log: String::new(),
+            prog: s.path("edited"),
+            s,
         };
         let src = case.path("edited.c");
         std::fs::write(&src, PROGRAM).expect("edited.c");
@@ -131,32 +118,6 @@ impl Case {
         case
     }
 
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    #[track_caller]
-    fn fail(&self, msg: &str) -> ! {
-        let err = std::fs::read_to_string(self.path("err.log")).unwrap_or_default();
-        panic!(
-            "{msg}\n--- transcript ---\n{}\n--- program stderr ---\n{err}",
-            self.log
-        );
-    }
-
-    fn run(&mut self, mut cmd: Command) -> Output {
-        let shown = format!("{cmd:?}");
-        let o = cmd.output().expect("run command");
-        let _ = writeln!(
-            self.log,
-            "$ {shown}\n  -> {}\n  stdout: {}  stderr: {}",
-            o.status,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        o
-    }
-
     /// The address of a global of the program, from `nm`.
     fn symbol(&mut self, name: &str) -> u64 {
         let mut nm = Command::new("nm");
@@ -173,16 +134,7 @@ impl Case {
     }
 
     fn wait_file(&self, name: &str) -> String {
-        let t0 = Instant::now();
-        loop {
-            if let Ok(s) = std::fs::read_to_string(self.path(name)) {
-                return s;
-            }
-            if t0.elapsed() > Duration::from_secs(30) {
-                self.fail(&format!("timed out waiting for {name}"));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.s.wait_file(name, Duration::from_secs(30))
     }
 
     /// Starts the program (with CRAK_EDIT=original-value), waits for READY, captures it (which
@@ -208,19 +160,7 @@ impl Case {
         self.children.push(child);
         self.wait_file("ready");
         std::thread::sleep(Duration::from_millis(100));
-        let img = self.path("image.crak");
-        let mut cmd = Command::new(bin("crak-capture"));
-        cmd.arg(pid.to_string()).arg("-o").arg(&img);
-        let o = self.run(cmd);
-        if !o.status.success() {
-            self.fail("crak-capture failed");
-        }
-        if let Some(mut c) = self.children.pop() {
-            let _ = c.wait();
-        }
-        if !wait_gone(pid, Duration::from_secs(5)) {
-            self.fail("the captured process is still alive");
-        }
+        let img = self.capture(pid, &[]);
         (pid, img)
     }
 
@@ -257,18 +197,7 @@ impl Case {
     }
 
     fn restore(&mut self, img: &Path) -> i32 {
-        let mut cmd = Command::new(bin("crak-restore"));
-        cmd.arg("--detach").arg(img);
-        let o = self.run(cmd);
-        if !o.status.success() {
-            self.fail("crak-restore failed");
-        }
-        let pid: i32 = String::from_utf8_lossy(&o.stdout)
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| self.fail("crak-restore printed no PID"));
-        self.pids.push(pid);
-        pid
+        self.restore_detached(img, &[])
     }
 
     /// SIGUSR2, PASS, and the report as key → value.
@@ -1021,14 +950,8 @@ fn model(case: &mut Case, img: &Path) -> Value {
 /// A scratch directory for the tests that need no process.
 fn offline_case() -> Case {
     Case {
-        dir: tempfile::Builder::new()
-            .prefix("crak-edit-")
-            .tempdir()
-            .expect("tempdir"),
+        s: Scratch::new("crak-edit-"),
         prog: PathBuf::new(),
-        children: Vec::new(),
-        pids: Vec::new(),
-        log: String::new(),
     }
 }
 

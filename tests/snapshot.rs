@@ -310,18 +310,7 @@ impl Case {
     /// `crak-restore --detach IMAGE` (after [`Case::rewind_log`]); returns the restored pid.
     fn restore(&mut self, img: &Path) -> i32 {
         self.rewind_log(img);
-        let mut cmd = Command::new(bin("crak-restore"));
-        cmd.arg("--detach").arg(img);
-        let o = self.run(cmd);
-        if !o.status.success() {
-            self.fail("crak-restore failed");
-        }
-        let pid: i32 = String::from_utf8_lossy(&o.stdout)
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| self.fail("crak-restore printed no pid"));
-        self.pids.push(pid);
-        pid
+        self.restore_detached(img, &[])
     }
 }
 
