@@ -15,7 +15,6 @@ use crak_format::edit::{self, FileStat};
 use std::ffi::OsStr;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// `ADDR` as hex with `0x` or decimal.
@@ -55,17 +54,7 @@ fn text(b: &[u8]) -> anyhow::Result<&str> {
 /// `stat(2)` of a path as the image records files.
 pub fn file_stat(path: &[u8]) -> Result<FileStat, String> {
     let md = std::fs::metadata(Path::new(OsStr::from_bytes(path))).map_err(|e| e.to_string())?;
-    Ok(FileStat {
-        dev: md.dev(),
-        ino: md.ino(),
-        rdev: md.rdev(),
-        size: md.size(),
-        mtime_ns: md
-            .mtime()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(md.mtime_nsec()),
-        mode: md.mode(),
-    })
+    Ok(FileStat::from(&md))
 }
 
 /// Applies the operations of `args` to `image`; returns one line per operation done.

@@ -24,6 +24,25 @@ pub struct FileStat {
     pub mode: u32,
 }
 
+#[cfg(unix)]
+impl From<&std::fs::Metadata> for FileStat {
+    /// The fields as a capture records them (`mtime_ns` saturates past the year 2262).
+    fn from(md: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        FileStat {
+            dev: md.dev(),
+            ino: md.ino(),
+            rdev: md.rdev(),
+            size: md.size(),
+            mtime_ns: md
+                .mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(md.mtime_nsec()),
+            mode: md.mode(),
+        }
+    }
+}
+
 /// Reads a file's [`FileStat`] by path, or says why it cannot.
 pub type StatFn<'a> = &'a mut dyn FnMut(&[u8]) -> Result<FileStat, String>;
 

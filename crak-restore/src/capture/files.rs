@@ -608,6 +608,7 @@ fn describe(
             link: String::from_utf8_lossy(&link).into_owned(),
         });
     }
+    let st = crak_format::edit::FileStat::from(&md);
     let mut rec = Fd {
         pid: pid as u32,
         fd: fd as u32,
@@ -619,15 +620,12 @@ fn describe(
         kind,
         open_flags: info.flags,
         pos: info.pos,
-        dev: md.dev(),
-        ino: md.ino(),
-        rdev: md.rdev(),
-        size: md.size(),
-        mtime_ns: md
-            .mtime()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(md.mtime_nsec()),
-        mode: md.mode(),
+        dev: st.dev,
+        ino: st.ino,
+        rdev: st.rdev,
+        size: st.size,
+        mtime_ns: st.mtime_ns,
+        mode: st.mode,
         deleted,
         path: path.into(),
         contents: Blob::default(),

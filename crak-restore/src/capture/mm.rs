@@ -7,7 +7,7 @@ use crate::sys::mem;
 use crak_format::record::header::SpecialMapping;
 use crak_format::record::vma::{self, madv, Vma, VmaKind};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::FileTypeExt;
 
 /// Which pages of a mapping are stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -231,13 +231,8 @@ pub fn mappings_of(pid: i32, entries: &[MapEntry]) -> Result<Vec<Mapping>, Error
                     });
                 }
                 v.pgoff = e.offset;
-                v.dev = md.dev();
-                v.ino = md.ino();
-                v.size = md.size();
-                v.mtime_ns = md
-                    .mtime()
-                    .saturating_mul(1_000_000_000)
-                    .saturating_add(md.mtime_nsec());
+                let st = crak_format::edit::FileStat::from(&md);
+                (v.dev, v.ino, v.size, v.mtime_ns) = (st.dev, st.ino, st.size, st.mtime_ns);
             }
             VmaKind::SysvShm => {
                 // maps shows the segment's shmid as its inode (spec §3.10).
