@@ -193,51 +193,42 @@ fn restore_inner(
             objects.keep();
             summary.running = t0.elapsed();
             if let Some(Err(e)) = src.map(ImageFile::check_rest) {
-                if family.members.len() > 1 {
-                    tree::kill_tree(pid);
-                } else {
-                    kill_child(pid);
-                }
-                let who = if family.members.len() > 1 {
-                    format!("the restored process tree under {pid} was killed")
-                } else {
-                    format!("the restored process {pid} was killed")
-                };
-                return Err(match e {
-                    RestoreError::Invalid(m) => RestoreError::Invalid(format!(
-                        "{m} (pages mapped from the image, checked once the process ran); {who}"
-                    )),
-                    RestoreError::Failed { stage, detail } => RestoreError::Failed {
-                        stage,
-                        detail: format!("{detail}; {who}"),
-                    },
-                    other => other,
-                });
+                let who = kill_built(family.members.len() > 1, pid, "restored");
+                let note = format!("pages mapped from the image, checked once it ran; {who}");
+                return Err(noted(e, &note));
             }
             summary.elapsed = t0.elapsed();
             Ok(summary)
         }
         Err(e) => {
-            if family.members.len() > 1 {
-                tree::kill_tree(pid);
-            } else {
-                kill_child(pid);
-            }
+            let what = kill_built(family.members.len() > 1, pid, "half-built");
             unix_socket::remove_socket_files(&fresh);
-            let what = if family.members.len() > 1 {
-                format!("the half-built process tree under {pid} was killed")
-            } else {
-                format!("the half-built process {pid} was killed")
-            };
-            Err(match e {
-                RestoreError::Failed { stage, detail } => RestoreError::Failed {
-                    stage,
-                    detail: format!("{detail}; {what}"),
-                },
-                RestoreError::Invalid(m) => RestoreError::Invalid(format!("{m}; {what}")),
-                other => other,
-            })
+            Err(noted(e, &what))
         }
+    }
+}
+
+/// Kills what a restore built under `pid` (the whole tree when it made several processes) and
+/// says so: "the `which` process PID was killed".
+fn kill_built(tree: bool, pid: i32, which: &str) -> String {
+    if tree {
+        tree::kill_tree(pid);
+        format!("the {which} process tree under {pid} was killed")
+    } else {
+        kill_child(pid);
+        format!("the {which} process {pid} was killed")
+    }
+}
+
+/// `e` with `note` appended to its message (errors that carry one).
+fn noted(e: RestoreError, note: &str) -> RestoreError {
+    match e {
+        RestoreError::Failed { stage, detail } => RestoreError::Failed {
+            stage,
+            detail: format!("{detail}; {note}"),
+        },
+        RestoreError::Invalid(m) => RestoreError::Invalid(format!("{m}; {note}")),
+        other => other,
     }
 }
 
