@@ -128,30 +128,45 @@ impl RemoteSyscall {
                 libc::EINVAL,
             ));
         }
-        let saved = ptrace::getregs(self.pid)?;
-        let mut regs = saved;
         let mut a = [0u64; 6];
         a.get_mut(..args.len())
             .unwrap_or(&mut [])
             .copy_from_slice(args);
-        regs.rax = nr as u64;
-        regs.orig_rax = u64::MAX;
-        regs.rip = self.syscall_addr;
-        regs.rdi = a[0];
-        regs.rsi = a[1];
-        regs.rdx = a[2];
-        regs.r10 = a[3];
-        regs.r8 = a[4];
-        regs.r9 = a[5];
+        let at = self.syscall_addr;
+        self.with_regs(
+            |regs| {
+                regs.rax = nr as u64;
+                regs.orig_rax = u64::MAX;
+                regs.rip = at;
+                regs.rdi = a[0];
+                regs.rsi = a[1];
+                regs.rdx = a[2];
+                regs.r10 = a[3];
+                regs.r8 = a[4];
+                regs.r9 = a[5];
+            },
+            |me| me.run(nr),
+        )
+    }
+
+    /// Saves the registers, sets them with `set`, resumes the tracee with `run`, and puts the
+    /// saved registers back whenever the tracee is still in a stop we can use.
+    fn with_regs<T>(
+        &mut self,
+        set: impl FnOnce(&mut crak_format::record::thread::Gpr),
+        run: impl FnOnce(&mut Self) -> std::result::Result<T, RunError>,
+    ) -> Result<T> {
+        let saved = ptrace::getregs(self.pid)?;
+        let mut regs = saved;
+        set(&mut regs);
         ptrace::setregs(self.pid, &regs)?;
-        let result = self.run(nr);
-        // Put the registers back whenever the tracee is still in a stop we can use.
+        let result = run(self);
         let restored = match &result {
             Err(RunError::Gone(_)) => Ok(()),
             _ => ptrace::setregs(self.pid, &saved),
         };
         match result {
-            Ok(rax) => restored.map(|()| rax),
+            Ok(v) => restored.map(|()| v),
             Err(RunError::Gone(e)) | Err(RunError::Sys(e)) => Err(e),
         }
     }
@@ -254,23 +269,16 @@ impl RemoteSyscall {
     /// not done is the failed one, its result in its slot). The registers are restored
     /// afterwards; signals that arrive meanwhile are held back as in [`Self::call_raw`].
     pub fn call_batch(&mut self, code: u64, table: u64, count: u64) -> Result<u64> {
-        let saved = ptrace::getregs(self.pid)?;
-        let mut regs = saved;
-        regs.rip = code;
-        regs.orig_rax = u64::MAX;
-        regs.rbx = table;
-        regs.r12 = count;
-        ptrace::setregs(self.pid, &regs)?;
         let done = code + BATCH_CODE.len() as u64;
-        let result = self.run_batch(done);
-        let restored = match &result {
-            Err(RunError::Gone(_)) => Ok(()),
-            _ => ptrace::setregs(self.pid, &saved),
-        };
-        match result {
-            Ok(left) => restored.map(|()| left),
-            Err(RunError::Gone(e)) | Err(RunError::Sys(e)) => Err(e),
-        }
+        self.with_regs(
+            |regs| {
+                regs.rip = code;
+                regs.orig_rax = u64::MAX;
+                regs.rbx = table;
+                regs.r12 = count;
+            },
+            |me| me.run_batch(done),
+        )
     }
 
     /// Resumes the tracee until the batch code's final `int3` (the stop with `rip` = `done`).
